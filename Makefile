@@ -1,0 +1,48 @@
+# Labelwise: `make demo` runs the closed loop on bundled data, `make test` runs the tests.
+# Both do all set-up on a fresh machine (Debian packages, the project venv, the Label Studio venv).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+LS_VENV := .venv-labelstudio
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup venv labelstudio-install labelstudio-start labelstudio-stop test test-unit demo \
+        bench up down clean
+
+setup: venv labelstudio-install
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/system-deps.sh
+	bash scripts/system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+labelstudio-install: $(LS_VENV)/.installed
+
+$(LS_VENV)/.installed: scripts/labelstudio.sh
+	bash scripts/labelstudio.sh install
+
+labelstudio-start: labelstudio-install
+	bash scripts/labelstudio.sh start
+
+labelstudio-stop:
+	bash scripts/labelstudio.sh stop
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/labelwise demo
+
+bench: setup
+	$(BIN)/labelwise bench scoring
+
+clean:
+	rm -rf .labelwise .pytest_cache

@@ -1,0 +1,243 @@
+"""Configuration: one YAML file plus ``LABELWISE_*`` environment overrides.
+
+Nothing is read at import time. Call :func:`load_settings` where a command, task or app starts.
+
+Precedence (highest first): explicit keyword arguments, environment variables
+(``LABELWISE_SCORING__CONFIDENCE_FLOOR=0.3``: nested fields joined by ``__``), the YAML file
+(``--config``, else ``$LABELWISE_CONFIG``, else ``./labelwise.yaml`` when it exists), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "labelwise.yaml"
+SCORE_NAMES = ("lowest_confidence", "margin_sampling", "entropy")
+
+
+class DetectorSettings(BaseModel):
+    """How the YOLO detector is loaded and run."""
+
+    model: str = Field(
+        "yolov8n.yaml",
+        description="A .pt weights path, an ultralytics model yaml (random init), or "
+        "models:/<name>@champion from the MLflow registry.",
+    )
+    imgsz: int = Field(160, ge=32, description="Inference/training image size in pixels.")
+    batch: int = Field(16, ge=1, description="Images per inference batch.")
+    conf: float = Field(
+        0.01, ge=0.0, le=1.0,
+        description="Prediction threshold; low so near-threshold candidates are scored.",
+    )
+    iou: float = Field(0.6, gt=0.0, le=1.0, description="NMS IoU threshold.")
+    max_det: int = Field(100, ge=1, description="Most boxes kept per image.")
+    device: str = "cpu"
+    threads: int = Field(
+        0, ge=0, description="torch threads for inference/training; 0 = all cores."
+    )
+
+
+class EmbedderSettings(BaseModel):
+    """Per-image embeddings used for diversity."""
+
+    kind: Literal["auto", "clip", "detector", "none"] = Field(
+        "auto",
+        description="auto = CLIP when clip_weights is set, else pooled detector features.",
+    )
+    clip_model: str = "ViT-B-32"
+    clip_weights: Path | None = Field(None, description="Local open_clip weights file.")
+    clip_random_init: bool = Field(
+        False, description="Use an untrained CLIP (tests only); never silently chosen."
+    )
+    batch: int = Field(32, ge=1)
+
+
+class ScoringSettings(BaseModel):
+    """Box scores → image score."""
+
+    aggregation: Literal["min", "mean", "topk_mean", "sum"] = "min"
+    top_k: int = Field(3, ge=1, description="k for topk_mean.")
+    confidence_floor: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Only boxes whose confidence reaches this are aggregated.",
+    )
+    no_box_score: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Score of an image with no box at or above the floor "
+        "(0 = most uncertain: the detector found nothing it believes in).",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {name: 1.0 for name in SCORE_NAMES},
+        description="Weights of the combination; normalised to sum to 1.",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(SCORE_NAMES)
+        if unknown:
+            raise ValueError(
+                f"unknown score weight(s) {sorted(unknown)}; expected keys from {list(SCORE_NAMES)}"
+            )
+        if any(w < 0 for w in value.values()) or sum(value.values()) <= 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum; got {value}")
+        return value
+
+
+class SelectionSettings(BaseModel):
+    """Which images go to review."""
+
+    strategy: str = "diverse_uncertainty"
+    limit: int = Field(20, ge=1)
+    diversity_weight: float = Field(0.5, ge=0.0, le=1.0)
+    candidate_factor: int = Field(
+        10, ge=1, description="diverse selection looks at the limit x this most uncertain images"
+    )
+    class_balance: bool = False
+    seed: int = 0
+
+
+class LabelStudioSettings(BaseModel):
+    """A Label Studio server: ours (make labelstudio-start) or the user's own."""
+
+    url: str = "http://127.0.0.1:8089"
+    api_key: str = "labelwise-dev-token"
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(4, ge=0)
+    document_root: Path | None = Field(
+        None, description="Local-files document root of the server (defaults to state_dir)."
+    )
+    webhook_url: str = "http://127.0.0.1:8091/webhooks/labelstudio"
+    webhook_secret: str = "change-me"
+
+
+class TrackingSettings(BaseModel):
+    """MLflow."""
+
+    tracking_uri: str | None = Field(None, description="Defaults to sqlite in the state folder.")
+    experiment_prefix: str = "labelwise"
+    promote_tolerance: float = Field(
+        0.0, ge=0.0, description="Champion moves unless mAP50-95 drops by more than this."
+    )
+    plateau_epsilon: float = Field(0.005, ge=0.0)
+    plateau_rounds: int = Field(2, ge=1)
+
+
+class TrainingSettings(BaseModel):
+    """Retraining recipe (small on purpose; raise for real data)."""
+
+    epochs: int = Field(30, ge=1)
+    min_image_passes: int = Field(
+        600, ge=0, description="Floor of epochs x images so tiny labelled sets still learn."
+    )
+    batch: int = Field(16, ge=1)
+    patience: int = Field(0, ge=0, description="0 = no early stop.")
+    seed: int = 0
+
+
+class Settings(BaseSettings):
+    """All of Labelwise's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LABELWISE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    state_dir: Path = Field(Path(".labelwise"), description="Everything Labelwise writes.")
+    catalog_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite in state.")
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
+    labelstudio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @model_validator(mode="after")
+    def _absolute_state(self) -> "Settings":
+        object.__setattr__(self, "state_dir", self.state_dir.expanduser().resolve())
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = _CONFIG_FILE_FOR_LOAD.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    # Derived locations -------------------------------------------------------------------
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.state_dir / 'catalog.db'}"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking.tracking_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.state_dir / "thumbnails"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.state_dir / "labels"
+
+    @property
+    def labelstudio_document_root(self) -> Path:
+        return (self.labelstudio.document_root or self.state_dir).expanduser().resolve()
+
+
+# The YAML path for the settings being built. pydantic-settings asks the class for its sources,
+# so the chosen file is handed over here for the duration of one load_settings() call.
+_CONFIG_FILE_FOR_LOAD: dict[str, Path | None] = {"path": None}
+
+
+def find_config_file(explicit: Path | str | None = None) -> Path | None:
+    """The config file to read: explicit, else $LABELWISE_CONFIG, else ./labelwise.yaml."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist; expected a YAML file")
+        return path
+    env = os.environ.get("LABELWISE_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise FileNotFoundError(f"LABELWISE_CONFIG={env} does not exist; expected a YAML file")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from the config file, the environment and ``overrides``."""
+    _CONFIG_FILE_FOR_LOAD["path"] = find_config_file(config_file)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE_FOR_LOAD["path"] = None

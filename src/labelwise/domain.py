@@ -1,0 +1,196 @@
+"""Typed data model shared by every layer.
+
+Arrays are numpy, validated on construction, and the error messages state expected vs actual
+(``probs must be (N, C) with rows summing to 1; got shape (3,)``). Adapters convert their
+library's types into these at the boundary: nothing here knows ultralytics, Label Studio or MLflow.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PROB_SUM_TOLERANCE = 1e-3
+
+
+class ImageStatus(str, enum.Enum):
+    """Where an image is in the labelling life cycle."""
+
+    UNLABELLED = "unlabelled"
+    QUEUED = "queued"
+    LABELLED = "labelled"
+    REJECTED = "rejected"
+
+
+def validate_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:
+    """Check a class-probability matrix and return it as float64.
+
+    Args:
+        probs: (N, C) array, every entry finite and in [0, 1], every row summing to 1 within
+            ``PROB_SUM_TOLERANCE``. N may be 0; C must be at least 1.
+
+    Raises:
+        ValueError: naming the expected form and what was given.
+    """
+    arr = np.asarray(probs)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be (N, C) with rows summing to 1; got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one class column; got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.size and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=1).argmax())
+        raise ValueError(f"{name} must be finite; got NaN/inf in row {bad}: {arr[bad].tolist()}")
+    if arr.size and ((arr < 0).any() or (arr > 1).any()):
+        raise ValueError(
+            f"{name} entries must lie in [0, 1]; got min {arr.min():.6g}, max {arr.max():.6g}"
+        )
+    if arr.shape[0]:
+        sums = arr.sum(axis=1)
+        off = np.abs(sums - 1.0) > PROB_SUM_TOLERANCE
+        if off.any():
+            row = int(off.argmax())
+            raise ValueError(
+                f"{name} rows must sum to 1 (tolerance {PROB_SUM_TOLERANCE}); "
+                f"row {row} sums to {sums[row]:.6g}"
+            )
+    return arr
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes one detector found in one image.
+
+    Attributes:
+        xyxy: (N, 4) float32, corner coordinates in pixels of the original image.
+        confidence: (N,) float32 in [0, 1], the detector's box confidence.
+        class_id: (N,) int64, index into the project's class names.
+        probs: (N, C) float32, the full class distribution of each box, rows summing to 1.
+            Its arg-max is ``class_id``; ``confidence`` is the head's raw max class score
+            (before normalisation), so ``probs.max(1)`` need not equal ``confidence``.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy must be (N, 4); got shape {xyxy.shape}")
+        n = xyxy.shape[0]
+        conf = np.asarray(self.confidence, dtype=np.float32)
+        cls = np.asarray(self.class_id, dtype=np.int64)
+        if conf.shape != (n,):
+            raise ValueError(f"confidence must be ({n},) to match xyxy; got shape {conf.shape}")
+        if cls.shape != (n,):
+            raise ValueError(f"class_id must be ({n},) to match xyxy; got shape {cls.shape}")
+        probs = np.asarray(self.probs)
+        if probs.ndim != 2 or probs.shape[0] != n:
+            raise ValueError(f"probs must be ({n}, C) to match xyxy; got shape {probs.shape}")
+        probs = validate_probs(probs).astype(np.float32)
+        if n and (cls.min() < 0 or cls.max() >= probs.shape[1]):
+            raise ValueError(
+                f"class_id must lie in [0, {probs.shape[1] - 1}]; got range "
+                f"[{cls.min()}, {cls.max()}]"
+            )
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "confidence", conf)
+        object.__setattr__(self, "class_id", cls)
+        object.__setattr__(self, "probs", probs)
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.probs.shape[1])
+
+    @classmethod
+    def empty(cls, num_classes: int) -> "Detections":
+        """No boxes, for a detector with ``num_classes`` classes."""
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            class_id=np.zeros((0,), np.int64),
+            probs=np.zeros((0, num_classes), np.float32),
+        )
+
+    def above(self, floor: float) -> "Detections":
+        """The boxes whose confidence reaches ``floor``."""
+        keep = self.confidence >= floor
+        return Detections(self.xyxy[keep], self.confidence[keep], self.class_id[keep], self.probs[keep])
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """One detector's output for one catalogued image."""
+
+    image_id: str
+    model_version: str
+    width: int
+    height: int
+    detections: Detections
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """Uncertainty of one image; every score on [0, 1], lower = more uncertain.
+
+    Attributes:
+        image_id: the catalog id.
+        uncertainty_score: the score the image is ranked by (the weighted combination of
+            ``scores`` unless a single-score strategy chose one of them).
+        scores: per-strategy image scores: ``lowest_confidence``, ``margin_sampling``, ``entropy``.
+        boxes_considered: boxes at or above the confidence floor that the aggregation used.
+        predicted_class: class id of the least certain considered box, or -1 when none.
+    """
+
+    image_id: str
+    uncertainty_score: float
+    scores: dict[str, float]
+    boxes_considered: int
+    predicted_class: int = -1
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One entry of a score-batch queue."""
+
+    image_id: str
+    uncertainty_score: float
+    scores: dict[str, float]
+    thumbnail: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "image_id": self.image_id,
+            "uncertainty_score": round(float(self.uncertainty_score), 6),
+            "scores": {k: round(float(v), 6) for k, v in self.scores.items()},
+            "thumbnail": self.thumbnail,
+        }
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    """A queue sorted ascending by ``uncertainty_score`` (most uncertain first)."""
+
+    project_id: str
+    strategy: str
+    model_version: str | None
+    queue: list[QueueItem] = field(default_factory=list)
+    params: dict[str, object] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "project_id": self.project_id,
+            "strategy": self.strategy,
+            "model_version": self.model_version,
+            "params": self.params,
+            "queue": [item.as_json() for item in self.queue],
+        }

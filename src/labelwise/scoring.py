@@ -1,0 +1,190 @@
+"""Uncertainty scores: pure numpy, every score on [0, 1], lower = more uncertain.
+
+Per box, from a class-probability matrix ``probs`` of shape (N, C):
+
+* :func:`lowest_confidence` = max_c p_c (the top class probability);
+* :func:`margin` = p_(1) - p_(2) (top-1 minus top-2 probability; 1 when C == 1);
+* :func:`entropy` = 1 - H(p) / ln(C) with natural logs and 0 * ln 0 = 0 (1 when C == 1).
+
+Per image, box scores are aggregated over the boxes whose confidence reaches a floor
+(:func:`aggregate`): the prediction threshold is kept low so near-threshold candidates are scored,
+but most of those candidates are background and would otherwise decide the minimum.
+
+* ``min`` (default): the least certain box decides (a single confusing object makes the image
+  worth labelling).
+* ``mean``: the average box; images with many easy boxes are pulled up.
+* ``topk_mean``: mean of the k least certain boxes (k = ``top_k``), between min and mean.
+* ``sum``: sum of the per-box uncertainties (1 - score), as in PPAL, mapped back to [0, 1] by
+  ``1 / (1 + sum)`` so it stays "lower = more uncertain": many uncertain boxes add up.
+
+An image with no box at or above the floor gets ``no_box_score`` for every score (default 0, the
+most uncertain: a detector that believes in nothing on a pool image has either missed the
+objects or met a scene it does not know). The rule is recorded with every result.
+
+The image's ``uncertainty_score`` is the weighted combination of the three image scores
+(:func:`combine`), weights normalised to sum to 1, equal by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from labelwise.domain import Detections, ImageScore, validate_probs
+
+ScoreName = Literal["lowest_confidence", "margin_sampling", "entropy"]
+Aggregation = Literal["min", "mean", "topk_mean", "sum"]
+SCORE_NAMES: tuple[ScoreName, ...] = ("lowest_confidence", "margin_sampling", "entropy")
+AGGREGATIONS: tuple[Aggregation, ...] = ("min", "mean", "topk_mean", "sum")
+
+
+def lowest_confidence(probs: np.ndarray) -> np.ndarray:
+    """Top class probability per box: (N, C) -> (N,), on [1/C, 1]."""
+    p = validate_probs(probs)
+    return p.max(axis=1) if p.shape[0] else np.zeros(0)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 class probability per box: (N, C) -> (N,), on [0, 1]."""
+    p = validate_probs(probs)
+    if p.shape[0] == 0:
+        return np.zeros(0)
+    if p.shape[1] == 1:
+        return np.ones(p.shape[0])
+    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+    return np.clip(top2[:, 1] - top2[:, 0], 0.0, 1.0)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """One minus normalised Shannon entropy per box: (N, C) -> (N,), on [0, 1].
+
+    ``1 - H(p) / ln(C)`` with natural logarithms and ``0 * ln 0 = 0``; a one-hot row scores 1,
+    the uniform row 0.
+    """
+    p = validate_probs(probs)
+    if p.shape[0] == 0:
+        return np.zeros(0)
+    c = p.shape[1]
+    if c == 1:
+        return np.ones(p.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    h = -plogp.sum(axis=1)
+    return np.clip(1.0 - h / np.log(c), 0.0, 1.0)
+
+
+BOX_SCORES: dict[ScoreName, Callable[[np.ndarray], np.ndarray]] = {
+    "lowest_confidence": lowest_confidence,
+    "margin_sampling": margin,
+    "entropy": entropy,
+}
+
+
+def aggregate(box_scores: np.ndarray, how: Aggregation = "min", top_k: int = 3) -> float:
+    """Aggregate (N,) box scores on [0, 1] into one image score on [0, 1]; N >= 1.
+
+    See the module docstring for the meaning of each rule.
+    """
+    s = np.asarray(box_scores, dtype=np.float64)
+    if s.ndim != 1 or s.shape[0] == 0:
+        raise ValueError(f"box_scores must be (N,) with N >= 1; got shape {s.shape}")
+    if how == "min":
+        return float(s.min())
+    if how == "mean":
+        return float(s.mean())
+    if how == "topk_mean":
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1; got {top_k}")
+        k = min(top_k, s.shape[0])
+        return float(np.sort(s)[:k].mean())
+    if how == "sum":
+        return float(1.0 / (1.0 + (1.0 - s).sum()))
+    raise ValueError(f"aggregation must be one of {list(AGGREGATIONS)}; got {how!r}")
+
+
+def normalise_weights(weights: Mapping[str, float] | None) -> dict[ScoreName, float]:
+    """Weights over the three scores, normalised to sum to 1 (equal when None)."""
+    if weights is None:
+        return {name: 1.0 / len(SCORE_NAMES) for name in SCORE_NAMES}
+    unknown = set(weights) - set(SCORE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown score weight(s) {sorted(unknown)}; expected {list(SCORE_NAMES)}")
+    w = {name: float(weights.get(name, 0.0)) for name in SCORE_NAMES}
+    if any(not np.isfinite(v) or v < 0 for v in w.values()) or sum(w.values()) <= 0:
+        raise ValueError(f"weights must be finite, >= 0, with a positive sum; got {dict(weights)}")
+    total = sum(w.values())
+    return {name: v / total for name, v in w.items()}
+
+
+def combine(scores: Mapping[str, float], weights: Mapping[str, float] | None = None) -> float:
+    """Weighted combination of the three image scores, on [0, 1]."""
+    w = normalise_weights(weights)
+    missing = [name for name in SCORE_NAMES if w[name] > 0 and name not in scores]
+    if missing:
+        raise ValueError(f"scores lack {missing}; expected keys {list(SCORE_NAMES)}")
+    return float(sum(w[name] * float(scores[name]) for name in SCORE_NAMES if w[name] > 0))
+
+
+@dataclass(frozen=True)
+class ScoringRule:
+    """How boxes become an image score; recorded with every score batch."""
+
+    aggregation: Aggregation = "min"
+    top_k: int = 3
+    confidence_floor: float = 0.25
+    no_box_score: float = 0.0
+    weights: dict[str, float] = field(default_factory=lambda: dict(normalise_weights(None)))
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"aggregation must be one of {list(AGGREGATIONS)}; got {self.aggregation!r}"
+            )
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1; got {self.top_k}")
+        for name in ("confidence_floor", "no_box_score"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]; got {value}")
+        object.__setattr__(self, "weights", dict(normalise_weights(self.weights)))
+
+    def as_params(self) -> dict[str, object]:
+        return {
+            "aggregation": self.aggregation,
+            "top_k": self.top_k,
+            "confidence_floor": self.confidence_floor,
+            "no_box_score": self.no_box_score,
+            "weights": {k: round(v, 6) for k, v in self.weights.items()},
+        }
+
+
+def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> ImageScore:
+    """Score one image's detections under ``rule``.
+
+    ``predicted_class`` is the class of the least certain considered box by the combined score.
+    """
+    considered = detections.above(rule.confidence_floor)
+    if len(considered) == 0:
+        scores = {name: rule.no_box_score for name in SCORE_NAMES}
+        return ImageScore(image_id, rule.no_box_score, scores, 0, -1)
+    per_box = {name: fn(considered.probs) for name, fn in BOX_SCORES.items()}
+    scores = {name: aggregate(values, rule.aggregation, rule.top_k) for name, values in per_box.items()}
+    combined_boxes = sum(rule.weights[name] * per_box[name] for name in SCORE_NAMES)
+    worst = int(np.argmin(combined_boxes))
+    return ImageScore(
+        image_id=image_id,
+        uncertainty_score=combine(scores, rule.weights),
+        scores=scores,
+        boxes_considered=len(considered),
+        predicted_class=int(considered.class_id[worst]),
+    )
+
+
+def score_images(
+    items: Sequence[tuple[str, Detections]], rule: ScoringRule
+) -> list[ImageScore]:
+    """Score many images; order follows ``items``."""
+    return [score_image(image_id, dets, rule) for image_id, dets in items]

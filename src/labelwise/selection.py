@@ -1,0 +1,221 @@
+"""Selectors: which images to label, given their scores and (optionally) embeddings.
+
+Utility and selector are composed, not entangled (as in modAL): scores come from
+:mod:`labelwise.scoring`; these functions only decide. Every function that breaks ties or samples
+takes an explicit :class:`numpy.random.Generator`.
+
+Scale: :func:`diverse_select` never builds an N x N matrix. It restricts the greedy search to the
+``candidate_pool`` most uncertain images (M of them, default 10 x k), computes their distance to
+the labelled set in chunks (M x L), then runs k greedy steps over M candidates: O(M (L + k) d)
+time and O(M d + chunk) memory, independent of the pool size beyond the initial partial sort.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DISTANCE_CHUNK = 8192
+
+
+def _check_scores(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be (N,); got shape {s.shape}")
+    if s.size and (not np.isfinite(s).all() or s.min() < 0 or s.max() > 1):
+        raise ValueError(
+            f"scores must be finite and lie in [0, 1]; got min {np.nanmin(s):.6g}, "
+            f"max {np.nanmax(s):.6g}"
+        )
+    return s
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1; got {k!r}")
+
+
+def _check_weight(weight: float) -> None:
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"diversity_weight must lie in [0, 1]; got {weight}")
+
+
+def unit_rows(x: np.ndarray, name: str = "embeddings") -> np.ndarray:
+    """L2-normalise rows of (N, d) float data to float32 (zero rows stay zero)."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be (N, d); got shape {arr.shape}")
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; got NaN or inf")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.where(norms > 0, norms, 1.0)
+
+
+def rank_order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of (N,) scores ascending (most uncertain first); ties in random order."""
+    s = _check_scores(scores)
+    tiebreak = rng.random(s.shape[0])
+    return np.lexsort((tiebreak, s))
+
+
+def rank_select(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The k lowest of (N,) scores, most uncertain first; (min(k, N),) int64 indices."""
+    _check_k(k)
+    s = _check_scores(scores)
+    if s.shape[0] <= k:
+        return rank_order(s, rng).astype(np.int64)
+    # Partial sort first so 100k-image pools do not pay for a full sort, then order the top part.
+    # Include every index tied with the k-th value so the random tie-break stays fair.
+    kth = np.partition(s, k - 1)[k - 1]
+    part = np.flatnonzero(s <= kth)
+    order = part[rank_order(s[part], rng)]
+    return order[:k].astype(np.int64)
+
+
+def random_select(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k distinct indices of n drawn uniformly; (min(k, n),) int64."""
+    _check_k(k)
+    return rng.choice(n, size=min(k, n), replace=False).astype(np.int64)
+
+
+def min_distance(points: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """Distance of each of (M, d) unit vectors to its nearest of (L, d) unit vectors.
+
+    Returns (M,) float32 on [0, 1]: Euclidean distance halved (unit vectors are at most 2
+    apart). With no reference points, every distance is 1. Works in chunks of L.
+    """
+    m = points.shape[0]
+    if reference is None or reference.shape[0] == 0:
+        return np.ones(m, np.float32)
+    if reference.shape[1] != points.shape[1]:
+        raise ValueError(
+            f"labelled embeddings must have d={points.shape[1]} columns like the pool; "
+            f"got shape {reference.shape}"
+        )
+    best = np.full(m, -1.0, np.float32)
+    for start in range(0, reference.shape[0], DISTANCE_CHUNK):
+        sims = points @ reference[start : start + DISTANCE_CHUNK].T
+        np.maximum(best, sims.max(axis=1), out=best)
+    return cosine_to_distance(best)
+
+
+def cosine_to_distance(cos: np.ndarray) -> np.ndarray:
+    """Unit-vector cosine similarity -> Euclidean distance / 2, on [0, 1]."""
+    return (np.sqrt(np.clip(2.0 - 2.0 * cos, 0.0, 4.0)) / 2.0).astype(np.float32)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    span = float(x.max() - x.min()) if x.size else 0.0
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+
+def diverse_select(
+    scores: np.ndarray,
+    embeddings: np.ndarray,
+    k: int,
+    diversity_weight: float,
+    rng: np.random.Generator,
+    labelled_embeddings: np.ndarray | None = None,
+    candidate_pool: int | None = None,
+    class_ids: np.ndarray | None = None,
+    class_balance: bool = False,
+) -> np.ndarray:
+    """Greedy uncertainty x diversity selection; (min(k, N),) int64 indices in pick order.
+
+    Args:
+        scores: (N,) on [0, 1], lower = more uncertain.
+        embeddings: (N, d) image embeddings (any scale: rows are L2-normalised here).
+        k: how many to pick.
+        diversity_weight: w in [0, 1]. Each step picks the candidate maximising
+            ``(1 - w) * u + w * d`` where ``u`` is the candidate's uncertainty (1 - score,
+            min-max scaled over the candidates) and ``d`` its distance to the nearest image
+            already selected OR already labelled (scaled by the candidates' initial spread).
+            w = 0 is pure uncertainty ranking, w = 1 pure diversity (k-center greedy).
+        rng: breaks ties among equal scores.
+        labelled_embeddings: (L, d) embeddings of images already labelled, or None.
+        candidate_pool: M, how many of the most uncertain images the greedy search considers
+            (default 10 * k); with w = 1 the candidates are a random sample instead, so
+            diversity is sought over the whole pool's spread.
+        class_ids: (N,) predicted class per image (-1 = none), used when ``class_balance``.
+        class_balance: cap each predicted class at ceil(k / classes among candidates) picks,
+            relaxed only when no candidate of an uncapped class is left.
+    """
+    _check_k(k)
+    _check_weight(diversity_weight)
+    s = _check_scores(scores)
+    n = s.shape[0]
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(f"embeddings must be ({n}, d) to match scores; got shape {emb.shape}")
+    if class_ids is not None and np.asarray(class_ids).shape != (n,):
+        raise ValueError(f"class_ids must be ({n},); got shape {np.asarray(class_ids).shape}")
+    if n == 0:
+        return np.zeros(0, np.int64)
+    m = min(n, candidate_pool if candidate_pool is not None else 10 * k)
+    m = max(m, min(k, n))
+    if diversity_weight >= 1.0:
+        candidates = rng.choice(n, size=m, replace=False) if m < n else rng.permutation(n)
+    else:
+        candidates = rank_select(s, m, rng)
+    cand_emb = unit_rows(emb[candidates])
+    labelled = None if labelled_embeddings is None else unit_rows(labelled_embeddings, "labelled embeddings")
+    dist = min_distance(cand_emb, labelled)
+    centre = cand_emb.mean(axis=0)
+    norm = float(np.linalg.norm(centre))
+    radius = float(cosine_to_distance(cand_emb @ (centre / norm)).max()) if norm > 0 else 1.0
+    scale = max(2.0 * radius, 1e-6)
+    uncertainty = _minmax(1.0 - s[candidates]).astype(np.float32)
+    cls = None if class_ids is None else np.asarray(class_ids)[candidates]
+    cap = None
+    if class_balance and cls is not None:
+        cap = math.ceil(min(k, m) / max(1, np.unique(cls).size))
+    taken: dict[int, int] = {}
+    available = np.ones(m, bool)
+    picks: list[int] = []
+    for _ in range(min(k, m)):
+        utility = (1.0 - diversity_weight) * uncertainty + diversity_weight * np.minimum(dist / scale, 1.0)
+        allowed = available.copy()
+        if cap is not None and cls is not None:
+            capped = [c for c, count in taken.items() if count >= cap]
+            if capped:
+                within = allowed & ~np.isin(cls, capped)
+                if within.any():
+                    allowed = within
+        utility = np.where(allowed, utility, -np.inf)
+        best = int(np.argmax(utility))
+        picks.append(best)
+        available[best] = False
+        if cls is not None:
+            taken[int(cls[best])] = taken.get(int(cls[best]), 0) + 1
+        dist = np.minimum(dist, cosine_to_distance(cand_emb @ cand_emb[best]))
+    return candidates[np.asarray(picks, np.int64)].astype(np.int64)
+
+
+def kcenter_greedy(
+    embeddings: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    labelled_embeddings: np.ndarray | None = None,
+) -> np.ndarray:
+    """Plain k-center greedy over the WHOLE pool (Sener & Savarese), the reference baseline.
+
+    O(N (L + k) d): every pool image's distance to the labelled set, then k full-pool updates.
+    Kept for benchmarks and cold start on small pools; :func:`diverse_select` is the scalable path.
+    """
+    _check_k(k)
+    emb = unit_rows(embeddings)
+    n = emb.shape[0]
+    labelled = None if labelled_embeddings is None else unit_rows(labelled_embeddings, "labelled embeddings")
+    dist = min_distance(emb, labelled)
+    picks: list[int] = []
+    if labelled is None or labelled.shape[0] == 0:
+        first = int(rng.integers(n))
+        picks.append(first)
+        dist = np.minimum(dist, cosine_to_distance(emb @ emb[first]))
+    while len(picks) < min(k, n):
+        dist[picks] = -1.0
+        best = int(np.argmax(dist))
+        picks.append(best)
+        dist = np.minimum(dist, cosine_to_distance(emb @ emb[best]))
+    return np.asarray(picks, np.int64)

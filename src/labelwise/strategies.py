@@ -1,0 +1,173 @@
+"""Selection strategies: a name -> (image score, selector) registry.
+
+Each strategy says which score it ranks by (``score_key``; that score becomes the queue's
+``uncertainty_score``) and how it selects. One contract test walks :data:`STRATEGIES`, so a new
+strategy only needs an entry here to be tested like the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from labelwise.domain import ImageScore
+from labelwise.selection import diverse_select, random_select, rank_select
+
+COMBINED = "combined"
+
+
+@dataclass(frozen=True)
+class SelectionRequest:
+    """Everything a strategy may use to pick images.
+
+    Attributes:
+        scores: one ImageScore per candidate image, aligned with ``embeddings`` rows.
+        limit: how many to pick (>= 1).
+        rng: the only source of randomness.
+        embeddings: (N, d) image embeddings, or None when none were computed.
+        labelled_embeddings: (L, d) embeddings of images already labelled, or None.
+        diversity_weight: in [0, 1], used by diversity-aware strategies.
+        candidate_factor: diversity strategies consider limit x this most uncertain images.
+        class_balance: balance the batch by predicted class.
+    """
+
+    scores: Sequence[ImageScore]
+    limit: int
+    rng: np.random.Generator
+    embeddings: np.ndarray | None = None
+    labelled_embeddings: np.ndarray | None = None
+    diversity_weight: float = 0.5
+    candidate_factor: int = 10
+    class_balance: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"limit must be >= 1; got {self.limit}")
+        if not 0.0 <= self.diversity_weight <= 1.0:
+            raise ValueError(f"diversity_weight must lie in [0, 1]; got {self.diversity_weight}")
+        if self.candidate_factor < 1:
+            raise ValueError(f"candidate_factor must be >= 1; got {self.candidate_factor}")
+        if self.embeddings is not None and len(self.embeddings) != len(self.scores):
+            raise ValueError(
+                f"embeddings must have one row per scored image ({len(self.scores)}); "
+                f"got {len(self.embeddings)}"
+            )
+
+    def values(self, key: str) -> np.ndarray:
+        """(N,) the scores under ``key`` (a per-strategy score name or ``combined``)."""
+        return np.asarray([score_value(s, key) for s in self.scores], dtype=np.float64)
+
+    def class_ids(self) -> np.ndarray:
+        return np.asarray([s.predicted_class for s in self.scores], dtype=np.int64)
+
+
+def score_value(score: ImageScore, key: str) -> float:
+    """The value of ``key`` for one image: a per-strategy score or the combined score."""
+    return float(score.uncertainty_score if key == COMBINED else score.scores[key])
+
+
+def _rank(key: str) -> Callable[[SelectionRequest], np.ndarray]:
+    def select(req: SelectionRequest) -> np.ndarray:
+        return rank_select(req.values(key), req.limit, req.rng)
+
+    return select
+
+
+def _require_embeddings(req: SelectionRequest, name: str) -> np.ndarray:
+    if req.embeddings is None:
+        raise ValueError(
+            f"strategy {name!r} needs image embeddings; got none. Run auto-label with an "
+            "embedder (embedder.kind: auto, clip or detector), or choose a ranking strategy."
+        )
+    return req.embeddings
+
+
+def _diverse(req: SelectionRequest) -> np.ndarray:
+    return diverse_select(
+        req.values(COMBINED),
+        _require_embeddings(req, "diverse_uncertainty"),
+        req.limit,
+        req.diversity_weight,
+        req.rng,
+        labelled_embeddings=req.labelled_embeddings,
+        candidate_pool=req.limit * req.candidate_factor,
+        class_ids=req.class_ids(),
+        class_balance=req.class_balance,
+    )
+
+
+def _cold_start(req: SelectionRequest) -> np.ndarray:
+    return diverse_select(
+        np.zeros(len(req.scores)),
+        _require_embeddings(req, "cold_start"),
+        req.limit,
+        1.0,
+        req.rng,
+        labelled_embeddings=req.labelled_embeddings,
+        candidate_pool=req.limit * max(req.candidate_factor, 20),
+    )
+
+
+def _random(req: SelectionRequest) -> np.ndarray:
+    return random_select(len(req.scores), req.limit, req.rng)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named way to pick images.
+
+    Attributes:
+        name: what users type (``--strategy``).
+        score_key: the score that becomes ``uncertainty_score`` in the queue.
+        needs_predictions: False only for strategies usable before any model exists.
+        description: one line for ``--help`` and docs.
+    """
+
+    name: str
+    score_key: str
+    select: Callable[[SelectionRequest], np.ndarray]
+    needs_predictions: bool
+    description: str
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("lowest_confidence", "lowest_confidence", _rank("lowest_confidence"), True,
+                 "rank by the top class probability of the least certain box"),
+        Strategy("margin_sampling", "margin_sampling", _rank("margin_sampling"), True,
+                 "rank by top-1 minus top-2 class probability"),
+        Strategy("entropy", "entropy", _rank("entropy"), True,
+                 "rank by one minus normalised class entropy"),
+        Strategy("weighted_combination", COMBINED, _rank(COMBINED), True,
+                 "rank by the weighted combination of the three scores"),
+        Strategy("diverse_uncertainty", COMBINED, _diverse, True,
+                 "greedy trade of combined uncertainty against embedding distance to images "
+                 "already selected and labelled (diversity_weight)"),
+        Strategy("cold_start", COMBINED, _cold_start, False,
+                 "diversity only (k-center greedy on embeddings), for when no model exists"),
+        Strategy("random", COMBINED, _random, False, "uniform random sample (a baseline)"),
+    )
+}
+DEFAULT_STRATEGY = "diverse_uncertainty"
+
+
+def get_strategy(name: str) -> Strategy:
+    """Look a strategy up by name; ValueError naming the accepted names otherwise."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {name!r}; expected one of {sorted(STRATEGIES)}"
+        ) from None
+
+
+def select(strategy: str | Strategy, request: SelectionRequest) -> np.ndarray:
+    """Run a strategy; (min(limit, N),) distinct int64 indices into ``request.scores``."""
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    if len(request.scores) == 0:
+        return np.zeros(0, np.int64)
+    picked = np.asarray(strat.select(request), dtype=np.int64)
+    return picked
