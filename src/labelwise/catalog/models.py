@@ -1,0 +1,126 @@
+"""SQLAlchemy tables. Arrays are stored as raw little-endian bytes with their shape alongside."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("project_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="unlabelled", index=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ls_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    queued_round: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    upload_group: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("project_id", "image_id", "model_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_version: Mapped[str] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    n_boxes: Mapped[int] = mapped_column(Integer)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    xyxy: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n, 4)
+    confidence: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n,)
+    class_id: Mapped[bytes] = mapped_column(LargeBinary)  # int64 (n,)
+    probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n, C)
+
+
+class EmbeddingRow(Base):
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("project_id", "image_id", "embedder"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(64), index=True)
+    embedder: Mapped[str] = mapped_column(String(200), index=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (dim,)
+
+
+class RoundRow(Base):
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("project_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(32), default="proposed")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ScoreRow(Base):
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("round_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(64))
+    uncertainty_score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class LabelRow(Base):
+    """Ground truth of a labelled image: YOLO rows [cls, cx, cy, w, h] normalised."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("project_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(64))
+    boxes: Mapped[list] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(50))
+    ls_annotation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    labelled_round: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

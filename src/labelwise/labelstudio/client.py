@@ -1,0 +1,494 @@
+"""A small, retrying wrapper around label-studio-sdk 2.x for what Labelwise needs.
+
+Error policy (the SDK's own retries are switched off; this module does them):
+
+* connection errors (refused, reset, connect timeout) and HTTP 5xx are retried with exponential
+  backoff, ``retries`` times, ``retry_base_delay_s * 2**attempt`` apart (capped); then
+  :class:`LabelStudioUnavailable` names the URL;
+* a read timeout is retried only for idempotent calls (a bulk import may have gone through);
+* 401/403 raise :class:`LabelStudioAuthError` at once, any other 4xx
+  :class:`LabelStudioRequestError` with the server's body.
+
+Results come back as plain ``dict``s (JSON-ready), ids as ``int``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from labelwise.config import LabelStudioSettings
+from labelwise.labelstudio.errors import (
+    LabelStudioAuthError,
+    LabelStudioRequestError,
+    LabelStudioUnavailable,
+)
+from labelwise.labelstudio.local_files import check_storage_path
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+IMPORT_CHUNK_SIZE = 500
+PAGE_SIZE = 100
+DEFAULT_RETRY_BASE_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 8.0
+
+# Transport errors after which the request certainly did not reach the application.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.PoolTimeout,
+)
+
+
+def _dump(obj: Any) -> dict[str, Any]:
+    """An SDK model (or dict) as a plain JSON-ready dict."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return obj.model_dump(mode="json", by_alias=True)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class LabelStudioClient:
+    """Labelwise's view of one Label Studio server.
+
+    Args:
+        url: server base URL, e.g. ``http://127.0.0.1:8089``.
+        api_key: a legacy token (sent as ``Token``) or a personal access token (JWT, ``Bearer``).
+        timeout_s: per-request timeout in seconds.
+        retries: retries after the first try for connection errors and 5xx.
+        retry_base_delay_s: first backoff delay in seconds; doubles each retry (capped at 8 s).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 4,
+        retry_base_delay_s: float = DEFAULT_RETRY_BASE_DELAY_S,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0; got {retries}")
+        if not api_key:
+            raise ValueError("api_key must be a non-empty Label Studio token; got an empty one")
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self.retry_base_delay_s = retry_base_delay_s
+        self._http = httpx.Client(timeout=timeout_s, follow_redirects=True)
+        self._ls = LabelStudio(
+            base_url=self.url,
+            api_key=api_key,
+            timeout=timeout_s,
+            max_retries=0,
+            httpx_client=self._http,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: LabelStudioSettings, *, retry_base_delay_s: float = DEFAULT_RETRY_BASE_DELAY_S
+    ) -> "LabelStudioClient":
+        """A client for ``settings.url`` with its key, timeout and retry count."""
+        return cls(
+            settings.url,
+            settings.api_key,
+            timeout_s=settings.timeout_s,
+            retries=settings.retries,
+            retry_base_delay_s=retry_base_delay_s,
+        )
+
+    @property
+    def sdk(self) -> LabelStudio:
+        """The underlying SDK client (no retries, no error mapping): an escape hatch."""
+        return self._ls
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "LabelStudioClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LabelStudioClient(url={self.url!r})"
+
+    # -- error handling ---------------------------------------------------------------------
+    def _call(self, action: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run one SDK call with retries and error mapping (see the module docstring)."""
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except ApiError as exc:
+                status = exc.status_code or 0
+                if status in (401, 403):
+                    raise LabelStudioAuthError(
+                        f"{action}: Label Studio at {self.url} refused the API key (HTTP {status}); "
+                        "expected a valid token (legacy tokens need "
+                        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)"
+                    ) from exc
+                if 400 <= status < 500:
+                    raise LabelStudioRequestError(
+                        f"{action}: Label Studio at {self.url} rejected the request "
+                        f"(HTTP {status}): {exc.body}",
+                        status_code=status,
+                        body=exc.body,
+                    ) from exc
+                reason = f"HTTP {status}: {str(exc.body)[:200]}"
+                last: Exception = exc
+            except _CONNECT_ERRORS as exc:
+                reason, last = f"{type(exc).__name__}: {exc}", exc
+            except httpx.TimeoutException as exc:
+                if not idempotent:
+                    raise LabelStudioUnavailable(
+                        f"{action}: Label Studio at {self.url} did not answer in time "
+                        f"({type(exc).__name__}); not retried because the request may have been "
+                        "applied"
+                    ) from exc
+                reason, last = f"{type(exc).__name__}: {exc}", exc
+            except httpx.TransportError as exc:
+                raise LabelStudioUnavailable(
+                    f"{action}: Label Studio at {self.url} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            if attempt >= self.retries:
+                raise LabelStudioUnavailable(
+                    f"{action}: Label Studio at {self.url} is unavailable after "
+                    f"{attempt + 1} attempt(s) ({reason}); is the server running "
+                    "(scripts/labelstudio.sh status)?"
+                ) from last
+            delay = min(self.retry_base_delay_s * 2**attempt, MAX_RETRY_DELAY_S)
+            log.warning("%s: %s; retry %d/%d in %.2fs", action, reason, attempt + 1,
+                        self.retries, delay)
+            time.sleep(delay)
+            attempt += 1
+
+    def _pages(
+        self, action: str, fetch: Callable[[int], Any], page_size: int = PAGE_SIZE
+    ) -> list[Any]:
+        """Every item of a page-numbered SDK list; each page is one retried call."""
+        items: list[Any] = []
+        page = 1
+        while True:
+            try:
+                pager = self._call(f"{action} (page {page})", lambda p=page: fetch(p))
+            except LabelStudioRequestError as exc:
+                if exc.status_code == 404 and page > 1:  # Label Studio's "past the last page"
+                    break
+                raise
+            got = list(pager.items or [])
+            items.extend(got)
+            if len(got) < page_size:
+                break
+            page += 1
+        return items
+
+    # -- server ------------------------------------------------------------------------------
+    def check(self) -> dict[str, Any]:
+        """Fail fast unless the server answers and accepts the key.
+
+        Returns:
+            The authenticated user (``id``, ``email``, ...).
+
+        Raises:
+            LabelStudioUnavailable: unreachable or failing server (after retries).
+            LabelStudioAuthError: the key is refused.
+        """
+        return _dump(self._call("check", lambda: self._ls.users.whoami()))
+
+    # -- projects ----------------------------------------------------------------------------
+    def find_project(self, title: str) -> int | None:
+        """Id of the project with exactly this title (the oldest if several), else None."""
+        projects = self._pages(
+            f"find project {title!r}",
+            lambda p: self._ls.projects.list(title=title, page=p, page_size=PAGE_SIZE),
+        )
+        ids = sorted(int(pr.id) for pr in projects if pr.title == title)
+        if len(ids) > 1:
+            log.warning("%d projects titled %r; using the oldest, id %d", len(ids), title, ids[0])
+        return ids[0] if ids else None
+
+    def ensure_project(self, title: str, label_config: str) -> int:
+        """Id of the project titled ``title``, creating it with ``label_config`` if missing.
+
+        An existing project is reused as it is (its label config is not changed).
+        """
+        existing = self.find_project(title)
+        if existing is not None:
+            return existing
+        project = self._call(
+            f"create project {title!r}",
+            lambda: self._ls.projects.create(title=title, label_config=label_config),
+            idempotent=False,
+        )
+        log.info("created Label Studio project %r (id %s)", title, project.id)
+        return int(project.id)
+
+    def get_project(self, project_id: int) -> dict[str, Any]:
+        """The project as a dict (``title``, ``label_config``, ``task_number``, ...)."""
+        return _dump(self._call(f"get project {project_id}",
+                                lambda: self._ls.projects.get(project_id)))
+
+    def delete_project(self, project_id: int, *, missing_ok: bool = True) -> None:
+        """Delete a project with its tasks; a missing project is fine unless ``missing_ok=False``."""
+        try:
+            self._call(f"delete project {project_id}",
+                       lambda: self._ls.projects.delete(project_id))
+        except LabelStudioRequestError as exc:
+            if not (missing_ok and exc.status_code == 404):
+                raise
+
+    # -- storage -----------------------------------------------------------------------------
+    def ensure_local_storage(
+        self, project_id: int, path: Path, document_root: Path, *, title: str | None = None
+    ) -> int:
+        """Id of a local-files import storage of the project on ``path``, created if missing.
+
+        The storage is what lets the server serve ``/data/local-files/?d=...`` URLs under
+        ``path`` to the project. Tasks are imported by :meth:`import_tasks`, never by syncing it.
+
+        Args:
+            path: an existing folder, a strict SUBFOLDER of ``document_root``.
+            document_root: the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``.
+
+        Raises:
+            ValueError: ``path`` is the document root, outside it, or not a folder.
+        """
+        folder = check_storage_path(path, document_root)
+        if not folder.is_dir():
+            raise ValueError(f"local storage path {folder} must be an existing folder; it is not")
+        storages = self._call(
+            f"list local storages of project {project_id}",
+            lambda: self._ls.import_storage.local.list(project=project_id),
+        )
+        for storage in storages:
+            if storage.path and Path(storage.path).resolve() == folder:
+                return int(storage.id)
+        created = self._call(
+            f"create local storage {folder} for project {project_id}",
+            lambda: self._ls.import_storage.local.create(
+                project=project_id,
+                path=str(folder),
+                title=title or f"labelwise:{folder.name}",
+                use_blob_urls=True,
+                recursive_scan=True,
+            ),
+            idempotent=False,
+        )
+        return int(created.id)
+
+    # -- tasks -------------------------------------------------------------------------------
+    def import_tasks(
+        self, project_id: int, tasks: Sequence[Mapping[str, Any]], *,
+        chunk_size: int = IMPORT_CHUNK_SIZE,
+    ) -> list[int]:
+        """Bulk-import tasks (with inline ``predictions``), one request per ``chunk_size`` tasks.
+
+        Args:
+            tasks: dicts with a ``data`` dict (``{"image": url, ...}``) and optionally
+                ``predictions``: ``[{"model_version", "score", "result": [...]}]``.
+
+        Returns:
+            The new task ids, in the order of ``tasks``.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+        for i, task in enumerate(tasks):
+            if not isinstance(task.get("data"), Mapping):
+                raise ValueError(f"tasks[{i}] must have a 'data' dict; got keys {sorted(task)}")
+        ids: list[int] = []
+        for chunk in _chunks(list(tasks), chunk_size):
+            response = self._call(
+                f"import {len(chunk)} tasks into project {project_id}",
+                lambda c=chunk: self._ls.projects.import_tasks(
+                    project_id, request=list(c), return_task_ids=True
+                ),
+                idempotent=False,
+            )
+            got = _dump(response).get("task_ids")
+            if got is None or len(got) != len(chunk):
+                raise LabelStudioRequestError(
+                    f"import into project {project_id} at {self.url}: expected {len(chunk)} task "
+                    f"ids; got {None if got is None else len(got)}",
+                    status_code=200,
+                    body=_dump(response),
+                )
+            ids.extend(int(t) for t in got)
+        return ids
+
+    def list_tasks(
+        self, project_id: int, fields: str = "all", *, view_id: int | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> list[dict[str, Any]]:
+        """Every task of the project (or of one Data Manager view), all pages.
+
+        Args:
+            fields: ``"all"`` (with ``annotations`` and ``predictions``) or ``"task_only"``.
+            view_id: restrict to the tasks a view's filters select, in its ordering.
+        """
+        tasks = self._pages(
+            f"list tasks of project {project_id}",
+            lambda p: self._ls.tasks.list(
+                project=project_id, view=view_id, fields=fields, page=p, page_size=page_size
+            ),
+            page_size,
+        )
+        return [_dump(t) for t in tasks]
+
+    # -- annotations -------------------------------------------------------------------------
+    def task_annotations(self, task_id: int) -> list[dict[str, Any]]:
+        """The annotations of one task (each with ``result``, ``was_cancelled``, ...)."""
+        found = self._call(f"list annotations of task {task_id}",
+                           lambda: self._ls.annotations.list(task_id))
+        return [_dump(a) for a in found]
+
+    def create_annotation(
+        self,
+        task_id: int,
+        result: Sequence[Mapping[str, Any]],
+        was_cancelled: bool = False,
+        *,
+        ground_truth: bool = False,
+        lead_time: float | None = None,
+    ) -> dict[str, Any]:
+        """Submit an annotation as the key's user (e.g. a simulated annotator).
+
+        Args:
+            result: regions as from :func:`~labelwise.labelstudio.boxes.yolo_to_ls_result`.
+            lead_time: seconds the annotator spent, if known.
+
+        Returns:
+            The created annotation (with its ``id``).
+        """
+        kwargs: dict[str, Any] = {
+            "result": [dict(r) for r in result],
+            "was_cancelled": was_cancelled,
+            "ground_truth": ground_truth,
+        }
+        if lead_time is not None:
+            kwargs["lead_time"] = lead_time
+        created = self._call(
+            f"create annotation on task {task_id}",
+            lambda: self._ls.annotations.create(task_id, **kwargs),
+            idempotent=False,
+        )
+        return _dump(created)
+
+    # -- Data Manager views ------------------------------------------------------------------
+    def list_views(self, project_id: int) -> list[dict[str, Any]]:
+        """The Data Manager tabs of the project."""
+        views = self._call(f"list views of project {project_id}",
+                           lambda: self._ls.views.list(project=project_id))
+        return [_dump(v) for v in views]
+
+    def ensure_view(
+        self,
+        project_id: int,
+        title: str,
+        field: str,
+        value: str | int | float,
+        *,
+        ordering: Sequence[str] = ("tasks:predictions_score",),
+    ) -> int:
+        """Id of the Data Manager tab ``title`` that shows tasks whose ``data.<field>`` equals
+        ``value``; created, or its filter/ordering updated, as needed.
+
+        Args:
+            field: a key of the tasks' ``data`` (e.g. ``"group"``).
+            ordering: Data Manager ordering, default lowest prediction score first.
+        """
+        kind = "String" if isinstance(value, str) else "Number"
+        data = {
+            "title": title,
+            "filters": {
+                "conjunction": "and",
+                "items": [{
+                    "filter": f"filter:tasks:data.{field}",
+                    "operator": "equal",
+                    "type": kind,
+                    "value": value,
+                }],
+            },
+            "ordering": list(ordering),
+        }
+        for view in self.list_views(project_id):
+            current = view.get("data") or {}
+            if current.get("title") != title:
+                continue
+            if (current.get("filters") != data["filters"]
+                    or list(current.get("ordering") or []) != data["ordering"]):
+                self._call(
+                    f"update view {view['id']} of project {project_id}",
+                    lambda v=view: self._ls.views.update(
+                        str(v["id"]), project=project_id, data={**current, **data}),
+                )
+            return int(view["id"])
+        created = self._call(
+            f"create view {title!r} in project {project_id}",
+            lambda: self._ls.views.create(project=project_id, data=data),
+            idempotent=False,
+        )
+        return int(created.id)
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def ensure_webhook(
+        self,
+        project_id: int,
+        url: str,
+        actions: Sequence[str],
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Id of the project's webhook to ``url``; created once, then reused (its actions and
+        headers brought up to date).
+
+        Args:
+            actions: e.g. ``["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]``.
+            headers: sent with every call (e.g. a shared secret).
+        """
+        wanted_headers = dict(headers or {})
+        hooks = self._call(f"list webhooks of project {project_id}",
+                           lambda: self._ls.webhooks.list(project=str(project_id)))
+        for hook in hooks:
+            if hook.url != url or hook.project is None or int(hook.project) != project_id:
+                continue
+            if (sorted(hook.actions or []) != sorted(actions)
+                    or dict(hook.headers or {}) != wanted_headers or not hook.is_active
+                    or not hook.send_payload):
+                self._call(
+                    f"update webhook {hook.id}",
+                    lambda h=hook: self._ls.webhooks.update(
+                        int(h.id), url=url, actions=list(actions), headers=wanted_headers,
+                        is_active=True, send_payload=True, send_for_all_actions=False,
+                    ),
+                )
+            return int(hook.id)
+        created = self._call(
+            f"create webhook {url} for project {project_id}",
+            lambda: self._ls.webhooks.create(
+                url=url, project=project_id, actions=list(actions), headers=wanted_headers,
+                send_payload=True, send_for_all_actions=False, is_active=True,
+            ),
+            idempotent=False,
+        )
+        return int(created.id)
+
+    def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        """The webhooks of the project."""
+        hooks = self._call(f"list webhooks of project {project_id}",
+                           lambda: self._ls.webhooks.list(project=str(project_id)))
+        return [_dump(h) for h in hooks if h.project is not None and int(h.project) == project_id]

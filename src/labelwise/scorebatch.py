@@ -1,0 +1,172 @@
+"""Score-batch: the queue of images most worth labelling, from stored predictions.
+
+Reads predictions and embeddings from the catalog (it never runs a model), scores every
+unlabelled image, lets the strategy select, and returns a queue sorted ascending by
+``uncertainty_score`` with a thumbnail per item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labelwise.catalog import Catalog, CatalogError, ProjectRecord
+from labelwise.config import Settings
+from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch
+from labelwise.images import make_thumbnail
+from labelwise.scoring import SCORE_NAMES, ScoringRule, score_image
+from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
+
+
+class NoPredictionsError(CatalogError):
+    """Scoring was asked for before any model predicted the project's images."""
+
+
+@dataclass(frozen=True)
+class ScoreBatchRequest:
+    """Arguments of one score-batch; validated on construction."""
+
+    project: str
+    strategy: str
+    limit: int
+    diversity_weight: float
+    seed: int = 0
+    model_version: str | None = None
+    embedder: str | None = None
+    class_balance: bool = False
+    candidate_factor: int = 10
+    thumbnail_size: int = 128
+
+    def __post_init__(self) -> None:
+        get_strategy(self.strategy)
+        if self.limit < 1:
+            raise ValueError(f"limit must be an integer >= 1; got {self.limit}")
+        if not 0.0 <= self.diversity_weight <= 1.0:
+            raise ValueError(f"diversity_weight must lie in [0, 1]; got {self.diversity_weight}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, project: str, **overrides: object) -> "ScoreBatchRequest":
+        sel = settings.selection
+        values: dict[str, object] = {
+            "project": project,
+            "strategy": sel.strategy,
+            "limit": sel.limit,
+            "diversity_weight": sel.diversity_weight,
+            "seed": sel.seed,
+            "class_balance": sel.class_balance,
+            "candidate_factor": sel.candidate_factor,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def scoring_rule(settings: Settings) -> ScoringRule:
+    sc = settings.scoring
+    return ScoringRule(sc.aggregation, sc.top_k, sc.confidence_floor, sc.no_box_score, dict(sc.weights))
+
+
+def _embedding_matrix(
+    catalog: Catalog, project: ProjectRecord, embedder: str, ids: list[str], strategy: Strategy
+) -> np.ndarray:
+    found = catalog.embeddings(project, embedder, ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise CatalogError(
+            f"strategy {strategy.name!r} needs embeddings from {embedder!r} for every candidate; "
+            f"{len(missing)} of {len(ids)} have none (run auto-label again to compute them)"
+        )
+    return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
+
+
+def build_score_batch(
+    catalog: Catalog, settings: Settings, request: ScoreBatchRequest, record: bool = True
+) -> ScoreBatch:
+    """Score the project's unlabelled images and select a queue.
+
+    Images already queued or labelled are never candidates; together they are the "already
+    selected and labelled" set diversity is measured against. With ``record`` the round's scores
+    and selection are stored in the catalog (a new round number each call).
+    """
+    project = catalog.project(request.project)
+    strategy = get_strategy(request.strategy)
+    model_version = request.model_version or catalog.latest_model_version(project)
+    if model_version is None and strategy.needs_predictions:
+        raise NoPredictionsError(
+            f"project {project.name!r} has no predictions yet; run `labelwise auto-label "
+            f"--project {project.name} --model <weights.pt|model.yaml>` first, or use "
+            "--strategy cold_start"
+        )
+    unlabelled = catalog.images(project, ImageStatus.UNLABELLED)
+    rule = scoring_rule(settings)
+    if model_version is not None:
+        predictions = catalog.predictions(project, model_version)
+        candidates = [img for img in unlabelled if img.image_id in predictions]
+        scores = [score_image(img.image_id, predictions[img.image_id], rule) for img in candidates]
+    else:
+        candidates = list(unlabelled)
+        zero = {name: 0.0 for name in SCORE_NAMES}
+        scores = [ImageScore(img.image_id, 0.0, dict(zero), 0, -1) for img in candidates]
+    ids = [img.image_id for img in candidates]
+    embedder = request.embedder or catalog.latest_embedder(project)
+    needs_embeddings = strategy.name in {"diverse_uncertainty", "cold_start"}
+    embeddings = labelled = None
+    if needs_embeddings:
+        if embedder is None:
+            raise CatalogError(
+                f"strategy {strategy.name!r} needs image embeddings and project {project.name!r} "
+                "has none; run auto-label with an embedder, or choose a ranking strategy"
+            )
+        embeddings = _embedding_matrix(catalog, project, embedder, ids, strategy)
+        done = [img.image_id for img in catalog.images(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])]
+        found = catalog.embeddings(project, embedder, done)
+        labelled = np.stack(list(found.values())) if found else None
+    picked: np.ndarray = np.zeros(0, np.int64)
+    if candidates:
+        picked = select(
+            strategy,
+            SelectionRequest(
+                scores=scores,
+                limit=request.limit,
+                rng=np.random.default_rng(request.seed),
+                embeddings=embeddings,
+                labelled_embeddings=labelled,
+                diversity_weight=request.diversity_weight,
+                candidate_factor=request.candidate_factor,
+                class_balance=request.class_balance,
+            ),
+        )
+    chosen = [(candidates[i], scores[i]) for i in picked]
+    chosen.sort(key=lambda pair: (score_value(pair[1], strategy.score_key), pair[0].image_id))
+    thumbs = settings.thumbnails_dir
+    queue = [
+        QueueItem(
+            image_id=img.image_id,
+            uncertainty_score=score_value(sc, strategy.score_key),
+            scores=dict(sc.scores),
+            thumbnail=str(make_thumbnail(img.path, thumbs, img.image_id, request.thumbnail_size)),
+        )
+        for img, sc in chosen
+    ]
+    params: dict[str, object] = {
+        "limit": request.limit,
+        "diversity_weight": request.diversity_weight,
+        "seed": request.seed,
+        "class_balance": request.class_balance,
+        "candidate_factor": request.candidate_factor,
+        "embedder": embedder if needs_embeddings else None,
+        "candidates": len(candidates),
+        "unlabelled_without_prediction": len(unlabelled) - len(candidates),
+        "scoring": rule.as_params(),
+    }
+    if record:
+        number = catalog.next_round_number(project)
+        catalog.record_round(project, number, strategy.name, model_version, params, scores,
+                             [item.image_id for item in queue])
+        params["round"] = number
+    return ScoreBatch(str(project.name), strategy.name, model_version, queue, params)
+
+
+def thumbnail_path(settings: Settings, image_id: str, size: int = 128) -> Path:
+    return settings.thumbnails_dir / f"{image_id}_{size}.jpg"
