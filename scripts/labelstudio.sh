@@ -20,7 +20,7 @@ LS_VERSION="1.23.2"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LW_LS_VENV:-$REPO_ROOT/.venv-labelstudio}"
 PYTHON_BIN="${LW_LS_PYTHON:-python3.11}"
-PORT="${LW_LS_PORT:-8089}"
+LS_PORT="${LW_LS_PORT:-8089}"
 DATA_DIR="${LW_LS_DATA_DIR:-$REPO_ROOT/.labelwise/labelstudio}"
 DOCUMENT_ROOT="${LW_LS_DOCUMENT_ROOT:-$REPO_ROOT/.labelwise}"
 LS_USERNAME="${LW_LS_USERNAME:-admin@labelwise.local}"
@@ -28,8 +28,8 @@ LS_PASSWORD="${LW_LS_PASSWORD:-labelwise-dev-password}"
 LS_TOKEN="${LW_LS_TOKEN:-labelwise-dev-token}"
 START_TIMEOUT="${LW_LS_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${LW_LS_STOP_TIMEOUT:-20}"
-HOST="127.0.0.1"
-URL="http://$HOST:$PORT"
+BIND_HOST="127.0.0.1"
+URL="http://$BIND_HOST:$LS_PORT"
 PID_FILE="$DATA_DIR/labelstudio.pid"
 LOG_FILE="$DATA_DIR/labelstudio.log"
 STAMP="$VENV/.labelwise-installed-$LS_VERSION"
@@ -48,9 +48,14 @@ cmd_install() {
         "$PYTHON_BIN" -m venv "$VENV"
     fi
     log "installing label-studio==$LS_VERSION into $VENV (a few minutes)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet "label-studio==$LS_VERSION"
-    "$VENV/bin/label-studio" --version >/dev/null 2>&1 || die "label-studio does not run from $VENV"
+    # The machine's pip config lists local indexes; drop its "Location ... is ignored" noise.
+    {
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet "label-studio==$LS_VERSION"
+    } 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; } >&2
+    # Not `label-studio --version`: in 1.23 that STARTS a server on 0.0.0.0:8080.
+    "$VENV/bin/python" -c "import importlib.metadata as m, sys; v = m.version('label-studio'); sys.exit(v != '$LS_VERSION')" \
+        || die "expected label-studio $LS_VERSION in $VENV; the install did not produce it"
     touch "$STAMP"
     log "installed label-studio $LS_VERSION in $VENV"
 }
@@ -89,19 +94,19 @@ cmd_start() {
         rm -f "$PID_FILE"
         local code
         code="$(api_status)"
-        [[ "$code" == "000" ]] || die "port $PORT already answers (HTTP $code) but not from a server of $DATA_DIR; choose another LW_LS_PORT"
+        [[ "$code" == "000" ]] || die "port $LS_PORT already answers (HTTP $code) but not from a server of $DATA_DIR; choose another LW_LS_PORT"
         log "starting on $URL (data $DATA_DIR, document root $DOCUMENT_ROOT, log $LOG_FILE)"
         (
             cd "$DATA_DIR"
-            unset USERNAME PORT HOST
             export LABEL_STUDIO_BASE_DATA_DIR="$DATA_DIR"
             export LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true
             export LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true
             export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$DOCUMENT_ROOT"
             export LABEL_STUDIO_SSRF_PROTECTION_ENABLED=false
             export LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false SENTRY_DSN= FRONTEND_SENTRY_DSN=
-            exec setsid nohup "$VENV/bin/label-studio" start --no-browser \
-                --internal-host "$HOST" --port "$PORT" \
+            # Label Studio reads bare USERNAME/PORT/HOST as fallbacks: keep them out of its env.
+            exec env -u USERNAME -u PORT -u HOST setsid nohup "$VENV/bin/label-studio" start \
+                --no-browser --internal-host "$BIND_HOST" --port "$LS_PORT" \
                 --username "$LS_USERNAME" --password "$LS_PASSWORD" --user-token "$LS_TOKEN" \
                 </dev/null >>"$LOG_FILE" 2>&1
         ) &

@@ -1,0 +1,37 @@
+"""Root of the ``labelwise`` command: global options and the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from labelwise.cli import datasets, pool, project
+
+app = typer.Typer(
+    name="labelwise",
+    help="Label only what your model is unsure about: auto-label, score, select, review, retrain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML config file (default: $LABELWISE_CONFIG or ./labelwise.yaml)."
+    ),
+) -> None:
+    """Labelwise active learning for YOLO detectors."""
+    ctx.obj = {"config": config}
+
+
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(project.app, name="project")
+pool.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,19 @@
+"""The exceptions a user can cause: commands and the API turn these into clear messages."""
+
+from __future__ import annotations
+
+import functools
+
+from pydantic import ValidationError
+
+
+@functools.cache
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Bad input, unknown names and unreachable services (imported lazily: adapters are heavy)."""
+    from labelwise.labelstudio.errors import LabelStudioError
+
+    return (ValueError, FileNotFoundError, ValidationError, LabelStudioError)
+
+
+def is_expected(exc: BaseException) -> bool:
+    return isinstance(exc, expected_errors())
