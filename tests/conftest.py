@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny real images and a catalog on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labelwise.catalog import Catalog
+
+
+def write_png(path: Path, seed: int, size: int = 64) -> Path:
+    """A small random RGB PNG (distinct content per seed)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    for i in range(6):
+        write_png(folder / f"img_{i}.png", seed=i)
+    return folder
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    cat = Catalog.open(f"sqlite:///{tmp_path / 'state' / 'catalog.db'}")
+    yield cat
+    cat.close()
