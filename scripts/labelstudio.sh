@@ -104,10 +104,19 @@ cmd_start() {
             export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$DOCUMENT_ROOT"
             export LABEL_STUDIO_SSRF_PROTECTION_ENABLED=false
             export LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false SENTRY_DSN= FRONTEND_SENTRY_DSN=
+            # Credentials through the environment, not argv (which `ps` shows to every user).
+            # They create the admin user and its token on the first start only.
+            export LABEL_STUDIO_USERNAME="$LS_USERNAME" LABEL_STUDIO_PASSWORD="$LS_PASSWORD"
+            export LABEL_STUDIO_USER_TOKEN="$LS_TOKEN"
+            # A stable Django secret (sessions survive restarts), kept in the data dir.
+            if [[ ! -s "$DATA_DIR/secret_key" ]]; then
+                (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n' >"$DATA_DIR/secret_key")
+            fi
+            SECRET_KEY="$(cat "$DATA_DIR/secret_key")"
+            export SECRET_KEY
             # Label Studio reads bare USERNAME/PORT/HOST as fallbacks: keep them out of its env.
             exec env -u USERNAME -u PORT -u HOST setsid nohup "$VENV/bin/label-studio" start \
                 --no-browser --internal-host "$BIND_HOST" --port "$LS_PORT" \
-                --username "$LS_USERNAME" --password "$LS_PASSWORD" --user-token "$LS_TOKEN" \
                 </dev/null >>"$LOG_FILE" 2>&1
         ) &
         pid=$!

@@ -639,11 +639,10 @@ def _render(scene: _Scene, rng: np.random.Generator, *, jitter: bool) -> _Render
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     if jitter:
         pixels = pixels * np.float32(rng.uniform(0.95, 1.05)) + np.float32(rng.uniform(-0.04, 0.04))
-    noise_rng = rng
-    pixels = pixels + noise_rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(scene.noise_sigma)
+    pixels = pixels + rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(scene.noise_sigma)
     if scene.speckle > 0:
-        dots = noise_rng.random((h, w)) < scene.speckle
-        pixels[dots] = noise_rng.random((int(dots.sum()), 1), dtype=np.float32)
+        dots = rng.random((h, w)) < scene.speckle
+        pixels[dots] = rng.random((int(dots.sum()), 1), dtype=np.float32)
     out = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return _Rendered(
         image=out,

@@ -207,7 +207,7 @@ def detections_to_ls_result(
 
     Returns:
         N ``rectanglelabels`` regions (percent coordinates, rotation 0) with ``score`` = the box
-        confidence, region ids ``"b0"``, ``"b1"``, ...
+        confidence (rounded to 6 decimals), region ids ``"b0"``, ``"b1"``, ...
 
     Raises:
         ValueError: a class id outside ``class_names`` or a non-positive image size.
@@ -230,7 +230,7 @@ def detections_to_ls_result(
             width,
             height,
             region_id=f"b{i}",
-            score=float(dets.confidence[i]),
+            score=round(float(dets.confidence[i]), 6),
             from_name=from_name,
             to_name=to_name,
         )
