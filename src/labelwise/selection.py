@@ -79,22 +79,28 @@ def random_select(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def min_distance(points: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
-    """Distance of each of (M, d) unit vectors to its nearest of (L, d) unit vectors.
+    """Distance of each of (M, d) unit vectors to its nearest of (L, d) reference vectors.
 
-    Returns (M,) float32 on [0, 1]: Euclidean distance halved (unit vectors are at most 2
-    apart). With no reference points, every distance is 1. Works in chunks of L.
+    ``reference`` rows need not be normalised: each chunk's similarities are divided by the
+    row norms (one pass, no normalised copy of the reference set). Returns (M,) float32 on
+    [0, 1]: Euclidean distance between unit vectors, halved. With no reference, every distance
+    is 1. Works in chunks of ``DISTANCE_CHUNK`` reference rows.
     """
     m = points.shape[0]
     if reference is None or reference.shape[0] == 0:
         return np.ones(m, np.float32)
-    if reference.shape[1] != points.shape[1]:
+    ref = np.asarray(reference, dtype=np.float32)
+    if ref.ndim != 2 or ref.shape[1] != points.shape[1]:
         raise ValueError(
-            f"labelled embeddings must have d={points.shape[1]} columns like the pool; "
-            f"got shape {reference.shape}"
+            f"labelled embeddings must be (L, {points.shape[1]}) like the pool; got shape {ref.shape}"
         )
     best = np.full(m, -1.0, np.float32)
-    for start in range(0, reference.shape[0], DISTANCE_CHUNK):
-        sims = points @ reference[start : start + DISTANCE_CHUNK].T
+    for start in range(0, ref.shape[0], DISTANCE_CHUNK):
+        chunk = ref[start : start + DISTANCE_CHUNK]
+        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        sims = points @ chunk.T
+        sims *= inv
         np.maximum(best, sims.max(axis=1), out=best)
     return cosine_to_distance(best)
 
@@ -158,8 +164,7 @@ def diverse_select(
     else:
         candidates = rank_select(s, m, rng)
     cand_emb = unit_rows(emb[candidates])
-    labelled = None if labelled_embeddings is None else unit_rows(labelled_embeddings, "labelled embeddings")
-    dist = min_distance(cand_emb, labelled)
+    dist = min_distance(cand_emb, labelled_embeddings)
     centre = cand_emb.mean(axis=0)
     norm = float(np.linalg.norm(centre))
     radius = float(cosine_to_distance(cand_emb @ (centre / norm)).max()) if norm > 0 else 1.0
@@ -205,10 +210,9 @@ def kcenter_greedy(
     _check_k(k)
     emb = unit_rows(embeddings)
     n = emb.shape[0]
-    labelled = None if labelled_embeddings is None else unit_rows(labelled_embeddings, "labelled embeddings")
-    dist = min_distance(emb, labelled)
+    dist = min_distance(emb, labelled_embeddings)
     picks: list[int] = []
-    if labelled is None or labelled.shape[0] == 0:
+    if labelled_embeddings is None or len(labelled_embeddings) == 0:
         first = int(rng.integers(n))
         picks.append(first)
         dist = np.minimum(dist, cosine_to_distance(emb @ emb[first]))

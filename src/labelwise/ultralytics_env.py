@@ -139,3 +139,22 @@ def prepare_ultralytics(config_dir: Path, threads: int = 0) -> None:
     _apply_threads(n_threads)
     _prepared["config_dir"] = config_dir
     _prepared["threads"] = n_threads
+
+
+def ensure_ultralytics(default_config_dir: Path, threads: int = 0) -> Path:
+    """Prepare ultralytics unless this process already did; return the config dir in use.
+
+    Adapters call this: the first :func:`prepare_ultralytics` of a process wins (its settings
+    file location cannot change after import), later callers with another state folder reuse it
+    and only get their thread count applied.
+
+    Raises:
+        RuntimeError: ultralytics was imported without :func:`prepare_ultralytics` and with a
+            different config dir.
+    """
+    current = current_config_dir()
+    if current is not None:
+        prepare_ultralytics(current, threads=threads)
+        return current
+    prepare_ultralytics(default_config_dir, threads=threads)
+    return Path(default_config_dir).expanduser().resolve()

@@ -35,6 +35,8 @@ class ProjectRow(Base):
     class_names: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    holdout_yaml: Mapped[str | None] = mapped_column(Text, nullable=True)
+    holdout_split: Mapped[str] = mapped_column(String(20), default="test")
 
 
 class ImageRow(Base):

@@ -36,10 +36,20 @@ class ProjectNotFound(CatalogError):
 
 @dataclass(frozen=True)
 class ProjectRecord:
+    """A project. ``holdout_yaml``/``holdout_split`` name the fixed evaluation set (a YOLO
+    data.yaml and its split), so every round is measured on the same images."""
+
     id: int
     name: str
     class_names: tuple[str, ...]
     ls_project_id: int | None = None
+    holdout_yaml: Path | None = None
+    holdout_split: str = "test"
+
+
+def _project_record(row: ProjectRow) -> ProjectRecord:
+    return ProjectRecord(row.id, row.name, tuple(row.class_names), row.ls_project_id,
+                         Path(row.holdout_yaml) if row.holdout_yaml else None, row.holdout_split)
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,7 @@ class Catalog:
                 row = ProjectRow(name=name, class_names=names)
                 s.add(row)
                 s.flush()
-            return ProjectRecord(row.id, row.name, tuple(row.class_names), row.ls_project_id)
+            return _project_record(row)
 
     def project(self, name: str) -> ProjectRecord:
         with self.session() as s:
@@ -149,17 +159,27 @@ class Catalog:
                     f"unknown project {name!r}; known projects: {list(known) or 'none'} "
                     "(create one with `labelwise project create`)"
                 )
-            return ProjectRecord(row.id, row.name, tuple(row.class_names), row.ls_project_id)
+            return _project_record(row)
 
     def projects(self) -> list[ProjectRecord]:
         with self.session() as s:
             rows = s.scalars(select(ProjectRow).order_by(ProjectRow.name)).all()
-            return [ProjectRecord(r.id, r.name, tuple(r.class_names), r.ls_project_id) for r in rows]
+            return [_project_record(r) for r in rows]
 
     def set_ls_project(self, project: ProjectRecord, ls_project_id: int) -> ProjectRecord:
         with self.session() as s, s.begin():
             s.execute(update(ProjectRow).where(ProjectRow.id == project.id).values(ls_project_id=ls_project_id))
-        return ProjectRecord(project.id, project.name, project.class_names, ls_project_id)
+        return self.project(project.name)
+
+    def set_holdout(self, project: ProjectRecord, data_yaml: Path, split: str = "test") -> ProjectRecord:
+        """Fix the held-out evaluation set: a YOLO data.yaml and the split to evaluate on."""
+        path = Path(data_yaml).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"held-out data yaml {path} does not exist")
+        with self.session() as s, s.begin():
+            s.execute(update(ProjectRow).where(ProjectRow.id == project.id)
+                      .values(holdout_yaml=str(path), holdout_split=split))
+        return self.project(project.name)
 
     # Images -----------------------------------------------------------------------------
     def add_images(self, project: ProjectRecord, source: str | Path | Iterable[Path]) -> AddReport:

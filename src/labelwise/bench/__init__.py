@@ -1,0 +1,1 @@
+"""Benchmark commands: they print figures; tests never time anything."""

@@ -1,0 +1,677 @@
+"""YOLO detector adapter: load, predict with full class distributions, features, train, evaluate.
+
+Only this module (and :mod:`labelwise.ultralytics_env`) knows ultralytics. Everything it returns
+is numpy or a plain frozen dataclass (:class:`~labelwise.domain.Detections`, :class:`TrainResult`,
+:class:`EvalResult`). ultralytics and torch are imported on first use, after
+:func:`~labelwise.ultralytics_env.prepare_ultralytics` has made them offline and project-local.
+
+Class probabilities
+-------------------
+``ultralytics`` keeps only (xyxy, conf, cls) per box. The Detect head's raw inference output is
+``(B, 4 + nc, anchors)``: decoded xywh boxes, then one independent sigmoid score per class. A
+:class:`DetectionPredictor` subclass runs the same NMS with ``return_idxs=True`` and reads each
+kept box's class-score row at its anchor index. :attr:`Detections.confidence` is that row's max
+(exactly ultralytics' ``boxes.conf``); :attr:`Detections.probs` is the row divided by its sum, so
+that it is a distribution over the project's classes (a row of all zeros becomes uniform).
+End-to-end (NMS-free) heads such as YOLO26 output ``(B, 300, 6)`` with no class vector; for those
+the one-to-many branch, which every such checkpoint keeps, is selected (``nms=True``) and decoded
+with classic NMS, for prediction and evaluation alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labelwise.config import DetectorSettings
+from labelwise.domain import Detections
+from labelwise.ultralytics_env import ensure_ultralytics
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+YAML_SUFFIXES = (".yaml", ".yml")
+WEIGHTS_SUFFIX = ".pt"
+ACCEPTED_REFS = (
+    "a local .pt weights file (e.g. runs/train/weights/best.pt) or an ultralytics model yaml "
+    "(e.g. yolov8n.yaml, yolo11n.yaml, or a path to a custom model .yaml; random init)"
+)
+_CONF_CHECK_ATOL = 1e-5
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished training run.
+
+    Attributes:
+        weights: best.pt (last.pt when no best was written) of the run; load it with
+            :meth:`YoloDetector.load`.
+        seconds: wall time of the run.
+        epochs: epochs actually trained (fewer than asked when early stopping fired).
+        run_dir: the ultralytics run folder (args.yaml, weights/, results.csv).
+    """
+
+    weights: Path
+    seconds: float
+    epochs: int
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Box metrics of one detector on one split, all in [0, 1].
+
+    Attributes:
+        precision, recall: mean over classes at the F1-optimal confidence (ultralytics ``mp``/``mr``).
+        map50, map50_95: mean AP at IoU 0.5 and averaged over IoU 0.5:0.95.
+        per_class_ap50, per_class_ap50_95: class name -> AP, only for classes that have at least
+            one ground-truth box in the split (a class absent from the split has no AP).
+        n_images: images evaluated; n_boxes: ground-truth boxes in them.
+        seconds: wall time.
+    """
+
+    split: str
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    per_class_ap50: dict[str, float] = field(default_factory=dict)
+    per_class_ap50_95: dict[str, float] = field(default_factory=dict)
+    n_images: int = 0
+    n_boxes: int = 0
+    seconds: float = 0.0
+
+    def as_metrics(self, prefix: str = "") -> dict[str, float]:
+        """Flat name -> value mapping (for experiment tracking)."""
+        out = {
+            f"{prefix}precision": self.precision,
+            f"{prefix}recall": self.recall,
+            f"{prefix}map50": self.map50,
+            f"{prefix}map50_95": self.map50_95,
+        }
+        out.update({f"{prefix}ap50/{k}": v for k, v in self.per_class_ap50.items()})
+        out.update({f"{prefix}ap50_95/{k}": v for k, v in self.per_class_ap50_95.items()})
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def weights_digest(module: "torch.nn.Module", length: int = 10) -> str:
+    """SHA-256 over a module's state dict (key, dtype, shape and bytes of every tensor), hex[:length].
+
+    Same weights give the same digest regardless of train/eval mode or where they came from.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        if not isinstance(value, torch.Tensor):
+            continue
+        t = value.detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:length]
+
+
+def _normalise_rows(scores: np.ndarray) -> np.ndarray:
+    """(N, C) non-negative scores -> (N, C) float32 rows summing to 1 (all-zero rows -> uniform)."""
+    scores = np.clip(scores.astype(np.float64), 0.0, None)
+    sums = scores.sum(axis=1, keepdims=True)
+    n_classes = scores.shape[1]
+    safe = np.where(sums > 0, sums, 1.0)
+    probs = np.where(sums > 0, scores / safe, 1.0 / n_classes)
+    return probs.astype(np.float32)
+
+
+def _read_bgr(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 BGR pixels of an image file, as ultralytics would read them."""
+    from ultralytics.utils.patches import imread
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist; expected a readable image file")
+    image = imread(str(path))
+    if image is None:
+        raise ValueError(f"cannot decode image {path}; expected a readable image (jpg, png, ...)")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return image
+
+
+def _batched(items: Sequence[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(items), size):
+        yield [Path(p) for p in items[start : start + size]]
+
+
+def _data_yaml_names(data_yaml: Path) -> list[str]:
+    import yaml
+
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise ValueError(f"{data_yaml} must define 'names' as a list or {{id: name}} mapping; got {names!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Predictor with class vectors
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _RawBoxes:
+    """One image's kept boxes as numpy, before conversion to :class:`Detections`."""
+
+    xyxy: np.ndarray  # (N, 4) float32, original-image pixels
+    confidence: np.ndarray  # (N,) float32, raw max class score
+    class_id: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
+    speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
+
+
+def _make_predictor_class() -> type:
+    """Build the DetectionPredictor subclass (deferred so ultralytics is imported lazily)."""
+    from ultralytics.models.yolo.detect import DetectionPredictor
+    from ultralytics.utils import nms, ops
+
+    class ClassVectorPredictor(DetectionPredictor):
+        """NMS as ultralytics does it, plus the kept boxes' full class-score rows."""
+
+        def postprocess(self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any) -> list:
+            raw = preds[0] if isinstance(preds, (list, tuple)) else preds
+            nc = len(self.model.names)
+            if raw.ndim != 3 or raw.shape[1] != 4 + nc:
+                raise RuntimeError(
+                    f"detector head output must be (B, 4 + nc, anchors) = (B, {4 + nc}, A) to read "
+                    f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a one-to-many "
+                    f"branch (output (B, 300, 6)) carry no class distribution."
+                )
+            kept, indices = nms.non_max_suppression(
+                raw,
+                self.args.conf,
+                self.args.iou,
+                None,
+                self.args.agnostic_nms,
+                max_det=self.args.max_det,
+                nc=nc,
+                end2end=False,
+                return_idxs=True,
+            )
+            out = []
+            for b, (det, idx) in enumerate(zip(kept, indices)):
+                idx = idx.reshape(-1).long()
+                rows = raw[b, 4 : 4 + nc, idx].T.float()  # (N, nc) sigmoid scores at kept anchors
+                if det.shape[0] and not np.allclose(
+                    rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=_CONF_CHECK_ATOL
+                ):
+                    raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
+                shape = orig_imgs[b].shape if isinstance(orig_imgs, list) else img.shape[2:]
+                boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), shape)
+                out.append(
+                    _RawBoxes(
+                        xyxy=boxes.cpu().numpy().astype(np.float32),
+                        confidence=det[:, 4].cpu().numpy().astype(np.float32),
+                        class_id=det[:, 5].cpu().numpy().astype(np.int64),
+                        scores=rows.cpu().numpy().astype(np.float32),
+                    )
+                )
+            return out
+
+    return ClassVectorPredictor
+
+
+# --------------------------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------------------------
+class YoloDetector:
+    """An ultralytics YOLO detection model behind a numpy interface.
+
+    Build it with :meth:`load`. The object is not thread-safe; use one per worker.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        ref: str,
+        settings: DetectorSettings,
+        state_dir: Path,
+        class_names: tuple[str, ...],
+    ) -> None:
+        self._model = model  # ultralytics DetectionModel (fp32, eval mode); never handed out
+        self._ref = ref
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.class_names = class_names
+        self.version = f"{Path(ref).stem}-{weights_digest(model)}"
+        self._predictor: Any = None
+        self._feature_predictor: Any = None
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        ref: str | Path,
+        settings: DetectorSettings,
+        state_dir: Path,
+        class_names: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> "YoloDetector":
+        """Load weights or build a fresh model.
+
+        Args:
+            ref: a local ``.pt`` file, or an ultralytics model yaml name/path (random init, with a
+                head for ``len(class_names)`` classes). ``models:/`` registry URIs are resolved by
+                the tracking layer into a ``.pt`` path before they get here.
+            settings: inference/threads settings (imgsz, batch, conf, iou, max_det, device, threads).
+            state_dir: Labelwise's state folder; ultralytics' config lives in ``state_dir/ultralytics``.
+            class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
+                checkpoint's names in order.
+            seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
+
+        Raises:
+            ValueError: unsupported ref, missing/duplicate class names, names not matching the
+                checkpoint, or a checkpoint that is not a detection model.
+            FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
+        """
+        ref_str = str(ref).strip()
+        lowered = ref_str.lower()
+        if lowered.startswith("models:/") or "://" in lowered:
+            raise ValueError(
+                f"unsupported detector reference {ref_str!r}: registry/remote URIs must be resolved "
+                f"to a local file first; expected {ACCEPTED_REFS}"
+            )
+        state_dir = Path(state_dir)
+        ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
+
+        if lowered.endswith(YAML_SUFFIXES):
+            if not class_names:
+                raise ValueError(
+                    f"building {ref_str} from yaml needs class_names (one per head output); got "
+                    f"{class_names!r}"
+                )
+            names = cls._check_names(class_names)
+            model = cls._build_from_yaml(ref_str, names, seed)
+        elif lowered.endswith(WEIGHTS_SUFFIX):
+            path = Path(ref_str).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"detector weights {path} do not exist; expected a .pt file")
+            model = cls._load_weights(path)
+            names = tuple(str(model.names[i]) for i in sorted(model.names))
+            if class_names is not None and tuple(class_names) != names:
+                raise ValueError(
+                    f"class_names must match the checkpoint {path} in order; expected "
+                    f"{list(names)}, got {list(class_names)}"
+                )
+            ref_str = str(path)
+        else:
+            raise ValueError(f"unsupported detector reference {ref_str!r}; expected {ACCEPTED_REFS}")
+        return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
+
+    @staticmethod
+    def _check_names(class_names: Sequence[str]) -> tuple[str, ...]:
+        names = tuple(str(n) for n in class_names)
+        if len(set(names)) != len(names) or any(not n for n in names):
+            raise ValueError(f"class_names must be unique and non-empty; got {list(names)}")
+        return names
+
+    @staticmethod
+    def _build_from_yaml(cfg: str, names: tuple[str, ...], seed: int) -> Any:
+        import torch
+        from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load
+        from ultralytics.utils import DEFAULT_CFG_DICT
+
+        try:
+            cfg_dict = yaml_model_load(cfg)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"model yaml {cfg} not found; expected an ultralytics model name such as "
+                f"yolov8n.yaml or an existing .yaml path ({exc})"
+            ) from exc
+        task = guess_model_task(cfg_dict)
+        if task != "detect":
+            raise ValueError(f"{cfg} builds a {task!r} model; expected a detection ('detect') yaml")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DetectionModel(cfg_dict, nc=len(names), verbose=False)
+        model.names = dict(enumerate(names))
+        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": "detect"}
+        model.task = "detect"
+        return model.float().eval()
+
+    @staticmethod
+    def _load_weights(path: Path) -> Any:
+        from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+        try:
+            model, _ = load_checkpoint(str(path))
+        except Exception as exc:  # corrupt file, foreign pickle, ...
+            raise ValueError(f"cannot load detector weights {path}: {exc}") from exc
+        if getattr(model, "task", None) != "detect" or not isinstance(model, DetectionModel):
+            raise ValueError(
+                f"{path} holds a {getattr(model, 'task', type(model).__name__)!r} model; expected "
+                f"an ultralytics detection model"
+            )
+        return model.float().eval()
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def ref(self) -> str:
+        """What the model was loaded from (a .pt path or a yaml name)."""
+        return self._ref
+
+    @property
+    def feature_layer(self) -> int:
+        """Index of the layer :meth:`features` pools: the last backbone layer (SPPF/C2PSA)."""
+        yaml_cfg = getattr(self._model, "yaml", None) or {}
+        backbone = yaml_cfg.get("backbone")
+        if not backbone:
+            raise RuntimeError(f"model from {self._ref} has no yaml backbone; cannot pick a layer")
+        return len(backbone) - 1
+
+    def __repr__(self) -> str:
+        return f"YoloDetector(version={self.version!r}, classes={len(self.class_names)})"
+
+    # ---------------------------------------------------------------- inference
+    def _predict_overrides(self, **extra: Any) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "conf": s.conf,
+            "iou": s.iou,
+            "imgsz": s.imgsz,
+            "max_det": s.max_det,
+            "batch": s.batch,
+            "device": s.device,
+            "mode": "predict",
+            "task": "detect",
+            "rect": True,
+            "nms": True,  # keep the one-to-many head (class vectors) on end-to-end models
+            "save": False,
+            "verbose": False,
+            "project": str(self.state_dir / "runs"),
+            "name": "predict",
+            "exist_ok": True,
+            **extra,
+        }
+
+    def _get_predictor(self) -> Any:
+        if self._predictor is None:
+            predictor = _make_predictor_class()(overrides=self._predict_overrides())
+            predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
+            self._predictor = predictor
+        return self._predictor
+
+    def _get_feature_predictor(self) -> Any:
+        if self._feature_predictor is None:
+            from ultralytics.models.yolo.detect import DetectionPredictor
+
+            predictor = DetectionPredictor(
+                overrides=self._predict_overrides(embed=[self.feature_layer])
+            )
+            predictor.setup_model(model=self._model, verbose=False)
+            self._feature_predictor = predictor
+        return self._feature_predictor
+
+    def _to_detections(self, raw: _RawBoxes) -> Detections:
+        return Detections(
+            xyxy=raw.xyxy,
+            confidence=raw.confidence,
+            class_id=raw.class_id,
+            probs=_normalise_rows(raw.scores) if len(raw.scores) else raw.scores.reshape(0, self.num_classes),
+        )
+
+    def predict_iter(
+        self, paths: Sequence[Path], batch: int | None = None
+    ) -> Iterator[tuple[Path, Detections]]:
+        """Stream ``(path, detections)`` in input order, ``batch`` images in memory at a time.
+
+        Args:
+            paths: image files; each is read with ultralytics' reader (BGR, EXIF ignored).
+            batch: images per forward pass; default ``settings.batch``.
+
+        Yields:
+            (path, Detections) with xyxy in pixels of the original image, confidence = raw max
+            class score, probs = class-score row normalised to sum 1 (see module docstring).
+
+        Raises:
+            FileNotFoundError / ValueError: naming an image that is missing or cannot be decoded
+                (raised when its batch is reached).
+        """
+        size = batch or self.settings.batch
+        if size < 1:
+            raise ValueError(f"batch must be >= 1; got {size}")
+        predictor = self._get_predictor()
+        for chunk in _batched(list(paths), size):
+            images = [_read_bgr(p) for p in chunk]
+            results = predictor(source=images, stream=False)
+            if len(results) != len(chunk):
+                raise RuntimeError(f"expected {len(chunk)} results for the batch; got {len(results)}")
+            for path, raw in zip(chunk, results):
+                yield path, self._to_detections(raw)
+
+    def predict(self, paths: Sequence[Path]) -> list[Detections]:
+        """Detections of every image, in input order (see :meth:`predict_iter`)."""
+        return [det for _, det in self.predict_iter(paths)]
+
+    def features(self, paths: Sequence[Path], batch: int | None = None) -> np.ndarray:
+        """Pooled backbone features: (N, D) float32, rows L2-normalised.
+
+        Global average pool of :attr:`feature_layer` (the last backbone layer; D = its channels,
+        256 for a yolov8n) on the letterboxed ``settings.imgsz`` input. Cheap: the forward pass
+        stops at that layer.
+        """
+        size = batch or self.settings.batch
+        predictor = self._get_feature_predictor()
+        rows: list[np.ndarray] = []
+        for chunk in _batched(list(paths), size):
+            images = [_read_bgr(p) for p in chunk]
+            for emb in predictor(source=images, stream=False):
+                rows.append(emb.detach().float().cpu().numpy().reshape(-1))
+        if not rows:
+            return np.zeros((0, self.feature_dim), np.float32)
+        feats = np.stack(rows).astype(np.float32)
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    @property
+    def feature_dim(self) -> int:
+        """D of :meth:`features` (channels of :attr:`feature_layer`)."""
+        layer = self._model.model[self.feature_layer]
+        convs = [m for m in layer.modules() if hasattr(m, "out_channels")]
+        if not convs:
+            raise RuntimeError(f"cannot infer the channel count of layer {self.feature_layer}")
+        return int(convs[-1].out_channels)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: Path) -> Path:
+        """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps :attr:`version`)."""
+        import copy
+        from datetime import datetime
+
+        import torch
+        from ultralytics import __version__ as ul_version
+
+        path = Path(path)
+        if path.suffix != WEIGHTS_SUFFIX:
+            raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = copy.deepcopy(self._model).float()
+        ckpt = {
+            "model": model,
+            "date": datetime.now().isoformat(),
+            "version": ul_version,
+            "labelwise_version": self.version,
+            "train_args": {k: v for k, v in (getattr(model, "args", None) or {}).items()},
+        }
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(path)
+        return path
+
+    # ---------------------------------------------------------------- training
+    def _check_data_names(self, data_yaml: Path) -> None:
+        names = _data_yaml_names(data_yaml)
+        if tuple(names) != self.class_names:
+            raise ValueError(
+                f"{data_yaml} names must equal the detector's classes in order; expected "
+                f"{list(self.class_names)}, got {names}"
+            )
+
+    def train(
+        self,
+        data_yaml: Path,
+        out_dir: Path,
+        epochs: int,
+        batch: int,
+        seed: int = 0,
+        patience: int = 0,
+        imgsz: int | None = None,
+        name: str = "train",
+        **overrides: Any,
+    ) -> TrainResult:
+        """Fine-tune a copy of these weights; this object is left unchanged.
+
+        CPU recipe: amp off, workers 0, plots off, deterministic, validation only at the last
+        epoch (ultralytics always validates then, so the yaml needs a ``val`` split).
+        ``overrides`` go to ultralytics unchanged (e.g. ``mosaic=0.0``, ``warmup_epochs=1``,
+        ``lr0=0.01``, ``val=True``).
+
+        Args:
+            data_yaml: ultralytics dataset yaml with absolute paths; its ``names`` must equal
+                :attr:`class_names` in order.
+            out_dir: the run goes to ``out_dir/name`` (overwritten if it exists).
+            epochs, batch, seed: as in ultralytics. patience: 0 = no early stop.
+            imgsz: default ``settings.imgsz``.
+        """
+        from ultralytics.models.yolo.detect import DetectionTrainer
+
+        if epochs < 1 or batch < 1:
+            raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
+        data_yaml = Path(data_yaml).resolve()
+        if not data_yaml.is_file():
+            raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
+        self._check_data_names(data_yaml)
+        out_dir = Path(out_dir).resolve()
+        args: dict[str, Any] = {
+            "model": self._ref,
+            "data": str(data_yaml),
+            "epochs": epochs,
+            "batch": batch,
+            "imgsz": imgsz or self.settings.imgsz,
+            "seed": seed,
+            "patience": patience,
+            "deterministic": True,
+            "device": self.settings.device,
+            "amp": False,
+            "workers": 0,
+            "plots": False,
+            "val": False,
+            "project": str(out_dir),
+            "name": name,
+            "exist_ok": True,
+            "verbose": False,
+            "nms": True,
+            **overrides,
+        }
+        start = time.perf_counter()
+        trainer = DetectionTrainer(overrides=args)
+        # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).
+        trainer.model = trainer.get_model(cfg=self._model.yaml, weights=self._model, verbose=False)
+        trainer.train()
+        seconds = time.perf_counter() - start
+        weights = trainer.best if trainer.best.exists() else trainer.last
+        if not weights.exists():
+            raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
+        return TrainResult(
+            weights=Path(weights),
+            seconds=seconds,
+            epochs=int(trainer.epoch) + 1,
+            run_dir=Path(trainer.save_dir),
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        data_yaml: Path,
+        split: str = "test",
+        out_dir: Path | None = None,
+        batch: int | None = None,
+        imgsz: int | None = None,
+    ) -> EvalResult:
+        """Box metrics on one split of a dataset yaml (ultralytics' validator, plots off).
+
+        Args:
+            data_yaml: dataset yaml with absolute paths and ``names`` equal to :attr:`class_names`.
+            split: ``train``, ``val`` or ``test``.
+            out_dir: where ultralytics writes its run folder; default ``state_dir/runs``.
+        """
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        data_yaml = Path(data_yaml).resolve()
+        if not data_yaml.is_file():
+            raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
+        if split not in {"train", "val", "test"}:
+            raise ValueError(f"split must be one of train, val, test; got {split!r}")
+        self._check_data_names(data_yaml)
+        out_dir = Path(out_dir).resolve() if out_dir is not None else self.state_dir / "runs"
+        args = {
+            "model": self._ref,
+            "data": str(data_yaml),
+            "split": split,
+            "imgsz": imgsz or self.settings.imgsz,
+            "batch": batch or self.settings.batch,
+            "device": self.settings.device,
+            "plots": False,
+            "save_json": False,
+            "verbose": False,
+            "project": str(out_dir),
+            "name": f"eval-{split}",
+            "exist_ok": True,
+            "mode": "val",
+            "task": "detect",
+            "rect": True,
+            "nms": True,
+        }
+        start = time.perf_counter()
+        validator = DetectionValidator(args=args)
+        validator(model=self._model)
+        seconds = time.perf_counter() - start
+        metrics = validator.metrics
+        box = metrics.box
+        ap50: dict[str, float] = {}
+        ap50_95: dict[str, float] = {}
+        for i, cls_idx in enumerate(np.asarray(box.ap_class_index, dtype=int).tolist()):
+            _, _, a50, a = box.class_result(i)
+            name = self.class_names[cls_idx]
+            ap50[name] = float(a50)
+            ap50_95[name] = float(a)
+        nt = metrics.nt_per_class
+        return EvalResult(
+            split=split,
+            precision=float(box.mp),
+            recall=float(box.mr),
+            map50=float(box.map50),
+            map50_95=float(box.map),
+            per_class_ap50=ap50,
+            per_class_ap50_95=ap50_95,
+            n_images=int(validator.seen),
+            n_boxes=int(np.sum(nt)) if nt is not None else 0,
+            seconds=seconds,
+        )
