@@ -5,6 +5,11 @@
 # project's dependencies drags prefect down. Everything binds 127.0.0.1.
 #
 # Usage: scripts/labelstudio.sh install|start|stop|status|restart
+#   install  separate venv + label-studio (idempotent: a stamp file makes re-runs instant)
+#   start    detached server on 127.0.0.1; waits until the API accepts the token; prints the URL
+#            (exit 0 at once when it is already running)
+#   stop     TERM by PID, KILL after LW_LS_STOP_TIMEOUT seconds
+#   status   prints "running (...)" (exit 0) or "not running" (exit 3)
 #
 # Environment (defaults in brackets):
 #   LW_LS_PORT [8089]                    LW_LS_DATA_DIR [<repo>/.labelwise/labelstudio]
@@ -82,14 +87,14 @@ cmd_start() {
     [[ -x "$VENV/bin/label-studio" ]] || die "no Label Studio in $VENV; run: $0 install"
     [[ ${#LS_TOKEN} -gt 5 ]] || die "LW_LS_TOKEN must be longer than 5 characters; got ${#LS_TOKEN}"
     mkdir -p "$DATA_DIR" "$DOCUMENT_ROOT"
-    local pid
+    local pid started=0
     if pid="$(live_pid)"; then
         if [[ "$(api_status)" == "200" ]]; then
             log "already running (pid $pid)"
             echo "$URL"
             return 0
         fi
-        log "pid $pid is alive but the API does not answer yet; waiting"
+        log "pid $pid is alive but the API does not accept the token yet; waiting"
     else
         rm -f "$PID_FILE"
         local code
@@ -120,9 +125,10 @@ cmd_start() {
                 </dev/null >>"$LOG_FILE" 2>&1
         ) &
         pid=$!
+        started=1
         echo "$pid" >"$PID_FILE"
     fi
-    local waited=0 code
+    local waited=0 refused=0 code="000"
     while (( waited < START_TIMEOUT )); do
         code="$(api_status)"
         if [[ "$code" == "200" ]]; then
@@ -135,13 +141,19 @@ cmd_start() {
             tail -n 30 "$LOG_FILE" >&2 || true
             die "server exited during start-up; see $LOG_FILE"
         fi
-        if [[ "$code" == "401" || "$code" == "403" ]] && (( waited > 0 )); then
-            # The token is only honoured if the organisation was created with legacy tokens on.
-            log "API answers $code to the token; still waiting (token set at first start wins)"
+        if [[ "$code" == "401" || "$code" == "403" ]]; then
+            refused=$((refused + 1))
+            if (( refused >= 15 )); then
+                (( started )) && cmd_stop
+                die "the server answers but refuses LW_LS_TOKEN (HTTP $code): the admin and its token are created on the FIRST start of $DATA_DIR; use that token, or a fresh LW_LS_DATA_DIR"
+            fi
+        else
+            refused=0
         fi
         sleep 1
         waited=$((waited + 1))
     done
+    (( started )) && cmd_stop
     die "API at $URL did not answer 200 with the token within ${START_TIMEOUT}s (last HTTP $code); see $LOG_FILE"
 }
 

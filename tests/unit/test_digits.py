@@ -224,7 +224,7 @@ def test_pool_class_distribution_is_long_tailed(manifest):
     total = sum(counts.values())
     assert sum(rare_counts) / total < 0.1  # expected 0.05
     assert max(common_counts) / total > 0.2  # the head: expected ~0.31
-    assert max(common_counts) >= 4 * min(common_counts)
+    assert max(common_counts) >= 2.5 * min(common_counts)  # expected 7 ** 0.8 = 4.7
 
 
 @pytest.mark.parametrize(
@@ -359,7 +359,7 @@ def test_source_backgrounds_are_darker_than_target(tmp_path):
         ({"rare_classes": (10,)}, r"rare_classes must be distinct class ids in 0..9.*got \(10,\)"),
         ({"rare_classes": tuple(range(10))}, r"at most 9 of them"),
         ({"rare_classes": "25"}, r"rare_classes must be a tuple"),
-        ({"num_rare_classes": 10, "rare_classes": None}, r"num_rare_classes must be < 10; got 10"),
+        ({"num_rare_classes": 10, "rare_classes": None}, r"num_rare_classes must be < 10 \(one class must stay common\); got 10"),
         ({"rare_fraction": 1.0}, r"rare_fraction must be a number in \[0, 1\); got 1.0"),
         ({"rare_fraction": -0.1}, r"rare_fraction must be a number in \[0, 1\); got -0.1"),
         ({"long_tail_exponent": -1.0}, r"long_tail_exponent must be a finite number >= 0; got -1.0"),

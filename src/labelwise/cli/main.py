@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from labelwise.cli import datasets, pool, project
+from labelwise.cli import bench, datasets, pool, project
 
 app = typer.Typer(
     name="labelwise",
@@ -30,6 +30,7 @@ def root(
 
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(project.app, name="project")
+app.add_typer(bench.app, name="bench")
 pool.register(app)
 
 

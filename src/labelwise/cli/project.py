@@ -61,3 +61,21 @@ def list_projects(ctx: typer.Context) -> None:
     catalog = open_catalog(settings_from(ctx))
     print_json([{"project": p.name, "classes": list(p.class_names), "images": catalog.status_counts(p)}
                 for p in catalog.projects()])
+
+
+@app.command("set-holdout")
+@friendly_errors
+def set_holdout(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Project name."),
+    data_yaml: str = typer.Argument(..., help="YOLO data.yaml of the fixed evaluation set."),
+    split: str = typer.Option("test", "--split", help="Which split of it to evaluate on."),
+) -> None:
+    """Fix the held-out set every round is evaluated on (never part of the pool)."""
+    from pathlib import Path
+
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings_from(ctx))
+    record = catalog.set_holdout(catalog.project(name), Path(data_yaml), split)
+    print_json({"project": record.name, "holdout_yaml": str(record.holdout_yaml), "split": record.holdout_split})

@@ -1,0 +1,39 @@
+"""``labelwise bench``: commands that print figures (speed and overhead targets live here)."""
+
+from __future__ import annotations
+
+import typer
+
+from labelwise.cli.common import friendly_errors, print_json, settings_from
+
+app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+
+
+@app.command("scoring")
+@friendly_errors
+def scoring(
+    ctx: typer.Context,
+    images: int = typer.Option(256, "--images", min=8, help="Pool images for the overhead figure."),
+    pool: int = typer.Option(100_000, "--pool", min=100, help="Embeddings for the selection figure."),
+    labelled: int = typer.Option(10_000, "--labelled", min=0),
+    k: int = typer.Option(50, "--k", min=1),
+) -> None:
+    """Score-batch overhead vs auto-label inference (goal <= 5%) and selection speed at scale
+    vs plain greedy k-center (goal >= 5x)."""
+    from labelwise.bench.scoring_overhead import bench_overhead
+    from labelwise.bench.selection_scale import bench_selection
+
+    sel = bench_selection(pool=pool, labelled=labelled, k=k)
+    overhead = bench_overhead(images=images, settings=settings_from(ctx))
+    print_json({"selection": sel.as_dict(), "overhead": overhead.as_dict()})
+    typer.echo(
+        f"selection of {k} from {pool:,} ({labelled:,} labelled): {sel.diverse_seconds:.3f} s; "
+        f"k-center pool-only {sel.kcenter_pool_only_seconds:.3f} s ({sel.speedup_vs_pool_only:.1f}x), "
+        f"with labelled {sel.kcenter_with_labelled_seconds:.3f} s ({sel.speedup_vs_with_labelled:.1f}x)",
+        err=True,
+    )
+    typer.echo(
+        f"score-batch {overhead.score_batch_seconds:.3f} s vs predict {overhead.predict_seconds:.3f} s "
+        f"on {images} images: overhead {100 * overhead.overhead_vs_predict:.1f}% (goal <= 5%)",
+        err=True,
+    )

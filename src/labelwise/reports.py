@@ -1,0 +1,88 @@
+"""Pictures for people: a contact sheet of a queue and a learning curve (PNG files)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from labelwise.domain import Detections
+
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+           "#bfef45", "#fabed4", "#469990"]
+
+
+def contact_sheet(
+    items: Sequence[tuple[str, Path, float, Detections | None]],
+    class_names: Sequence[str],
+    out: Path,
+    tile: int = 192,
+    columns: int = 5,
+    confidence_floor: float = 0.25,
+) -> Path:
+    """A grid of images (id, path, uncertainty score, predicted boxes) with boxes drawn.
+
+    Boxes below ``confidence_floor`` are not drawn (they were not scored either).
+    """
+    if not items:
+        raise ValueError("contact sheet needs at least one image; got none")
+    rows = math.ceil(len(items) / columns)
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + 18)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image_id, path, score, dets) in enumerate(items):
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            scale = tile / max(img.size)
+            thumb = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+        x0, y0 = (i % columns) * tile, (i // columns) * (tile + 18)
+        sheet.paste(thumb, (x0, y0))
+        if dets is not None:
+            kept = dets.above(confidence_floor)
+            for box, cls in zip(kept.xyxy, kept.class_id):
+                colour = PALETTE[int(cls) % len(PALETTE)]
+                x1, y1, x2, y2 = (float(v) * scale for v in box)
+                draw.rectangle([x0 + x1, y0 + y1, x0 + x2, y0 + y2], outline=colour, width=2)
+                draw.text((x0 + x1 + 2, y0 + y1), class_names[int(cls)], fill=colour)
+        draw.text((x0 + 2, y0 + tile + 3), f"{image_id[:10]}  {score:.3f}", fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def learning_curve(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    out: Path,
+    xlabel: str = "labelled images",
+    ylabel: str = "mAP50-95",
+    bands: Mapping[str, Sequence[float]] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Line plot of (x, y) points per named curve; optional +- band (same length) per curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for name, points in curves.items():
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", label=name)
+        if bands and name in bands:
+            lo = [y - b for y, b in zip(ys, bands[name])]
+            hi = [y + b for y, b in zip(ys, bands[name])]
+            ax.fill_between(xs, lo, hi, alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
