@@ -461,6 +461,34 @@ class Catalog:
             return {"number": row.number, "strategy": row.strategy, "model_version": row.model_version,
                     "params": row.params, "status": row.status, "selected": list(selected)}
 
+    def transition_round(
+        self, project: ProjectRecord, number: int, from_status: str | Sequence[str], to_status: str
+    ) -> bool:
+        """Atomically move a round from ``from_status`` to ``to_status`` (compare-and-set).
+
+        True for exactly one caller when several race (webhook retries, reconciler, UI), so a
+        continuation guarded by it runs once per batch.
+        """
+        allowed = [from_status] if isinstance(from_status, str) else list(from_status)
+        with self.session() as s, s.begin():
+            result = s.execute(
+                update(RoundRow)
+                .where(RoundRow.project_id == project.id, RoundRow.number == number,
+                       RoundRow.status.in_(allowed))
+                .values(status=to_status)
+            )
+            return (result.rowcount or 0) == 1
+
+    def rounds(self, project: ProjectRecord, status: str | None = None) -> list[dict[str, Any]]:
+        """Every round of the project (number, strategy, model_version, status), oldest first."""
+        with self.session() as s:
+            q = select(RoundRow).where(RoundRow.project_id == project.id)
+            if status is not None:
+                q = q.where(RoundRow.status == status)
+            return [{"number": r.number, "strategy": r.strategy, "model_version": r.model_version,
+                     "status": r.status, "params": r.params}
+                    for r in s.scalars(q.order_by(RoundRow.number)).all()]
+
     def set_round_status(self, project: ProjectRecord, number: int, status: str) -> None:
         with self.session() as s, s.begin():
             s.execute(update(RoundRow).where(RoundRow.project_id == project.id, RoundRow.number == number)
