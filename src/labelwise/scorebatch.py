@@ -170,3 +170,32 @@ def build_score_batch(
 
 def thumbnail_path(settings: Settings, image_id: str, size: int = 128) -> Path:
     return settings.thumbnails_dir / f"{image_id}_{size}.jpg"
+
+
+def write_batch_artifacts(
+    settings: Settings, catalog: Catalog, batch: ScoreBatch | dict, out_dir: Path | None = None
+) -> dict[str, str]:
+    """The queue as JSON and a contact sheet PNG of the queued images with predicted boxes."""
+    import json
+
+    from labelwise.reports import contact_sheet
+
+    data = batch.as_json() if isinstance(batch, ScoreBatch) else dict(batch)
+    project = catalog.project(str(data["project_id"]))
+    number = (data.get("params") or {}).get("round", "x")  # type: ignore[union-attr]
+    out = out_dir or settings.state_dir / "reports" / project.name
+    out.mkdir(parents=True, exist_ok=True)
+    queue_json = out / f"round-{number}-queue.json"
+    queue_json.write_text(json.dumps(data, indent=2))
+    paths = {"queue": str(queue_json)}
+    queue = list(data["queue"])  # type: ignore[arg-type]
+    if queue:
+        ids = [str(item["image_id"]) for item in queue]
+        records = catalog.require_images(project, ids)
+        preds = catalog.predictions(project, str(data["model_version"]), ids) if data.get("model_version") else {}
+        items = [(r.image_id, r.path, float(item["uncertainty_score"]), preds.get(r.image_id))
+                 for r, item in zip(records, queue)]
+        sheet = contact_sheet(items, project.class_names, out / f"round-{number}-queue.png",
+                              confidence_floor=settings.scoring.confidence_floor)
+        paths["contact_sheet"] = str(sheet)
+    return paths

@@ -489,6 +489,15 @@ class Catalog:
                      "status": r.status, "params": r.params}
                     for r in s.scalars(q.order_by(RoundRow.number)).all()]
 
+    def update_round_params(self, project: ProjectRecord, number: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``extra`` into a round's params (figures recorded as the round proceeds)."""
+        with self.session() as s, s.begin():
+            row = s.scalar(select(RoundRow).where(RoundRow.project_id == project.id, RoundRow.number == number))
+            if row is None:
+                raise CatalogError(f"project {project.name!r} has no round {number}")
+            row.params = {**(row.params or {}), **extra}
+            return dict(row.params)
+
     def set_round_status(self, project: ProjectRecord, number: int, status: str) -> None:
         with self.session() as s, s.begin():
             s.execute(update(RoundRow).where(RoundRow.project_id == project.id, RoundRow.number == number)

@@ -22,8 +22,8 @@ Class distribution (long tail): the ``rare_classes`` share ``rare_fraction`` of 
 instances; the other ("common") classes share the rest. Within each group the classes are ranked
 by a permutation drawn from ``seed`` and the class of rank r (1-based) gets weight
 ``r ** -long_tail_exponent`` (0 = uniform within the group). The defaults give the most frequent
-class about 31 % of the digits, the least frequent common class about 6.6 % and the three rare
-classes about 2.5 %, 1.4 % and 1.0 %. ``rare_classes=None`` lets ``seed`` choose
+class about 24 % of the digits, the least frequent common class about 9 % and the three rare
+classes about 2.2 %, 1.6 % and 1.3 %. ``rare_classes=None`` lets ``seed`` choose
 ``num_rare_classes`` rare classes. The resolved probabilities are recorded in the manifest.
 
 Near-duplicates: ``duplicate_cluster_fraction`` of the pool belongs to clusters of
@@ -171,7 +171,7 @@ class DigitsConfig:
     rare_classes: tuple[int, ...] | None = (2, 5, 8)
     num_rare_classes: int = 3
     rare_fraction: float = 0.05
-    long_tail_exponent: float = 0.8
+    long_tail_exponent: float = 0.5
     max_box_overlap: float = 0.1
     duplicate_cluster_fraction: float = 0.3
     cluster_size_min: int = 3
