@@ -1,1 +1,1 @@
-"""flows package."""
+"""Prefect flows: composition only. Each reads like the round it runs."""

@@ -43,3 +43,13 @@ def annotate_simulated(config: str | None, project: str, truth_dir: str | None, 
 
     settings = task_settings(config)
     return run(settings, open_catalog(settings), project, truth_dir, noise, seed)
+
+
+@task(name="wait-for-review")
+def wait_for_review(config: str | None, project: str, round_number: int, timeout_s: float, poll_s: float) -> dict:
+    """Poll Label Studio until every task of the round is annotated or skipped (demo path)."""
+    from labelwise.review import wait_for_review as run
+    from labelwise.runtime import open_catalog
+
+    settings = task_settings(config)
+    return run(settings, open_catalog(settings), project, round_number, timeout_s, poll_s)

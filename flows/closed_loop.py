@@ -1,0 +1,33 @@
+"""closed_loop: rounds of propose -> review -> learn in one run (demo and simulated studies).
+
+For real reviewers use the propose deployment and let the Label Studio webhook start
+learn-round: waiting for people must not hold a process for days.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.learn_round import learn_round
+from flows.naming import run_name
+from flows.params import LearnParams, LoopParams, ProposeParams
+from flows.propose_round import propose_round
+from tasks.review import annotate_simulated, wait_for_review
+
+
+@flow(name="closed-loop", flow_run_name=run_name("closed-loop"))
+def closed_loop(params: LoopParams) -> list[dict]:
+    table: list[dict] = []
+    for _ in range(params.rounds):
+        proposed = propose_round(ProposeParams(
+            project=params.project, config=params.config, strategy=params.strategy, limit=params.limit,
+            diversity_weight=params.diversity_weight, group=params.group, seed=params.seed))
+        if params.annotator == "simulated":
+            annotate_simulated(params.config, params.project, params.truth_dir, params.noise, params.seed)
+        wait_for_review(params.config, params.project, proposed["round"], params.review_timeout_s, params.poll_s)
+        learned = learn_round(LearnParams(project=params.project, round_number=proposed["round"],
+                                          config=params.config, campaign=params.campaign))
+        table.append({**learned, "strategy": proposed["strategy"], "queued": proposed["queued"]})
+        if params.stop_on_plateau and learned.get("plateau", {}).get("plateaued"):
+            break
+    return table

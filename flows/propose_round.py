@@ -1,0 +1,40 @@
+"""propose_round: auto-label -> score -> queue. Ends when the batch is in Label Studio."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.naming import run_name
+from flows.params import ProposeParams
+from tasks.auto_label import auto_label, plan_shards
+from tasks.model import resolve_model
+from tasks.review import queue_for_review
+from tasks.rounds import record_round_figures, write_batch_artifacts
+from tasks.score_batch import score_batch
+
+
+def choose_strategy(requested: str | None, base_model: dict) -> str | None:
+    """No trained model yet (a yaml build) -> diversity-only cold start."""
+    if requested is None and base_model["source"] == "configured" and base_model["ref"].endswith((".yaml", ".yml")):
+        return "cold_start"
+    return requested
+
+
+@flow(name="propose-round", flow_run_name=run_name("propose"))
+def propose_round(params: ProposeParams) -> dict:
+    cfg, project = params.config, params.project
+    base = resolve_model(cfg, project, params.model)
+    shards = plan_shards(cfg, project, params.shard_size)
+    labelled = auto_label.map(cfg, project, base["ref"], shards, list(range(len(shards)))).result()
+    batch = score_batch(cfg, project, choose_strategy(params.strategy, base), params.limit,
+                        params.diversity_weight, labelled[0]["model_version"], params.seed)
+    artifacts = write_batch_artifacts(cfg, batch)
+    queued = queue_for_review(cfg, project, batch, params.group)
+    round_number = batch["params"]["round"]
+    record_round_figures(cfg, project, round_number, {
+        "base_model": base["ref"],
+        "seconds/auto_label": sum(r["seconds"] for r in labelled),
+        "artifacts": artifacts,
+    })
+    return {"round": round_number, "strategy": batch["strategy"], "model_version": batch["model_version"],
+            "queued": len(batch["queue"]), "labelstudio": queued}
