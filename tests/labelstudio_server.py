@@ -115,7 +115,9 @@ class LabelStudioServer:
         """Stop by PID (TERM, then KILL after the script's timeout)."""
         done = self._run("stop", 60)
         if done.returncode != 0:
-            raise RuntimeError(f"scripts/labelstudio.sh stop exited {done.returncode}: {done.stderr}")
+            raise RuntimeError(
+                f"scripts/labelstudio.sh stop exited {done.returncode}; expected 0: {done.stderr}"
+            )
 
     def status(self) -> str:
         return self._run("status", 30).stdout.strip()

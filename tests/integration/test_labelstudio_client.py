@@ -258,12 +258,13 @@ def test_webhook_registered_once_and_delivered(
     try:
         url = f"http://127.0.0.1:{receiver.server_address[1]}/webhooks/labelstudio"
         actions = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
-        first = client.ensure_webhook(project_id, url, actions, {"X-Labelwise-Secret": "s1"})
-        assert client.ensure_webhook(project_id, url, actions, {"X-Labelwise-Secret": "s1"}) == first
+        secret1, secret2 = {"X-Labelwise-Secret": "s1"}, {"X-Labelwise-Secret": "s2"}
+        first = client.ensure_webhook(project_id, url, actions, secret1)
+        assert client.ensure_webhook(project_id, url, actions, secret1) == first
         hooks = [h for h in client.list_webhooks(project_id) if h["url"] == url]
         assert len(hooks) == 1
         # Changed headers update the same webhook.
-        assert client.ensure_webhook(project_id, url, actions, {"X-Labelwise-Secret": "s2"}) == first
+        assert client.ensure_webhook(project_id, url, actions, secret2) == first
         (hook,) = [h for h in client.list_webhooks(project_id) if h["url"] == url]
         assert hook["headers"] == {"X-Labelwise-Secret": "s2"}
 

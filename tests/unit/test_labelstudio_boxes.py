@@ -1,4 +1,4 @@
-"""Pure Label Studio helpers: box round trips, by-name classes, label config XML, local-files URLs."""
+"""Pure Label Studio helpers: box round trips, by-name classes, config XML, local-files URLs."""
 
 from __future__ import annotations
 

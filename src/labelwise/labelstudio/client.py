@@ -100,7 +100,10 @@ class LabelStudioClient:
 
     @classmethod
     def from_settings(
-        cls, settings: LabelStudioSettings, *, retry_base_delay_s: float = DEFAULT_RETRY_BASE_DELAY_S
+        cls,
+        settings: LabelStudioSettings,
+        *,
+        retry_base_delay_s: float = DEFAULT_RETRY_BASE_DELAY_S,
     ) -> "LabelStudioClient":
         """A client for ``settings.url`` with its key, timeout and retry count."""
         return cls(
@@ -139,7 +142,8 @@ class LabelStudioClient:
                 status = exc.status_code or 0
                 if status in (401, 403):
                     raise LabelStudioAuthError(
-                        f"{action}: Label Studio at {self.url} refused the API key (HTTP {status}); "
+                        f"{action}: Label Studio at {self.url} refused the API key "
+                        f"(HTTP {status}); "
                         "expected a valid token (legacy tokens need "
                         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)"
                     ) from exc
@@ -181,7 +185,11 @@ class LabelStudioClient:
     def _pages(
         self, action: str, fetch: Callable[[int], Any], page_size: int = PAGE_SIZE
     ) -> list[Any]:
-        """Every item of a page-numbered SDK list; each page is one retried call."""
+        """Every item of a page-numbered SDK list; each page is one retried call.
+
+        ``fetch(page)`` returns the SDK pager of that page (1-based); only its first page
+        (``.items``) and ``.response`` are read, so the SDK never fetches pages on its own.
+        """
         items: list[Any] = []
         page = 1
         while True:
@@ -193,7 +201,15 @@ class LabelStudioClient:
                 raise
             got = list(pager.items or [])
             items.extend(got)
-            if len(got) < page_size:
+            # The server's total ("total" for tasks, "count" for projects) decides; a server
+            # that caps page_size below ours must not end the listing early.
+            response = getattr(pager, "response", None)
+            total = getattr(response, "total", None)
+            if total is None:
+                total = getattr(response, "count", None)
+            if not got or (total is not None and len(items) >= total):
+                break
+            if total is None and len(got) < page_size:
                 break
             page += 1
         return items
@@ -245,7 +261,7 @@ class LabelStudioClient:
                                 lambda: self._ls.projects.get(project_id)))
 
     def delete_project(self, project_id: int, *, missing_ok: bool = True) -> None:
-        """Delete a project with its tasks; a missing project is fine unless ``missing_ok=False``."""
+        """Delete a project and its tasks; a missing one is fine unless ``missing_ok=False``."""
         try:
             self._call(f"delete project {project_id}",
                        lambda: self._ls.projects.delete(project_id))

@@ -14,7 +14,7 @@ class LabelStudioError(RuntimeError):
 
 
 class LabelStudioUnavailable(LabelStudioError):
-    """The server could not be reached, or kept failing (connection errors, HTTP 5xx) after retries."""
+    """The server is unreachable or kept failing (connection errors, HTTP 5xx) after retries."""
 
 
 class LabelStudioAuthError(LabelStudioError):

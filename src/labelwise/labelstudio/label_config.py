@@ -48,7 +48,8 @@ def build_label_config(
     )
     return (
         "<View>\n"
-        f"  <Image name={quoteattr(image_name)} value={quoteattr('$' + image_name)} zoom=\"true\"/>\n"
+        f"  <Image name={quoteattr(image_name)} value={quoteattr('$' + image_name)}"
+        ' zoom="true"/>\n'
         f"  <RectangleLabels name={quoteattr(label_name)} toName={quoteattr(image_name)}>\n"
         f"{labels}\n"
         "  </RectangleLabels>\n"
