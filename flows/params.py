@@ -48,3 +48,11 @@ class LoopParams(BaseModel):
     campaign: str = "default"
     stop_on_plateau: bool = False
     seed: int = 0
+
+
+class ReconcileParams(BaseModel):
+    """Find reviewed rounds whose webhook was lost and learn them."""
+
+    project: str
+    config: str | None = None
+    campaign: str = "default"

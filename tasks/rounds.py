@@ -40,3 +40,11 @@ def move_round(config: str | None, project: str, round_number: int, from_status:
 
     catalog = open_catalog(task_settings(config))
     return catalog.transition_round(catalog.project(project), round_number, from_status, to_status)
+
+
+@task(name="list-rounds")
+def list_rounds(config: str | None, project: str, status: str) -> list[int]:
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(task_settings(config))
+    return [r["number"] for r in catalog.rounds(catalog.project(project), status)]

@@ -6,4 +6,5 @@ from labelwise.config import Settings, load_settings
 
 
 def task_settings(config: str | None) -> Settings:
-    return load_settings(config)
+    """Settings from ``config`` (empty string = none given, as templated deployments pass it)."""
+    return load_settings(config or None)

@@ -28,13 +28,13 @@ from labelwise.datasets.digits import (
 
 SPLITS = ("pool", "val", "test")
 TINY = DigitsConfig(pool_images=10, val_images=3, test_images=3, duplicate_cluster_fraction=0.6)
+SHARED = DigitsConfig(pool_images=120, val_images=20, test_images=20, seed=3)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """One moderate target-domain data set shared by the read-only tests."""
-    config = DigitsConfig(pool_images=160, val_images=24, test_images=24, seed=3)
-    return generate_digits(tmp_path_factory.mktemp("digits") / "ds", config)
+    return generate_digits(tmp_path_factory.mktemp("digits") / "ds", SHARED)
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +89,10 @@ def test_layout_pool_has_no_labels_beside_it(dataset, manifest):
     assert sorted(p.name for p in (root / "pool").iterdir()) == ["images"]
     assert not list((root / "pool").rglob("*.txt"))
     pool = dataset.image_paths("pool")
-    assert len(pool) == 160 == manifest["splits"]["pool"]["images"]
-    assert [p.name for p in pool] == [f"pool_{i:06d}.png" for i in range(160)]
+    assert len(pool) == SHARED.pool_images == manifest["splits"]["pool"]["images"]
+    assert [p.name for p in pool] == [f"pool_{i:06d}.png" for i in range(SHARED.pool_images)]
     assert sorted(p.stem for p in dataset.pool_truth.glob("*.txt")) == [p.stem for p in pool]
-    for split, n in (("val", 24), ("test", 24)):
+    for split, n in (("val", SHARED.val_images), ("test", SHARED.test_images)):
         images = dataset.image_paths(split)
         assert len(images) == n
         assert sorted(p.stem for p in (root / split / "labels").glob("*.txt")) == [p.stem for p in images]
@@ -279,7 +279,7 @@ def test_near_duplicate_clusters_exist_and_look_alike(dataset, manifest):
     multi = [c for c in clusters.values() if len(c) > 1]
     in_clusters = sum(len(c) for c in multi)
     assert manifest["splits"]["pool"]["near_duplicate_clusters"] == len(multi) >= 3
-    assert abs(in_clusters - 0.3 * 160) <= 1
+    assert abs(in_clusters - SHARED.duplicate_cluster_fraction * SHARED.pool_images) <= 1
     assert all(2 <= len(c) <= 8 for c in multi)
     assert all(e["cluster_size"] == len(clusters[e["cluster_id"]]) for e in pool)
     for split in ("val", "test"):
@@ -317,25 +317,22 @@ def test_domain_halves_are_disjoint_and_cover_the_sklearn_digits():
         domain_sample_indices("other")
 
 
-def test_source_domain_uses_other_digit_samples(tmp_path, manifest):
-    config = dataclasses.replace(TINY, pool_images=30, domain="source", seed=3)
-    source = generate_digits(tmp_path / "source", config).read_manifest()
+def test_source_domain_uses_other_digit_samples_and_darker_backgrounds(tmp_path, dataset, manifest):
+    config = dataclasses.replace(TINY, pool_images=12, domain="source", duplicate_cluster_fraction=0.0)
+    source = generate_digits(tmp_path / "source", config)
+    source_manifest = source.read_manifest()
     used_target = {s for e in manifest["images"] for s in e["digit_samples"]}
-    used_source = {s for e in source["images"] for s in e["digit_samples"]}
+    used_source = {s for e in source_manifest["images"] for s in e["digit_samples"]}
     assert used_target and used_source and not used_target & used_source
     assert all(s % 2 == 0 for s in used_target) and all(s % 2 == 1 for s in used_source)
-    assert source["sklearn_samples"]["rule"] != manifest["sklearn_samples"]["rule"]
+    assert source_manifest["sklearn_samples"]["rule"] != manifest["sklearn_samples"]["rule"]
 
+    def median_luma(paths) -> float:
+        return float(np.median([np.asarray(Image.open(p).convert("L"), np.float32).mean() for p in paths]))
 
-def test_source_backgrounds_are_darker_than_target(tmp_path):
-    luma = {}
-    for domain in ("target", "source"):
-        config = dataclasses.replace(TINY, pool_images=12, domain=domain, duplicate_cluster_fraction=0.0)
-        ds = generate_digits(tmp_path / domain, config)
-        luma[domain] = np.median(
-            [np.asarray(Image.open(p).convert("L"), np.float32).mean() for p in ds.image_paths("pool")]
-        )
-    assert luma["source"] + 40 < luma["target"], luma
+    target_luma = median_luma(dataset.image_paths("val"))
+    source_luma = median_luma(source.image_paths("pool"))
+    assert source_luma + 40 < target_luma, (source_luma, target_luma)
 
 
 # ---------------------------------------------------------------------------------------------

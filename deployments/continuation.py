@@ -1,0 +1,36 @@
+"""The hook the webhook receiver calls when a round's batch is fully reviewed: one learn run.
+
+``run_deployment`` with ``timeout=0`` returns as soon as the run is created; the idempotency
+key (project + round) makes Prefect hand back the same run if the hook fires twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+LEARN_DEPLOYMENT = "learn-round/learn"
+
+
+def idempotency_key(project: str, round_number: int) -> str:
+    return f"labelwise-learn-{project}-round-{round_number}"
+
+
+def start_learn_run(config: str | None, campaign: str = "default") -> Callable[[str, int], None]:
+    """A hook that starts the learn deployment for (project, round)."""
+
+    def hook(project: str, round_number: int) -> None:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(
+            LEARN_DEPLOYMENT,
+            parameters={"params": {"project": project, "round_number": round_number,
+                                   "config": config or "", "campaign": campaign}},
+            timeout=0,
+            idempotency_key=idempotency_key(project, round_number),
+            as_subflow=False,
+        )
+        log.info("learn run %s (%s) for %s round %s", run.name, run.id, project, round_number)
+
+    return hook
