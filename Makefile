@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: setup venv labelstudio-install labelstudio-start labelstudio-stop test test-unit demo \
-        bench up down clean
+        bench up down status clean
 
 setup: venv labelstudio-install
 
@@ -38,11 +38,23 @@ test: setup
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
+DEMO_CONFIG := $(CURDIR)/.labelwise/demo.yaml
+
 demo: setup
-	$(BIN)/labelwise demo
+	LABELWISE_CONFIG=$(DEMO_CONFIG) bash scripts/services.sh up
+	set -a; . .labelwise/run/env; set +a; $(BIN)/python -m deployments.demo --config-out $(DEMO_CONFIG)
 
 bench: setup
 	$(BIN)/labelwise bench scoring
+
+up: setup
+	bash scripts/services.sh up
+
+down:
+	bash scripts/services.sh down
+
+status:
+	bash scripts/services.sh status
 
 clean:
 	rm -rf .labelwise .pytest_cache

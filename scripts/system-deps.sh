@@ -2,7 +2,7 @@
 # Debian packages Labelwise needs: OpenCV (pulled in by ultralytics) loads libGL and glib.
 # Installs only what is missing, so a second run costs nothing.
 set -euo pipefail
-packages=(libgl1 libglib2.0-0)
+packages=(libgl1 libglib2.0-0 curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
