@@ -20,6 +20,8 @@ with classic NMS, for prediction and evaluation alike.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
@@ -182,6 +184,7 @@ class _RawBoxes:
     speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
 
 
+@functools.lru_cache(maxsize=1)
 def _make_predictor_class() -> type:
     """Build the DetectionPredictor subclass (deferred so ultralytics is imported lazily)."""
     from ultralytics.models.yolo.detect import DetectionPredictor
@@ -210,6 +213,8 @@ def _make_predictor_class() -> type:
                 end2end=False,
                 return_idxs=True,
             )
+            if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
+                orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
             out = []
             for b, (det, idx) in enumerate(zip(kept, indices)):
                 idx = idx.reshape(-1).long()
@@ -218,8 +223,7 @@ def _make_predictor_class() -> type:
                     rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=_CONF_CHECK_ATOL
                 ):
                     raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
-                shape = orig_imgs[b].shape if isinstance(orig_imgs, list) else img.shape[2:]
-                boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), shape)
+                boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), orig_imgs[b].shape)
                 out.append(
                     _RawBoxes(
                         xyxy=boxes.cpu().numpy().astype(np.float32),
@@ -502,7 +506,6 @@ class YoloDetector:
     # ---------------------------------------------------------------- persistence
     def save(self, path: Path) -> Path:
         """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps :attr:`version`)."""
-        import copy
         from datetime import datetime
 
         import torch
@@ -651,7 +654,8 @@ class YoloDetector:
         }
         start = time.perf_counter()
         validator = DetectionValidator(args=args)
-        validator(model=self._model)
+        # The validator fuses Conv+BN and freezes the module it is given in place: give it a copy.
+        validator(model=copy.deepcopy(self._model))
         seconds = time.perf_counter() - start
         metrics = validator.metrics
         box = metrics.box

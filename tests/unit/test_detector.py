@@ -265,8 +265,13 @@ def test_features_are_l2_normalised_and_deterministic(yaml_detector, images: lis
 
 
 # ---------------------------------------------------------------------------- train / evaluate
-def test_evaluate_untrained_returns_metrics(yaml_detector, dataset: Path, tmp_path: Path) -> None:
+def test_evaluate_untrained_returns_metrics(env: Env, yaml_detector, dataset: Path, tmp_path: Path) -> None:
+    from labelwise.detector import YoloDetector
+
     result = yaml_detector.evaluate(dataset, split="test", out_dir=tmp_path)
+    # evaluation must not fuse/alter the detector's own weights
+    reloaded = YoloDetector.load(str(yaml_detector.save(tmp_path / "after_eval.pt")), env.settings, env.state_dir)
+    assert reloaded.version.split("-")[-1] == yaml_detector.version.split("-")[-1]
     assert result.n_images == 4 and result.n_boxes > 0
     for value in (result.precision, result.recall, result.map50, result.map50_95):
         assert 0.0 <= value <= 1.0
@@ -290,7 +295,8 @@ def test_train_reload_evaluate(env: Env, yaml_detector, dataset: Path, tmp_path:
     assert isinstance(result, TrainResult)
     assert result.weights.is_file() and result.weights.suffix == ".pt"
     assert result.epochs == 2 and result.seconds > 0
-    assert yaml_detector.version == before  # training works on a copy
+    untouched = YoloDetector.load(str(yaml_detector.save(tmp_path / "untouched.pt")), env.settings, env.state_dir)
+    assert untouched.version.split("-")[-1] == before.split("-")[-1]  # training works on a copy
 
     trained = YoloDetector.load(str(result.weights), env.settings, env.state_dir, class_names=CLASS_NAMES)
     assert trained.version != before

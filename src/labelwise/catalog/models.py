@@ -126,3 +126,61 @@ class LabelRow(Base):
     ls_annotation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     labelled_round: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKeyRow(Base):
+    """An API key of the serving API: only a salted HMAC-SHA256 of its secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # public lookup part of the key
+    salt: Mapped[str] = mapped_column(String(64))  # hex
+    digest: Mapped[str] = mapped_column(String(128))  # hex HMAC-SHA256(salt, secret)
+    projects: Mapped[list] = mapped_column(JSON, default=list)  # project names it may use
+    all_projects: Mapped[bool] = mapped_column(Boolean, default=False)
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FlagOutboxRow(Base):
+    """An image the serving API flagged, waiting to be (or already) delivered to Label Studio."""
+
+    __tablename__ = "flag_outbox"
+    __table_args__ = (UniqueConstraint("project_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(200))
+    upload_group: Mapped[str] = mapped_column(String(200))
+    evaluation_score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+
+class ReviewEventRow(Base):
+    """A Label Studio annotation event received by the webhook receiver.
+
+    ``event_key`` makes recording idempotent: a webhook retried or replayed is stored once.
+    """
+
+    __tablename__ = "review_events"
+    __table_args__ = (UniqueConstraint("project_id", "event_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    ls_task_id: Mapped[int] = mapped_column(Integer, index=True)
+    round_number: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    annotation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    was_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

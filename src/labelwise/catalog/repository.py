@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.catalog.models import (
@@ -19,6 +20,7 @@ from labelwise.catalog.models import (
     LabelRow,
     PredictionRow,
     ProjectRow,
+    ReviewEventRow,
     RoundRow,
     ScoreRow,
 )
@@ -532,3 +534,71 @@ class Catalog:
         with self.session() as s:
             rows = s.scalars(select(LabelRow).where(LabelRow.project_id == project.id)).all()
             return {r.image_id: np.asarray(r.boxes, dtype=np.float64).reshape(-1, 5) for r in rows}
+
+    # Review events (Label Studio webhooks) ------------------------------------------------
+    def project_by_ls_id(self, ls_project_id: int) -> ProjectRecord | None:
+        """The project linked to a Label Studio project id (see :meth:`set_ls_project`), if any."""
+        with self.session() as s:
+            row = s.scalar(select(ProjectRow).where(ProjectRow.ls_project_id == ls_project_id)
+                           .order_by(ProjectRow.id).limit(1))
+            return None if row is None else _project_record(row)
+
+    def image_by_ls_task(self, project: ProjectRecord, ls_task_id: int) -> ImageRecord | None:
+        """The image whose Label Studio task is ``ls_task_id``, if any."""
+        with self.session() as s:
+            row = s.scalar(select(ImageRow).where(ImageRow.project_id == project.id,
+                                                  ImageRow.ls_task_id == ls_task_id).limit(1))
+            return None if row is None else _image_record(row)
+
+    def round_images(self, project: ProjectRecord, number: int) -> list[ImageRecord]:
+        """Images queued in round ``number`` (whatever their status now), ordered by id."""
+        with self.session() as s:
+            rows = s.scalars(select(ImageRow).where(ImageRow.project_id == project.id,
+                                                    ImageRow.queued_round == number)
+                             .order_by(ImageRow.image_id)).all()
+            return [_image_record(r) for r in rows]
+
+    def record_review_event(
+        self,
+        project: ProjectRecord,
+        *,
+        ls_task_id: int,
+        round_number: int | None,
+        action: str,
+        annotation_id: int | None,
+        was_cancelled: bool,
+        event_key: str,
+    ) -> bool:
+        """Store one annotation event; False (nothing stored) when ``event_key`` is known."""
+        try:
+            with self.session() as s, s.begin():
+                known = s.scalar(select(ReviewEventRow.id).where(
+                    ReviewEventRow.project_id == project.id, ReviewEventRow.event_key == event_key))
+                if known is not None:
+                    return False
+                s.add(ReviewEventRow(project_id=project.id, ls_task_id=ls_task_id,
+                                     round_number=round_number, action=action,
+                                     annotation_id=annotation_id, was_cancelled=was_cancelled,
+                                     event_key=event_key))
+            return True
+        except IntegrityError:  # the same event recorded concurrently
+            return False
+
+    def review_events(
+        self,
+        project: ProjectRecord,
+        round_number: int | None = None,
+        annotation_ids: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Recorded events, oldest first: ``ls_task_id, round_number, action, annotation_id,
+        was_cancelled, at``; optionally only those of a round or of some annotations."""
+        with self.session() as s:
+            q = select(ReviewEventRow).where(ReviewEventRow.project_id == project.id)
+            if round_number is not None:
+                q = q.where(ReviewEventRow.round_number == round_number)
+            if annotation_ids is not None:
+                q = q.where(ReviewEventRow.annotation_id.in_(list(annotation_ids)))
+            return [{"ls_task_id": r.ls_task_id, "round_number": r.round_number,
+                     "action": r.action, "annotation_id": r.annotation_id,
+                     "was_cancelled": r.was_cancelled, "at": r.at}
+                    for r in s.scalars(q.order_by(ReviewEventRow.id)).all()]

@@ -9,6 +9,7 @@ from labelwise.datasets.digits import (
     generate_digits,
     load_dataset,
     read_yolo_labels,
+    resolve_rare_classes,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "generate_digits",
     "load_dataset",
     "read_yolo_labels",
+    "resolve_rare_classes",
 ]

@@ -47,11 +47,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from concurrent.futures import Future, ThreadPoolExecutor
 import json
 import math
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +61,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 Domain = Literal["target", "source"]
 Split = Literal["pool", "val", "test"]
+Box = tuple[int, int, int, int]
+"""Pixel corners x0, y0, x1, y1 with exclusive ends."""
 
 NUM_CLASSES = 10
 CLASS_NAMES: tuple[str, ...] = tuple(str(i) for i in range(NUM_CLASSES))
@@ -87,9 +89,9 @@ PLACEMENT_ATTEMPTS = SHAPE_ATTEMPTS * POSITION_ATTEMPTS
 is skipped for overlapping too much."""
 LABEL_DECIMALS = 6
 PNG_COMPRESS_LEVEL = 1
+"""zlib level of the PNGs: 1 writes noisy images about 1.5x faster than 6 for ~10 % more bytes."""
 _WRITER_THREADS = 2
 _MAX_PENDING_WRITES = 32
-"""zlib level of the PNGs: 1 writes noisy images about 1.5x faster than 6 for ~10 % more bytes."""
 
 _MIN_DIGIT_SIZE = 8
 _CAMERA_JITTER_PX = 2
@@ -257,7 +259,9 @@ class DigitsConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown DigitsConfig field(s) {unknown}; expected from {sorted(known)}")
+            raise ValueError(
+                f"unknown DigitsConfig field(s) {unknown}; expected from {sorted(known)}"
+            )
         values = dict(values)
         if values.get("rare_classes") is not None:
             values["rare_classes"] = tuple(values["rare_classes"])
@@ -323,13 +327,17 @@ def domain_sample_indices(domain: Domain) -> np.ndarray:
 def _upsample(low: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
     """(h, w, C) float32 -> (height, width, C) float32, channel by channel through PIL."""
     chans = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(low[..., c])).resize((width, height), resample))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(low[..., c])).resize((width, height), resample)
+        )
         for c in range(low.shape[2])
     ]
     return np.stack(chans, axis=-1).astype(np.float32, copy=False)
 
 
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: float, channels: int) -> np.ndarray:
+def _smooth_noise(
+    rng: np.random.Generator, height: int, width: int, cell: float, channels: int
+) -> np.ndarray:
     """Band-limited noise, roughly in [-1, 1]: (height, width, channels) float32."""
     ch = max(2, int(math.ceil(height / cell)) + 1)
     cw = max(2, int(math.ceil(width / cell)) + 1)
@@ -357,7 +365,8 @@ def _background(rng: np.random.Generator, height: int, width: int, domain: Domai
         gy = (np.arange(ch) + 0.5) * height / ch - 0.5
         gx = (np.arange(cw) + 0.5) * width / cw - 0.5
         corners = [x * cos + y * sin for x in (0, width - 1) for y in (0, height - 1)]
-        t = (gx[None, :] * cos + gy[:, None] * sin - min(corners)) / max(max(corners) - min(corners), 1e-6)
+        span = max(max(corners) - min(corners), 1e-6)
+        t = (gx[None, :] * cos + gy[:, None] * sin - min(corners)) / span
         amp = rng.uniform(0.03, 0.14)
         low = (
             c0 + (c1 - c0) * t[..., None]
@@ -394,7 +403,8 @@ def _background(rng: np.random.Generator, height: int, width: int, domain: Domai
         low = rng.uniform(-1.0, 1.0, size=(height // block + 1, width // block + 1, 1))
         blocky = np.repeat(np.repeat(low, block, axis=0), block, axis=1)[:height, :width]
         img += rng.uniform(0.015, 0.05) * blocky.astype(np.float32)
-        img += rng.uniform(0.02, 0.08) * _smooth_noise(rng, height, width, rng.uniform(20.0, 50.0), 3)
+        blob_cell = rng.uniform(20.0, 50.0)
+        img += rng.uniform(0.02, 0.08) * _smooth_noise(rng, height, width, blob_cell, 3)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
@@ -426,7 +436,7 @@ class _Digit:
     cls: int
     sample: int
     alpha: np.ndarray
-    ink: tuple[int, int, int, int]
+    ink: Box
     x: int
     y: int
     colour: np.ndarray
@@ -505,7 +515,8 @@ def _digit_alpha(
     return np.ascontiguousarray(a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
 
-def _ink_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
+def _ink_box(alpha: np.ndarray) -> Box | None:
+    """Tight box of the pixels whose coverage reaches INK_THRESHOLD, or None without any."""
     rows = np.flatnonzero((alpha >= INK_THRESHOLD).any(axis=1))
     cols = np.flatnonzero((alpha >= INK_THRESHOLD).any(axis=0))
     if rows.size == 0:
@@ -513,7 +524,8 @@ def _ink_box(alpha: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _overlap_ok(box: tuple[int, int, int, int], placed: list[tuple[int, int, int, int]], limit: float) -> bool:
+def _overlap_ok(box: Box, placed: list[Box], limit: float) -> bool:
+    """True when ``box`` covers at most ``limit`` of the smaller area of every placed box."""
     x0, y0, x1, y1 = box
     area = (x1 - x0) * (y1 - y0)
     for px0, py0, px1, py1 in placed:
@@ -541,7 +553,7 @@ def _plan_scene(
     luma = background[m : m + height, m : m + width] @ _LUMA
 
     digits: list[_Digit] = []
-    placed: list[tuple[int, int, int, int]] = []
+    placed: list[Box] = []
     wanted = int(rng.integers(config.digits_min, config.digits_max + 1))
     log_lo, log_hi = math.log(config.digit_size_min), math.log(config.digit_size_max + 1)
     skipped = 0
@@ -559,7 +571,9 @@ def _plan_scene(
             gamma = rng.uniform(0.8, 1.3)
             cut = rng.uniform(0.12, 0.32)
             if not digits and attempt == SHAPE_ATTEMPTS - 1:
-                size, aspect, angle = config.digit_size_min, 1.0, 0.0  # the first digit must fit
+                # The first digit must fit: smallest size, upright, within the canvas.
+                size = max(_MIN_DIGIT_SIZE, min(config.digit_size_min, min(width, height) - 4))
+                aspect, angle = 1.0, 0.0
             alpha = _digit_alpha(images[sample], size, aspect, angle, gamma, cut)
             ink = _ink_box(alpha)
             if ink is None:
@@ -578,7 +592,8 @@ def _plan_scene(
             local = float(luma[iy : iy + bh, ix : ix + bw].mean())
             chosen = _Digit(
                 cls=cls, sample=sample, alpha=alpha, ink=ink, x=ix - ink[0], y=iy - ink[1],
-                colour=_ink_colour(rng, local, config.domain), opacity=float(rng.uniform(0.85, 1.0)),
+                colour=_ink_colour(rng, local, config.domain),
+                opacity=float(rng.uniform(0.85, 1.0)),
             )
             placed.append(box)
             break
@@ -626,7 +641,9 @@ def _plan_scene(
     return _Scene(height, width, background, digits, strokes, noise, blur, speckle, skipped)
 
 
-def _composite(canvas: np.ndarray, alpha: np.ndarray, x: int, y: int, colour: np.ndarray, opacity: float) -> None:
+def _composite(
+    canvas: np.ndarray, alpha: np.ndarray, x: int, y: int, colour: np.ndarray, opacity: float
+) -> None:
     """Blend ``colour`` into ``canvas`` (H, W, 3) in place with coverage ``alpha`` at (x, y)."""
     height, width = canvas.shape[:2]
     h, w = alpha.shape
@@ -657,7 +674,9 @@ def _render(scene: _Scene, rng: np.random.Generator, *, jitter: bool) -> _Render
     """Render ``scene``, drawing pixel noise from ``rng``; with ``jitter`` the frame is a
     near-duplicate: camera shift, per-digit shift and brightness/gain also come from ``rng``."""
     h, w, m = scene.height, scene.width, _BG_MARGIN
-    gx, gy = (int(v) for v in rng.integers(-_CAMERA_JITTER_PX, _CAMERA_JITTER_PX + 1, 2)) if jitter else (0, 0)
+    gx, gy = 0, 0
+    if jitter:
+        gx, gy = (int(v) for v in rng.integers(-_CAMERA_JITTER_PX, _CAMERA_JITTER_PX + 1, 2))
     canvas = scene.background[m + gy : m + gy + h, m + gx : m + gx + w].copy()
     for stroke in scene.strokes:
         alpha = _stroke_alpha(stroke, h, w, -gx, -gy)
@@ -706,16 +725,29 @@ def _render(scene: _Scene, rng: np.random.Generator, *, jitter: bool) -> _Render
     )
 
 
-def _render_example(config: DigitsConfig, split: Split = "pool", index: int = 0, *, jitter_seed: int | None = None) -> _Rendered:
-    """Plan and render one scene outside any data set (for tests and debugging)."""
-    probs = class_probabilities(config)
-    by_class = _samples_by_class(config.domain)
-    rng = np.random.default_rng([config.seed, _DOMAIN_CODE[config.domain], _SPLIT_CODE[split], 0, index])
-    scene = _plan_scene(rng, config, probs, by_class)
-    frame_rng = np.random.default_rng([config.seed, _DOMAIN_CODE[config.domain], _SPLIT_CODE[split], 1, index])
-    if jitter_seed is not None:
-        frame_rng = np.random.default_rng(jitter_seed)
-    return _render(scene, frame_rng, jitter=jitter_seed is not None)
+def _rng(config: DigitsConfig, split: Split, purpose: int, *index: int) -> np.random.Generator:
+    """The generator of one purpose (0 scene plan, 1 frame render, 2 cluster layout)."""
+    return np.random.default_rng(
+        [config.seed, _DOMAIN_CODE[config.domain], _SPLIT_CODE[split], purpose, *index]
+    )
+
+
+def _render_example(
+    config: DigitsConfig,
+    split: Split = "pool",
+    index: int = 0,
+    *,
+    jitter_seed: int | None = None,
+) -> _Rendered:
+    """Plan scene ``index`` of ``split`` and render it once, outside any data set (for tests and
+    debugging); with ``jitter_seed`` as a jittered near-duplicate frame."""
+    scene = _plan_scene(
+        _rng(config, split, 0, index), config, class_probabilities(config),
+        _samples_by_class(config.domain),
+    )
+    if jitter_seed is None:
+        return _render(scene, _rng(config, split, 1, index), jitter=False)
+    return _render(scene, np.random.default_rng(jitter_seed), jitter=True)
 
 
 def _samples_by_class(domain: Domain) -> list[np.ndarray]:
@@ -724,14 +756,17 @@ def _samples_by_class(domain: Domain) -> list[np.ndarray]:
     return [idx[labels[idx] == c] for c in range(NUM_CLASSES)]
 
 
-def _cluster_layout(rng: np.random.Generator, n: int, config: DigitsConfig, split: Split) -> list[list[int]]:
+def _cluster_layout(
+    rng: np.random.Generator, n: int, config: DigitsConfig, split: Split
+) -> list[list[int]]:
     """Group image indices 0..n-1 into clusters (lists); singletons are clusters of one."""
     sizes: list[int] = []
     if split == "pool":
         goal = round(config.duplicate_cluster_fraction * n)
         total = 0
         while total < goal:
-            size = min(int(rng.integers(config.cluster_size_min, config.cluster_size_max + 1)), goal - total)
+            drawn = int(rng.integers(config.cluster_size_min, config.cluster_size_max + 1))
+            size = min(drawn, goal - total)
             if size < 2:
                 break
             sizes.append(size)
@@ -779,7 +814,9 @@ def read_yolo_labels(path: Path | str) -> np.ndarray:
         where = f"{path}:{number}"
         parts = line.split()
         if len(parts) != 5:
-            raise ValueError(f"{where}: expected 5 fields 'cls cx cy w h'; got {len(parts)} in {line!r}")
+            raise ValueError(
+                f"{where}: expected 5 fields 'cls cx cy w h'; got {len(parts)} in {line!r}"
+            )
         try:
             values = [float(p) for p in parts]
         except ValueError:
@@ -890,9 +927,9 @@ def _data_yaml_text(root: Path) -> str:
     }
     header = (
         "# Written by labelwise.datasets.digits. Paths are absolute.\n"
-        "# `train` is a placeholder (val/images): ultralytics requires the key; the trainer writes\n"
-        "# its own data file for the labelled images. The unlabelled pool is deliberately absent;\n"
-        "# its ground truth is in pool_truth/labels, for the simulated annotator only.\n"
+        "# `train` is a placeholder (val/images): ultralytics requires the key; the trainer\n"
+        "# writes its own data file for the labelled images. The unlabelled pool is deliberately\n"
+        "# absent; its ground truth is in pool_truth/labels, for the simulated annotator only.\n"
     )
     return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
 
@@ -948,7 +985,10 @@ def _prepare_root(root: Path, config: DigitsConfig, overwrite: bool) -> DigitsDa
     wanted = config.to_dict()
     manifest = _read_manifest(root)
     if manifest is not None:
-        same = manifest.get("config") == wanted and manifest.get("format_version") == MANIFEST_VERSION
+        same = (
+            manifest.get("config") == wanted
+            and manifest.get("format_version") == MANIFEST_VERSION
+        )
         if same and _is_complete(root, manifest):
             return _dataset_for(root, config)
         if not same and not overwrite:
@@ -972,14 +1012,20 @@ def _prepare_root(root: Path, config: DigitsConfig, overwrite: bool) -> DigitsDa
             )
         _remove_owned(root)
         return None
+    even = " even with overwrite=True" if overwrite else ""
     raise FileExistsError(
         f"{root} is not empty and is not a generated digits data set (no {MANIFEST_NAME} from "
-        f"generate_digits); refusing to write into it{' even with overwrite=True' if overwrite else ''}"
-        f" so nothing stored there is lost. Choose an empty or new folder."
+        f"generate_digits); refusing to write into it{even} so nothing stored there is lost. "
+        f"Choose an empty or new folder."
     )
 
 
-def generate_digits(out: Path | str, config: DigitsConfig = DigitsConfig(), *, overwrite: bool = False) -> DigitsDataset:
+def generate_digits(
+    out: Path | str,
+    config: DigitsConfig = DigitsConfig(),
+    *,
+    overwrite: bool = False,
+) -> DigitsDataset:
     """Write the digits data set described by ``config`` into ``out`` and return it.
 
     ``out`` may be missing or empty. When it already holds a complete data set generated with the
@@ -1016,7 +1062,7 @@ def generate_digits(out: Path | str, config: DigitsConfig = DigitsConfig(), *, o
     writer = ThreadPoolExecutor(max_workers=_WRITER_THREADS, thread_name_prefix="digits-writer")
     pending: list[Future[None]] = []
     try:
-        _generate_splits(config, dataset, root, probs, by_class, writer, pending, entries, split_stats)
+        _generate_splits(config, dataset, probs, by_class, writer, pending, entries, split_stats)
         for future in pending:
             future.result()  # re-raises a failed write
     finally:
@@ -1033,7 +1079,6 @@ def _write_example(image: np.ndarray, image_path: Path, label_path: Path, labels
 def _generate_splits(
     config: DigitsConfig,
     dataset: DigitsDataset,
-    root: Path,
     probs: np.ndarray,
     by_class: list[np.ndarray],
     writer: ThreadPoolExecutor,
@@ -1042,19 +1087,15 @@ def _generate_splits(
     split_stats: dict[str, Any],
 ) -> None:
     """Plan, render and queue the writes of every image; fill ``entries`` and ``split_stats``."""
-    domain_code = _DOMAIN_CODE[config.domain]
+    root = dataset.root
     counts = {"pool": config.pool_images, "val": config.val_images, "test": config.test_images}
     for split in SPLITS:
-        code = _SPLIT_CODE[split]
-        clusters = _cluster_layout(np.random.default_rng([config.seed, domain_code, code, 2]), counts[split], config, split)
+        clusters = _cluster_layout(_rng(config, split, 2), counts[split], config, split)
         split_entries: dict[int, dict[str, Any]] = {}
         for cluster_id, members in enumerate(clusters):
-            scene = _plan_scene(
-                np.random.default_rng([config.seed, domain_code, code, 0, cluster_id]), config, probs, by_class
-            )
+            scene = _plan_scene(_rng(config, split, 0, cluster_id), config, probs, by_class)
             for index in members:
-                frame_rng = np.random.default_rng([config.seed, domain_code, code, 1, index])
-                rendered = _render(scene, frame_rng, jitter=len(members) > 1)
+                rendered = _render(scene, _rng(config, split, 1, index), jitter=len(members) > 1)
                 stem = f"{split}_{index:06d}"
                 image_path = dataset.image_dir(split) / f"{stem}.png"
                 label_path = dataset.label_dir(split) / f"{stem}.txt"
@@ -1124,8 +1165,8 @@ def _finish(
 def load_dataset(root: Path | str) -> DigitsDataset:
     """Re-open a data set written by :func:`generate_digits` from its manifest.
 
-    When the folder was moved, data.yaml (whose paths are absolute) is rewritten for the new
-    location; nothing else is touched.
+    When the folder was moved (data.yaml's ``path`` is not ``root``) or data.yaml is missing,
+    data.yaml is rewritten for the current location; nothing else is touched.
 
     Raises:
         FileNotFoundError: when ``root`` does not exist.
@@ -1138,10 +1179,11 @@ def load_dataset(root: Path | str) -> DigitsDataset:
         )
     manifest = _read_manifest(root)
     if manifest is None:
+        exists = (root / MANIFEST_NAME).exists()
+        found = "a different or unreadable file" if exists else "no such file"
         raise ValueError(
             f"{root} is not a generated digits data set: expected {root / MANIFEST_NAME} with "
-            f"format {MANIFEST_FORMAT!r}; got "
-            f"{'a different or unreadable file' if (root / MANIFEST_NAME).exists() else 'no such file'}"
+            f"format {MANIFEST_FORMAT!r}; got {found}"
         )
     if manifest.get("format_version") != MANIFEST_VERSION:
         raise ValueError(
@@ -1150,7 +1192,17 @@ def load_dataset(root: Path | str) -> DigitsDataset:
         )
     config = DigitsConfig.from_dict(manifest["config"])
     dataset = _dataset_for(root, config)
-    expected_yaml = _data_yaml_text(root)
-    if not dataset.data_yaml.is_file() or dataset.data_yaml.read_text(encoding="utf-8") != expected_yaml:
-        _write_atomic(dataset.data_yaml, expected_yaml)
+    if _data_yaml_root(dataset.data_yaml) != str(root):
+        _write_atomic(dataset.data_yaml, _data_yaml_text(root))
     return dataset
+
+
+def _data_yaml_root(path: Path) -> str | None:
+    """The ``path`` entry of a data.yaml, or None when it is missing or unreadable."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(data.get("path")) if isinstance(data, dict) else None

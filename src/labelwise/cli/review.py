@@ -1,0 +1,95 @@
+"""Review commands: ``queue``, ``review-status``, ``pull`` and ``annotate-simulated``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from labelwise.cli.common import friendly_errors, print_json, settings_from
+
+
+def register(app: typer.Typer) -> None:
+    app.command("queue")(queue)
+    app.command("review-status")(review_status)
+    app.command("pull")(pull)
+    app.command("annotate-simulated")(annotate_simulated)
+
+
+@friendly_errors
+def queue(
+    ctx: typer.Context,
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Selection strategy."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Queue length (>= 1)."),
+    diversity_weight: Optional[float] = typer.Option(
+        None, "--diversity-weight", "-w", help="0 = pure uncertainty, 1 = pure diversity."
+    ),
+    group: Optional[str] = typer.Option(
+        None, "--group", "-g", help="Upload group; gets its own Label Studio tab."
+    ),
+) -> None:
+    """Score, select and send a batch to Label Studio with the model's boxes pre-annotated."""
+    from labelwise.review import queue_batch
+    from labelwise.runtime import open_catalog
+    from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
+
+    settings = settings_from(ctx)
+    catalog = open_catalog(settings)
+    request = ScoreBatchRequest.from_settings(
+        settings, project, strategy=strategy, limit=limit, diversity_weight=diversity_weight
+    )
+    batch = build_score_batch(catalog, settings, request, record=True)
+    print_json(queue_batch(settings, catalog, project, batch.as_json(), group))
+
+
+@friendly_errors
+def review_status(
+    ctx: typer.Context,
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    round_number: Optional[int] = typer.Option(
+        None, "--round", "-r", help="Round (default: the newest queued round)."
+    ),
+) -> None:
+    """Count the round's tasks annotated, skipped and pending in Label Studio."""
+    from labelwise.review import review_status as run
+    from labelwise.runtime import open_catalog
+
+    settings = settings_from(ctx)
+    print_json(run(settings, open_catalog(settings), project, round_number))
+
+
+@friendly_errors
+def pull(
+    ctx: typer.Context,
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    round_number: Optional[int] = typer.Option(
+        None, "--round", "-r", help="Round to report corrections for (default: what is pulled)."
+    ),
+) -> None:
+    """Bring reviewed labels back: annotated -> labelled, skipped -> rejected."""
+    from labelwise.review import pull_annotations
+    from labelwise.runtime import open_catalog
+
+    settings = settings_from(ctx)
+    print_json(pull_annotations(settings, open_catalog(settings), project, round_number))
+
+
+@friendly_errors
+def annotate_simulated(
+    ctx: typer.Context,
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    truth: Optional[str] = typer.Option(
+        None, "--truth", help="Folder of YOLO truth files (default: the digits pool_truth)."
+    ),
+    noise: float = typer.Option(
+        0.0, "--noise", min=0.0, max=1.0, help="Probability a box gets a wrong class."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Answer unanswered queued tasks with ground truth (demos and tests)."""
+    from labelwise.review import annotate_simulated as run
+    from labelwise.runtime import open_catalog
+
+    settings = settings_from(ctx)
+    print_json(run(settings, open_catalog(settings), project, truth, noise, seed))

@@ -1,0 +1,142 @@
+"""The Label Studio side of a Labelwise project: one LS project, its storage and its webhook.
+
+A catalog project ``P`` maps to the Label Studio project titled ``labelwise-P`` (created once
+with a RectangleLabels config of P's class names, then reused; its id is stored in the catalog),
+a local-files storage on ``<state_dir>/media/<P>`` (see :mod:`labelwise.review.media`) and, when
+``labelstudio.webhook_url`` is set, a webhook to it carrying the header
+``X-Labelwise-Secret: <labelstudio.webhook_secret>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from labelwise.catalog import Catalog, ProjectRecord
+from labelwise.config import Settings
+from labelwise.labelstudio.errors import LabelStudioRequestError
+from labelwise.labelstudio.label_config import build_label_config
+from labelwise.labelstudio.local_files import check_storage_path
+from labelwise.review.media import media_dir
+
+if TYPE_CHECKING:
+    from labelwise.labelstudio.client import LabelStudioClient
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Labelwise-Secret"
+WEBHOOK_ACTIONS: tuple[str, ...] = (
+    "ANNOTATION_CREATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_DELETED",
+)
+"""Label Studio webhook actions Labelwise listens to (names as in the SDK's ``ActionsEnum``)."""
+
+
+def ls_title(project: ProjectRecord) -> str:
+    """Title of the Label Studio project of ``project``: ``labelwise-<name>``."""
+    return f"labelwise-{project.name}"
+
+
+def open_client(settings: Settings) -> "LabelStudioClient":
+    """A client for ``settings.labelstudio`` (close it, or use it as a context manager)."""
+    from labelwise.labelstudio.client import LabelStudioClient
+
+    return LabelStudioClient.from_settings(settings.labelstudio)
+
+
+def project_url(client: "LabelStudioClient", ls_project_id: int, view_id: int | None = None) -> str:
+    """The Data Manager URL of a project (of one tab when ``view_id`` is given)."""
+    url = f"{client.url}/projects/{ls_project_id}/data"
+    return url if view_id is None else f"{url}?tab={view_id}"
+
+
+def _rectangle_labels(info: dict[str, Any]) -> list[str] | None:
+    parsed = info.get("parsed_label_config") or {}
+    for control in parsed.values():
+        if isinstance(control, dict) and control.get("type") == "RectangleLabels":
+            return [str(label) for label in control.get("labels") or []]
+    return None
+
+
+def _check_labels(info: dict[str, Any], project: ProjectRecord) -> None:
+    labels = _rectangle_labels(info)
+    names = list(project.class_names)
+    if labels is None:
+        raise ValueError(
+            f"Label Studio project {info.get('id')} ({info.get('title')!r}) has no "
+            f"RectangleLabels control; expected one with the labels {names}"
+        )
+    if sorted(labels) != sorted(names):
+        raise ValueError(
+            f"Label Studio project {info.get('id')} ({info.get('title')!r}) has labels "
+            f"{sorted(labels)}; expected the classes of project {project.name!r}: {names}"
+        )
+
+
+def ensure_in(
+    client: "LabelStudioClient", settings: Settings, catalog: Catalog, project: ProjectRecord
+) -> tuple[ProjectRecord, dict[str, Any]]:
+    """:func:`ensure_ls_project` with an open client; returns the refreshed record too."""
+    root = settings.labelstudio_document_root
+    folder = media_dir(settings, project)
+    check_storage_path(folder, root)  # a ValueError before any request
+    ls_id = project.ls_project_id
+    info: dict[str, Any] | None = None
+    if ls_id is not None:
+        try:
+            info = client.get_project(ls_id)
+        except LabelStudioRequestError as exc:
+            if exc.status_code != 404:
+                raise
+            log.warning("Label Studio project %s of %r is gone; creating it again", ls_id,
+                        project.name)
+            ls_id = None
+    created = False
+    if ls_id is None:
+        existing = client.find_project(ls_title(project))
+        ls_id = existing if existing is not None else client.ensure_project(
+            ls_title(project), build_label_config(project.class_names))
+        created = existing is None
+        info = client.get_project(ls_id)
+    assert info is not None
+    _check_labels(info, project)
+    if project.ls_project_id != ls_id:
+        project = catalog.set_ls_project(project, ls_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage_id = client.ensure_local_storage(ls_id, folder, root)
+    webhook_id: int | None = None
+    ls = settings.labelstudio
+    if ls.webhook_url.strip():
+        webhook_id = client.ensure_webhook(ls_id, ls.webhook_url.strip(), WEBHOOK_ACTIONS,
+                                           {SECRET_HEADER: ls.webhook_secret})
+    return project, {
+        "project": project.name,
+        "ls_project_id": ls_id,
+        "title": info.get("title"),
+        "created": created,
+        "storage_id": storage_id,
+        "media_dir": str(folder),
+        "webhook_id": webhook_id,
+        "url": project_url(client, ls_id),
+    }
+
+
+def ensure_ls_project(settings: Settings, catalog: Catalog, project: str) -> dict[str, Any]:
+    """Create (once) or reuse the Label Studio project of ``project`` and wire it up.
+
+    Returns:
+        ``{"project", "ls_project_id", "title", "created": bool, "storage_id", "media_dir",
+        "webhook_id": int | None, "url"}``.
+
+    Raises:
+        ProjectNotFound: unknown catalog project.
+        ValueError: the media folder is not a strict subfolder of the Label Studio document
+            root, or the existing Label Studio project has other labels than the classes.
+        LabelStudioUnavailable, LabelStudioAuthError: server down or key refused.
+    """
+    record = catalog.project(project)
+    with open_client(settings) as client:
+        _, info = ensure_in(client, settings, catalog, record)
+    return info

@@ -1,0 +1,216 @@
+"""Send a recorded score batch to Label Studio as tasks with the model's boxes pre-annotated.
+
+One task per queue item::
+
+    data:        {"image": "/data/local-files/?d=<media path>", "image_id", "round", "strategy",
+                  "group", "uncertainty_score"}
+    predictions: [{"model_version", "score": uncertainty_score,
+                   "result": boxes at/above scoring.confidence_floor, each with its score}]
+
+The prediction ``score`` is the image's uncertainty score, so Label Studio's "sort by prediction
+score" (lowest first) shows the queue in order. Cold-start batches (no model version) get no
+predictions.
+
+Idempotent: tasks already in the Label Studio project (matched by ``data.image_id``) are reused,
+never imported twice; so a crash between the import and the catalog update, or queueing the same
+batch twice, creates no duplicate. A reused task whose data is stale (e.g. imported for a round
+that never got recorded as queued) gets its data rewritten. The catalog changes only after every
+Label Studio call succeeded: images -> ``queued`` with their task ids, round ``proposed ->
+queued``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
+from labelwise.config import Settings
+from labelwise.domain import Detections, ImageStatus
+from labelwise.labelstudio.boxes import detections_to_ls_result
+from labelwise.labelstudio.local_files import local_files_url
+from labelwise.review.media import check_sources, place_all
+from labelwise.review.project import ensure_in, open_client, project_url
+from labelwise.rounds import PROPOSED, QUEUED
+
+if TYPE_CHECKING:
+    from labelwise.labelstudio.client import LabelStudioClient
+
+log = logging.getLogger(__name__)
+
+
+def _parse_batch(batch: Mapping[str, Any], project: ProjectRecord) -> tuple[list[dict[str, Any]], int]:
+    """The queue items and round number of a score-batch dict; ValueError on a bad shape."""
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"batch must be a score-batch dict (ScoreBatch.as_json()); got {type(batch).__name__}")
+    named = batch.get("project_id")
+    if named is not None and str(named) != project.name:
+        raise ValueError(f"batch is for project {named!r}; expected {project.name!r}")
+    queue = batch.get("queue")
+    if not isinstance(queue, Sequence) or isinstance(queue, (str, bytes)):
+        raise ValueError(f"batch['queue'] must be a list of items; got {type(queue).__name__}")
+    if not queue:
+        raise ValueError(
+            f"nothing to queue: the score batch for project {project.name!r} selected no images "
+            "(no unlabelled image with predictions left?)"
+        )
+    params = batch.get("params") or {}
+    number = params.get("round") if isinstance(params, Mapping) else None
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ValueError(
+            f"batch['params']['round'] must be the recorded round number; got {number!r} "
+            "(build the batch with record=True)"
+        )
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for k, item in enumerate(queue):
+        if not isinstance(item, Mapping) or "image_id" not in item:
+            raise ValueError(f"batch['queue'][{k}] must be a dict with an image_id; got {item!r}")
+        image_id = str(item["image_id"])
+        if image_id in seen:
+            raise ValueError(f"image {image_id!r} appears twice in the batch queue")
+        seen.add(image_id)
+        try:
+            score = float(item.get("uncertainty_score", 0.0))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"batch['queue'][{k}]['uncertainty_score'] must be a number; "
+                f"got {item.get('uncertainty_score')!r}"
+            ) from None
+        items.append({"image_id": image_id, "uncertainty_score": score})
+    return items, number
+
+
+def _check_queueable(project: ProjectRecord, images: Sequence[ImageRecord], number: int) -> None:
+    bad = [
+        (img.image_id, img.status.value, img.queued_round)
+        for img in images
+        if not (img.status is ImageStatus.UNLABELLED
+                or (img.status is ImageStatus.QUEUED and img.queued_round == number))
+    ]
+    if bad:
+        shown = ", ".join(f"{i} ({s}, round {r})" for i, s, r in bad[:10])
+        raise ValueError(
+            f"{len(bad)} image(s) of the batch cannot be queued in round {number} of project "
+            f"{project.name!r}: {shown}; expected unlabelled images (or images already queued "
+            "in this round)"
+        )
+
+
+def _prediction(
+    dets: Detections | None, project: ProjectRecord, image: ImageRecord, model_version: str,
+    score: float, floor: float,
+) -> dict[str, Any]:
+    result = [] if dets is None else detections_to_ls_result(
+        dets.above(floor), project.class_names, image.width, image.height)
+    return {"model_version": model_version, "score": round(score, 6), "result": result}
+
+
+def _existing_tasks(client: "LabelStudioClient", ls_id: int) -> dict[str, dict[str, Any]]:
+    """``{data.image_id: task}`` of the project's tasks (the oldest task when several)."""
+    found: dict[str, dict[str, Any]] = {}
+    for task in sorted(client.list_tasks(ls_id, fields="task_only"), key=lambda t: int(t["id"])):
+        image_id = (task.get("data") or {}).get("image_id")
+        if image_id is None:
+            continue
+        if str(image_id) in found:
+            log.warning("Label Studio project %s holds several tasks for image %s; using task %s",
+                        ls_id, image_id, found[str(image_id)]["id"])
+            continue
+        found[str(image_id)] = task
+    return found
+
+
+def _update_task_data(client: "LabelStudioClient", task_id: int, data: dict[str, Any]) -> None:
+    # The adapter has no task update; use its retried call with the SDK's PATCH.
+    client._call(f"update data of task {task_id}",
+                 lambda: client.sdk.tasks.update(str(task_id), data=data))
+
+
+def queue_batch(
+    settings: Settings, catalog: Catalog, project: str, batch: Mapping[str, Any], group: str | None
+) -> dict[str, Any]:
+    """Import a recorded score batch into the project's Label Studio project.
+
+    Args:
+        batch: ``ScoreBatch.as_json()`` of a batch built with ``record=True`` (its
+            ``params.round`` names the round).
+        group: an upload group; it gets its own Data Manager tab ``group: <group>``.
+
+    Returns:
+        ``{"round", "ls_project_id", "created", "reused", "task_ids": {image_id: task_id},
+        "view_id", "url"}``; ``url`` opens the group's tab (the project's data page without a
+        group).
+
+    Raises:
+        ProjectNotFound / CatalogError: unknown project or round.
+        ValueError: an empty queue ("nothing to queue: ..."), a batch without a round, or images
+            that are labelled/rejected/queued in another round.
+        FileNotFoundError: an image file vanished since it was added (nothing is queued).
+        LabelStudioUnavailable, LabelStudioAuthError: nothing is marked queued.
+    """
+    record = catalog.project(project)
+    items, number = _parse_batch(batch, record)
+    catalog.round_info(record, number)  # the round must exist
+    ids = [item["image_id"] for item in items]
+    images = catalog.require_images(record, ids)
+    _check_queueable(record, images, number)
+    check_sources(images)
+    strategy = batch.get("strategy")
+    model_version = batch.get("model_version")
+    floor = settings.scoring.confidence_floor
+    root = settings.labelstudio_document_root
+    preds = catalog.predictions(record, str(model_version), ids) if model_version else {}
+
+    with open_client(settings) as client:
+        record, info = ensure_in(client, settings, catalog, record)
+        ls_id = int(info["ls_project_id"])
+        served = place_all(settings, record, images)
+        existing = _existing_tasks(client, ls_id)
+        task_ids: dict[str, int] = {}
+        new_tasks: list[dict[str, Any]] = []
+        new_ids: list[str] = []
+        for img, item in zip(images, items, strict=True):
+            data = {
+                "image": local_files_url(Path(served[img.image_id]), root),
+                "image_id": img.image_id,
+                "round": number,
+                "strategy": strategy,
+                "group": group,
+                "uncertainty_score": round(item["uncertainty_score"], 6),
+            }
+            known = existing.get(img.image_id)
+            if known is not None:
+                task_ids[img.image_id] = int(known["id"])
+                if dict(known.get("data") or {}) != data:
+                    _update_task_data(client, int(known["id"]), data)
+                continue
+            task: dict[str, Any] = {"data": data}
+            if model_version:
+                task["predictions"] = [_prediction(preds.get(img.image_id), record, img,
+                                                   str(model_version), item["uncertainty_score"],
+                                                   floor)]
+            new_tasks.append(task)
+            new_ids.append(img.image_id)
+        if new_tasks:
+            created = client.import_tasks(ls_id, new_tasks)
+            task_ids.update(zip(new_ids, created, strict=True))
+        view_id = None
+        if group:
+            view_id = client.ensure_view(ls_id, title=f"group: {group}", field="group", value=group)
+        url = project_url(client, ls_id, view_id)
+
+    ordered = {image_id: task_ids[image_id] for image_id in ids}
+    catalog.mark_queued(record, ordered, number, group)
+    catalog.transition_round(record, number, PROPOSED, QUEUED)
+    return {
+        "round": number,
+        "ls_project_id": ls_id,
+        "created": len(new_tasks),
+        "reused": len(ids) - len(new_tasks),
+        "task_ids": ordered,
+        "view_id": view_id,
+        "url": url,
+    }

@@ -1,0 +1,191 @@
+"""The labelling API: score-batch, thumbnails, auto-label runs, assignments, rounds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from labelwise.catalog import CatalogError
+from labelwise.domain import ImageStatus
+from labelwise.images import ImageReadError, make_thumbnail
+from labelwise.labelstudio.errors import LabelStudioError, LabelStudioUnavailable
+from labelwise.scorebatch import NoPredictionsError, ScoreBatchRequest, build_score_batch, scoring_rule
+from labelwise.scoring import score_image
+from labelwise.serving.delivery import queue_item, record_assignment_round
+from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.ids import IMAGE_ID_PATTERN, UnsafePathError, safe_child
+from labelwise.serving.jobs import JobConflict
+from labelwise.serving.state import check_model_ref
+from labelwise.strategies import STRATEGIES, get_strategy
+
+router = APIRouter(prefix="/v1", tags=["labelling"])
+MAX_LIMIT = 1000
+MAX_ASSIGN = 1000
+ABANDONED = "abandoned"  # a round whose batch never reached Label Studio
+ProjectQuery = Annotated[str, Query(min_length=1, max_length=200, description="Project name.")]
+ImageId = Annotated[str, Field(pattern=IMAGE_ID_PATTERN)]
+
+
+def _thumbnail_url(request: Request, project: str, image_id: str) -> str:
+    return f"{request.url_for('thumbnail', image_id=image_id)}?project_id={quote(project)}"
+
+
+@router.get("/label/score-batch")
+def score_batch(
+    request: Request, state: StateDep, key: KeyDep, project_id: ProjectQuery,
+    strategy: Annotated[str | None, Query(max_length=100, description=f"One of {sorted(STRATEGIES)}.")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT)] = None,
+    diversity_weight: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+) -> dict[str, Any]:
+    """The CLI's ``score-batch`` JSON (not recorded as a round); thumbnails are API URLs."""
+    project = authorized_project(state, key, project_id, "project_id")
+    if strategy is not None:
+        try:
+            get_strategy(strategy)
+        except ValueError as exc:
+            raise HTTPException(422, f"strategy: {exc}") from None
+    request_ = ScoreBatchRequest.from_settings(state.settings, project.name, strategy=strategy,
+                                               limit=limit, diversity_weight=diversity_weight)
+    try:
+        batch = build_score_batch(state.catalog, state.settings, request_, record=False).as_json()
+    except NoPredictionsError as exc:
+        raise HTTPException(409, f"project_id: {exc}") from None
+    except ImageReadError as exc:  # a pool file vanished or broke since it was added
+        raise HTTPException(409, f"project_id: {exc}") from None
+    except CatalogError as exc:  # e.g. the strategy needs embeddings the project lacks
+        raise HTTPException(422, f"strategy: {exc}") from None
+    for item in batch["queue"]:  # type: ignore[union-attr]
+        item["thumbnail"] = _thumbnail_url(request, project.name, item["image_id"])
+    return batch
+
+
+@router.get("/thumbnails/{image_id}", name="thumbnail", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def thumbnail(
+    state: StateDep, key: KeyDep, project_id: ProjectQuery,
+    image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="16 hex characters.")],
+) -> FileResponse:
+    """A JPEG thumbnail (long side ``serving.thumbnail_size`` px) of a catalogued image."""
+    project = authorized_project(state, key, project_id, "project_id")
+    found = state.catalog.images(project, image_ids=[image_id])
+    if not found:
+        raise HTTPException(404, f"image_id: project {project.name!r} has no image {image_id!r}")
+    size = state.serving.thumbnail_size
+    try:
+        path = make_thumbnail(found[0].path, state.settings.thumbnails_dir, image_id, size)
+        path = safe_child(state.settings.thumbnails_dir, path.name)
+    except (ImageReadError, UnsafePathError) as exc:
+        raise HTTPException(410, f"image_id: {exc}") from None
+    return FileResponse(path, media_type="image/jpeg")
+
+
+class AutoLabelStart(BaseModel):
+    project_id: str = Field(min_length=1, max_length=200)
+    model: str | None = Field(None, max_length=500, description=(
+        "models:/<name>@champion, a model yaml name, or a .pt under state_dir/models; "
+        "default: the champion, else detector.model."))
+
+
+class AutoLabelStatus(BaseModel):
+    run_id: str
+    project_id: str
+    model: str | None
+    status: str = Field(description="running, completed or failed.")
+    started_at: float
+    finished_at: float | None
+    report: dict[str, Any] | None
+    error: str | None
+
+
+@router.post("/labeling/auto", status_code=202, response_model=AutoLabelStatus)
+def start_auto_label(body: AutoLabelStart, state: StateDep, key: KeyDep) -> dict[str, Any]:
+    """Start auto-label (predict + embed the unlabelled pool) in the background."""
+    project = authorized_project(state, key, body.project_id, "project_id")
+    try:
+        model = check_model_ref(state.settings, body.model)
+        run = state.jobs.start(project.name, model)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except JobConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    return run.as_json()
+
+
+@router.get("/labeling/auto/{run_id}", response_model=AutoLabelStatus)
+def auto_label_status(
+    state: StateDep, key: KeyDep,
+    run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/labeling/auto.")],
+) -> dict[str, Any]:
+    run = state.jobs.get(run_id)
+    if run is None or not key.can_access(run.project_id):
+        raise HTTPException(404, f"run_id: no auto-label run {run_id!r}")
+    return run.as_json()
+
+
+class AssignmentRequest(BaseModel):
+    project_id: str = Field(min_length=1, max_length=200)
+    image_ids: list[ImageId] = Field(min_length=1, max_length=MAX_ASSIGN)
+    group: str | None = Field(None, min_length=1, max_length=200)
+
+
+@router.post("/assignments/queue")
+def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> dict[str, Any]:
+    """Queue exactly these images to Label Studio, with their stored predictions."""
+    project = authorized_project(state, key, body.project_id, "project_id")
+    ids = list(dict.fromkeys(body.image_ids))
+    try:
+        records = state.catalog.require_images(project, ids)
+    except CatalogError as exc:
+        raise HTTPException(404, f"image_ids: {exc}") from None
+    taken = [f"{r.image_id} ({r.status.value})" for r in records if r.status is not ImageStatus.UNLABELLED]
+    if taken:
+        raise HTTPException(409, f"image_ids: expected unlabelled images; got {taken[:10]}")
+    version = state.catalog.latest_model_version(project)
+    preds = state.catalog.predictions(project, version, ids) if version else {}
+    missing = [i for i in ids if i not in preds]
+    if missing:
+        raise HTTPException(409, f"image_ids: no stored prediction of model {version!r} for "
+                                 f"{missing[:10]}; run auto-label first")
+    rule = scoring_rule(state.settings)
+    scores = sorted((score_image(r.image_id, preds[r.image_id], rule) for r in records),
+                    key=lambda sc: (sc.uncertainty_score, sc.image_id))
+    by_id = {r.image_id: r for r in records}
+    try:
+        queue = [queue_item(state.settings, by_id[sc.image_id], sc.uncertainty_score, sc.scores,
+                            state.serving.thumbnail_size) for sc in scores]
+    except ImageReadError as exc:
+        raise HTTPException(409, f"image_ids: {exc}") from None
+    number = record_assignment_round(state.catalog, project, version, scores, body.group)
+    batch = {"project_id": project.name, "strategy": "manual", "model_version": version,
+             "params": {"round": number}, "queue": queue}
+    from labelwise.review import queue_batch
+
+    try:
+        result = queue_batch(state.settings, state.catalog, project.name, batch, body.group)
+    except (LabelStudioError, ValueError) as exc:
+        state.catalog.set_round_status(project, number, ABANDONED)  # nothing was marked queued
+        if isinstance(exc, LabelStudioUnavailable):
+            raise HTTPException(503, f"labelstudio: {exc}") from None
+        if isinstance(exc, LabelStudioError):
+            raise HTTPException(502, f"labelstudio: {exc}") from None
+        raise HTTPException(409, f"image_ids: {exc}") from None
+    return {"project_id": project.name, "group": body.group, "model_version": version,
+            "round": number, "image_ids": [item["image_id"] for item in queue], "result": result}
+
+
+@router.get("/rounds")
+def rounds(state: StateDep, key: KeyDep, project_id: ProjectQuery) -> dict[str, Any]:
+    """Metrics per round from MLflow (one child run per round)."""
+    from labelwise.learn import tracker_for
+
+    project = authorized_project(state, key, project_id, "project_id")
+    try:
+        found = tracker_for(state.settings, project.name).round_metrics()
+    except Exception as exc:  # noqa: BLE001 - the tracking store is a service
+        raise HTTPException(503, f"tracking: cannot read MLflow at "
+                                 f"{state.settings.resolved_tracking_uri}: {exc}") from None
+    return {"project_id": project.name, "rounds": found}

@@ -1,0 +1,121 @@
+"""``POST /v1/predict``: boxes, evaluation score and the flag decision for one uploaded image."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from labelwise.domain import Detections
+from labelwise.scorebatch import scoring_rule
+from labelwise.scoring import score_image
+from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.uploads import UploadError, decode_upload, upload_dir, write_incoming
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["predict"])
+
+
+class Box(BaseModel):
+    xyxy: list[float] = Field(description="x1, y1, x2, y2 in pixels of the uploaded image.")
+    class_id: int
+    class_name: str
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Prediction(BaseModel):
+    project_id: str
+    image_id: str = Field(description="Content id of the upload (16 hex characters).")
+    width: int
+    height: int
+    model_version: str
+    boxes: list[Box] = Field(description="Boxes at or above scoring.confidence_floor.")
+    evaluation_strategy: str
+    evaluation_score: float = Field(ge=0.0, le=1.0, description="Lower = more uncertain.")
+    evaluation_threshold: float
+    scores: dict[str, float]
+    flagged: bool = Field(description="evaluation_score < evaluation_threshold.")
+    queued_for_review: bool = Field(description="Stored in the pool and in the delivery outbox.")
+    flag_suppressed_reason: str | None = Field(
+        None, description="Why a flagged image was not queued: already_in_pool, already_flagged, "
+        "rate_cap_minute, rate_cap_hour, rate_cap_day, near_duplicate or store_failed.")
+    upload_group: str
+
+
+def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
+    kept = dets.above(floor)
+    return [Box(xyxy=[round(float(v), 2) for v in kept.xyxy[i]], class_id=int(kept.class_id[i]),
+                class_name=names[int(kept.class_id[i])], confidence=round(float(kept.confidence[i]), 6))
+            for i in range(len(kept))]
+
+
+@router.post("/predict", response_model=Prediction, responses={
+    401: {"description": "Missing or invalid API key"}, 403: {"description": "No access"},
+    404: {"description": "Unknown project"}, 413: {"description": "Upload too large"},
+    422: {"description": "Not an image, truncated, or bad parameters"},
+    503: {"description": "The model cannot be loaded"}})
+def predict(
+    state: StateDep,
+    key: KeyDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="One PNG/JPEG/BMP/TIFF/WEBP image.")],
+    project_form: Annotated[str | None, Form(alias="project")] = None,
+    project_query: Annotated[str | None, Query(alias="project", max_length=200)] = None,
+) -> Prediction:
+    """Predict one image; flag it for review when its evaluation score is below the threshold.
+
+    Delivery of a flagged image to Label Studio happens in the background (outbox worker), so
+    a Label Studio outage never fails or slows this request.
+    """
+    serving = state.serving
+    name = project_form or project_query or serving.project
+    project = authorized_project(state, key, name, "project")
+    data = file.file.read(serving.max_upload_bytes + 1)
+    if len(data) > serving.max_upload_bytes:
+        raise HTTPException(413, f"file: upload larger than {serving.max_upload_bytes} bytes")
+    try:
+        upload = decode_upload(data, serving.max_image_pixels)
+    except UploadError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:
+        model = state.models.holder(project).current
+    except Exception as exc:  # noqa: BLE001 - a broken model ref is the operator's to fix
+        log.exception("loading the model of %s failed", project.name)
+        raise HTTPException(503, f"model: cannot load the model of project {project.name!r}: "
+                                 f"{type(exc).__name__}: {exc}") from None
+    folder = upload_dir(state.settings.state_dir, project)
+    incoming = write_incoming(folder, upload)
+    try:
+        try:
+            dets = model.predict(incoming)
+        except ValueError as exc:  # the detector's reader refused the file
+            raise HTTPException(422, f"file: {exc}") from None
+        rule = scoring_rule(state.settings)
+        score = score_image(upload.image_id, dets, rule)
+        strategy = serving.evaluation_strategy
+        value = score.uncertainty_score if strategy == "weighted_combination" else score.scores[strategy]
+        flagged = value < serving.evaluation_threshold
+        decision = None
+        if flagged:
+            decision = state.flags.consider(project, model, upload, incoming, dets, value,
+                                            dict(score.scores))
+    finally:
+        incoming.unlink(missing_ok=True)
+    queued = bool(decision and decision.queued)
+    state.stats.add(project.name, "predictions", *(["flagged"] if flagged else []),
+                    *(["queued"] if queued else []),
+                    *([f"suppressed:{decision.reason}"] if decision and decision.reason else []))
+    response.headers["X-Model-Version"] = model.version
+    return Prediction(
+        project_id=project.name, image_id=upload.image_id, width=upload.width, height=upload.height,
+        model_version=model.version,
+        boxes=_boxes(dets, project.class_names, state.settings.scoring.confidence_floor),
+        evaluation_strategy=strategy, evaluation_score=round(float(value), 6),
+        evaluation_threshold=serving.evaluation_threshold,
+        scores={k: round(float(v), 6) for k, v in score.scores.items()},
+        flagged=flagged, queued_for_review=queued,
+        flag_suppressed_reason=decision.reason if decision else None,
+        upload_group=serving.upload_group,
+    )

@@ -1,0 +1,112 @@
+"""API keys: creation, salted hashing, constant-time verification and per-project access.
+
+A key looks like ``lw_<key_id>_<secret>``: ``key_id`` (12 hex characters) is a public lookup
+handle, ``secret`` 32 random bytes (URL-safe base64). The catalog stores ``key_id``, a random
+16-byte salt and ``HMAC-SHA256(salt, secret)``; the secret itself is shown once, at creation.
+Verification recomputes the HMAC and compares with :func:`hmac.compare_digest` (also against a
+dummy digest when the ``key_id`` is unknown, so both paths cost the same).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from labelwise.catalog import Catalog, CatalogError
+from labelwise.catalog.models import ApiKeyRow, utcnow
+
+KEY_PREFIX = "lw"
+_KEY = re.compile(r"^lw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_DUMMY_SALT = bytes(16)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A verified key: what it may touch.
+
+    Attributes:
+        key_id: the public 12-hex handle (safe to log).
+        projects: project names the key may use (ignored when ``all_projects``).
+        all_projects: access to every project, present and future, and to admin endpoints.
+    """
+
+    key_id: str
+    projects: tuple[str, ...]
+    all_projects: bool = False
+    label: str | None = None
+
+    def can_access(self, project: str) -> bool:
+        return self.all_projects or project in self.projects
+
+
+def hash_secret(secret: str, salt: bytes) -> str:
+    """Hex HMAC-SHA256 of ``secret`` keyed by ``salt`` (16 bytes)."""
+    if len(salt) != 16:
+        raise ValueError(f"salt must be 16 bytes; got {len(salt)}")
+    return hmac.new(salt, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def parse_key(key: str) -> tuple[str, str] | None:
+    """(key_id, secret) of a well-formed key, else None."""
+    match = _KEY.fullmatch(key.strip()) if isinstance(key, str) else None
+    return (match.group(1), match.group(2)) if match else None
+
+
+def new_key() -> tuple[str, str, str]:
+    """A fresh (full key, key_id, secret)."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"{KEY_PREFIX}_{key_id}_{secret}", key_id, secret
+
+
+def create_api_key(
+    catalog: Catalog, projects: Sequence[str] = (), all_projects: bool = False,
+    label: str | None = None,
+) -> tuple[str, ApiKey]:
+    """Store a new key; returns (the full key, shown only now, and its record).
+
+    Raises:
+        CatalogError: no project and not ``all_projects``, or an unknown project name.
+    """
+    names = list(dict.fromkeys(str(p) for p in projects))
+    if not names and not all_projects:
+        raise CatalogError("an API key needs at least one --project or --all; got neither")
+    for name in names:
+        catalog.project(name)  # ProjectNotFound names the known projects
+    key, key_id, secret = new_key()
+    salt = secrets.token_bytes(16)
+    with catalog.session() as s, s.begin():
+        s.add(ApiKeyRow(key_id=key_id, salt=salt.hex(), digest=hash_secret(secret, salt),
+                        projects=names, all_projects=all_projects, label=label))
+    return key, ApiKey(key_id, tuple(names), all_projects, label)
+
+
+def verify_api_key(catalog: Catalog, key: str | None) -> ApiKey | None:
+    """The key's record when ``key`` is a valid, unrevoked key; None otherwise."""
+    parsed = parse_key(key) if key else None
+    key_id, secret = parsed if parsed else ("", "")
+    row = None
+    if parsed:
+        with catalog.session() as s:
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
+    salt = bytes.fromhex(row.salt) if row is not None else _DUMMY_SALT
+    expected = row.digest if row is not None else hash_secret("", _DUMMY_SALT)
+    matches = hmac.compare_digest(hash_secret(secret, salt), expected)
+    if row is None or not parsed or not matches or row.revoked_at is not None:
+        return None
+    return ApiKey(row.key_id, tuple(row.projects or ()), bool(row.all_projects), row.label)
+
+
+def revoke_api_key(catalog: Catalog, key_id: str) -> bool:
+    """Revoke by public ``key_id``; True when a key was revoked."""
+    with catalog.session() as s, s.begin():
+        done = s.execute(update(ApiKeyRow).where(ApiKeyRow.key_id == key_id,
+                                                 ApiKeyRow.revoked_at.is_(None))
+                         .values(revoked_at=utcnow()))
+        return (done.rowcount or 0) == 1

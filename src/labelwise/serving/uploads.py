@@ -1,0 +1,97 @@
+"""Uploaded image bytes: validation and where they are written.
+
+An upload is decoded completely with Pillow before any model sees it (truncated and non-image
+files are refused), its pixel count is capped, and it is written under
+``<state_dir>/uploads/<project folder>/``: first to a temporary name for inference, then, when
+the image is flagged, atomically renamed to ``<content id>.<ext>`` (the pool's durable copy).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from labelwise.catalog import ProjectRecord
+from labelwise.images import content_id
+from labelwise.serving.ids import folder_name, safe_child
+
+FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+
+
+class UploadError(ValueError):
+    """The upload is not an acceptable image; the message names the ``file`` field."""
+
+
+@dataclass(frozen=True)
+class DecodedUpload:
+    """A validated upload: its bytes, content id, size in pixels and file suffix."""
+
+    data: bytes
+    image_id: str
+    width: int
+    height: int
+    suffix: str
+
+
+def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
+    """Check that ``data`` is one complete PNG/JPEG/BMP/TIFF/WEBP image of at most
+    ``max_pixels`` pixels.
+
+    Raises:
+        UploadError: empty, not an image, an unsupported format, truncated, or too large.
+    """
+    if not data:
+        raise UploadError("file: expected an image file; got an empty upload")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or "unknown"
+                width, height = img.size
+                if fmt not in FORMAT_SUFFIX:
+                    raise UploadError(f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {fmt}")
+                if width < 1 or height < 1 or width * height > max_pixels:
+                    raise UploadError(f"file: expected 1 to {max_pixels} pixels; got "
+                                      f"{width}x{height}")
+                img.load()  # decodes every pixel: truncated files fail here
+    except UploadError:
+        raise
+    except UnidentifiedImageError:
+        raise UploadError(f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {len(data)} bytes "
+                          "that are not a known image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UploadError(f"file: expected at most {max_pixels} pixels; got {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UploadError(f"file: expected a complete image; got a broken or truncated one ({exc})") from exc
+    return DecodedUpload(data, content_id(data), width, height, FORMAT_SUFFIX[fmt])
+
+
+def upload_dir(state_dir: Path, project: ProjectRecord) -> Path:
+    """``<state_dir>/uploads/<project name, or project-<id> when unsafe as a folder name>``."""
+    name = folder_name(project.name, f"project-{project.id}")
+    return safe_child(Path(state_dir) / "uploads", name)
+
+
+def write_incoming(folder: Path, upload: DecodedUpload) -> Path:
+    """Write the bytes to a fresh temporary file in ``folder/.incoming`` (for inference)."""
+    incoming = folder / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    path = incoming / f"{uuid.uuid4().hex}{upload.suffix}"
+    path.write_bytes(upload.data)
+    return path
+
+
+def keep(folder: Path, incoming: Path, upload: DecodedUpload) -> Path:
+    """Move the temporary file to ``folder/<content id><suffix>`` (kept when it exists)."""
+    target = safe_child(folder, f"{upload.image_id}{upload.suffix}")
+    if target.is_file():
+        incoming.unlink(missing_ok=True)
+        return target
+    os.replace(incoming, target)
+    return target

@@ -1,0 +1,110 @@
+"""CLI through Typer's runner, on a real catalog, with stored predictions (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from labelwise.catalog import Catalog
+from labelwise.cli import app
+from labelwise.domain import Detections
+from tests.conftest import write_png
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    monkeypatch.setenv("LABELWISE_STATE_DIR", str(state))
+    monkeypatch.delenv("LABELWISE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return state
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def scored_project(env, tmp_path):
+    """A project with 12 images, predictions from model 'v1' and embeddings."""
+    for i in range(12):
+        write_png(tmp_path / "pool" / f"{i:02d}.png", seed=i)
+    assert invoke("project", "create", "demo", "--classes", "a,b,c").exit_code == 0
+    assert invoke("project", "add-images", "demo", str(tmp_path / "pool")).exit_code == 0
+    catalog = Catalog.open(f"sqlite:///{env / 'catalog.db'}")
+    project = catalog.project("demo")
+    rng = np.random.default_rng(0)
+    items = []
+    for img in catalog.images(project):
+        n = int(rng.integers(1, 4))
+        probs = rng.dirichlet(np.ones(3), size=n).astype(np.float32)
+        items.append((img.image_id, Detections(np.tile([1, 1, 30, 30], (n, 1)), np.full(n, 0.9), probs.argmax(1), probs)))
+    catalog.save_predictions(project, "v1", items)
+    ids = [i for i, _ in items]
+    catalog.save_embeddings(project, "emb", ids, rng.normal(size=(len(ids), 8)))
+    catalog.close()
+    return ids
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "margin_sampling", "lowest_confidence", "diverse_uncertainty", "weighted_combination"])
+def test_score_batch_prints_a_sorted_queue(scored_project, strategy):
+    result = invoke("score-batch", "--project", "demo", "--strategy", strategy, "--limit", "5", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["project_id"] == "demo" and data["strategy"] == strategy and data["model_version"] == "v1"
+    queue = data["queue"]
+    assert len(queue) == 5
+    scores = [q["uncertainty_score"] for q in queue]
+    assert scores == sorted(scores)
+    for q in queue:
+        assert set(q) == {"image_id", "uncertainty_score", "scores", "thumbnail"}
+        assert set(q["scores"]) == {"lowest_confidence", "margin_sampling", "entropy"}
+        assert 0 <= q["uncertainty_score"] <= 1
+        with open(q["thumbnail"], "rb") as fh:
+            assert fh.read(2) == b"\xff\xd8"  # a JPEG
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--project", "nope"], "unknown project 'nope'; known projects: ['demo']"),
+        (["--project", "demo", "--strategy", "best"], "unknown strategy 'best'; expected one of"),
+        (["--project", "demo", "--limit", "0"], "limit must be an integer >= 1; got 0"),
+        (["--project", "demo", "--diversity-weight", "1.5"], "diversity_weight must lie in [0, 1]; got 1.5"),
+    ],
+)
+def test_score_batch_bad_input(scored_project, args, message):
+    result = runner.invoke(app, ["score-batch", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_score_batch_without_predictions_says_what_to_run(env, tmp_path):
+    write_png(tmp_path / "p" / "a.png", seed=1)
+    invoke("project", "create", "empty", "--classes", "x")
+    invoke("project", "add-images", "empty", str(tmp_path / "p"))
+    result = runner.invoke(app, ["score-batch", "--project", "empty"])
+    assert result.exit_code == 2
+    assert "has no predictions yet; run `labelwise auto-label" in result.output
+
+
+def test_add_images_reports_broken_files_and_keeps_going(env, tmp_path):
+    write_png(tmp_path / "imgs" / "ok.png", seed=3)
+    (tmp_path / "imgs" / "bad.png").write_bytes(b"\x89PNG broken")
+    invoke("project", "create", "p", "--classes", "x")
+    result = runner.invoke(app, ["project", "add-images", "p", str(tmp_path / "imgs")])
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["added"] == 1 and len(summary["skipped"]) == 1
+    assert "bad.png" in summary["skipped"][0]["path"]
+
+
+def test_project_create_needs_classes(env):
+    result = runner.invoke(app, ["project", "create", "p", "--classes", " , "])
+    assert result.exit_code == 2
+    assert "--classes needs at least one class name" in result.output
