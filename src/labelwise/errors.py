@@ -12,7 +12,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     """Bad input, unknown names and unreachable services (imported lazily: adapters are heavy)."""
     from labelwise.labelstudio.errors import LabelStudioError
 
-    return (ValueError, FileNotFoundError, ValidationError, LabelStudioError)
+    return (ValueError, FileNotFoundError, FileExistsError, ValidationError, LabelStudioError, TimeoutError)
 
 
 def is_expected(exc: BaseException) -> bool:

@@ -20,9 +20,9 @@ def open_catalog(settings: Settings) -> Catalog:
 
 def prepare_ml(settings: Settings) -> None:
     """Offline switches and threads for ultralytics/open_clip (before they are imported)."""
-    from labelwise.ultralytics_env import prepare_ultralytics
+    from labelwise.ultralytics_env import ensure_ultralytics
 
-    prepare_ultralytics(settings.state_dir / "ultralytics")
+    ensure_ultralytics(settings.state_dir / "ultralytics", settings.detector.threads)
 
 
 def load_detector(
