@@ -18,6 +18,8 @@ class ProposeParams(BaseModel):
     model: str | None = Field(None, description="Explicit .pt/yaml; default: the champion, else config.")
     group: str | None = Field("active-learning", description="Upload group of the queued tasks.")
     shard_size: int = Field(256, ge=1, description="Images per mapped auto-label task.")
+    dask_address: str | None = Field(None, description="Run auto-label shards on this Dask cluster.")
+    dask_workers: int = Field(0, ge=0, description="Or on a local Dask cluster of N workers (0 = threads).")
     seed: int = 0
 
 

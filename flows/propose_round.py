@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows.auto_label_pool import run_auto_label_pool
 from flows.naming import run_name
 from flows.params import ProposeParams
-from tasks.auto_label import auto_label, plan_shards
 from tasks.model import resolve_model
 from tasks.review import queue_for_review
 from tasks.rounds import record_round_figures, write_batch_artifacts
@@ -24,8 +24,8 @@ def choose_strategy(requested: str | None, base_model: dict) -> str | None:
 def propose_round(params: ProposeParams) -> dict:
     cfg, project = params.config, params.project
     base = resolve_model(cfg, project, params.model)
-    shards = plan_shards(cfg, project, params.shard_size)
-    labelled = auto_label.map(cfg, project, base["ref"], shards, list(range(len(shards)))).result()
+    labelled = run_auto_label_pool(cfg, project, base["ref"], params.shard_size,
+                                   params.dask_address, params.dask_workers)
     batch = score_batch(cfg, project, choose_strategy(params.strategy, base), params.limit,
                         params.diversity_weight, labelled[0]["model_version"], params.seed)
     artifacts = write_batch_artifacts(cfg, batch)

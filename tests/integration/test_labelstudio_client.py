@@ -1,4 +1,4 @@
-"""LabelStudioClient against a real Label Studio server (started once for this module).
+"""LabelStudioClient against a real Label Studio server (started once per test session).
 
 The retry/error-mapping tests at the bottom need no server.
 """
@@ -41,12 +41,9 @@ W, H = 96, 64
 
 
 @pytest.fixture(scope="module")
-def ls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    if not LabelStudioServer.installed():
-        pytest.skip(LabelStudioServer.NOT_INSTALLED)
-    with LabelStudioServer(tmp_path_factory.mktemp("labelstudio")) as server:
-        print(f"\nLabel Studio first start: {server.startup_seconds:.1f} s")
-        yield server
+def ls_server(labelstudio_server: LabelStudioServer) -> LabelStudioServer:
+    """The session's server (tests/integration/conftest.py): one start for every module."""
+    return labelstudio_server
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ class Clock:
 
 # (caps per minute/hour/day, [(seconds to advance, expected result of try_acquire)])
 RATE_CASES = {
-    "minute-cap": ((2, None, None), [(0, None), (1, None), (1, "rate_cap_minute"), (59, "rate_cap_minute"),
-                                     (1, None), (0.5, None), (0, "rate_cap_minute")]),
+    # flags at t=0 and t=1; the one at t=0 leaves the window at t=60, the one at t=1 at t=61
+    "minute-cap": ((2, None, None), [(0, None), (1, None), (1, "rate_cap_minute"), (57, "rate_cap_minute"),
+                                     (1, None), (0.5, "rate_cap_minute"), (0.6, None)]),
     "hour-cap": ((None, 3, None), [(0, None), (100, None), (100, None), (100, "rate_cap_hour"),
                                    (3300, None)]),
     "day-cap": ((None, None, 2), [(0, None), (7200, None), (7200, "rate_cap_day"), (86400 - 7200, None)]),

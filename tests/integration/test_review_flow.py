@@ -1,0 +1,438 @@
+"""The review loop against a REAL Label Studio server and a real webhook receiver (uvicorn).
+
+queue (idempotent, crash-safe, group tabs) -> simulated annotator -> webhooks -> exactly one
+"batch reviewed" per round -> review status -> pull (labels == ground truth, skip -> rejected,
+correction metrics); plus the failure paths.
+
+The flow tests share one module-scoped project and run in file order (each step builds on the
+previous one); the failure tests at the bottom use projects of their own. Predictions are
+fake-but-valid (jittered ground truth), so no YOLO model runs here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from deployments.webhook import SECRET_HEADER, WEBHOOK_PATH, create_app
+from labelwise.catalog import Catalog, ProjectNotFound
+from labelwise.config import Settings
+from labelwise.datasets.digits import DigitsConfig, generate_digits, read_yolo_labels
+from labelwise.domain import Detections, ImageStatus
+from labelwise.labelstudio import (
+    LabelStudioAuthError,
+    LabelStudioClient,
+    LabelStudioUnavailable,
+    ls_result_to_yolo,
+    yolo_to_xyxy,
+)
+from labelwise.review import (
+    annotate_simulated,
+    ensure_ls_project,
+    pull_annotations,
+    queue_batch,
+    review_status,
+    wait_for_review,
+)
+from labelwise.runtime import open_catalog
+from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
+from tests.conftest import write_png
+from tests.labelstudio_server import free_port
+
+pytestmark = pytest.mark.integration
+
+MODEL = "fake-v1"
+POOL = 24
+LIMIT = 6
+LOW_CONFIDENCE = 0.1  # one extra box per image, below the default floor 0.25: never sent
+
+
+def fake_detections(truth: np.ndarray, width: int, height: int, num_classes: int,
+                    rng: np.random.Generator) -> Detections:
+    """Ground-truth boxes jittered by up to 5 % of their size, confident in the true class,
+    plus one low-confidence box."""
+    xyxy = yolo_to_xyxy(truth[:, 1:], width, height) if len(truth) else np.zeros((0, 4))
+    size = np.concatenate([xyxy[:, 2:] - xyxy[:, :2]] * 2, axis=1)
+    xyxy = xyxy + rng.uniform(-0.05, 0.05, xyxy.shape) * size
+    extra = np.array([[2.0, 2.0, 12.0, 12.0]])
+    boxes = np.concatenate([xyxy, extra])
+    cls = np.concatenate([truth[:, 0].astype(np.int64), [0]])
+    n = len(boxes)
+    top = rng.uniform(0.4, 0.9, n)
+    probs = np.tile(((1 - top) / (num_classes - 1))[:, None], (1, num_classes))
+    probs[np.arange(n), cls] = top
+    conf = np.concatenate([rng.uniform(0.3, 0.95, n - 1), [LOW_CONFIDENCE]])
+    return Detections(boxes, conf, cls, probs)
+
+
+def ls_client(settings: Settings) -> LabelStudioClient:
+    return LabelStudioClient.from_settings(settings.labelstudio, retry_base_delay_s=0.05)
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn server on 127.0.0.1 in a thread; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port} within 15 s")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def snapshot(catalog: Catalog, name: str) -> dict[str, Any]:
+    """What queue_batch may change in the catalog."""
+    project = catalog.project(name)
+    return {
+        "ls_project_id": project.ls_project_id,
+        "images": [(i.image_id, i.status, i.ls_task_id, i.queued_round, i.upload_group)
+                   for i in catalog.images(project)],
+        "rounds": catalog.rounds(project),
+    }
+
+
+# -- the shared flow -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flow(make_ls_settings: Callable[..., Settings], labelstudio: tuple[str, str, Path]
+         ) -> Iterator[dict[str, Any]]:
+    """A digits pool of 24 images in the catalog with fake predictions and embeddings."""
+    began = time.perf_counter()
+    _, _, root = labelstudio
+    name = f"digits-{uuid.uuid4().hex[:6]}"
+    settings = make_ls_settings(name)
+    dataset = generate_digits(root / f"data-{name}", DigitsConfig(
+        pool_images=POOL, val_images=1, test_images=0, duplicate_cluster_fraction=0.0, seed=5))
+    catalog = open_catalog(settings)
+    project = catalog.create_project(name, dataset.class_names)
+    report = catalog.add_images(project, dataset.pool_images)
+    assert len(report.added) == POOL, report
+    rng = np.random.default_rng(0)
+    truths: dict[str, np.ndarray] = {}
+    items = []
+    for img in catalog.images(project):
+        truth = read_yolo_labels(dataset.truth_path(img.path))
+        truths[img.image_id] = truth
+        items.append((img.image_id, fake_detections(truth, img.width, img.height,
+                                                    len(dataset.class_names), rng)))
+    catalog.save_predictions(project, MODEL, items)
+    ids = [i for i, _ in items]
+    catalog.save_embeddings(project, "fake-embedder", ids, rng.normal(size=(len(ids), 8)))
+    state: dict[str, Any] = {"name": name, "settings": settings, "catalog": catalog,
+                             "dataset": dataset, "truths": truths}
+    print(f"\nflow setup: {time.perf_counter() - began:.1f} s")
+    yield state
+    catalog.close()
+
+
+def new_batch(flow: dict[str, Any]) -> dict[str, Any]:
+    request = ScoreBatchRequest(project=flow["name"], strategy="entropy", limit=LIMIT,
+                                diversity_weight=0.0)
+    return build_score_batch(flow["catalog"], flow["settings"], request, record=True).as_json()
+
+
+def test_queue_sends_tasks_with_predictions(flow: dict[str, Any]) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    batch = new_batch(flow)
+    assert batch["params"]["round"] == 0
+    out = queue_batch(settings, catalog, name, batch, "g0")
+    flow["batch0"], flow["queue0"] = batch, out
+    assert (out["round"], out["created"], out["reused"]) == (0, LIMIT, 0)
+    assert out["url"] == f"{settings.labelstudio.url}/projects/{out['ls_project_id']}/data?tab={out['view_id']}"
+    project = catalog.project(name)
+    assert project.ls_project_id == out["ls_project_id"]
+    queued = {i.image_id: i for i in catalog.images(project, ImageStatus.QUEUED)}
+    assert {i: r.ls_task_id for i, r in queued.items()} == out["task_ids"]
+    assert {(r.queued_round, r.upload_group) for r in queued.values()} == {(0, "g0")}
+    assert catalog.round_info(project, 0)["status"] == "queued"
+
+    with ls_client(settings) as client:
+        tasks = {t["id"]: t for t in client.list_tasks(out["ls_project_id"])}
+        assert client.list_webhooks(out["ls_project_id"]) == []  # webhook_url is empty
+    assert sorted(tasks) == sorted(out["task_ids"].values())
+    order = [item["image_id"] for item in batch["queue"]]
+    for item in batch["queue"]:
+        task = tasks[out["task_ids"][item["image_id"]]]
+        data = task["data"]
+        assert data["image_id"] == item["image_id"] and data["round"] == 0
+        assert (data["strategy"], data["group"]) == ("entropy", "g0")
+        assert data["uncertainty_score"] == pytest.approx(item["uncertainty_score"])
+        (pred,) = task["predictions"]
+        assert pred["model_version"] == MODEL
+        assert pred["score"] == pytest.approx(item["uncertainty_score"])
+        truth = flow["truths"][item["image_id"]]
+        assert len(pred["result"]) == len(truth)  # the low-confidence box stayed home
+        assert all(r["score"] >= 0.25 for r in pred["result"])
+        sent = ls_result_to_yolo(pred["result"], flow["dataset"].class_names)
+        np.testing.assert_array_equal(sent[:, 0], truth[:, 0])
+    assert order == sorted(order, key=lambda i: dict(
+        (it["image_id"], it["uncertainty_score"]) for it in batch["queue"])[i])
+
+    # The local-files URL serves the queued copy of the pool image.
+    first = catalog.image(project, order[0])
+    url = settings.labelstudio.url + tasks[out["task_ids"][order[0]]]["data"]["image"]
+    answer = httpx.get(url, headers={"Authorization": f"Token {settings.labelstudio.api_key}"})
+    assert answer.status_code == 200 and answer.content == first.path.read_bytes()
+
+
+def test_queue_again_creates_no_duplicate(flow: dict[str, Any]) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    again = queue_batch(settings, catalog, name, flow["batch0"], "g0")
+    assert (again["created"], again["reused"]) == (0, LIMIT)
+    assert again["task_ids"] == flow["queue0"]["task_ids"]
+    assert again["view_id"] == flow["queue0"]["view_id"]
+    with ls_client(settings) as client:
+        assert len(client.list_tasks(again["ls_project_id"], fields="task_only")) == LIMIT
+
+
+def test_crash_after_import_is_recovered_without_duplicates(
+    flow: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    batch = new_batch(flow)
+    assert batch["params"]["round"] == 1
+    ids = [item["image_id"] for item in batch["queue"]]
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("simulated crash after the import")
+
+    monkeypatch.setattr(catalog, "mark_queued", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        queue_batch(settings, catalog, name, batch, "g1")
+    monkeypatch.undo()
+    project = catalog.project(name)
+    assert {i.status for i in catalog.images(project, image_ids=ids)} == {ImageStatus.UNLABELLED}
+    assert catalog.round_info(project, 1)["status"] == "proposed"
+    with ls_client(settings) as client:
+        assert len(client.list_tasks(project.ls_project_id, fields="task_only")) == 2 * LIMIT
+
+    out = queue_batch(settings, catalog, name, batch, "g1")
+    flow["batch1"], flow["queue1"] = batch, out
+    assert (out["round"], out["created"], out["reused"]) == (1, 0, LIMIT)
+    assert {i.status for i in catalog.images(project, image_ids=ids)} == {ImageStatus.QUEUED}
+    assert catalog.round_info(project, 1)["status"] == "queued"
+    with ls_client(settings) as client:
+        assert len(client.list_tasks(project.ls_project_id, fields="task_only")) == 2 * LIMIT
+
+
+def test_group_tab_shows_only_its_group(flow: dict[str, Any]) -> None:
+    settings = flow["settings"]
+    q0, q1 = flow["queue0"], flow["queue1"]
+    assert q0["view_id"] != q1["view_id"]
+    with ls_client(settings) as client:
+        for queued in (q0, q1):
+            in_tab = client.list_tasks(queued["ls_project_id"], view_id=queued["view_id"])
+            assert sorted(t["id"] for t in in_tab) == sorted(queued["task_ids"].values())
+            scores = [t["predictions"][0]["score"] for t in in_tab]
+            assert scores == sorted(scores)  # most uncertain first
+
+
+def test_webhooks_complete_each_batch_exactly_once(flow: dict[str, Any]) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    calls: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def on_batch_complete(project: str, number: int) -> None:
+        with lock:
+            calls.append((project, number))
+
+    secret = f"secret-{uuid.uuid4().hex}"
+    with serve(create_app(settings.model_copy(update={"labelstudio": settings.labelstudio.model_copy(
+            update={"webhook_secret": secret})}), on_batch_complete)) as base:
+        hooked = settings.model_copy(update={"labelstudio": settings.labelstudio.model_copy(
+            update={"webhook_url": base + WEBHOOK_PATH, "webhook_secret": secret})})
+        info = ensure_ls_project(hooked, catalog, name)
+        assert info["webhook_id"] and info["ls_project_id"] == flow["queue0"]["ls_project_id"]
+        assert ensure_ls_project(hooked, catalog, name)["webhook_id"] == info["webhook_id"]
+
+        # One reviewer skip in round 0, then the simulated annotator answers the rest.
+        skipped_id = flow["batch0"]["queue"][-1]["image_id"]
+        flow["skipped"] = skipped_id
+        with ls_client(settings) as client:
+            client.create_annotation(flow["queue0"]["task_ids"][skipped_id], [], was_cancelled=True)
+        began = time.perf_counter()
+        done = annotate_simulated(settings, catalog, name, None, 0.0, seed=0)
+        assert done == {"annotated": 2 * LIMIT - 1, "already_annotated": 1, "missing_truth": 0,
+                        "relabelled_boxes": 0}
+        project = catalog.project(name)
+        assert wait_until(lambda: len(calls) == 2), f"webhooks did not complete both rounds: {calls}"
+        print(f"\nannotate + webhooks until both batches complete: {time.perf_counter() - began:.2f} s")
+        assert sorted(calls) == [(name, 0), (name, 1)]
+        assert [r["status"] for r in catalog.rounds(project)] == ["reviewed", "reviewed"]
+        assert len(catalog.review_events(project)) == 2 * LIMIT
+
+        # A replay of a delivered event (as Label Studio retries) is recorded once, fires nothing.
+        task_id = flow["queue1"]["task_ids"][flow["batch1"]["queue"][0]["image_id"]]
+        with ls_client(settings) as client:
+            (annotation,) = client.task_annotations(task_id)
+        replay = {"action": "ANNOTATION_CREATED", "project": {"id": project.ls_project_id},
+                  "task": {"id": task_id}, "annotation": annotation}
+        url = base + WEBHOOK_PATH
+        answer = httpx.post(url, json=replay, headers={SECRET_HEADER: secret})
+        assert answer.status_code == 200
+        body = answer.json()
+        assert (body["handled"], body["complete"], body["fire"], body["recorded"]) == (True, True, False, 0)
+        wrong = httpx.post(url, json=replay, headers={SECRET_HEADER: "not-the-secret"})
+        assert wrong.status_code == 401
+        unknown = httpx.post(url, json={"action": "PROJECT_UPDATED", "project": {"id": 1}},
+                             headers={SECRET_HEADER: secret})
+        assert unknown.status_code == 200 and unknown.json()["handled"] is False
+        time.sleep(0.3)
+        assert sorted(calls) == [(name, 0), (name, 1)]
+        assert len(catalog.review_events(project)) == 2 * LIMIT
+
+
+def test_review_status_counts_the_answers(flow: dict[str, Any]) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    r0 = review_status(settings, catalog, name, 0)
+    assert r0 == {"round": 0, "queued": LIMIT, "annotated": LIMIT - 1, "skipped": 1, "pending": 0,
+                  "total": LIMIT, "complete": True}
+    latest = review_status(settings, catalog, name, None)  # both reviewed: the newest
+    assert (latest["round"], latest["annotated"], latest["complete"]) == (1, LIMIT, True)
+    waited = wait_for_review(settings, catalog, name, 0, timeout_s=5, poll_s=0.1)
+    assert waited["complete"] and waited["transitioned"] is False  # the webhook was first
+    assert waited["round_status"] == "reviewed"
+
+
+def test_pull_brings_back_the_ground_truth(flow: dict[str, Any]) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    began = time.perf_counter()
+    out = pull_annotations(settings, catalog, name, 0)
+    print(f"\npull of {2 * LIMIT} tasks: {time.perf_counter() - began:.2f} s")
+    assert (out["labelled"], out["rejected"], out["pending"], out["invalid"]) == (2 * LIMIT - 1, 1, 0, [])
+    project = catalog.project(name)
+    assert catalog.image(project, flow["skipped"]).status is ImageStatus.REJECTED
+    stored = catalog.labels(project)
+    labelled = catalog.images(project, ImageStatus.LABELLED)
+    assert len(labelled) == 2 * LIMIT - 1 and flow["skipped"] not in stored
+    for img in labelled:
+        truth = flow["truths"][img.image_id]
+        written = read_yolo_labels(Path(out["labels_dir"]) / f"{img.image_id}.txt")
+        np.testing.assert_allclose(written, truth, atol=1e-6)
+        np.testing.assert_allclose(stored[img.image_id], truth, atol=1e-6)
+
+    figures = out["corrections"]
+    boxes = sum(len(flow["truths"][i["image_id"]]) for i in flow["batch0"]["queue"][:-1])
+    assert figures["corrections/images"] == LIMIT - 1
+    assert figures["corrections/boxes_predicted"] == figures["corrections/boxes_final"] == boxes
+    assert figures["corrections/kept"] == boxes
+    assert figures["corrections/added"] == figures["corrections/removed"] == 0
+    assert figures["corrections/relabelled"] == 0
+    assert 0.6 < figures["corrections/mean_iou_kept"] < 1.0  # jittered boxes were adjusted
+    assert catalog.round_info(project, 0)["params"]["corrections"] == figures
+    assert "corrections" in catalog.round_info(project, 1)["params"]
+
+    again = pull_annotations(settings, catalog, name, 0)
+    assert (again["labelled"], again["rejected"], again["pending"]) == (0, 0, 0)
+    assert again["corrections"] == figures  # the round's figures, however often pulled
+
+
+# -- failure paths -------------------------------------------------------------------------
+def test_unknown_project_and_empty_selection(flow: dict[str, Any]) -> None:
+    settings, catalog = flow["settings"], flow["catalog"]
+    for call in (lambda: queue_batch(settings, catalog, "nope", flow["batch0"], None),
+                 lambda: review_status(settings, catalog, "nope", None),
+                 lambda: pull_annotations(settings, catalog, "nope", None),
+                 lambda: annotate_simulated(settings, catalog, "nope", None, 0.0, 0)):
+        with pytest.raises(ProjectNotFound, match="unknown project 'nope'"):
+            call()
+    empty = {**flow["batch0"], "queue": []}
+    with pytest.raises(ValueError, match="nothing to queue: .*selected no images"):
+        queue_batch(settings, catalog, flow["name"], empty, None)
+    unrecorded = {**flow["batch0"], "params": {}}
+    with pytest.raises(ValueError, match=r"params'\]\['round'\] must be the recorded round"):
+        queue_batch(settings, catalog, flow["name"], unrecorded, None)
+    with pytest.raises(ValueError, match="cannot be queued in round 5"):  # labelled images
+        queue_batch(settings, catalog, flow["name"], {**flow["batch0"], "params": {"round": 0}}
+                    | {"params": {"round": 5}}, None)
+
+
+@pytest.fixture
+def small(ls_settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A 3-image project whose pool lives OUTSIDE the document root, with round 0 recorded."""
+    catalog = open_catalog(ls_settings)
+    name = f"small-{uuid.uuid4().hex[:6]}"
+    project = catalog.create_project(name, ["a", "b"])
+    paths = [write_png(tmp_path / "pool" / f"img {i}.png", seed=100 + i) for i in range(3)]
+    ids = catalog.add_images(project, paths).added
+    catalog.record_round(project, 0, "random", None, {}, [], ids)
+    batch = {"project_id": name, "strategy": "random", "model_version": None,
+             "params": {"round": 0},
+             "queue": [{"image_id": i, "uncertainty_score": 0.0, "scores": {}, "thumbnail": ""}
+                       for i in ids]}
+    yield {"settings": ls_settings, "catalog": catalog, "name": name, "batch": batch,
+           "paths": dict(zip(ids, paths))}
+    catalog.close()
+
+
+def test_vanished_image_queues_nothing(small: dict[str, Any]) -> None:
+    settings, catalog, name = small["settings"], small["catalog"], small["name"]
+    victim_id, victim = next(iter(small["paths"].items()))
+    data = victim.read_bytes()
+    victim.unlink()
+    before = snapshot(catalog, name)
+    with pytest.raises(FileNotFoundError, match=rf"vanished since they were added: .*{victim.name}"):
+        queue_batch(settings, catalog, name, small["batch"], None)
+    assert snapshot(catalog, name) == before
+
+    # Restored, the batch queues (cold start: no predictions), served from the media folder.
+    victim.write_bytes(data)
+    out = queue_batch(settings, catalog, name, small["batch"], None)
+    assert (out["created"], out["view_id"]) == (3, None)
+    with ls_client(settings) as client:
+        task = next(t for t in client.list_tasks(out["ls_project_id"])
+                    if t["data"]["image_id"] == victim_id)
+    assert task["predictions"] == []
+    assert task["data"]["image"].startswith("/data/local-files/?d=state-")
+    answer = httpx.get(settings.labelstudio.url + task["data"]["image"],
+                       headers={"Authorization": f"Token {settings.labelstudio.api_key}"})
+    assert answer.status_code == 200 and answer.content == data
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"url": "http://127.0.0.1:{port}", "retries": 1}, LabelStudioUnavailable,
+         "unavailable after 2 attempt"),
+        ({"api_key": "not-the-token"}, LabelStudioAuthError, "refused the API key"),
+    ],
+)
+def test_server_trouble_leaves_the_catalog_unchanged(
+    small: dict[str, Any], overrides: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    settings, catalog, name = small["settings"], small["catalog"], small["name"]
+    values = {k: (v.format(port=free_port()) if isinstance(v, str) else v)
+              for k, v in overrides.items()}
+    broken = settings.model_copy(update={"labelstudio": settings.labelstudio.model_copy(update=values)})
+    before = snapshot(catalog, name)
+    began = time.perf_counter()
+    with pytest.raises(error, match=message):
+        queue_batch(broken, catalog, name, small["batch"], "g")
+    assert time.perf_counter() - began < 10
+    assert snapshot(catalog, name) == before
