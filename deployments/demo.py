@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from flows.closed_loop import closed_loop
     from flows.params import LoopParams
-    from labelwise.config import load_settings
+    from labelwise.config import load_settings, write_settings
     from labelwise.demo import demo_settings, prepare_demo_project
 
     # The loop runs in this process and polls Label Studio; no webhook, so a runner from
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.pop("LABELWISE_CONFIG", None)  # the file this run writes, not an input
     settings = demo_settings(load_settings(args.config))
     config_file = Path(args.config_out) if args.config_out else settings.state_dir / "demo.yaml"
-    write_config(settings, config_file)
+    write_settings(settings, config_file)
     started = time.perf_counter()
     demo = prepare_demo_project(settings, pool_images=args.pool)
     print(f"demo data: {demo.dataset_root} ({demo.pool_images} pool images); project {demo.name}")
@@ -61,15 +61,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  Prefect UI    {os.environ.get('PREFECT_API_URL', 'http://127.0.0.1:4200/api').removesuffix('/api')}")
     print(f"  Queues        {settings.state_dir / 'reports' / demo.name}")
     print("  Stop the services with: make down")
-
-
-def write_config(settings, path) -> None:  # type: ignore[no-untyped-def]
-    """The demo's effective settings as the YAML file every task reads."""
-    import yaml
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = settings.model_dump(mode="json")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 if __name__ == "__main__":

@@ -241,3 +241,13 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return Settings(**overrides)
     finally:
         _CONFIG_FILE_FOR_LOAD["path"] = None
+
+
+def write_settings(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` as a YAML config file (what flows hand to their tasks)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    return path

@@ -73,7 +73,8 @@ class EvalResult:
     """Box metrics of one detector on one split, all in [0, 1].
 
     Attributes:
-        precision, recall: mean over classes at the F1-optimal confidence (ultralytics ``mp``/``mr``).
+        precision, recall: mean over classes at the F1-optimal confidence (ultralytics
+            ``mp``/``mr``).
         map50, map50_95: mean AP at IoU 0.5 and averaged over IoU 0.5:0.95.
         per_class_ap50, per_class_ap50_95: class name -> AP, only for classes that have at least
             one ground-truth box in the split (a class absent from the split has no AP).
@@ -109,7 +110,7 @@ class EvalResult:
 # Helpers
 # --------------------------------------------------------------------------------------------
 def weights_digest(module: "torch.nn.Module", length: int = 10) -> str:
-    """SHA-256 over a module's state dict (key, dtype, shape and bytes of every tensor), hex[:length].
+    """SHA-256 of a module's state dict (key, dtype, shape, bytes of each tensor), hex[:length].
 
     Same weights give the same digest regardless of train/eval mode or where they came from.
     """
@@ -167,7 +168,9 @@ def _data_yaml_names(data_yaml: Path) -> list[str]:
         return [str(names[k]) for k in sorted(names)]
     if isinstance(names, list):
         return [str(n) for n in names]
-    raise ValueError(f"{data_yaml} must define 'names' as a list or {{id: name}} mapping; got {names!r}")
+    raise ValueError(
+        f"{data_yaml} must define 'names' as a list or {{id: name}} mapping; got {names!r}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,14 +196,16 @@ def _make_predictor_class() -> type:
     class ClassVectorPredictor(DetectionPredictor):
         """NMS as ultralytics does it, plus the kept boxes' full class-score rows."""
 
-        def postprocess(self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any) -> list:
+        def postprocess(
+            self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
+        ) -> list:
             raw = preds[0] if isinstance(preds, (list, tuple)) else preds
             nc = len(self.model.names)
             if raw.ndim != 3 or raw.shape[1] != 4 + nc:
                 raise RuntimeError(
                     f"detector head output must be (B, 4 + nc, anchors) = (B, {4 + nc}, A) to read "
-                    f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a one-to-many "
-                    f"branch (output (B, 300, 6)) carry no class distribution."
+                    f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a "
+                    f"one-to-many branch (output (B, 300, 6)) carry no class distribution."
                 )
             kept, indices = nms.non_max_suppression(
                 raw,
@@ -222,7 +227,9 @@ def _make_predictor_class() -> type:
                 if det.shape[0] and not np.allclose(
                     rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=_CONF_CHECK_ATOL
                 ):
-                    raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
+                    raise RuntimeError(
+                        "class-score rows do not match NMS confidences (index mix-up)"
+                    )
                 boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), orig_imgs[b].shape)
                 out.append(
                     _RawBoxes(
@@ -280,8 +287,9 @@ class YoloDetector:
             ref: a local ``.pt`` file, or an ultralytics model yaml name/path (random init, with a
                 head for ``len(class_names)`` classes). ``models:/`` registry URIs are resolved by
                 the tracking layer into a ``.pt`` path before they get here.
-            settings: inference/threads settings (imgsz, batch, conf, iou, max_det, device, threads).
-            state_dir: Labelwise's state folder; ultralytics' config lives in ``state_dir/ultralytics``.
+            settings: inference settings (imgsz, batch, conf, iou, max_det, device, threads).
+            state_dir: Labelwise's state folder; ultralytics' config goes to
+                ``state_dir/ultralytics`` unless this process already set one up.
             class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
                 checkpoint's names in order.
             seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
@@ -295,8 +303,8 @@ class YoloDetector:
         lowered = ref_str.lower()
         if lowered.startswith("models:/") or "://" in lowered:
             raise ValueError(
-                f"unsupported detector reference {ref_str!r}: registry/remote URIs must be resolved "
-                f"to a local file first; expected {ACCEPTED_REFS}"
+                f"unsupported detector reference {ref_str!r}: registry/remote URIs must be "
+                f"resolved to a local file first; expected {ACCEPTED_REFS}"
             )
         state_dir = Path(state_dir)
         ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
@@ -312,7 +320,9 @@ class YoloDetector:
         elif lowered.endswith(WEIGHTS_SUFFIX):
             path = Path(ref_str).expanduser()
             if not path.is_file():
-                raise FileNotFoundError(f"detector weights {path} do not exist; expected a .pt file")
+                raise FileNotFoundError(
+                    f"detector weights {path} do not exist; expected a .pt file"
+                )
             model = cls._load_weights(path)
             names = tuple(str(model.names[i]) for i in sorted(model.names))
             if class_names is not None and tuple(class_names) != names:
@@ -322,7 +332,9 @@ class YoloDetector:
                 )
             ref_str = str(path)
         else:
-            raise ValueError(f"unsupported detector reference {ref_str!r}; expected {ACCEPTED_REFS}")
+            raise ValueError(
+                f"unsupported detector reference {ref_str!r}; expected {ACCEPTED_REFS}"
+            )
         return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
 
     @staticmethod
@@ -438,7 +450,11 @@ class YoloDetector:
             xyxy=raw.xyxy,
             confidence=raw.confidence,
             class_id=raw.class_id,
-            probs=_normalise_rows(raw.scores) if len(raw.scores) else raw.scores.reshape(0, self.num_classes),
+            probs=(
+                _normalise_rows(raw.scores)
+                if len(raw.scores)
+                else raw.scores.reshape(0, self.num_classes)
+            ),
         )
 
     def predict_iter(
@@ -466,7 +482,9 @@ class YoloDetector:
             images = [_read_bgr(p) for p in chunk]
             results = predictor(source=images, stream=False)
             if len(results) != len(chunk):
-                raise RuntimeError(f"expected {len(chunk)} results for the batch; got {len(results)}")
+                raise RuntimeError(
+                    f"expected {len(chunk)} results for the batch; got {len(results)}"
+                )
             for path, raw in zip(chunk, results):
                 yield path, self._to_detections(raw)
 

@@ -89,7 +89,9 @@ class ClipEmbedder:
         if weights is not None:
             weights = Path(weights).expanduser().resolve()
             if not weights.is_file():
-                raise FileNotFoundError(f"CLIP weights {weights} do not exist; expected a local file")
+                raise FileNotFoundError(
+                    f"CLIP weights {weights} do not exist; expected a local file"
+                )
         self.model_name = model_name
         self.weights = weights
         self.batch = batch
@@ -105,7 +107,9 @@ class ClipEmbedder:
         torch.set_num_threads(n_threads)
         self._model, self._preprocess = self._create(model_name, weights, seed)
         tag = weights_digest(self._model)
-        self.name = f"clip-{model_name}-{tag}" if weights is not None else f"clip-{model_name}-random-{tag}"
+        self.name = (
+            f"clip-{model_name}-{tag}" if weights is not None else f"clip-{model_name}-random-{tag}"
+        )
         self.dim = self._output_dim()
 
     @staticmethod
@@ -122,7 +126,9 @@ class ClipEmbedder:
             if weights is None:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
-                    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
+                    model, _, preprocess = open_clip.create_model_and_transforms(
+                        model_name, pretrained=None
+                    )
             else:
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=str(weights)
@@ -153,10 +159,12 @@ class ClipEmbedder:
                 return self._preprocess(im.convert("RGB"))
         except (UnidentifiedImageError, OSError, ImportError) as exc:
             # ImportError: ultralytics' PIL.Image.open patch looks for pi_heif on unknown files
-            raise ValueError(f"cannot decode image {path}; expected a readable image ({exc})") from exc
+            raise ValueError(
+                f"cannot decode image {path}; expected a readable image ({exc})"
+            ) from exc
 
     def embed(self, paths: Sequence[Path]) -> np.ndarray:
-        """(N, dim) float32 unit rows: open_clip ``encode_image`` on the model's own preprocessing."""
+        """(N, dim) float32 unit rows: ``encode_image`` after the model's own preprocessing."""
         import torch
 
         paths = list(paths)

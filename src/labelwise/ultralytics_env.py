@@ -6,7 +6,8 @@ network probe and ``YOLO_AUTOINSTALL`` lets it pip-install missing packages. It 
 ``OMP_NUM_THREADS=1`` when unset and, whenever it selects a CPU device, calls
 ``torch.set_num_threads(ultralytics.utils.torch_utils.NUM_THREADS)`` = ``min(8, cpu_count - 1)``:
 one thread on a 2-core machine. :func:`prepare_ultralytics` therefore has to run before the first
-``import ultralytics`` and patches that module global afterwards.
+``import ultralytics`` and patches that module global afterwards. It also undoes ultralytics'
+process-wide ``PIL.Image.open`` patch (see :func:`_restore_pil_open`).
 
 Nothing happens at import time of this module.
 """

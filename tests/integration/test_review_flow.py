@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 
 from deployments.webhook import SECRET_HEADER, WEBHOOK_PATH, create_app
-from labelwise.catalog import Catalog, ProjectNotFound
+from labelwise.catalog import Catalog, CatalogError, ProjectNotFound
 from labelwise.config import Settings
 from labelwise.datasets.digits import DigitsConfig, generate_digits, read_yolo_labels
 from labelwise.domain import Detections, ImageStatus
@@ -368,9 +368,12 @@ def test_unknown_project_and_empty_selection(flow: dict[str, Any]) -> None:
     unrecorded = {**flow["batch0"], "params": {}}
     with pytest.raises(ValueError, match=r"params'\]\['round'\] must be the recorded round"):
         queue_batch(settings, catalog, flow["name"], unrecorded, None)
-    with pytest.raises(ValueError, match="cannot be queued in round 5"):  # labelled images
-        queue_batch(settings, catalog, flow["name"], {**flow["batch0"], "params": {"round": 0}}
-                    | {"params": {"round": 5}}, None)
+    with pytest.raises(CatalogError, match="has no round 5"):
+        queue_batch(settings, catalog, flow["name"], {**flow["batch0"], "params": {"round": 5}},
+                    None)
+    # Round 0 was pulled: its images are labelled/rejected now and cannot be queued again.
+    with pytest.raises(ValueError, match=r"6 image\(s\) of the batch cannot be queued in round 0"):
+        queue_batch(settings, catalog, flow["name"], flow["batch0"], None)
 
 
 @pytest.fixture
@@ -436,3 +439,45 @@ def test_server_trouble_leaves_the_catalog_unchanged(
         queue_batch(broken, catalog, name, small["batch"], "g")
     assert time.perf_counter() - began < 10
     assert snapshot(catalog, name) == before
+
+
+# -- CLI -----------------------------------------------------------------------------------
+def test_cli_commands(small: dict[str, Any], tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from labelwise.cli.review import register
+
+    app = typer.Typer()
+    register(app)
+    settings, name = small["settings"], small["name"]
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(app, list(args), obj={"settings": settings})
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    queued = run("queue", "--project", name, "--strategy", "random", "--limit", "2",
+                 "--group", "cli")
+    assert (queued["created"], queued["reused"]) == (2, 0) and queued["view_id"]
+    number = queued["round"]
+    assert number == 1  # round 0 was recorded by the fixture and never queued
+    assert run("review-status", "--project", name)["pending"] == 2
+    # Ground truth for one of the two queued images only.
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    first_id = next(iter(queued["task_ids"]))
+    (truth / f"{small['paths'][first_id].stem}.txt").write_text("1 0.5 0.5 0.25 0.5\n")
+    done = run("annotate-simulated", "--project", name, "--truth", str(truth), "--seed", "1")
+    assert (done["annotated"], done["missing_truth"]) == (1, 1)
+    status = run("review-status", "--project", name, "--round", str(number))
+    assert (status["annotated"], status["pending"], status["complete"]) == (1, 1, False)
+    pulled = run("pull", "--project", name)
+    assert (pulled["labelled"], pulled["pending"]) == (1, 1)
+    assert pulled["corrections"]["corrections/added"] == 1  # cold start: nothing was predicted
+
+    bad = runner.invoke(app, ["pull", "--project", "nope"], obj={"settings": settings})
+    assert bad.exit_code == 2 and "error: unknown project 'nope'" in bad.output

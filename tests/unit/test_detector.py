@@ -20,7 +20,9 @@ CANVAS = 96
 
 
 # ---------------------------------------------------------------------------- generated data
-def draw_digits(path: Path, rng: np.random.Generator, n_digits: int) -> list[tuple[int, float, float, float, float]]:
+def draw_digits(
+    path: Path, rng: np.random.Generator, n_digits: int
+) -> list[tuple[int, float, float, float, float]]:
     """A CANVAS x CANVAS PNG with ``n_digits`` non-overlapping digits; returns YOLO label rows."""
     font = ImageFont.load_default(size=30)
     image = Image.new("RGB", (CANVAS, CANVAS), tuple(int(v) for v in rng.integers(0, 60, 3)))
@@ -35,7 +37,15 @@ def draw_digits(path: Path, rng: np.random.Generator, n_digits: int) -> list[tup
         # tight box from the glyph's bbox
         x0, y0, x1, y1 = draw.textbbox((cx + 6, cy - 2), str(digit), font=font)
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, CANVAS), min(y1, CANVAS)
-        labels.append(((digit), (x0 + x1) / 2 / CANVAS, (y0 + y1) / 2 / CANVAS, (x1 - x0) / CANVAS, (y1 - y0) / CANVAS))
+        labels.append(
+            (
+                (digit),
+                (x0 + x1) / 2 / CANVAS,
+                (y0 + y1) / 2 / CANVAS,
+                (x1 - x0) / CANVAS,
+                (y1 - y0) / CANVAS,
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return labels
@@ -50,8 +60,14 @@ def make_dataset(root: Path, seed: int, counts: dict[str, int]) -> Path:
             rows = draw_digits(img, rng, int(rng.integers(1, 4)))
             lbl = root / "labels" / split / f"{split}_{i:03d}.txt"
             lbl.parent.mkdir(parents=True, exist_ok=True)
-            lbl.write_text("".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in rows))
-    data = {"path": str(root), **{s: str(root / "images" / s) for s in counts}, "names": dict(enumerate(CLASS_NAMES))}
+            lbl.write_text(
+                "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in rows)
+            )
+    data = {
+        "path": str(root),
+        **{s: str(root / "images" / s) for s in counts},
+        "names": dict(enumerate(CLASS_NAMES)),
+    }
     data_yaml = root / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data))
     return data_yaml
@@ -69,7 +85,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     config_dir = current_config_dir() or tmp_path_factory.mktemp("ultralytics_cfg")
     prepare_ultralytics(config_dir)
     state = tmp_path_factory.mktemp("det_state")
-    settings = DetectorSettings(model="yolov8n.yaml", imgsz=128, batch=16, conf=0.001, iou=0.6, max_det=100)
+    settings = DetectorSettings(
+        model="yolov8n.yaml", imgsz=128, batch=16, conf=0.001, iou=0.6, max_det=100
+    )
     return Env(state, settings)
 
 
@@ -89,7 +107,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def yaml_detector(env: Env):
     from labelwise.detector import YoloDetector
 
-    return YoloDetector.load("yolov8n.yaml", env.settings, env.state_dir, class_names=CLASS_NAMES, seed=0)
+    return YoloDetector.load(
+        "yolov8n.yaml", env.settings, env.state_dir, class_names=CLASS_NAMES, seed=0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +139,36 @@ def varied_detector(env: Env, yaml_detector, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("digits_ds"), seed=11, counts={"train": 8, "val": 4, "test": 4})
+    return make_dataset(
+        tmp_path_factory.mktemp("digits_ds"), seed=11, counts={"train": 8, "val": 4, "test": 4}
+    )
+
+
+# ---------------------------------------------------------------------------- environment
+def test_prepare_ultralytics_is_offline_local_and_multithreaded(env: Env, tmp_path: Path) -> None:
+    import os
+
+    import torch
+    import ultralytics.utils.torch_utils as torch_utils
+    from PIL import Image, UnidentifiedImageError
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+
+    config_dir = current_config_dir()
+    assert config_dir is not None and Path(USER_CONFIG_DIR) == config_dir / "Ultralytics"
+    assert Path.home() not in Path(USER_CONFIG_DIR).parents
+    assert (config_dir / "Ultralytics" / "Arial.ttf").is_file()
+    assert os.environ["YOLO_OFFLINE"] == "1" and os.environ["HF_HUB_OFFLINE"] == "1"
+    for key in ("sync", "mlflow", "wandb", "comet", "clearml", "tensorboard", "dvc", "raytune"):
+        assert SETTINGS[key] is False, key
+    cores = max(1, os.cpu_count() or 1)
+    assert torch_utils.NUM_THREADS == cores and torch.get_num_threads() == cores
+    prepare_ultralytics(config_dir)  # idempotent
+    with pytest.raises(RuntimeError, match="expected .*other"):
+        prepare_ultralytics(tmp_path / "other")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(UnidentifiedImageError):  # not ModuleNotFoundError('pi_heif')
+        Image.open(junk)
 
 
 # ---------------------------------------------------------------------------- loading / version
@@ -133,8 +182,12 @@ def test_yaml_build_has_project_classes(yaml_detector) -> None:
 def test_same_yaml_and_seed_give_same_version(env: Env, yaml_detector) -> None:
     from labelwise.detector import YoloDetector
 
-    again = YoloDetector.load("yolov8n.yaml", env.settings, env.state_dir, class_names=CLASS_NAMES, seed=0)
-    other = YoloDetector.load("yolov8n.yaml", env.settings, env.state_dir, class_names=CLASS_NAMES, seed=1)
+    again = YoloDetector.load(
+        "yolov8n.yaml", env.settings, env.state_dir, class_names=CLASS_NAMES, seed=0
+    )
+    other = YoloDetector.load(
+        "yolov8n.yaml", env.settings, env.state_dir, class_names=CLASS_NAMES, seed=1
+    )
     assert again.version == yaml_detector.version
     assert other.version != yaml_detector.version
 
@@ -152,7 +205,9 @@ def test_unsupported_and_missing_refs(env: Env, tmp_path: Path) -> None:
     from labelwise.detector import YoloDetector
 
     with pytest.raises(ValueError, match="models:/yolo@champion.*expected a local .pt"):
-        YoloDetector.load("models:/yolo@champion", env.settings, env.state_dir, class_names=CLASS_NAMES)
+        YoloDetector.load(
+            "models:/yolo@champion", env.settings, env.state_dir, class_names=CLASS_NAMES
+        )
     with pytest.raises(ValueError, match="unsupported detector reference 'weights.onnx'"):
         YoloDetector.load("weights.onnx", env.settings, env.state_dir, class_names=CLASS_NAMES)
     missing = tmp_path / "nope.pt"
@@ -265,12 +320,16 @@ def test_features_are_l2_normalised_and_deterministic(yaml_detector, images: lis
 
 
 # ---------------------------------------------------------------------------- train / evaluate
-def test_evaluate_untrained_returns_metrics(env: Env, yaml_detector, dataset: Path, tmp_path: Path) -> None:
+def test_evaluate_untrained_returns_metrics(
+    env: Env, yaml_detector, dataset: Path, tmp_path: Path
+) -> None:
     from labelwise.detector import YoloDetector
 
     result = yaml_detector.evaluate(dataset, split="test", out_dir=tmp_path)
     # evaluation must not fuse/alter the detector's own weights
-    reloaded = YoloDetector.load(str(yaml_detector.save(tmp_path / "after_eval.pt")), env.settings, env.state_dir)
+    reloaded = YoloDetector.load(
+        str(yaml_detector.save(tmp_path / "after_eval.pt")), env.settings, env.state_dir
+    )
     assert reloaded.version.split("-")[-1] == yaml_detector.version.split("-")[-1]
     assert result.n_images == 4 and result.n_boxes > 0
     for value in (result.precision, result.recall, result.map50, result.map50_95):
@@ -279,7 +338,9 @@ def test_evaluate_untrained_returns_metrics(env: Env, yaml_detector, dataset: Pa
 
 def test_train_refuses_mismatched_names(yaml_detector, tmp_path: Path) -> None:
     bad = tmp_path / "data.yaml"
-    bad.write_text(yaml.safe_dump({"train": str(tmp_path), "val": str(tmp_path), "names": ["cat", "dog"]}))
+    bad.write_text(
+        yaml.safe_dump({"train": str(tmp_path), "val": str(tmp_path), "names": ["cat", "dog"]})
+    )
     with pytest.raises(ValueError, match="names must equal"):
         yaml_detector.train(bad, tmp_path / "runs", epochs=1, batch=4)
 
@@ -290,15 +351,27 @@ def test_train_reload_evaluate(env: Env, yaml_detector, dataset: Path, tmp_path:
 
     before = yaml_detector.version
     result = yaml_detector.train(
-        dataset, tmp_path / "runs", epochs=2, batch=8, seed=0, patience=0, imgsz=64, mosaic=0.0, warmup_epochs=0
+        dataset,
+        tmp_path / "runs",
+        epochs=2,
+        batch=8,
+        seed=0,
+        patience=0,
+        imgsz=64,
+        mosaic=0.0,
+        warmup_epochs=0,
     )
     assert isinstance(result, TrainResult)
     assert result.weights.is_file() and result.weights.suffix == ".pt"
     assert result.epochs == 2 and result.seconds > 0
-    untouched = YoloDetector.load(str(yaml_detector.save(tmp_path / "untouched.pt")), env.settings, env.state_dir)
+    untouched = YoloDetector.load(
+        str(yaml_detector.save(tmp_path / "untouched.pt")), env.settings, env.state_dir
+    )
     assert untouched.version.split("-")[-1] == before.split("-")[-1]  # training works on a copy
 
-    trained = YoloDetector.load(str(result.weights), env.settings, env.state_dir, class_names=CLASS_NAMES)
+    trained = YoloDetector.load(
+        str(result.weights), env.settings, env.state_dir, class_names=CLASS_NAMES
+    )
     assert trained.version != before
     assert trained.class_names == CLASS_NAMES
     evaluation = trained.evaluate(dataset, split="test", out_dir=tmp_path / "eval", imgsz=64)

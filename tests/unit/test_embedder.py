@@ -43,7 +43,9 @@ def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         image = Image.new("RGB", (96, 96), tuple(int(v) for v in rng.integers(0, 80, 3)))
         draw = ImageDraw.Draw(image)
         x, y = (int(v) for v in rng.integers(0, 60, 2))
-        draw.rectangle([x, y, x + 30, y + 30], fill=tuple(int(v) for v in rng.integers(120, 256, 3)))
+        draw.rectangle(
+            [x, y, x + 30, y + 30], fill=tuple(int(v) for v in rng.integers(120, 256, 3))
+        )
         paths.append(root / f"pic_{i}.png")
         image.save(paths[-1])
     return paths
@@ -69,7 +71,11 @@ def detector(tmp_path_factory: pytest.TempPathFactory):
 
     settings = DetectorSettings(imgsz=64, batch=8)
     return YoloDetector.load(
-        "yolov8n.yaml", settings, tmp_path_factory.mktemp("emb_state"), class_names=["a", "b"], seed=0
+        "yolov8n.yaml",
+        settings,
+        tmp_path_factory.mktemp("emb_state"),
+        class_names=["a", "b"],
+        seed=0,
     )
 
 
@@ -91,7 +97,9 @@ def test_clip_from_weights_file(tiny_clip: str, clip_weights: Path, pictures: li
     assert emb.embed([]).shape == (0, 32)
 
 
-def test_clip_weights_really_loaded(tiny_clip: str, clip_weights: Path, pictures: list[Path]) -> None:
+def test_clip_weights_really_loaded(
+    tiny_clip: str, clip_weights: Path, pictures: list[Path]
+) -> None:
     """Weights file vs a different random init: different names and vectors."""
     from labelwise.embedder import ClipEmbedder
 
@@ -100,7 +108,9 @@ def test_clip_weights_really_loaded(tiny_clip: str, clip_weights: Path, pictures
     random_again = ClipEmbedder(tiny_clip, None, random_init=True, seed=0)
     assert "random" in random.name and random.name == random_again.name
     assert random.name != loaded.name
-    np.testing.assert_allclose(random.embed(pictures[:3]), random_again.embed(pictures[:3]), atol=1e-6)
+    np.testing.assert_allclose(
+        random.embed(pictures[:3]), random_again.embed(pictures[:3]), atol=1e-6
+    )
     assert not np.allclose(random.embed(pictures[:3]), loaded.embed(pictures[:3]), atol=1e-3)
 
 
@@ -156,10 +166,14 @@ def test_build_embedder_kinds(tiny_clip: str, clip_weights: Path, detector) -> N
     assert isinstance(auto_clip, ClipEmbedder)
     # random init is never chosen by auto
     assert isinstance(
-        build_embedder(EmbedderSettings(kind="auto", clip_model=tiny_clip, clip_random_init=True), detector),
+        build_embedder(
+            EmbedderSettings(kind="auto", clip_model=tiny_clip, clip_random_init=True), detector
+        ),
         DetectorFeatureEmbedder,
     )
-    explicit = build_embedder(EmbedderSettings(kind="clip", clip_model=tiny_clip, clip_random_init=True), None)
+    explicit = build_embedder(
+        EmbedderSettings(kind="clip", clip_model=tiny_clip, clip_random_init=True), None
+    )
     assert isinstance(explicit, ClipEmbedder) and "random" in explicit.name
     with pytest.raises(ValueError, match="needs a detector"):
         build_embedder(EmbedderSettings(kind="detector"), None)

@@ -94,22 +94,28 @@ def require_ls_project(project: ProjectRecord) -> int:
     return int(project.ls_project_id)
 
 
-def count_states(tasks: Iterable[Mapping[str, Any]], round_number: int) -> dict[str, Any]:
-    """Counts of the tasks whose ``data.round`` is ``round_number``."""
+def count_states(
+    tasks: Iterable[Mapping[str, Any]], round_number: int, queued: int | None = None
+) -> dict[str, Any]:
+    """Counts of the tasks whose ``data.round`` is ``round_number``.
+
+    Args:
+        queued: images the catalog queued in the round (default: the number of tasks).
+    """
     counts = {"annotated": 0, "skipped": 0, "pending": 0}
     for task in tasks:
         if task_round(task) == round_number:
             counts[task_state(task)] += 1
     total = sum(counts.values())
-    return {"round": round_number, "queued": total, **counts, "total": total,
-            "complete": total > 0 and counts["pending"] == 0}
+    return {"round": round_number, "queued": total if queued is None else queued, **counts,
+            "total": total, "complete": total > 0 and counts["pending"] == 0}
 
 
 def status_with(
     client: "LabelStudioClient", catalog: Catalog, project: ProjectRecord, round_number: int
 ) -> dict[str, Any]:
     tasks = client.list_tasks(require_ls_project(project), fields="task_only")
-    return count_states(tasks, round_number)
+    return count_states(tasks, round_number, len(catalog.round_images(project, round_number)))
 
 
 def review_status(
@@ -122,8 +128,9 @@ def review_status(
 
     Returns:
         ``{"round", "queued", "annotated", "skipped", "pending", "total", "complete"}``:
-        ``queued`` = ``total`` = tasks of the round in Label Studio; ``complete`` = there are
-        tasks and none is pending.
+        ``queued`` = images the catalog queued in the round, ``total`` = the round's tasks in
+        Label Studio (``data.round``; equal unless tasks were deleted there), ``complete`` =
+        there are tasks and none is pending.
     """
     record = catalog.project(project)
     number = resolve_round(catalog, record, round_number)

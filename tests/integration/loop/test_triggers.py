@@ -1,0 +1,144 @@
+"""Each trigger, for real: a real Prefect server (with its scheduler), the deployment runner
+serving prefect.yaml, the webhook receiver process and the session's Label Studio server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from labelwise.learn import tracker_for
+from labelwise.runtime import open_catalog
+from tests.prefect_server import REPO, DeploymentRunner, PrefectServer, free_port, stop_group
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    with PrefectServer(tmp_path_factory.mktemp("prefect-home")) as server:
+        yield server
+
+
+def api(server: PrefectServer, coro_fn):  # type: ignore[no-untyped-def]
+    """Run ``coro_fn(client)`` against the server with Prefect's own client."""
+    from prefect.client.orchestration import PrefectClient
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with PrefectClient(server.api_url) as client:
+            return await coro_fn(client)
+
+    return asyncio.run(go())
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 1.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"waited {timeout} s for {what}")
+
+
+def deployment(server: PrefectServer, name: str):  # type: ignore[no-untyped-def]
+    async def read(client):  # type: ignore[no-untyped-def]
+        try:
+            return await client.read_deployment_by_name(name)
+        except Exception:  # noqa: BLE001 - not registered yet
+            return None
+
+    return api(server, read)
+
+
+def runs_of(server: PrefectServer, deployment_id) -> list:  # type: ignore[no-untyped-def]
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    async def read(client):  # type: ignore[no-untyped-def]
+        return await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+    return api(server, read)
+
+
+def final_run(server: PrefectServer, run_id, timeout: float):  # type: ignore[no-untyped-def]
+    def done():  # type: ignore[no-untyped-def]
+        run = api(server, lambda c: c.read_flow_run(run_id))
+        return run if run.state and run.state.type.value in FINAL else None
+
+    return wait_for(done, timeout, f"flow run {run_id} to finish")
+
+
+@pytest.fixture
+def trigger_project(make_loop_project, prefect_server, tmp_path):  # type: ignore[no-untyped-def]
+    """A project whose Label Studio webhook goes to a receiver process that starts learn runs."""
+    port = free_port()
+    lp = make_loop_project("triggers", webhook_url=f"http://127.0.0.1:{port}/webhooks/labelstudio",
+                           webhook_secret="trigger-secret")
+    env = {**prefect_server.env(), "LABELWISE_CONFIG": lp.config, "LABELWISE_WEBHOOK_PORT": str(port),
+           "LABELWISE_HOME": str(REPO), "LABELWISE_PROJECT": lp.name,
+           "LABELWISE_PROPOSE_CRON": "0 0 1 1 *", "LABELWISE_RECONCILE_CRON": "* * * * *"}
+    with open(tmp_path / "webhook.log", "wb") as log:
+        receiver = subprocess.Popen([sys.executable, "-m", "deployments.webhook"], env=env, cwd=REPO,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/health"), 60, "the webhook receiver")
+        with DeploymentRunner(prefect_server, env, tmp_path / "runner.log"):
+            wait_for(lambda: deployment(prefect_server, "learn-round/learn"), 90, "deployments to register")
+            yield lp, port
+    finally:
+        stop_group(receiver)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_ui_run_then_webhook_start_exactly_one_learn_run(prefect_server, trigger_project):
+    from labelwise.review import annotate_simulated
+
+    lp, port = trigger_project
+    # 1. What the UI's "Run" button does: create a run of the deployment through the API.
+    propose = deployment(prefect_server, "propose-round/propose")
+    created = api(prefect_server, lambda c: c.create_flow_run_from_deployment(propose.id))
+    run = final_run(prefect_server, created.id, 240)
+    assert run.state.type.value == "COMPLETED", run.state.message
+    catalog = open_catalog(lp.settings)
+    project = catalog.project(lp.name)
+    assert catalog.status_counts(project)["queued"] == lp.settings.selection.limit
+
+    # 2. A reviewer (simulated, through the real API) finishes the batch: Label Studio calls the
+    #    receiver, which starts the learn deployment once.
+    annotate_simulated(lp.settings, catalog, lp.name, str(lp.truth_dir), 0.0, 0)
+    learn = deployment(prefect_server, "learn-round/learn")
+    runs = wait_for(lambda: runs_of(prefect_server, learn.id), 60, "a learn run")
+    # A repeated delivery of the last event must not start a second run.
+    payload = {"action": "ANNOTATION_CREATED", "project": {"id": project.ls_project_id},
+               "task": {"id": catalog.images(project)[0].ls_task_id}, "annotation": {"id": 1}}
+    httpx.post(f"http://127.0.0.1:{port}/webhooks/labelstudio", content=json.dumps(payload),
+               headers={"X-Labelwise-Secret": "trigger-secret", "Content-Type": "application/json"})
+    learned = final_run(prefect_server, runs[0].id, 300)
+    assert learned.state.type.value == "COMPLETED", learned.state.message
+    assert len(runs_of(prefect_server, learn.id)) == 1
+    assert [r["round"] for r in tracker_for(lp.settings, lp.name).round_metrics()] == [0]
+    assert catalog.round_info(project, 0)["status"] == "learned"
+
+
+def test_the_scheduler_creates_runs_from_the_cron_schedule(prefect_server, trigger_project):
+    reconcile = deployment(prefect_server, "reconcile/reconcile")
+    assert reconcile.schedules, "prefect.yaml gives reconcile a cron schedule"
+    scheduled = wait_for(lambda: [r for r in runs_of(prefect_server, reconcile.id)
+                                  if r.state and r.state.type.value == "SCHEDULED"], 60,
+                         "the scheduler to create runs")
+    assert scheduled[0].expected_start_time is not None
