@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -110,3 +110,35 @@ def revoke_api_key(catalog: Catalog, key_id: str) -> bool:
                                                  ApiKeyRow.revoked_at.is_(None))
                          .values(revoked_at=utcnow()))
         return (done.rowcount or 0) == 1
+
+
+class KeyCache:
+    """Verified keys for ``ttl_s`` seconds, so a request costs no database round trip.
+
+    Entries are keyed by the SHA-256 of the presented key (the key itself is not kept). A
+    revoked key stops working within ``ttl_s``. Invalid keys are not cached.
+    """
+
+    def __init__(self, ttl_s: float = 10.0, clock: Callable[[], float] | None = None,
+                 max_entries: int = 1024) -> None:
+        import time
+
+        self.ttl_s = ttl_s
+        self.clock = clock or time.monotonic
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[ApiKey, float]] = {}
+
+    def verify(self, catalog: Catalog, key: str | None) -> ApiKey | None:
+        if not key:
+            return verify_api_key(catalog, key)
+        digest = hashlib.sha256(key.strip().encode()).digest()
+        now = self.clock()
+        hit = self._entries.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = verify_api_key(catalog, key)
+        if found is not None and self.ttl_s > 0:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[digest] = (found, now + self.ttl_s)
+        return found

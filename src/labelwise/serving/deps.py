@@ -12,7 +12,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from labelwise.catalog import ProjectNotFound, ProjectRecord
-from labelwise.serving.auth import ApiKey, verify_api_key
+from labelwise.serving.auth import ApiKey
 from labelwise.serving.state import ServingState
 
 bearer = HTTPBearer(
@@ -30,7 +30,8 @@ def require_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     """The caller's key; 401 when missing or invalid."""
-    key = verify_api_key(get_state(request).catalog, credentials.credentials if credentials else None)
+    state = get_state(request)
+    key = state.keys.verify(state.catalog, credentials.credentials if credentials else None)
     if key is None:
         raise HTTPException(
             401, "Authorization: expected 'Bearer <api key>' with a valid, unrevoked key",
@@ -50,6 +51,6 @@ def authorized_project(state: ServingState, key: ApiKey, name: str | None, field
     if not key.can_access(name):
         raise HTTPException(403, f"{field}: API key {key.key_id} has no access to project {name!r}")
     try:
-        return state.catalog.project(name)
+        return state.project(name)
     except ProjectNotFound as exc:
         raise HTTPException(404, f"{field}: {exc}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
+from labelwise.serving.auth import KeyCache
 from labelwise.serving.delivery import make_deliver
 from labelwise.serving.flagging import FlagService, ServingStats
 from labelwise.serving.guards import NearDuplicateGuard, RateCaps
@@ -130,6 +132,19 @@ class ServingState:
     jobs: AutoLabelJobs
     stats: ServingStats = field(default_factory=ServingStats)
     watcher: ChampionWatcher | None = None
+    keys: KeyCache = field(default_factory=KeyCache)
+    project_ttl_s: float = 10.0
+    _projects: dict[str, tuple[ProjectRecord, float]] = field(default_factory=dict, repr=False)
+
+    def project(self, name: str) -> ProjectRecord:
+        """The catalog's project record, cached for ``project_ttl_s`` seconds."""
+        now = time.monotonic()
+        hit = self._projects.get(name)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        record = self.catalog.project(name)  # ProjectNotFound is not cached
+        self._projects[name] = (record, now + self.project_ttl_s)
+        return record
 
     def default_version(self) -> str | None:
         """Model version of the default project's loaded model (for X-Model-Version)."""
@@ -171,8 +186,6 @@ def build_state(
     clock: Callable[[], float] | None = None,
 ) -> ServingState:
     """Wire the collaborators (starts nothing: see the app's lifespan)."""
-    import time
-
     caps = RateCaps(serving.rate_per_minute, serving.rate_per_hour, serving.rate_per_day,
                     clock=clock or time.time)
     guard = NearDuplicateGuard(serving.near_duplicate_distance)
