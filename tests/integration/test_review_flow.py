@@ -75,6 +75,12 @@ def fake_detections(truth: np.ndarray, width: int, height: int, num_classes: int
     return Detections(boxes, conf, cls, probs)
 
 
+def with_ls(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with some ``labelstudio`` fields changed."""
+    return settings.model_copy(
+        update={"labelstudio": settings.labelstudio.model_copy(update=changes)})
+
+
 def ls_client(settings: Settings) -> LabelStudioClient:
     return LabelStudioClient.from_settings(settings.labelstudio, retry_base_delay_s=0.05)
 
@@ -164,7 +170,8 @@ def test_queue_sends_tasks_with_predictions(flow: dict[str, Any]) -> None:
     out = queue_batch(settings, catalog, name, batch, "g0")
     flow["batch0"], flow["queue0"] = batch, out
     assert (out["round"], out["created"], out["reused"]) == (0, LIMIT, 0)
-    assert out["url"] == f"{settings.labelstudio.url}/projects/{out['ls_project_id']}/data?tab={out['view_id']}"
+    data_page = f"{settings.labelstudio.url}/projects/{out['ls_project_id']}/data"
+    assert out["url"] == f"{data_page}?tab={out['view_id']}"
     project = catalog.project(name)
     assert project.ls_project_id == out["ls_project_id"]
     queued = {i.image_id: i for i in catalog.images(project, ImageStatus.QUEUED)}
@@ -263,10 +270,9 @@ def test_webhooks_complete_each_batch_exactly_once(flow: dict[str, Any]) -> None
             calls.append((project, number))
 
     secret = f"secret-{uuid.uuid4().hex}"
-    with serve(create_app(settings.model_copy(update={"labelstudio": settings.labelstudio.model_copy(
-            update={"webhook_secret": secret})}), on_batch_complete)) as base:
-        hooked = settings.model_copy(update={"labelstudio": settings.labelstudio.model_copy(
-            update={"webhook_url": base + WEBHOOK_PATH, "webhook_secret": secret})})
+    receiver = with_ls(settings, webhook_secret=secret)
+    with serve(create_app(receiver, on_batch_complete)) as base:
+        hooked = with_ls(settings, webhook_url=base + WEBHOOK_PATH, webhook_secret=secret)
         info = ensure_ls_project(hooked, catalog, name)
         assert info["webhook_id"] and info["ls_project_id"] == flow["queue0"]["ls_project_id"]
         assert ensure_ls_project(hooked, catalog, name)["webhook_id"] == info["webhook_id"]
@@ -281,8 +287,9 @@ def test_webhooks_complete_each_batch_exactly_once(flow: dict[str, Any]) -> None
         assert done == {"annotated": 2 * LIMIT - 1, "already_annotated": 1, "missing_truth": 0,
                         "relabelled_boxes": 0}
         project = catalog.project(name)
-        assert wait_until(lambda: len(calls) == 2), f"webhooks did not complete both rounds: {calls}"
-        print(f"\nannotate + webhooks until both batches complete: {time.perf_counter() - began:.2f} s")
+        assert wait_until(lambda: len(calls) == 2), f"webhooks did not complete the rounds: {calls}"
+        print(f"\nannotate + webhooks until both batches complete: "
+              f"{time.perf_counter() - began:.2f} s")
         assert sorted(calls) == [(name, 0), (name, 1)]
         assert [r["status"] for r in catalog.rounds(project)] == ["reviewed", "reviewed"]
         assert len(catalog.review_events(project)) == 2 * LIMIT
@@ -297,7 +304,8 @@ def test_webhooks_complete_each_batch_exactly_once(flow: dict[str, Any]) -> None
         answer = httpx.post(url, json=replay, headers={SECRET_HEADER: secret})
         assert answer.status_code == 200
         body = answer.json()
-        assert (body["handled"], body["complete"], body["fire"], body["recorded"]) == (True, True, False, 0)
+        got = (body["handled"], body["complete"], body["fire"], body["recorded"])
+        assert got == (True, True, False, 0)
         wrong = httpx.post(url, json=replay, headers={SECRET_HEADER: "not-the-secret"})
         assert wrong.status_code == 401
         unknown = httpx.post(url, json={"action": "PROJECT_UPDATED", "project": {"id": 1}},
@@ -325,7 +333,8 @@ def test_pull_brings_back_the_ground_truth(flow: dict[str, Any]) -> None:
     began = time.perf_counter()
     out = pull_annotations(settings, catalog, name, 0)
     print(f"\npull of {2 * LIMIT} tasks: {time.perf_counter() - began:.2f} s")
-    assert (out["labelled"], out["rejected"], out["pending"], out["invalid"]) == (2 * LIMIT - 1, 1, 0, [])
+    got = (out["labelled"], out["rejected"], out["pending"], out["invalid"])
+    assert got == (2 * LIMIT - 1, 1, 0, [])
     project = catalog.project(name)
     assert catalog.image(project, flow["skipped"]).status is ImageStatus.REJECTED
     stored = catalog.labels(project)
@@ -400,7 +409,7 @@ def test_vanished_image_queues_nothing(small: dict[str, Any]) -> None:
     data = victim.read_bytes()
     victim.unlink()
     before = snapshot(catalog, name)
-    with pytest.raises(FileNotFoundError, match=rf"vanished since they were added: .*{victim.name}"):
+    with pytest.raises(FileNotFoundError, match=rf"vanished since they were added: .*{victim}"):
         queue_batch(settings, catalog, name, small["batch"], None)
     assert snapshot(catalog, name) == before
 
@@ -432,7 +441,7 @@ def test_server_trouble_leaves_the_catalog_unchanged(
     settings, catalog, name = small["settings"], small["catalog"], small["name"]
     values = {k: (v.format(port=free_port()) if isinstance(v, str) else v)
               for k, v in overrides.items()}
-    broken = settings.model_copy(update={"labelstudio": settings.labelstudio.model_copy(update=values)})
+    broken = with_ls(settings, **values)
     before = snapshot(catalog, name)
     began = time.perf_counter()
     with pytest.raises(error, match=message):

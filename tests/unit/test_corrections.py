@@ -62,9 +62,11 @@ def test_greedy_takes_the_highest_iou_first():
     final = [[0, 0, 10, 9.5]]
     assert [(i, j) for i, j, _ in greedy_match(pred, final)] == [(0, 0)]
     # One prediction, two finals: the better final (100/120) wins over 80/100.
-    assert [(i, j) for i, j, _ in greedy_match([SQUARE], [[0, 0, 10, 8], [0, 0, 10, 12]])] == [(0, 1)]
+    pairs = greedy_match([SQUARE], [[0, 0, 10, 8], [0, 0, 10, 12]])
+    assert [(i, j) for i, j, _ in pairs] == [(0, 1)]
     # Ties: lower predicted index, then lower final index.
-    assert [(i, j) for i, j, _ in greedy_match([SQUARE, SQUARE], [SQUARE, SQUARE])] == [(0, 0), (1, 1)]
+    pairs = greedy_match([SQUARE, SQUARE], [SQUARE, SQUARE])
+    assert [(i, j) for i, j, _ in pairs] == [(0, 0), (1, 1)]
     with pytest.raises(ValueError, match=r"iou_threshold must lie in \(0, 1\]"):
         greedy_match([SQUARE], [SQUARE], 0.0)
 
@@ -174,4 +176,5 @@ def test_single_class_cannot_be_relabelled():
 
 def test_default_truth_path_follows_the_digits_layout(tmp_path):
     image = tmp_path / "root" / "pool" / "images" / "pool_000003.png"
-    assert default_truth_path(image) == tmp_path / "root" / "pool_truth" / "labels" / "pool_000003.txt"
+    expected = tmp_path / "root" / "pool_truth" / "labels" / "pool_000003.txt"
+    assert default_truth_path(image) == expected

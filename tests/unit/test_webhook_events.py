@@ -118,7 +118,8 @@ def test_bulk_created_event(settings, setup):
 @pytest.mark.parametrize(
     ("payload", "detail"),
     [
-        ({"action": "PROJECT_UPDATED", "project": {"id": LS_PROJECT}}, "action PROJECT_UPDATED is ignored"),
+        ({"action": "PROJECT_UPDATED", "project": {"id": LS_PROJECT}},
+         "action PROJECT_UPDATED is ignored"),
         ({"action": "TASKS_CREATED"}, "ignored"),
         (created(101, 1, project=999), "no catalog project is linked to Label Studio project 999"),
         (created(555, 1), "no queued Labelwise task"),
@@ -138,12 +139,14 @@ def test_events_that_are_not_ours(settings, setup, payload, detail):
     [
         ({}, "action"),
         ({"action": ""}, "action"),
-        ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 101}}, "needs project.id"),
+        ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 101}},
+         "needs project.id"),
         ({"action": "ANNOTATION_CREATED", "project": {"id": LS_PROJECT}}, "needs an annotation"),
         ({"action": "ANNOTATION_UPDATED", "project": {"id": LS_PROJECT}, "annotation": {"id": 1}},
          "annotation 1 has no task id"),
         ({"action": "ANNOTATIONS_DELETED", "project": {"id": LS_PROJECT}}, "needs annotations"),
-        ({"action": "ANNOTATION_CREATED", "project": {"id": "x"}, "annotation": {"id": 1, "task": 1}},
+        ({"action": "ANNOTATION_CREATED", "project": {"id": "x"},
+          "annotation": {"id": 1, "task": 1}},
          "project.id"),
     ],
 )

@@ -170,7 +170,9 @@ def yolo_rows_to_xyxy(rows: Any) -> tuple[np.ndarray, np.ndarray]:
     return xyxy, arr[:, 0].astype(np.int64)
 
 
-def compare_yolo(predicted: Any, final: Any, iou_threshold: float = IOU_THRESHOLD) -> ImageCorrections:
+def compare_yolo(
+    predicted: Any, final: Any, iou_threshold: float = IOU_THRESHOLD
+) -> ImageCorrections:
     """:func:`compare_boxes` for two (N, 5) YOLO row arrays of the same image."""
     p_xyxy, p_cls = yolo_rows_to_xyxy(predicted)
     f_xyxy, f_cls = yolo_rows_to_xyxy(final)

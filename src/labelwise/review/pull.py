@@ -76,7 +76,9 @@ def sent_prediction(task: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(predictions[0].get("result") or []) if predictions else []
 
 
-def image_corrections(task: Mapping[str, Any], class_names: Sequence[str]) -> ImageCorrections | None:
+def image_corrections(
+    task: Mapping[str, Any], class_names: Sequence[str]
+) -> ImageCorrections | None:
     """Corrections of an annotated task (None when it has no final annotation)."""
     final = latest_final_annotation(task)
     if final is None:

@@ -41,10 +41,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _parse_batch(batch: Mapping[str, Any], project: ProjectRecord) -> tuple[list[dict[str, Any]], int]:
+def _parse_batch(
+    batch: Mapping[str, Any], project: ProjectRecord
+) -> tuple[list[dict[str, Any]], int]:
     """The queue items and round number of a score-batch dict; ValueError on a bad shape."""
     if not isinstance(batch, Mapping):
-        raise ValueError(f"batch must be a score-batch dict (ScoreBatch.as_json()); got {type(batch).__name__}")
+        raise ValueError(
+            "batch must be a score-batch dict (ScoreBatch.as_json()); "
+            f"got {type(batch).__name__}"
+        )
     named = batch.get("project_id")
     if named is not None and str(named) != project.name:
         raise ValueError(f"batch is for project {named!r}; expected {project.name!r}")

@@ -87,7 +87,8 @@ def annotate_simulated(
         raise ValueError(f"noise must be a probability in [0, 1]; got {noise}")
     record = catalog.project(project)
     ls_id = require_ls_project(record)
-    queued = [img for img in catalog.images(record, ImageStatus.QUEUED) if img.ls_task_id is not None]
+    queued = [img for img in catalog.images(record, ImageStatus.QUEUED)
+              if img.ls_task_id is not None]
     rng = np.random.default_rng(seed)
     names = record.class_names
     annotated = already = missing = relabelled = 0
@@ -97,7 +98,7 @@ def annotate_simulated(
             task = tasks.get(int(img.ls_task_id))  # type: ignore[arg-type]
             if task is None:
                 continue
-            if int(task.get("total_annotations") or 0) + int(task.get("cancelled_annotations") or 0):
+            if task_state(task) != "pending":
                 already += 1
                 continue
             path = truth_path(img, truth_dir)

@@ -168,7 +168,9 @@ def round_complete(catalog: Catalog, project: ProjectRecord, round_number: int) 
     return wanted <= answered
 
 
-def process_webhook(settings: Settings, catalog: Catalog, payload: dict[str, Any]) -> WebhookOutcome:
+def process_webhook(
+    settings: Settings, catalog: Catalog, payload: dict[str, Any]
+) -> WebhookOutcome:
     """Validate, record and evaluate one Label Studio webhook (see the module docstring).
 
     Raises:
@@ -210,7 +212,8 @@ def process_webhook(settings: Settings, catalog: Catalog, payload: dict[str, Any
         return WebhookOutcome(event.action, False, project.name,
                               detail="no queued Labelwise task in this event")
     complete_rounds = [r for r in rounds if round_complete(catalog, project, r)]
-    fired = tuple(r for r in complete_rounds if catalog.transition_round(project, r, QUEUED, REVIEWED))
+    fired = tuple(r for r in complete_rounds
+                  if catalog.transition_round(project, r, QUEUED, REVIEWED))
     number = fired[0] if fired else (complete_rounds[0] if complete_rounds else rounds[0])
     return WebhookOutcome(event.action, True, project.name, number, number in complete_rounds,
                           bool(fired), recorded, "recorded" if recorded else "duplicate", fired)
