@@ -140,7 +140,9 @@ class TrainingSettings(BaseModel):
     min_image_passes: int = Field(
         600, ge=0, description="Floor of epochs x images so tiny labelled sets still learn."
     )
-    batch: int = Field(16, ge=1)
+    batch: int = Field(8, ge=1)
+    optimizer: str = Field("AdamW", description="ultralytics optimizer name ('auto' lets it choose).")
+    lr0: float = Field(0.002, gt=0, description="Initial learning rate.")
     patience: int = Field(0, ge=0, description="0 = no early stop.")
     seed: int = 0
 

@@ -13,7 +13,7 @@ DEMO_PROJECT = "digits-demo"
 # Small on purpose: 2 cores, no GPU. Raise for real data.
 DEMO_OVERRIDES: dict[str, dict[str, object]] = {
     "detector": {"model": "yolov8n.yaml", "imgsz": 128, "batch": 32},
-    "training": {"epochs": 20, "min_image_passes": 1200, "batch": 16},
+    "training": {"epochs": 20, "min_image_passes": 1200, "batch": 8},
     "selection": {"limit": 20, "diversity_weight": 0.3},
 }
 

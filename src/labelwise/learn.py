@@ -80,9 +80,14 @@ def retrain(
     detector = load_detector(settings, project.class_names, base_model)
     tr = settings.training
     epochs = epochs_for(ts.n_images, tr.epochs, tr.min_image_passes)
-    overrides = {"mosaic": 0.0, "warmup_epochs": 1.0, **train_overrides}
+    batch = min(tr.batch, ts.n_images)
+    # nbs = batch: ultralytics otherwise accumulates gradients up to 64 images per step, which
+    # on a few dozen labelled images means one optimizer step every few epochs (measured:
+    # mAP50 0.01 -> 0.09 on 20 images, same 60 epochs).
+    overrides = {"mosaic": 0.0, "warmup_epochs": 1.0, "nbs": batch, "optimizer": tr.optimizer,
+                 "lr0": tr.lr0, **train_overrides}
     result = detector.train(ts.data_yaml, settings.runs_dir / project.name, epochs=epochs,
-                            batch=min(tr.batch, ts.n_images), seed=tr.seed, patience=tr.patience,
+                            batch=batch, seed=tr.seed, patience=tr.patience,
                             name=f"round-{round_number}", **overrides)
     target = settings.models_dir / project.name / f"round-{round_number}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)

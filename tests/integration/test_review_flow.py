@@ -11,6 +11,7 @@ fake-but-valid (jittered ground truth), so no YOLO model runs here.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -409,7 +410,8 @@ def test_vanished_image_queues_nothing(small: dict[str, Any]) -> None:
     data = victim.read_bytes()
     victim.unlink()
     before = snapshot(catalog, name)
-    with pytest.raises(FileNotFoundError, match=rf"vanished since they were added: .*{victim}"):
+    vanished = f"vanished since they were added: .*{re.escape(str(victim))}"
+    with pytest.raises(FileNotFoundError, match=vanished):
         queue_batch(settings, catalog, name, small["batch"], None)
     assert snapshot(catalog, name) == before
 
@@ -490,3 +492,8 @@ def test_cli_commands(small: dict[str, Any], tmp_path: Path) -> None:
 
     bad = runner.invoke(app, ["pull", "--project", "nope"], obj={"settings": settings})
     assert bad.exit_code == 2 and "error: unknown project 'nope'" in bad.output
+
+    # The poller gives up naming the round and its counts.
+    with pytest.raises(TimeoutError, match=rf"round {number} of project '{name}' was not reviewed "
+                       r"within 0.3 s: 1 annotated, 0 skipped, 1 pending of 2 tasks"):
+        wait_for_review(settings, small["catalog"], name, number, timeout_s=0.3, poll_s=0.1)

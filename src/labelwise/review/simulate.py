@@ -22,7 +22,7 @@ from labelwise.config import Settings
 from labelwise.domain import ImageStatus
 from labelwise.labelstudio.boxes import yolo_to_ls_result
 from labelwise.review.project import open_client
-from labelwise.review.status import require_ls_project
+from labelwise.review.status import require_ls_project, task_state
 
 
 def default_truth_path(image_path: Path) -> Path:

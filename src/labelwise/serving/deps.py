@@ -21,16 +21,17 @@ bearer = HTTPBearer(
 )
 
 
-def get_state(request: Request) -> ServingState:
+async def get_state(request: Request) -> ServingState:
+    """(async: FastAPI runs sync dependencies in a thread, one hop per request.)"""
     return request.app.state.serving
 
 
-def require_key(
+async def require_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
-    """The caller's key; 401 when missing or invalid."""
-    state = get_state(request)
+    """The caller's key; 401 when missing or invalid (a cache hit costs no database query)."""
+    state: ServingState = request.app.state.serving
     key = state.keys.verify(state.catalog, credentials.credentials if credentials else None)
     if key is None:
         raise HTTPException(

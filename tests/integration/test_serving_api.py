@@ -1,0 +1,519 @@
+"""The serving API over real HTTP (uvicorn on 127.0.0.1) with a REAL Label Studio server, a real
+MLflow sqlite store and a real yaml-built YOLO (random weights, imgsz 96) on generated digits.
+
+The Label Studio URL the app uses goes through a small TCP relay owned by this module, so a test
+can take "Label Studio" away (nothing listens on that port: connection refused) and bring it
+back without restarting the session's server. The random model finds no box above the floor on
+these images, so every image scores 0: a deployment with threshold 1 flags everything and one
+with threshold 0 flags nothing.
+
+Tests share one module-scoped deployment and run in file order (score-batch before the hot
+reload changes the served model).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from labelwise.bench.serving import serve_in_thread
+from labelwise.catalog import Catalog
+from labelwise.config import DetectorSettings, EmbedderSettings, Settings
+from labelwise.datasets.digits import DigitsConfig, generate_digits
+from labelwise.domain import ImageStatus
+from labelwise.labelstudio import LabelStudioClient
+from labelwise.runtime import open_catalog
+from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
+from labelwise.serving import ServingSettings, create_app
+from labelwise.serving.auth import create_api_key
+from tests.labelstudio_server import free_port
+
+pytestmark = pytest.mark.integration
+
+CLASSES = [str(d) for d in range(10)]
+GROUP = "field-cam-1"
+MAX_UPLOAD = 256 * 1024
+
+
+class TcpRelay:
+    """Forwards 127.0.0.1:<port> to a target port while started; refused while stopped."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target = ("127.0.0.1", target_port)
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self._listener, self._stop = listener, threading.Event()
+        self._thread = threading.Thread(target=self._accept, args=(listener, self._stop), daemon=True)
+        self._thread.start()
+
+    def _accept(self, listener: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._listener is not None:
+            self._listener.close()
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+        self._sockets = []
+
+
+@dataclass
+class Deployment:
+    url: str
+    http: httpx.Client  # with the project key
+    settings: Settings
+    catalog: Catalog
+    key: str
+    other_key: str  # access to project "other" only
+    all_key: str  # --all
+    uploads: list[Path]  # images never added to the pool: the "field" traffic
+    pool_ids: list[str]
+    relay: TcpRelay
+    ls: LabelStudioClient  # straight to the server, not through the relay
+
+
+def png_bytes(path: Path, tweak: bool = False) -> bytes:
+    """The image as PNG bytes; ``tweak`` changes one pixel (a near-duplicate)."""
+    pixels = np.array(Image.open(path).convert("RGB"))
+    if tweak:
+        pixels[0, 0] = (pixels[0, 0].astype(int) + 40) % 256
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def deployment(make_ls_settings, labelstudio, tmp_path_factory) -> Iterator[Deployment]:
+    ls_url, token, _root = labelstudio
+    relay = TcpRelay(int(ls_url.rsplit(":", 1)[1]))
+    relay.start()
+    base = make_ls_settings("serving", url=relay.url, retries=1, timeout_s=10.0)
+    settings = base.model_copy(update={
+        "detector": DetectorSettings(model="yolov8n.yaml", imgsz=96, batch=4),
+        "embedder": EmbedderSettings(kind="detector"),
+    })
+    data = generate_digits(tmp_path_factory.mktemp("digits"), DigitsConfig(
+        pool_images=10, val_images=1, test_images=0, duplicate_cluster_fraction=0.0,
+        canvas_min=96, canvas_max=112, seed=3))
+    images = sorted(data.pool_images.glob("*.png"))
+    catalog = open_catalog(settings)
+    project = catalog.create_project("digits", CLASSES)
+    catalog.create_project("other", CLASSES)
+    pool_ids = catalog.add_images(project, images[:4]).added
+    key, _ = create_api_key(catalog, ["digits"])
+    other_key, _ = create_api_key(catalog, ["other"])
+    all_key, _ = create_api_key(catalog, [], all_projects=True)
+    serving = ServingSettings(
+        project="digits", evaluation_threshold=1.0, upload_group=GROUP,
+        near_duplicate_distance=0.001, rate_per_minute=None, rate_per_hour=None,
+        rate_per_day=None, max_upload_bytes=MAX_UPLOAD, poll_interval_s=2.0,
+        delivery_retry_base_s=0.2, delivery_retry_max_s=1.0,
+    )
+    app = create_app(settings, serving, catalog=catalog)  # model: champion, else detector.model
+    with serve_in_thread(app) as url, \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http, \
+            LabelStudioClient(ls_url, token, retries=1) as ls:
+        yield Deployment(url, http, settings, catalog, key, other_key, all_key, images[4:], pool_ids,
+                         relay, ls)
+    relay.stop()
+    catalog.close()
+
+
+def predict(dep: Deployment, data: bytes, **kwargs: Any) -> httpx.Response:
+    return dep.http.post("/v1/predict", files={"file": ("upload.png", data, "image/png")}, **kwargs)
+
+
+def group_tasks(dep: Deployment, group: str) -> dict[str, dict[str, Any]]:
+    """Tasks of the group's Data Manager tab in the REAL server, by image id."""
+    ls_project = dep.catalog.project("digits").ls_project_id
+    if ls_project is None:
+        return {}
+    views = [v for v in dep.ls.list_views(ls_project) if (v.get("data") or {}).get("title") == f"group: {group}"]
+    if not views:
+        return {}
+    tasks = dep.ls.list_tasks(ls_project, view_id=int(views[0]["id"]))
+    return {t["data"]["image_id"]: t for t in tasks}
+
+
+def stats(dep: Deployment) -> dict[str, Any]:
+    response = dep.http.get("/v1/serving/stats")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ------------------------------------------------------------------------------- flagging
+def test_low_score_image_is_flagged_and_lands_in_the_group_view(deployment):
+    dep = deployment
+    response = predict(dep, png_bytes(dep.uploads[0]))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["flagged"] and body["queued_for_review"] and body["flag_suppressed_reason"] is None
+    assert body["evaluation_strategy"] == "entropy" and body["evaluation_score"] < 1.0
+    assert body["upload_group"] == GROUP
+    assert response.headers["X-Model-Version"] == body["model_version"]
+    image_id = body["image_id"]
+    project = dep.catalog.project("digits")
+    stored = dep.catalog.image(project, image_id)  # durable in the pool, bytes under uploads/
+    assert stored.path.read_bytes() == png_bytes(dep.uploads[0])
+    assert stored.path.parent == dep.settings.state_dir / "uploads" / "digits"
+    assert image_id in dep.catalog.predictions(project, body["model_version"], [image_id])
+    task = wait_for(lambda: group_tasks(dep, GROUP).get(image_id), 30, "the task in the group view")
+    assert task["data"]["group"] == GROUP
+    wait_for(lambda: dep.catalog.image(project, image_id).status is ImageStatus.QUEUED, 10, "queued")
+    again = predict(dep, png_bytes(dep.uploads[0])).json()
+    assert again["flagged"] and not again["queued_for_review"]
+    assert again["flag_suppressed_reason"] == "already_in_pool"
+    near = predict(dep, png_bytes(dep.uploads[0], tweak=True)).json()
+    assert near["image_id"] != image_id and near["flag_suppressed_reason"] == "near_duplicate"
+    counts = stats(dep)["counts"]
+    assert counts["suppressed"] == {"already_in_pool": 1, "near_duplicate": 1}
+
+
+def test_confident_image_is_not_flagged(deployment):
+    dep = deployment
+    confident = ServingSettings(project="digits", model="yolov8n.yaml", evaluation_threshold=0.0,
+                                upload_group=GROUP, poll_interval_s=0)
+    app = create_app(dep.settings, confident, catalog=dep.catalog)  # a second replica
+    with TestClient(app) as client:
+        response = client.post("/v1/predict", files={"file": ("x.png", png_bytes(dep.uploads[1]), "image/png")},
+                               headers={"Authorization": f"Bearer {dep.key}"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["flagged"], body["queued_for_review"], body["flag_suppressed_reason"]) == (False, False, None)
+    assert body["evaluation_score"] >= 0.0
+    assert not dep.catalog.images(dep.catalog.project("digits"), image_ids=[body["image_id"]])
+    assert body["image_id"] not in group_tasks(dep, GROUP)
+
+
+def test_labelstudio_down_never_fails_a_prediction_and_the_flag_arrives_later(deployment):
+    dep = deployment
+    dep.relay.stop()  # nothing listens on the app's Label Studio port now
+    try:
+        response = predict(dep, png_bytes(dep.uploads[2]))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["queued_for_review"] is True
+        failing = wait_for(lambda: (s := stats(dep)["outbox"])["pending"] >= 1 and s["last_error"] and s,
+                           30, "a failed delivery attempt")
+        assert "LabelStudioUnavailable" in failing["last_error"]
+        assert body["image_id"] not in group_tasks(dep, GROUP)
+    finally:
+        dep.relay.start()  # "Label Studio is back"
+    wait_for(lambda: stats(dep)["outbox"]["pending"] == 0, 30, "the outbox to drain")
+    assert body["image_id"] in group_tasks(dep, GROUP)
+
+
+# ------------------------------------------------------------------------------- auth
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("POST", "/v1/predict", {"files": {"file": ("x.png", b"x", "image/png")}}),
+        ("GET", "/v1/label/score-batch?project_id=digits", {}),
+        ("GET", "/v1/rounds?project_id=digits", {}),
+        ("GET", "/v1/serving/stats?project_id=digits", {}),
+        ("POST", "/v1/admin/reload?project_id=digits", {}),
+        ("POST", "/v1/assignments/queue", {"json": {"project_id": "digits", "image_ids": ["0" * 16]}}),
+        ("POST", "/v1/labeling/auto", {"json": {"project_id": "digits"}}),
+    ],
+)
+@pytest.mark.parametrize(
+    ("auth", "status"),
+    [(None, 401), ("Bearer lw_000000000000_" + "x" * 43, 401), ("Basic dXNlcjpwYXNz", 401),
+     ("other", 403)],
+    ids=["none", "unknown-key", "basic", "other-project"],
+)
+def test_auth(deployment, method, path, kwargs, auth, status):
+    dep = deployment
+    headers = {} if auth is None else {"Authorization": f"Bearer {dep.other_key}" if auth == "other" else auth}
+    response = httpx.request(method, dep.url + path, headers=headers, timeout=30, **kwargs)
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+# ------------------------------------------------------------------------------- bad inputs
+def _truncated(dep: Deployment) -> bytes:
+    return png_bytes(dep.uploads[3])[:-500]
+
+
+BAD_INPUTS = [
+    # (id, method, path, kwargs-builder, key kind, status, field named in the message)
+    ("predict-not-an-image", "POST", "/v1/predict",
+     lambda d: {"files": {"file": ("x.png", b"%PDF-1.4 not an image", "image/png")}}, "key", 422, "file"),
+    ("predict-truncated", "POST", "/v1/predict",
+     lambda d: {"files": {"file": ("x.png", _truncated(d), "image/png")}}, "key", 422, "file"),
+    ("predict-too-large", "POST", "/v1/predict",
+     lambda d: {"files": {"file": ("x.png", b"\0" * (MAX_UPLOAD * 2), "image/png")}}, "key", 413, "file"),
+    ("predict-just-over-cap", "POST", "/v1/predict",
+     lambda d: {"files": {"file": ("x.png", b"\0" * (MAX_UPLOAD + 10), "image/png")}}, "key", 413, "file"),
+    ("predict-no-file", "POST", "/v1/predict", lambda d: {"data": {"project": "digits"}}, "key", 422, "file"),
+    ("predict-unknown-project", "POST", "/v1/predict?project=nope",
+     lambda d: {"files": {"file": ("x.png", png_bytes(d.uploads[0]), "image/png")}}, "all", 404, "project"),
+    ("score-unknown-project", "GET", "/v1/label/score-batch?project_id=nope", lambda d: {}, "all", 404, "project_id"),
+    ("score-unknown-strategy", "GET", "/v1/label/score-batch?project_id=digits&strategy=best",
+     lambda d: {}, "key", 422, "strategy"),
+    ("score-limit-zero", "GET", "/v1/label/score-batch?project_id=digits&limit=0", lambda d: {}, "key", 422, "limit"),
+    ("score-limit-huge", "GET", "/v1/label/score-batch?project_id=digits&limit=100000", lambda d: {}, "key", 422, "limit"),
+    ("score-limit-text", "GET", "/v1/label/score-batch?project_id=digits&limit=ten", lambda d: {}, "key", 422, "limit"),
+    ("score-weight-high", "GET", "/v1/label/score-batch?project_id=digits&diversity_weight=1.5",
+     lambda d: {}, "key", 422, "diversity_weight"),
+    ("score-weight-negative", "GET", "/v1/label/score-batch?project_id=digits&diversity_weight=-0.1",
+     lambda d: {}, "key", 422, "diversity_weight"),
+    ("score-no-project", "GET", "/v1/label/score-batch", lambda d: {}, "key", 422, "project_id"),
+    ("thumb-malformed-id", "GET", "/v1/thumbnails/etc-passwd?project_id=digits",
+     lambda d: {}, "key", 422, "image_id"),
+    ("thumb-uppercase-id", "GET", "/v1/thumbnails/0123456789ABCDEF?project_id=digits", lambda d: {}, "key", 422, "image_id"),
+    ("thumb-unknown-id", "GET", "/v1/thumbnails/0123456789abcdef?project_id=digits", lambda d: {}, "key", 404, "image_id"),
+    ("assign-unknown-ids", "POST", "/v1/assignments/queue",
+     lambda d: {"json": {"project_id": "digits", "image_ids": ["0123456789abcdef"]}}, "key", 404, "image_ids"),
+    ("assign-malformed-id", "POST", "/v1/assignments/queue",
+     lambda d: {"json": {"project_id": "digits", "image_ids": ["../../x"]}}, "key", 422, "image_ids"),
+    ("assign-empty", "POST", "/v1/assignments/queue",
+     lambda d: {"json": {"project_id": "digits", "image_ids": []}}, "key", 422, "image_ids"),
+    ("assign-unknown-project", "POST", "/v1/assignments/queue",
+     lambda d: {"json": {"project_id": "nope", "image_ids": [d.pool_ids[0]]}}, "all", 404, "project_id"),
+    ("auto-foreign-model-path", "POST", "/v1/labeling/auto",
+     lambda d: {"json": {"project_id": "digits", "model": "/etc/evil.pt"}}, "key", 422, "model"),
+    ("auto-model-escape", "POST", "/v1/labeling/auto",
+     lambda d: {"json": {"project_id": "digits", "model": "../../evil.pt"}}, "key", 422, "model"),
+    ("auto-unknown-project", "POST", "/v1/labeling/auto", lambda d: {"json": {"project_id": "nope"}}, "all", 404, "project_id"),
+    ("auto-status-unknown", "GET", "/v1/labeling/auto/" + "a" * 32, lambda d: {}, "key", 404, "run_id"),
+    ("auto-status-malformed", "GET", "/v1/labeling/auto/xyz", lambda d: {}, "key", 422, "run_id"),
+    ("rounds-unknown-project", "GET", "/v1/rounds?project_id=nope", lambda d: {}, "all", 404, "project_id"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "build", "who", "status", "field"),
+                         [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_bad_inputs_are_4xx_naming_the_field(deployment, method, path, build, who, status, field):
+    dep = deployment
+    key = dep.all_key if who == "all" else dep.key
+    response = httpx.request(method, dep.url + path, headers={"Authorization": f"Bearer {key}"},
+                             timeout=30, **build(dep))
+    assert response.status_code == status, response.text
+    assert field in response.text, response.text
+
+
+@pytest.mark.parametrize("path", ["/v1/thumbnails/..%2F..%2F..%2Fetc%2Fpasswd", "/v1/thumbnails/%2e%2e",
+                                  "/v1/thumbnails/..%5c..%5cwin.ini"])
+def test_ids_never_reach_paths_outside_the_store(deployment, path):
+    response = deployment.http.get(path, params={"project_id": "digits"})
+    assert response.status_code in (404, 422), response.text
+    assert "root:" not in response.text and response.headers["content-type"] == "application/json"
+
+
+def test_every_response_carries_the_model_version(deployment):
+    dep = deployment
+    for path in ("/healthz", "/v1/serving/stats", "/v1/label/score-batch?project_id=digits&limit=0"):
+        assert dep.http.get(path).headers.get("X-Model-Version", "").startswith("yolov8n-"), path
+
+
+# ------------------------------------------------------------------------------- labelling API
+def test_auto_label_then_score_batch_matches_the_cli(deployment):
+    dep = deployment
+    started = dep.http.post("/v1/labeling/auto", json={"project_id": "digits", "model": "yolov8n.yaml"})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    busy = dep.http.post("/v1/labeling/auto", json={"project_id": "digits"})
+    assert busy.status_code == 409 and "still running" in busy.text
+    done = wait_for(lambda: (r := dep.http.get(f"/v1/labeling/auto/{run_id}").json())["status"] != "running" and r,
+                    90, "auto-label to finish")
+    assert done["status"] == "completed", done
+    assert done["report"]["predicted"] >= len(dep.pool_ids) and done["report"]["embedded"] >= 1
+    wait_for(lambda: stats(dep)["outbox"]["pending"] == 0, 30, "the outbox to drain")
+    for strategy, params in (("entropy", {"limit": 3}), ("diverse_uncertainty", {"limit": 2, "diversity_weight": 0.3})):
+        response = dep.http.get("/v1/label/score-batch", params={"project_id": "digits", "strategy": strategy, **params})
+        assert response.status_code == 200, response.text
+        got = response.json()
+        request = ScoreBatchRequest.from_settings(dep.settings, "digits", strategy=strategy, **params)
+        cli = build_score_batch(dep.catalog, dep.settings, request, record=False).as_json()
+        for item in cli["queue"]:
+            item["thumbnail"] = f"{dep.url}/v1/thumbnails/{item['image_id']}?project_id=digits"
+        assert got == cli
+        assert got["queue"], got
+        thumb = dep.http.get(got["queue"][0]["thumbnail"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(thumb.content)).size[0] <= 128
+
+
+def test_assignments_queue_exactly_those_images(deployment):
+    dep = deployment
+    project = dep.catalog.project("digits")
+    ids = [i for i in dep.pool_ids if dep.catalog.image(project, i).status is ImageStatus.UNLABELLED][:2]
+    response = dep.http.post("/v1/assignments/queue",
+                             json={"project_id": "digits", "image_ids": ids, "group": "manual"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert sorted(body["image_ids"]) == sorted(ids) and body["result"]["created"] == 2
+    assert sorted(group_tasks(dep, "manual")) == sorted(ids)
+    assert all(dep.catalog.image(project, i).status is ImageStatus.QUEUED for i in ids)
+    again = dep.http.post("/v1/assignments/queue", json={"project_id": "digits", "image_ids": ids})
+    assert again.status_code == 409 and "image_ids" in again.text
+
+
+# ------------------------------------------------------------------------------- MLflow
+def digest(model_version: str) -> str:
+    """The weights digest of a model version (``<file stem>-<digest>``)."""
+    return model_version.rsplit("-", 1)[-1]
+
+
+def _register(dep: Deployment, seed: int, round_number: int, map50_95: float) -> tuple[str, str]:
+    """Register weights of a yaml model built with ``seed`` as champion; returns (registry
+    version, weights digest)."""
+    from labelwise.detector import YoloDetector
+    from labelwise.learn import tracker_for
+
+    det = YoloDetector.load("yolov8n.yaml", dep.settings.detector, dep.settings.state_dir,
+                            class_names=CLASSES, seed=seed)
+    weights = det.save(dep.settings.state_dir / "candidates" / f"seed-{seed}.pt")
+    tracker = tracker_for(dep.settings, "digits")
+    run_id = tracker.start_round(None, round_number, {"strategy": "entropy"})
+    tracker.log_metrics(run_id, {"mAP50-95": map50_95, "labelled_images": 4.0}, step=round_number)
+    version = tracker.register_weights(run_id, weights)
+    tracker.end_run(run_id)
+    tracker.client.set_registered_model_alias(tracker.model_name, "champion", version)
+    return version, digest(det.version)
+
+
+def test_hot_reload_by_endpoint_and_by_poll_without_dropping_requests(deployment):
+    dep = deployment
+    before = stats(dep)["model"]
+    assert before["source"] == "configured"  # no champion when the app started
+    registry_v1, model_v1 = _register(dep, seed=1, round_number=1, map50_95=0.1)
+    statuses: list[int] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=dep.url, headers={"Authorization": f"Bearer {dep.key}"}, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post("/v1/predict", files={"file": ("x.png", png_bytes(dep.uploads[3]), "image/png")})
+                statuses.append(r.status_code)
+                versions.add(r.headers.get("X-Model-Version", ""))
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        response = dep.http.post("/v1/admin/reload")
+        assert response.status_code == 200, response.text
+        assert digest(response.json()["model_version"]) == model_v1
+        assert response.json()["registry_version"] == registry_v1
+        registry_v2, model_v2 = _register(dep, seed=2, round_number=2, map50_95=0.2)
+        wait_for(lambda: digest(stats(dep)["model"]["model_version"]) == model_v2, 30, "the poll to load v2")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert statuses and set(statuses) == {200}  # nothing dropped across two swaps
+    assert {digest(v) for v in versions} <= {digest(before["model_version"]), model_v1, model_v2}
+    assert model_v2 in {digest(v) for v in versions}
+    after = predict(dep, png_bytes(dep.uploads[3]))
+    assert after.headers["X-Model-Version"] == after.json()["model_version"]
+    assert digest(after.json()["model_version"]) == model_v2
+    assert stats(dep)["model"]["registry_version"] == registry_v2
+
+
+def test_rounds_come_from_mlflow(deployment):
+    dep = deployment
+    response = dep.http.get("/v1/rounds", params={"project_id": "digits"})
+    assert response.status_code == 200, response.text
+    rounds = {r["round"]: r["metrics"] for r in response.json()["rounds"]}
+    assert rounds[1]["mAP50-95"] == pytest.approx(0.1) and rounds[2]["mAP50-95"] == pytest.approx(0.2)
+
+
+# ------------------------------------------------------------------------------- rate caps
+def test_rate_caps_suppress_and_report(deployment, tmp_path):
+    dep = deployment
+    settings = dep.settings.model_copy(update={"state_dir": tmp_path / "state"})
+    catalog = open_catalog(settings)  # its own pool: the fake delivery must not touch the others
+    catalog.create_project("other", CLASSES)
+    key, _ = create_api_key(catalog, ["other"])
+    capped = ServingSettings(project="other", model="yolov8n.yaml", evaluation_threshold=1.0,
+                             rate_per_minute=1, near_duplicate_distance=0.0, poll_interval_s=0)
+    delivered = []
+    app = create_app(settings, capped, catalog=catalog, deliver=delivered.append)
+    with TestClient(app) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        bodies = [client.post("/v1/predict", files={"file": ("x.png", png_bytes(p), "image/png")},
+                              headers=headers).json() for p in dep.uploads[:2]]
+        usage = client.get("/v1/serving/stats", headers=headers).json()
+        wait_for(lambda: delivered, 10, "the delivery of the first flag")
+    assert [b["flag_suppressed_reason"] for b in bodies] == [None, "rate_cap_minute"]
+    assert [b["queued_for_review"] for b in bodies] == [True, False]
+    assert usage["rate_caps"]["minute"] == {"used": 1, "cap": 1}
+    assert usage["counts"]["suppressed"] == {"rate_cap_minute": 1}
+    assert [item.image_id for item in delivered] == [bodies[0]["image_id"]]
+    catalog.close()
