@@ -110,16 +110,20 @@ def create_app(settings: Settings, on_batch_complete: BatchHook = log_batch_comp
     return app
 
 
-def main() -> None:
-    """Serve the receiver on 127.0.0.1 with settings from ``load_settings()``."""
+def main(on_batch_complete: BatchHook | None = None) -> None:
+    """Serve the receiver on 127.0.0.1 (port ``$LABELWISE_WEBHOOK_PORT``, default 8091) with
+    settings from ``load_settings()``; ``on_batch_complete`` defaults to a hook that logs."""
     import uvicorn
 
     from labelwise.config import load_settings
 
     logging.basicConfig(level=logging.INFO)
     port = int(os.environ.get(PORT_ENV, DEFAULT_PORT))
-    uvicorn.run(create_app(load_settings(), log_batch_complete), host="127.0.0.1", port=port)
+    app = create_app(load_settings(), on_batch_complete or log_batch_complete)
+    uvicorn.run(app, host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":
-    main()
+    from deployments.continuation import start_learn_run
+
+    main(start_learn_run(os.environ.get("LABELWISE_CONFIG") or None))

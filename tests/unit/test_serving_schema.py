@@ -57,7 +57,7 @@ def test_no_input_gives_a_server_error(served, mode):
         operation = result.ok()
 
         @given(case=operation.as_strategy(generation_mode=generation))
-        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
+        @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck),
                   derandomize=True, database=None)
         def check(case) -> None:
             if mode == "positive":  # reach past the access check: name the served project

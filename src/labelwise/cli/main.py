@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from labelwise.cli import bench, datasets, pool, project
+from labelwise.cli import bench, datasets, pool, project, review
 
 app = typer.Typer(
     name="labelwise",
@@ -32,6 +32,7 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(project.app, name="project")
 app.add_typer(bench.app, name="bench")
 pool.register(app)
+review.register(app)
 
 
 def main() -> None:
