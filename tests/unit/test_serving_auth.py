@@ -114,3 +114,17 @@ def test_new_keys_parse():
     assert parse_key(key) == (key_id, secret)
     with pytest.raises(ValueError, match="salt must be 16 bytes; got 3"):
         hash_secret("x", b"abc")
+
+
+def test_key_cache_skips_the_database_until_the_ttl(projects):
+    from labelwise.serving.auth import KeyCache
+
+    key, record = create_api_key(projects, ["alpha"])
+    now = [100.0]
+    cache = KeyCache(ttl_s=10, clock=lambda: now[0])
+    assert cache.verify(projects, key).key_id == record.key_id
+    revoke_api_key(projects, record.key_id)
+    assert cache.verify(projects, key) is not None  # cached: revocation lands within the TTL
+    now[0] += 10.5
+    assert cache.verify(projects, key) is None
+    assert cache.verify(projects, _tamper(key)) is None and cache.verify(projects, None) is None

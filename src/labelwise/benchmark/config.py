@@ -178,12 +178,12 @@ def config_hash(values: dict[str, Any], length: int = 12) -> str:
 # Presets: chosen from measured timings on a 2-core CPU machine (see docs/benchmarks.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
-        seeds=2, rounds=3, initial=12, per_round=12, imgsz=96, epochs=12, min_image_passes=360,
-        pool_images=240, val_images=16, test_images=80, base_epochs=15, base_pool_images=240,
+        seeds=2, rounds=3, initial=12, per_round=12, imgsz=96, epochs=8, min_image_passes=240,
+        pool_images=240, val_images=16, test_images=80, base_epochs=12, base_pool_images=240,
     ),
     "full": dict(
-        seeds=3, rounds=5, initial=16, per_round=16, imgsz=128, epochs=20, min_image_passes=800,
-        pool_images=400, val_images=20, test_images=120, base_epochs=30, base_pool_images=400,
+        seeds=3, rounds=4, initial=16, per_round=16, imgsz=96, epochs=10, min_image_passes=480,
+        pool_images=400, val_images=16, test_images=100, base_epochs=20, base_pool_images=400,
     ),
 }
 

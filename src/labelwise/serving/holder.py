@@ -45,7 +45,7 @@ class ServingModel:
         loaded_at: seconds since the epoch.
     """
 
-    detector: Any
+    detector: Predictor
     ref: str
     source: str
     registry_version: str | None = None
