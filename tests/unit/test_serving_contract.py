@@ -58,6 +58,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                               poll_interval_s=0, max_upload_bytes=MAX_UPLOAD)
     app = create_app(cfg, serving, catalog=catalog, deliver=lambda item: None)
     with TestClient(app) as client:  # runs the lifespan: model loaded, worker started (no-op delivery)
+        warm = client.get("/v1/rounds", params={"project_id": "digits"},  # creates the MLflow store once
+                          headers={"Authorization": f"Bearer {key}"})
+        assert warm.status_code == 200, warm.text
         yield Served(app, client, key, other_key, all_key, pool_ids,
                      write_png(root / "field" / "x.png", seed=99).read_bytes())
     catalog.close()
@@ -82,7 +85,7 @@ def test_no_input_gives_a_server_error(served, mode):
                 for part in (case.query, case.body, case.path_parameters):
                     if isinstance(part, dict):
                         part.update({k: "digits" for k in ("project_id", "project") if k in part})
-            response = case.call(headers={"Authorization": f"Bearer {key}"})
+            response = case.call(headers={"Authorization": f"Bearer {key}"}, timeout=120)
             seen.setdefault(operation.label, set()).add(response.status_code)
             if response.status_code >= 500:
                 failures.append(f"{operation.label}: {response.status_code} {response.text[:300]}")

@@ -157,3 +157,14 @@ def test_deliver_sends_a_one_item_batch_of_the_serving_round(catalog, pool, tmp_
     assert entry["image_id"] == ids[0] and entry["uncertainty_score"] == 0.123457
     assert entry["thumbnail"].endswith(f"{ids[0]}_128.jpg")
     assert catalog.image(project, ids[0]).status is ImageStatus.QUEUED
+
+
+def test_a_row_is_claimed_by_one_worker_only(catalog, pool):
+    project, ids = pool
+    outbox.add_flag(catalog, project, ids[0], "v1", "g", 0.1, {})
+    now = datetime.now(timezone.utc) + timedelta(seconds=1)
+    item = outbox.due_items(catalog, now)[0]
+    assert outbox.claim(catalog, item, now, lease_s=60) is True
+    assert outbox.claim(catalog, item, now, lease_s=60) is False  # a second replica backs off
+    assert outbox.due_items(catalog, now) == []
+    assert outbox.due_items(catalog, now + timedelta(seconds=61))[0].id == item.id  # lease expired

@@ -71,7 +71,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 def bench_serving(
     requests: int = 200, concurrency: int = 4, samples: int = 60, imgsz: int = 128,
-    model: str = "yolov8n.yaml", warmup: int = 5,
+    model: str = "yolov8n.yaml", warmup: int = 5, threads: int = 0,
 ) -> dict[str, Any]:
     """Measure the serving path (see the module docstring); returns JSON-ready figures.
 
@@ -79,6 +79,7 @@ def bench_serving(
         requests: requests of the load phase; concurrency: client threads in it.
         samples: interleaved (bare, HTTP) latency pairs.
         imgsz: inference size in pixels; model: a yaml name or .pt path.
+        threads: torch intra-op threads (0 = every core).
     """
     import httpx
 
@@ -97,7 +98,7 @@ def bench_serving(
         image = sorted(ds.pool_images.glob("*.png"))[0]
         data = image.read_bytes()
         settings = Settings(state_dir=root / "state",
-                            detector=DetectorSettings(model=model, imgsz=imgsz, batch=1),
+                            detector=DetectorSettings(model=model, imgsz=imgsz, batch=1, threads=threads),
                             embedder=EmbedderSettings(kind="none"))
         catalog = open_catalog(settings)
         project = catalog.create_project("bench", list(ds.class_names))
@@ -128,7 +129,7 @@ def bench_serving(
     bare_ms, http_ms = _ms(bare_s), _ms(http_s)
     ratio50 = http_ms["p50"] / bare_ms["p50"]
     return {
-        "model": model, "model_version": version, "imgsz": imgsz, "image_bytes": len(data),
+        "model": model, "model_version": version, "imgsz": imgsz, "threads": threads, "image_bytes": len(data),
         "bare_predict_ms": bare_ms, "http_predict_ms": http_ms,
         "overhead_ratio_p50": round(ratio50, 3),
         "overhead_ratio_p95": round(http_ms["p95"] / bare_ms["p95"], 3),

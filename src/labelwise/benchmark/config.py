@@ -175,11 +175,16 @@ def config_hash(values: dict[str, Any], length: int = 12) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-# Presets: chosen from measured timings on a 2-core CPU machine (see docs/benchmarks.md).
+# Presets: chosen from timings measured on a 2-core CPU machine (see docs/benchmarks.md).
+# "medium" is the largest preset that finished within about an hour there, next to other jobs.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
-        seeds=2, rounds=3, initial=12, per_round=12, imgsz=96, epochs=8, min_image_passes=240,
-        pool_images=240, val_images=16, test_images=80, base_epochs=12, base_pool_images=240,
+        seeds=1, rounds=2, initial=12, per_round=12, imgsz=96, epochs=8, min_image_passes=240,
+        pool_images=200, val_images=12, test_images=60, base_epochs=10, base_pool_images=200,
+    ),
+    "medium": dict(
+        seeds=3, rounds=3, initial=16, per_round=16, imgsz=96, epochs=8, min_image_passes=320,
+        pool_images=300, val_images=16, test_images=80, base_epochs=15, base_pool_images=300,
     ),
     "full": dict(
         seeds=3, rounds=4, initial=16, per_round=16, imgsz=96, epochs=10, min_image_passes=480,
@@ -189,7 +194,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, out: Path, **overrides: Any) -> BenchmarkConfig:
-    """The ``quick`` or ``full`` configuration with ``overrides`` (None values ignored)."""
+    """The ``quick``, ``medium`` or ``full`` configuration with ``overrides`` (None values ignored)."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}

@@ -101,39 +101,52 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
         running: dict[Future, str] = {}
         if not base_ready:
             running[pool.submit(_base, cfg, data.class_names)] = "base"
-        done_count = 0
-        while pending or running:
-            while pending and len(running) < cfg.workers:
-                eligible = [j for j in pending if base_ready or j.protocol != "warm"]
-                if not eligible:
-                    break
-                job = eligible[0]
-                pending.remove(job)
-                running[pool.submit(_job, cfg, data, job)] = job.key
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                key = running.pop(fut)
-                elapsed = time.perf_counter() - started
-                try:
-                    value = fut.result()
-                except Exception as exc:  # noqa: BLE001 - one failed trajectory must not end the run
-                    failed[key] = f"{type(exc).__name__}: {exc}"
-                    log(f"[{elapsed:7.0f}s] FAILED {key}: {failed[key]}")
-                    if key == "base":
-                        pending = [j for j in pending if j.protocol != "warm"]
-                    continue
-                if key == "base":
-                    base_ready = True
-                    log(f"[{elapsed:7.0f}s] base detector ready: {value}")
-                    continue
-                done_count += 1
-                rows.extend(value)
-                tracker.log_trajectory(key, value)
-                last = value[-1]
-                log(f"[{elapsed:7.0f}s] {done_count}/{len(jobs)} {key}: mAP50 "
-                    + " ".join(f"{r['map50']:.3f}" for r in value) + f" at {last['labelled_images']} images")
-                write_csv(out / CSV_NAME, rows, data.class_names, cfg.preset)
+        try:
+            _drive(cfg, data, jobs, pending, running, pool, rows, failed, tracker, started, log, base_ready)
+        except BaseException:
+            # Ctrl-C / SIGTERM: stop the trainings too (workers would otherwise run on, orphaned).
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            raise
     return finish(cfg, rows, data.class_names, started, failed, tracker.tracking_uri, log)
+
+
+def _drive(cfg: BenchmarkConfig, data: PreparedData, jobs: list[Job], pending: list[Job],
+           running: dict[Future, str], pool: ProcessPoolExecutor, rows: list[dict[str, Any]],
+           failed: dict[str, str], tracker: MlflowLog, started: float, log: Log, base_ready: bool) -> None:
+    """Keep ``workers`` jobs in flight (warm ones once the base exists) until all are done."""
+    done_count = 0
+    while pending or running:
+        while pending and len(running) < cfg.workers:
+            eligible = [j for j in pending if base_ready or j.protocol != "warm"]
+            if not eligible:
+                break
+            job = eligible[0]
+            pending.remove(job)
+            running[pool.submit(_job, cfg, data, job)] = job.key
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for fut in finished:
+            key = running.pop(fut)
+            elapsed = time.perf_counter() - started
+            try:
+                value = fut.result()
+            except Exception as exc:  # noqa: BLE001 - one failed trajectory must not end the run
+                failed[key] = f"{type(exc).__name__}: {exc}"
+                log(f"[{elapsed:7.0f}s] FAILED {key}: {failed[key]}")
+                if key == "base":
+                    pending[:] = [j for j in pending if j.protocol != "warm"]
+                continue
+            if key == "base":
+                base_ready = True
+                log(f"[{elapsed:7.0f}s] base detector ready: {value}")
+                continue
+            done_count += 1
+            rows.extend(value)
+            tracker.log_trajectory(key, value)
+            last = value[-1]
+            log(f"[{elapsed:7.0f}s] {done_count}/{len(jobs)} {key}: mAP50 "
+                + " ".join(f"{r['map50']:.3f}" for r in value) + f" at {last['labelled_images']} images")
+            write_csv(cfg.out / CSV_NAME, rows, data.class_names, cfg.preset)
 
 
 def finish(cfg: BenchmarkConfig, rows: list[dict[str, Any]], class_names: tuple[str, ...], started: float,

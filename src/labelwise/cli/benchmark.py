@@ -27,7 +27,8 @@ def _strategies(values: Optional[list[str]]) -> tuple[str, ...]:
 @friendly_errors
 def benchmark(
     ctx: typer.Context,
-    quick: bool = typer.Option(False, "--quick", help="The ~15-minute preset (default: the full preset)."),
+    quick: bool = typer.Option(False, "--quick", help="The ~15-minute preset (same as --preset quick)."),
+    preset_name: str = typer.Option("full", "--preset", help="quick, medium or full (see docs/benchmarks.md)."),
     strategies: Optional[list[str]] = typer.Option(
         None, "--strategies", "-s",
         help="Strategies to compare (repeat or comma-separate); random is always included. "
@@ -65,7 +66,7 @@ def benchmark(
     if spec is not None and "warm" in PROTOCOL_CHOICES[protocol] and base_weights is None:
         fail("the warm protocol on custom data needs --base-weights (your pretrained .pt); "
              "or pass --protocol scratch")
-    name = "quick" if quick else "full"
+    name = "quick" if quick else preset_name
     target = out or settings_from(ctx).state_dir / "benchmark" / name
     cfg = preset(name, target, strategies=_strategies(strategies) or None, seeds=seeds,
                  protocols=PROTOCOL_CHOICES[protocol], rounds=rounds, per_round=per_round,

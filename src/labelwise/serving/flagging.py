@@ -101,7 +101,7 @@ class FlagService:
             known = self.catalog.images(project, image_ids=[upload.image_id])
             if known and known[0].status is not ImageStatus.UNLABELLED:
                 return FlagDecision(False, "already_in_pool")
-            if upload.image_id in set(outbox.flagged_image_ids(self.catalog, project)):
+            if outbox.is_flagged(self.catalog, project, upload.image_id):
                 return FlagDecision(False, "already_flagged")
             reason = self.caps.blocked(project.name)
             if reason is not None:

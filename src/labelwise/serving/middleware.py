@@ -37,12 +37,18 @@ class ServingMiddleware:
         self.max_bytes = max_bytes
         self.version = version
 
+    def _with_version(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        if not any(k.lower() == b"x-model-version" for k, _ in headers):
+            version = self.version()
+            if version:
+                headers = [*headers, (b"x-model-version", version.encode())]
+        return headers
+
     async def _reject(self, send: Send, limit: int) -> None:
         body = json.dumps({"detail": f"file: upload larger than {limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": self._with_version(headers)})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,18 +63,10 @@ class ServingMiddleware:
             if message["type"] == "http.response.start":
                 if state["overflow"]:
                     state["replaced"] = True
-                    await self._reject(send_wrapper_raw, self.max_bytes)
+                    await self._reject(send, self.max_bytes)
                     return
                 state["started"] = True
-                out = list(message.get("headers") or [])
-                if not any(k.lower() == b"x-model-version" for k, _ in out):
-                    version = self.version()
-                    if version:
-                        out.append((b"x-model-version", version.encode()))
-                message = {**message, "headers": out}
-            await send(message)
-
-        async def send_wrapper_raw(message: Message) -> None:
+                message = {**message, "headers": self._with_version(list(message.get("headers") or []))}
             await send(message)
 
         if scope.get("path") not in self.upload_paths:

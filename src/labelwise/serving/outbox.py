@@ -83,6 +83,23 @@ def next_due(catalog: Catalog) -> datetime | None:
         return _aware(found) if found is not None else None
 
 
+def claim(catalog: Catalog, item: OutboxItem, now: datetime, lease_s: float) -> bool:
+    """Take a due row for ``lease_s`` seconds (compare-and-set), so two workers (replicas of the
+    API) never deliver the same row at once; False when another worker took it first."""
+    with catalog.session() as s, s.begin():
+        done = s.execute(update(FlagOutboxRow).where(
+            FlagOutboxRow.id == item.id, FlagOutboxRow.status == PENDING,
+            FlagOutboxRow.attempts == item.attempts, FlagOutboxRow.next_attempt_at <= now,
+        ).values(next_attempt_at=now + timedelta(seconds=lease_s)))
+        return (done.rowcount or 0) == 1
+
+
+def is_flagged(catalog: Catalog, project: ProjectRecord, image_id: str) -> bool:
+    with catalog.session() as s:
+        return s.scalar(select(FlagOutboxRow.id).where(FlagOutboxRow.project_id == project.id,
+                                                       FlagOutboxRow.image_id == image_id)) is not None
+
+
 def mark_delivered(catalog: Catalog, row_id: int) -> None:
     with catalog.session() as s, s.begin():
         s.execute(update(FlagOutboxRow).where(FlagOutboxRow.id == row_id)
@@ -148,16 +165,17 @@ class DeliveryWorker:
         deliver: raises on failure (e.g. LabelStudioUnavailable); returns on success.
         base_s, max_s: retry backoff (see :func:`retry_delay`).
         idle_s: longest sleep between looks at the outbox (rows written by other processes).
+        lease_s: how long a claimed row is hidden from other workers while it is delivered.
     """
 
     def __init__(
         self, catalog: Catalog, deliver: Callable[[OutboxItem], None], *,
-        base_s: float = 1.0, max_s: float = 60.0, idle_s: float = 5.0,
+        base_s: float = 1.0, max_s: float = 60.0, idle_s: float = 5.0, lease_s: float = 600.0,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.catalog = catalog
         self.deliver = deliver
-        self.base_s, self.max_s, self.idle_s = base_s, max_s, idle_s
+        self.base_s, self.max_s, self.idle_s, self.lease_s = base_s, max_s, idle_s, lease_s
         self.now = now
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -183,6 +201,8 @@ class DeliveryWorker:
         for item in due_items(self.catalog, self.now()):
             if self._stop.is_set():
                 break
+            if not claim(self.catalog, item, self.now(), self.lease_s):
+                continue  # another replica is delivering it
             try:
                 self.deliver(item)
             except Exception as exc:  # noqa: BLE001 - every failure is retried later
