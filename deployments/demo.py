@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     # `make up` does not start a second learn run for the same batch.
     os.environ["LABELWISE_LABELSTUDIO__WEBHOOK_URL"] = ""
     os.environ.pop("LABELWISE_CONFIG", None)  # the file this run writes, not an input
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # per-epoch progress bars would drown the table
     settings = demo_settings(load_settings(args.config))
     config_file = Path(args.config_out) if args.config_out else settings.state_dir / "demo.yaml"
     write_settings(settings, config_file)

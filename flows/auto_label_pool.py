@@ -25,7 +25,7 @@ def task_runner_for(dask_address: str | None, dask_workers: int) -> Any:
                                           "processes": True, "dashboard_address": None})
 
 
-@flow(name="auto-label-pool")
+@flow(name="auto-label-pool", flow_run_name="auto-label-{project}")
 def auto_label_pool(config: str | None, project: str, model: str, shard_size: int = 256) -> list[dict]:
     shards = plan_shards(config, project, shard_size)
     return auto_label.map(config, project, model, shards, list(range(len(shards)))).result()

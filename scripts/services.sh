@@ -38,7 +38,7 @@ start() {  # name, then the command
 
 wait_http() {  # url, seconds
   local url=$1 limit=$2 t=0
-  until curl -fsS -o /dev/null "$url"; do
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
     sleep 1; t=$((t + 1))
     if [ "$t" -ge "$limit" ]; then echo "timed out waiting for $url" >&2; return 1; fi
   done

@@ -110,6 +110,35 @@ def _cold_start(req: SelectionRequest) -> np.ndarray:
     )
 
 
+def _adaptive(req: SelectionRequest) -> np.ndarray:
+    """Diversity while the model is weak, uncertainty x box density as it improves.
+
+    ``weak`` = share of candidate images with no box at or above the confidence floor; the
+    diversity weight is ``weak`` clipped to [0.2, 0.8]. The utility ranked is
+    ``(1 - combined score) * (1 + ln(1 + boxes considered))``: an image with several uncertain
+    boxes teaches more per label than one with a single box. The batch is class-balanced by
+    predicted class, so rare classes are not crowded out by the frequent ones.
+    """
+    emb = _require_embeddings(req, "adaptive_diverse")
+    s = req.values(COMBINED)
+    boxes = np.asarray([x.boxes_considered for x in req.scores], dtype=np.float64)
+    weak = float(np.mean(boxes == 0)) if boxes.size else 1.0
+    gain = (1.0 - s) * (1.0 + np.log1p(boxes))
+    top = float(gain.max()) if gain.size else 0.0
+    ranked = 1.0 - gain / top if top > 0 else np.zeros_like(s)
+    return diverse_select(
+        np.clip(ranked, 0.0, 1.0),
+        emb,
+        req.limit,
+        min(0.8, max(0.2, weak)),
+        req.rng,
+        labelled_embeddings=req.labelled_embeddings,
+        candidate_pool=req.limit * req.candidate_factor,
+        class_ids=req.class_ids(),
+        class_balance=True,
+    )
+
+
 def _random(req: SelectionRequest) -> np.ndarray:
     return random_select(len(req.scores), req.limit, req.rng)
 
@@ -146,6 +175,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("diverse_uncertainty", COMBINED, _diverse, True,
                  "greedy trade of combined uncertainty against embedding distance to images "
                  "already selected and labelled (diversity_weight)"),
+        Strategy("adaptive_diverse", COMBINED, _adaptive, True,
+                 "diverse_uncertainty whose diversity weight follows how weak the model is "
+                 "(share of images with no confident box), ranking uncertainty x box count, "
+                 "class-balanced"),
         Strategy("cold_start", COMBINED, _cold_start, False,
                  "diversity only (k-center greedy on embeddings), for when no model exists"),
         Strategy("random", COMBINED, _random, False, "uniform random sample (a baseline)"),

@@ -59,7 +59,7 @@ def _copy(src: socket.socket, dst: socket.socket) -> None:
 
 
 class TcpRelay:
-    """Forwards 127.0.0.1:<port> to a target port while started; connection refused while stopped."""
+    """Forwards 127.0.0.1:<port> to a target port while started; refused while stopped."""
 
     def __init__(self, target_port: int) -> None:
         self.port, self.target = free_port(), ("127.0.0.1", target_port)
@@ -75,7 +75,9 @@ class TcpRelay:
         class Pipe(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 with socket.create_connection(target, timeout=30) as upstream:
-                    back = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
+                    back = threading.Thread(
+                        target=_copy, args=(upstream, self.request), daemon=True
+                    )
                     back.start()
                     _copy(self.request, upstream)
                     back.join(30)
@@ -132,28 +134,30 @@ def deployment(make_ls_settings, labelstudio, tmp_path_factory) -> Iterator[Depl
     relay = TcpRelay(int(ls_url.rsplit(":", 1)[1]))
     relay.start()
     base = make_ls_settings("serving", url=relay.url, retries=1, timeout_s=10.0)
-    settings = base.model_copy(update={
-        "detector": DetectorSettings(model="yolov8n.yaml", imgsz=96, batch=4),
-        "embedder": EmbedderSettings(kind="detector"),
-    })
-    data = generate_digits(tmp_path_factory.mktemp("digits"), DigitsConfig(
-        pool_images=10, val_images=1, test_images=0, duplicate_cluster_fraction=0.0,
-        canvas_min=96, canvas_max=112, seed=3))
+    detector = DetectorSettings(model="yolov8n.yaml", imgsz=96, batch=4)
+    embedder = EmbedderSettings(kind="detector")
+    settings = base.model_copy(update={"detector": detector, "embedder": embedder})
+    config = DigitsConfig(pool_images=10, val_images=1, test_images=0, duplicate_cluster_fraction=0)
+    data = generate_digits(tmp_path_factory.mktemp("digits"), config)
     images = sorted(data.pool_images.glob("*.png"))
     catalog = open_catalog(settings)
     project = catalog.create_project("digits", CLASSES)
     pool_ids = catalog.add_images(project, images[:4]).added
     key, _ = create_api_key(catalog, ["digits"])
+    # fmt: off
     serving = ServingSettings(
         project="digits", evaluation_threshold=1.0, upload_group=GROUP,
         near_duplicate_distance=0.001, rate_per_minute=None, rate_per_hour=None,
-        rate_per_day=None, max_upload_bytes=MAX_UPLOAD, poll_interval_s=2.0,
-        delivery_retry_base_s=0.2, delivery_retry_max_s=1.0,
+        rate_per_day=None, max_upload_bytes=MAX_UPLOAD,
+        poll_interval_s=2.0, delivery_retry_base_s=0.2, delivery_retry_max_s=1.0,
     )
+    # fmt: on
     app = create_app(settings, serving, catalog=catalog)  # model: champion, else detector.model
-    with serve_in_thread(app) as url, \
-            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http, \
-            LabelStudioClient(ls_url, token, retries=1) as ls:
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
+        LabelStudioClient(ls_url, token, retries=1) as ls,
+    ):
         yield Deployment(url, http, settings, catalog, key, images[4:], pool_ids, relay, ls)
     relay.stop()
     catalog.close()
@@ -168,7 +172,8 @@ def group_tasks(dep: Deployment, group: str) -> dict[str, dict[str, Any]]:
     ls_project = dep.catalog.project("digits").ls_project_id
     if ls_project is None:
         return {}
-    views = [v for v in dep.ls.list_views(ls_project) if (v.get("data") or {}).get("title") == f"group: {group}"]
+    title = f"group: {group}"
+    views = [v for v in dep.ls.list_views(ls_project) if v["data"].get("title") == title]
     if not views:
         return {}
     tasks = dep.ls.list_tasks(ls_project, view_id=int(views[0]["id"]))
@@ -199,7 +204,8 @@ def test_low_score_image_is_flagged_and_lands_in_the_group_view(deployment):
     assert image_id in dep.catalog.predictions(project, body["model_version"], [image_id])
     task = wait_for(lambda: group_tasks(dep, GROUP).get(image_id), 30, "the task in the group view")
     assert task["data"]["group"] == GROUP
-    wait_for(lambda: dep.catalog.image(project, image_id).status is ImageStatus.QUEUED, 10, "queued")
+    queued = lambda: dep.catalog.image(project, image_id).status is ImageStatus.QUEUED  # noqa: E731
+    wait_for(queued, 10, "the image to be queued")
     again = predict(dep, png_bytes(dep.uploads[0])).json()
     assert again["flagged"] and not again["queued_for_review"]
     assert again["flag_suppressed_reason"] == "already_in_pool"
@@ -215,11 +221,15 @@ def test_confident_image_is_not_flagged(deployment):
                                 upload_group=GROUP, poll_interval_s=0)
     app = create_app(dep.settings, confident, catalog=dep.catalog)  # a second replica
     with TestClient(app) as client:
-        response = client.post("/v1/predict", files={"file": ("x.png", png_bytes(dep.uploads[1]), "image/png")},
-                               headers={"Authorization": f"Bearer {dep.key}"})
+        response = client.post(
+            "/v1/predict",
+            files={"file": ("x.png", png_bytes(dep.uploads[1]), "image/png")},
+            headers={"Authorization": f"Bearer {dep.key}"},
+        )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["flagged"], body["queued_for_review"], body["flag_suppressed_reason"]) == (False, False, None)
+    decision = (body["flagged"], body["queued_for_review"], body["flag_suppressed_reason"])
+    assert decision == (False, False, None)
     assert body["evaluation_score"] >= 0.0
     assert not dep.catalog.images(dep.catalog.project("digits"), image_ids=[body["image_id"]])
     assert body["image_id"] not in group_tasks(dep, GROUP)
@@ -233,8 +243,11 @@ def test_labelstudio_down_never_fails_a_prediction_and_the_flag_arrives_later(de
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["queued_for_review"] is True
-        failing = wait_for(lambda: (s := stats(dep)["outbox"])["pending"] >= 1 and s["last_error"] and s,
-                           30, "a failed delivery attempt")
+        def tried() -> dict[str, Any] | None:
+            s = stats(dep)["outbox"]
+            return s if s["pending"] >= 1 and s["last_error"] else None
+
+        failing = wait_for(tried, 30, "a failed delivery attempt")
         assert "LabelStudioUnavailable" in failing["last_error"]
         assert body["image_id"] not in group_tasks(dep, GROUP)
     finally:
@@ -245,14 +258,15 @@ def test_labelstudio_down_never_fails_a_prediction_and_the_flag_arrives_later(de
 
 def test_every_response_carries_the_model_version(deployment):
     dep = deployment
-    for path in ("/healthz", "/v1/serving/stats", "/v1/label/score-batch?project_id=digits&limit=0"):
+    for path in ("/healthz", "/v1/serving/stats", "/v1/label/score-batch?project_id=p&limit=0"):
         assert dep.http.get(path).headers.get("X-Model-Version", "").startswith("yolov8n-"), path
 
 
 # ------------------------------------------------------------------------------- labelling API
 def test_auto_label_then_score_batch_matches_the_cli(deployment):
     dep = deployment
-    started = dep.http.post("/v1/labeling/auto", json={"project_id": "digits", "model": "yolov8n.yaml"})
+    body = {"project_id": "digits", "model": "yolov8n.yaml"}
+    started = dep.http.post("/v1/labeling/auto", json=body)
     assert started.status_code == 202, started.text
     run_id = started.json()["run_id"]
     second = dep.http.post("/v1/labeling/auto", json={"project_id": "digits"})  # one run at a time
@@ -260,16 +274,27 @@ def test_auto_label_then_score_batch_matches_the_cli(deployment):
     runs = [run_id] + ([second.json()["run_id"]] if second.status_code == 202 else [])
     if second.status_code == 409:
         assert "still running" in second.json()["detail"]
-    finished = [wait_for(lambda r=r: (s := dep.http.get(f"/v1/labeling/auto/{r}").json())["status"] != "running"
-                         and s, 90, "auto-label to finish") for r in runs]
-    assert [f["status"] for f in finished] == ["completed"] * len(runs), finished
-    assert finished[0]["report"]["predicted"] >= len(dep.pool_ids) and finished[0]["report"]["embedded"] >= 1
+    def finished(run: str) -> dict[str, Any]:
+        def status() -> dict[str, Any] | None:
+            s = dep.http.get(f"/v1/labeling/auto/{run}").json()
+            return s if s["status"] != "running" else None
+
+        return wait_for(status, 90, "auto-label to finish")
+
+    done = [finished(run) for run in runs]
+    assert [d["status"] for d in done] == ["completed"] * len(runs), done
+    report = done[0]["report"]
+    assert report["predicted"] >= len(dep.pool_ids) and report["embedded"] >= 1
     wait_for(lambda: stats(dep)["outbox"]["pending"] == 0, 30, "the outbox to drain")
-    for strategy, params in (("entropy", {"limit": 3}), ("diverse_uncertainty", {"limit": 2, "diversity_weight": 0.3})):
-        response = dep.http.get("/v1/label/score-batch", params={"project_id": "digits", "strategy": strategy, **params})
+    diverse = {"limit": 2, "diversity_weight": 0.3}
+    cases = (("entropy", {"limit": 3}), ("diverse_uncertainty", diverse))
+    for strategy, params in cases:
+        query = {"project_id": "digits", "strategy": strategy, **params}
+        response = dep.http.get("/v1/label/score-batch", params=query)
         assert response.status_code == 200, response.text
         got = response.json()
-        request = ScoreBatchRequest.from_settings(dep.settings, "digits", strategy=strategy, **params)
+        request = ScoreBatchRequest.from_settings(dep.settings, "digits", strategy=strategy,
+                                                  **params)
         cli = build_score_batch(dep.catalog, dep.settings, request, record=False).as_json()
         for item in cli["queue"]:
             item["thumbnail"] = f"{dep.url}/v1/thumbnails/{item['image_id']}?project_id=digits"
@@ -283,9 +308,11 @@ def test_auto_label_then_score_batch_matches_the_cli(deployment):
 def test_assignments_queue_exactly_those_images(deployment):
     dep = deployment
     project = dep.catalog.project("digits")
-    ids = [i for i in dep.pool_ids if dep.catalog.image(project, i).status is ImageStatus.UNLABELLED][:2]
-    response = dep.http.post("/v1/assignments/queue",
-                             json={"project_id": "digits", "image_ids": ids, "group": "manual"})
+    free = [i for i in dep.pool_ids
+            if dep.catalog.image(project, i).status is ImageStatus.UNLABELLED]
+    ids = free[:2]
+    body = {"project_id": "digits", "image_ids": ids, "group": "manual"}
+    response = dep.http.post("/v1/assignments/queue", json=body)
     assert response.status_code == 200, response.text
     body = response.json()
     assert sorted(body["image_ids"]) == sorted(ids) and body["result"]["created"] == 2
@@ -329,9 +356,10 @@ def test_hot_reload_by_endpoint_and_by_poll_without_dropping_requests(deployment
     stop = threading.Event()
 
     def traffic() -> None:
-        with httpx.Client(base_url=dep.url, headers={"Authorization": f"Bearer {dep.key}"}, timeout=60) as c:
+        files = {"file": ("x.png", png_bytes(dep.uploads[3]), "image/png")}
+        with httpx.Client(base_url=dep.url, headers=dep.http.headers, timeout=60) as c:
             while not stop.is_set():
-                r = c.post("/v1/predict", files={"file": ("x.png", png_bytes(dep.uploads[3]), "image/png")})
+                r = c.post("/v1/predict", files=files)
                 statuses.append(r.status_code)
                 versions.add(r.headers.get("X-Model-Version", ""))
 
@@ -344,7 +372,8 @@ def test_hot_reload_by_endpoint_and_by_poll_without_dropping_requests(deployment
         assert digest(response.json()["model_version"]) == model_v1
         assert response.json()["registry_version"] == registry_v1
         registry_v2, model_v2 = _register(dep, seed=2, round_number=2, map50_95=0.2)
-        wait_for(lambda: digest(stats(dep)["model"]["model_version"]) == model_v2, 30, "the poll to load v2")
+        polled = lambda: digest(stats(dep)["model"]["model_version"]) == model_v2  # noqa: E731
+        wait_for(polled, 30, "the poll to load v2")
         time.sleep(0.5)
     finally:
         stop.set()
@@ -364,4 +393,5 @@ def test_rounds_come_from_mlflow(deployment):
     response = dep.http.get("/v1/rounds", params={"project_id": "digits"})
     assert response.status_code == 200, response.text
     rounds = {r["round"]: r["metrics"] for r in response.json()["rounds"]}
-    assert rounds[1]["mAP50-95"] == pytest.approx(0.1) and rounds[2]["mAP50-95"] == pytest.approx(0.2)
+    assert rounds[1]["mAP50-95"] == pytest.approx(0.1)
+    assert rounds[2]["mAP50-95"] == pytest.approx(0.2)

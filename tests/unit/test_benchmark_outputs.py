@@ -42,7 +42,7 @@ def test_csv_schema_and_round_trip(tmp_path):
 def test_default_strategies_follow_the_registry():
     names = default_strategies()
     assert names[0] == "random" and "cold_start" not in names
-    assert set(names) == set(STRATEGIES) - {"cold_start"}
+    assert set(names) == set(STRATEGIES) - {"cold_start"}  # new strategies are picked up
 
 
 @pytest.mark.parametrize(
@@ -59,6 +59,30 @@ def test_random_is_always_compared_and_presets_apply(tmp_path):
     cfg = BenchmarkConfig(out=tmp_path, strategies=("entropy",))
     assert cfg.strategies == ("random", "entropy")
     quick = preset("quick", tmp_path, seeds=None, rounds=1)
-    assert quick.preset == "quick" and quick.rounds == 1 and quick.seeds == 2
+    assert quick.preset == "quick" and quick.rounds == 1 and quick.seeds == 1
     with pytest.raises(ValueError, match="preset must be one of"):
         preset("huge", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--protocol", "hot"], "--protocol must be one of"),
+     (["--pool", "/tmp"], "needs all of --pool, --truth and --data"),
+     (["--pool", "/tmp", "--truth", "/tmp", "--data", "/tmp/d.yaml"], "needs --base-weights")],
+)
+def test_cli_refuses_bad_arguments(args, message):
+    import typer
+    from typer.testing import CliRunner
+
+    from labelwise.cli.benchmark import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def noop() -> None:  # a second command keeps `benchmark` a named sub-command
+        """Nothing."""
+
+    result = CliRunner().invoke(app, ["benchmark", *args])
+    assert result.exit_code == 2
+    assert message in result.output

@@ -28,8 +28,14 @@ class FakeDetector:
         for path in paths:
             red = np.asarray(Image.open(path).convert("RGB"), np.float32).mean(axis=(0, 1))[0] > 128
             probs = [[0.5, 0.5]] if red else [[0.999, 0.001]]
-            out.append(Detections(np.array([[1, 2, 10, 12]], np.float32), np.array([0.9], np.float32),
-                                  np.array([0]), np.array(probs, np.float32)))
+            out.append(
+                Detections(
+                    np.array([[1, 2, 10, 12]], np.float32),
+                    np.array([0.9], np.float32),
+                    np.array([0]),
+                    np.array(probs, np.float32),
+                )
+            )
         return out
 
 
@@ -37,7 +43,10 @@ class FakeEmbedder:
     name = "fake-colour"
 
     def embed(self, paths):
-        rows = [np.asarray(Image.open(p).convert("RGB"), np.float32).mean(axis=(0, 1)) + 1 for p in paths]
+        rows = [
+            np.asarray(Image.open(p).convert("RGB"), np.float32).mean(axis=(0, 1)) + 1
+            for p in paths
+        ]
         return np.stack([r / np.linalg.norm(r) for r in rows])
 
 
@@ -56,12 +65,23 @@ def app_env(tmp_path, catalog):
     delivered = []
 
     def source(project):
-        return (lambda: ServingModel(FakeDetector(versions[-1]), "fake.pt", "explicit", None,
-                                     FakeEmbedder())), None
+        return (
+            lambda: ServingModel(
+                FakeDetector(versions[-1]), "fake.pt", "explicit", None, FakeEmbedder()
+            )
+        ), None
 
-    serving = ServingSettings(project="p", evaluation_threshold=0.5, near_duplicate_distance=0.001,
-                              max_upload_bytes=4096, poll_interval_s=0, upload_group="g")
-    app = create_app(settings, serving, catalog=catalog, model_source=source, deliver=delivered.append)
+    serving = ServingSettings(
+        project="p",
+        evaluation_threshold=0.5,
+        near_duplicate_distance=0.001,
+        max_upload_bytes=4096,
+        poll_interval_s=0,
+        upload_group="g",
+    )
+    app = create_app(
+        settings, serving, catalog=catalog, model_source=source, deliver=delivered.append
+    )
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         yield client, catalog, settings, versions, delivered
@@ -87,12 +107,22 @@ def test_flag_pipeline_stores_durably_and_applies_guards(app_env):
     near = post(client, png((251, 0, 0))).json()
     assert near["flag_suppressed_reason"] == "near_duplicate" and near["queued_for_review"] is False
     green = post(client, png((0, 250, 0))).json()
-    assert (green["flagged"], green["queued_for_review"], green["flag_suppressed_reason"]) == (False, False, None)
+    assert (green["flagged"], green["queued_for_review"], green["flag_suppressed_reason"]) == (
+        False,
+        False,
+        None,
+    )
     assert not catalog.images(project, image_ids=[green["image_id"], near["image_id"]])
-    assert not list((settings.state_dir / "uploads" / "p" / ".incoming").iterdir())  # temp files gone
+    assert not list(
+        (settings.state_dir / "uploads" / "p" / ".incoming").iterdir()
+    )  # temp files gone
     counts = client.get("/v1/serving/stats").json()["counts"]
-    assert counts == {"predictions": 4, "flagged": 3, "queued_for_review": 1,
-                      "suppressed": {"already_flagged": 1, "near_duplicate": 1}}
+    assert counts == {
+        "predictions": 4,
+        "flagged": 3,
+        "queued_for_review": 1,
+        "suppressed": {"already_flagged": 1, "near_duplicate": 1},
+    }
 
 
 def test_uploads_over_the_cap_are_413_even_without_content_length(app_env):
@@ -104,15 +134,24 @@ def test_uploads_over_the_cap_are_413_even_without_content_length(app_env):
     assert post(client, buf.getvalue()).status_code == 413
 
     boundary = "xyz"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + b"\0" * 200_000 + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + b"\0" * 200_000
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
     def chunks():
         for i in range(0, len(body), 8192):
-            yield body[i:i + 8192]
+            yield body[i : i + 8192]
 
-    response = client.post("/v1/predict", content=chunks(),
-                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    response = client.post(
+        "/v1/predict",
+        content=chunks(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert response.status_code == 413 and "file" in response.json()["detail"]
 
 
@@ -121,7 +160,11 @@ def test_reload_swaps_the_model_and_headers_follow(app_env):
     assert post(client, png((0, 0, 250))).headers["X-Model-Version"] == "fake-v1"
     versions.append("fake-v2")
     result = client.post("/v1/admin/reload").json()
-    assert (result["previous_version"], result["model_version"], result["reloaded"]) == ("fake-v1", "fake-v2", True)
+    assert (result["previous_version"], result["model_version"], result["reloaded"]) == (
+        "fake-v1",
+        "fake-v2",
+        True,
+    )
     assert client.get("/healthz").headers["X-Model-Version"] == "fake-v2"
     assert post(client, png((0, 0, 251))).json()["model_version"] == "fake-v2"
 
@@ -142,10 +185,20 @@ def test_rate_caps_suppress_and_report(tmp_path, catalog):
     settings = Settings(state_dir=tmp_path / "state")
     catalog.create_project("p", ["a", "b"])
     key, _ = create_api_key(catalog, ["p"])
-    source = lambda project: ((lambda: ServingModel(FakeDetector(), "fake.pt", "explicit")), None)  # noqa: E731
-    capped = ServingSettings(project="p", evaluation_threshold=1.0, rate_per_minute=1,
-                             near_duplicate_distance=0.0, poll_interval_s=0)
-    app = create_app(settings, capped, catalog=catalog, model_source=source, deliver=lambda item: None)
+    source = lambda project: (
+        (lambda: ServingModel(FakeDetector(), "fake.pt", "explicit")),
+        None,
+    )  # noqa: E731
+    capped = ServingSettings(
+        project="p",
+        evaluation_threshold=1.0,
+        rate_per_minute=1,
+        near_duplicate_distance=0.0,
+        poll_interval_s=0,
+    )
+    app = create_app(
+        settings, capped, catalog=catalog, model_source=source, deliver=lambda item: None
+    )
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         bodies = [post(client, png(colour)).json() for colour in ((0, 0, 200), (0, 200, 0))]
@@ -155,7 +208,11 @@ def test_rate_caps_suppress_and_report(tmp_path, catalog):
     assert usage["rate_caps"]["minute"] == {"used": 1, "cap": 1}
     assert usage["counts"]["suppressed"] == {"rate_cap_minute": 1}
     # a restart counts the flags already in the outbox
-    again = create_app(settings, capped, catalog=catalog, model_source=source, deliver=lambda item: None)
+    again = create_app(
+        settings, capped, catalog=catalog, model_source=source, deliver=lambda item: None
+    )
     with TestClient(again) as client:
         client.headers["Authorization"] = f"Bearer {key}"
-        assert post(client, png((200, 200, 0))).json()["flag_suppressed_reason"] == "rate_cap_minute"
+        assert (
+            post(client, png((200, 200, 0))).json()["flag_suppressed_reason"] == "rate_cap_minute"
+        )

@@ -58,7 +58,17 @@ def _tamper(key: str) -> str:
         (lambda k: None, False),
         (lambda k: "Bearer " + k, False),
     ],
-    ids=["exact", "blanks", "wrong-secret", "unknown-id", "short", "prefix", "empty", "none", "scheme"],
+    ids=[
+        "exact",
+        "blanks",
+        "wrong-secret",
+        "unknown-id",
+        "short",
+        "prefix",
+        "empty",
+        "none",
+        "scheme",
+    ],
 )
 def test_verify(projects, make, valid):
     key, _ = create_api_key(projects, ["alpha"])
@@ -77,7 +87,9 @@ def test_comparison_is_constant_time(projects, monkeypatch):
     monkeypatch.setattr("labelwise.serving.auth.hmac.compare_digest", spy)
     assert verify_api_key(projects, key) is not None
     assert verify_api_key(projects, _tamper(key)) is None
-    assert verify_api_key(projects, "lw_000000000000_" + "x" * 43) is None  # unknown id: compared too
+    assert (
+        verify_api_key(projects, "lw_000000000000_" + "x" * 43) is None
+    )  # unknown id: compared too
     assert len(calls) == 3
 
 

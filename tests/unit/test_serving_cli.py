@@ -42,8 +42,11 @@ def catalog_of(state) -> Catalog:
 
 @pytest.mark.parametrize(
     ("args", "projects", "all_projects"),
-    [(["--project", "demo"], ["demo"], False), (["--all"], [], True),
-     (["--project", "demo", "--project", "demo"], ["demo"], False)],
+    [
+        (["--project", "demo"], ["demo"], False),
+        (["--all"], [], True),
+        (["--project", "demo", "--project", "demo"], ["demo"], False),
+    ],
 )
 def test_api_key_create_prints_the_key_once(env, args, projects, all_projects):
     cli, state = env
@@ -60,7 +63,10 @@ def test_api_key_create_prints_the_key_once(env, args, projects, all_projects):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [([], "needs at least one --project or --all"), (["--project", "nope"], "unknown project 'nope'")],
+    [
+        ([], "needs at least one --project or --all"),
+        (["--project", "nope"], "unknown project 'nope'"),
+    ],
 )
 def test_api_key_create_refuses(env, args, message):
     cli, _ = env
@@ -91,13 +97,34 @@ def test_serve_binds_localhost_with_the_options(env, monkeypatch):
     cli, _ = env
     seen = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(app=app, **kw))
-    result = runner.invoke(cli, ["serve", "--project", "demo", "--port", "8123", "--threshold", "0.3",
-                                 "--strategy", "margin_sampling", "--group", "cam-2", "--poll", "0"])
+    result = runner.invoke(
+        cli,
+        [
+            "serve",
+            "--project",
+            "demo",
+            "--port",
+            "8123",
+            "--threshold",
+            "0.3",
+            "--strategy",
+            "margin_sampling",
+            "--group",
+            "cam-2",
+            "--poll",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
     serving = seen["app"].state.serving.serving
-    assert (serving.project, serving.evaluation_threshold, serving.evaluation_strategy,
-            serving.upload_group, serving.poll_interval_s) == ("demo", 0.3, "margin_sampling", "cam-2", 0)
+    assert (
+        serving.project,
+        serving.evaluation_threshold,
+        serving.evaluation_strategy,
+        serving.upload_group,
+        serving.poll_interval_s,
+    ) == ("demo", 0.3, "margin_sampling", "cam-2", 0)
     seen["app"].state.serving.catalog.close()
     bad = runner.invoke(cli, ["serve", "--strategy", "best"])
     assert bad.exit_code == 2 and "evaluation_strategy" in bad.output

@@ -19,13 +19,30 @@ class Clock:
 # (caps per minute/hour/day, [(seconds to advance, expected result of try_acquire)])
 RATE_CASES = {
     # flags at t=0 and t=1; the one at t=0 leaves the window at t=60, the one at t=1 at t=61
-    "minute-cap": ((2, None, None), [(0, None), (1, None), (1, "rate_cap_minute"), (57, "rate_cap_minute"),
-                                     (1, None), (0.5, "rate_cap_minute"), (0.6, None)]),
-    "hour-cap": ((None, 3, None), [(0, None), (100, None), (100, None), (100, "rate_cap_hour"),
-                                   (3300, None)]),
-    "day-cap": ((None, None, 2), [(0, None), (7200, None), (7200, "rate_cap_day"), (86400 - 7200, None)]),
-    "minute-before-hour": ((1, 1, 1), [(0, None), (1, "rate_cap_minute"), (60, "rate_cap_hour"),
-                                       (3600, "rate_cap_day")]),
+    "minute-cap": (
+        (2, None, None),
+        [
+            (0, None),
+            (1, None),
+            (1, "rate_cap_minute"),
+            (57, "rate_cap_minute"),
+            (1, None),
+            (0.5, "rate_cap_minute"),
+            (0.6, None),
+        ],
+    ),
+    "hour-cap": (
+        (None, 3, None),
+        [(0, None), (100, None), (100, None), (100, "rate_cap_hour"), (3300, None)],
+    ),
+    "day-cap": (
+        (None, None, 2),
+        [(0, None), (7200, None), (7200, "rate_cap_day"), (86400 - 7200, None)],
+    ),
+    "minute-before-hour": (
+        (1, 1, 1),
+        [(0, None), (1, "rate_cap_minute"), (60, "rate_cap_hour"), (3600, "rate_cap_day")],
+    ),
     "zero-means-never": ((0, None, None), [(0, "rate_cap_minute"), (1000, "rate_cap_minute")]),
     "no-caps": ((None, None, None), [(0, None)] * 50),
 }
@@ -49,8 +66,11 @@ def test_rate_caps_are_per_project_and_report_usage():
     assert rc.try_acquire("a") is None
     assert rc.blocked("a") == "rate_cap_minute"
     assert rc.blocked("b") is None and rc.try_acquire("b") is None
-    assert rc.usage("a") == {"minute": {"used": 1, "cap": 1}, "hour": {"used": 1, "cap": 10},
-                             "day": {"used": 1, "cap": 100}}
+    assert rc.usage("a") == {
+        "minute": {"used": 1, "cap": 1},
+        "hour": {"used": 1, "cap": 10},
+        "day": {"used": 1, "cap": 100},
+    }
     clock.t += 61
     assert rc.usage("a")["minute"]["used"] == 0 and rc.usage("a")["hour"]["used"] == 1
 
@@ -90,7 +110,9 @@ def _unit(v):
 )
 def test_near_duplicate_guard(vector, refs, threshold, duplicate, nearest):
     guard = NearDuplicateGuard(threshold)
-    check = guard.check(np.asarray(vector, np.float32), {k: np.asarray(v, np.float32) for k, v in refs.items()})
+    check = guard.check(
+        np.asarray(vector, np.float32), {k: np.asarray(v, np.float32) for k, v in refs.items()}
+    )
     assert check.duplicate is duplicate
     assert check.nearest == nearest
 

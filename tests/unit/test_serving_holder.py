@@ -65,8 +65,12 @@ def test_in_flight_request_keeps_its_model_across_a_swap():
     assert old.detector.entered.wait(5)
     registry.version = "2"
     result = holder.reload()  # swaps while the request is inside predict
-    assert result.as_json() == {"reloaded": True, "previous_version": "model-v1",
-                                "model_version": "model-v2", "reason": "requested"}
+    assert result.as_json() == {
+        "reloaded": True,
+        "previous_version": "model-v1",
+        "model_version": "model-v2",
+        "reason": "requested",
+    }
     assert holder.current.version == "model-v2"
     old.detector.release.set()
     t.join(5)
@@ -138,4 +142,91 @@ def test_embed_without_embedder_is_none():
         def embed(self, paths):
             return np.ones((len(paths), 4))
 
-    assert ServingModel(SlowDetector("v"), "x.pt", "explicit", embedder=Emb()).embed(Path("x")).shape == (4,)
+    assert ServingModel(SlowDetector("v"), "x.pt", "explicit", embedder=Emb()).embed(
+        Path("x")
+    ).shape == (4,)
+
+
+class RecordingDetector:
+    """Returns one box whose x1 encodes the image's number; records every batch; ``bad`` fails."""
+
+    version = "rec"
+
+    def __init__(self, delay_s: float = 0.05) -> None:
+        self.batches: list[list[str]] = []
+        self.delay_s = delay_s
+
+    def predict(self, paths):
+        names = [Path(p).stem for p in paths]
+        self.batches.append(names)
+        time.sleep(self.delay_s)
+        if "bad" in names:
+            raise ValueError("cannot decode image bad.png")
+        return [
+            Detections(
+                np.array([[float(n), 0, 1, 1]], np.float32),
+                np.ones(1, np.float32),
+                np.zeros(1, np.int64),
+                np.ones((1, 1), np.float32),
+            )
+            for n in names
+        ]
+
+
+def _concurrent(model: ServingModel, jobs: list[tuple[str, object]]) -> dict[str, object]:
+    results: dict[str, object] = {}
+
+    def run(name, shape):
+        try:
+            results[name] = float(model.predict(Path(f"{name}.png"), shape).xyxy[0, 0])
+        except ValueError as exc:
+            results[name] = str(exc)
+
+    threads = [threading.Thread(target=run, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+        time.sleep(0.002)
+    for t in threads:
+        t.join(10)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("shapes", "max_batch", "largest_at_least", "largest_at_most"),
+    [
+        ([(8, 8)] * 8, 4, 2, 4),  # concurrent equal shapes share passes, never above max_batch
+        ([(8, 8)] * 6, 1, 1, 1),  # max_batch 1: one image per pass
+        ([(8, 8), (9, 9)] * 4, 8, 2, 8),
+    ],
+)
+def test_concurrent_requests_share_forward_passes(
+    shapes, max_batch, largest_at_least, largest_at_most
+):
+    det = RecordingDetector()
+    model = ServingModel(det, "x.pt", "explicit", max_batch=max_batch)
+    jobs = [(str(i), shape) for i, shape in enumerate(shapes)]
+    results = _concurrent(model, jobs)
+    assert results == {str(i): float(i) for i in range(len(shapes))}  # each gets its own answer
+    sizes = [len(b) for b in det.batches]
+    assert sum(sizes) == len(shapes) and largest_at_least <= max(sizes) <= largest_at_most
+    shape_of = dict(jobs)
+    assert all(len({shape_of[n] for n in batch}) == 1 for batch in det.batches)  # shapes never mix
+    assert model.describe()["batches"]["images"] == len(shapes)
+
+
+def test_alone_requests_are_not_delayed_and_none_shape_never_batches():
+    det = RecordingDetector(delay_s=0.0)
+    model = ServingModel(det, "x.pt", "explicit", max_batch=8)
+    t0 = time.perf_counter()
+    assert float(model.predict(Path("3.png"), (8, 8)).xyxy[0, 0]) == 3.0
+    assert time.perf_counter() - t0 < 0.05
+    _concurrent(model, [(str(i), None) for i in range(4)])
+    assert all(len(batch) == 1 for batch in det.batches)
+
+
+def test_one_bad_image_fails_only_its_own_request():
+    det = RecordingDetector()
+    model = ServingModel(det, "x.pt", "explicit", max_batch=8)
+    jobs = [("1", (8, 8)), ("2", (8, 8)), ("bad", (8, 8)), ("4", (8, 8)), ("5", (8, 8))]
+    results = _concurrent(model, jobs)
+    assert results == {"1": 1.0, "2": 2.0, "bad": "cannot decode image bad.png", "4": 4.0, "5": 5.0}

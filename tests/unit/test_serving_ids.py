@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from labelwise.catalog import ProjectRecord
-from labelwise.serving.ids import UnsafePathError, check_image_id, folder_name, is_image_id, safe_child
+from labelwise.serving.ids import (
+    UnsafePathError,
+    check_image_id,
+    folder_name,
+    is_image_id,
+    safe_child,
+)
 from labelwise.serving.uploads import UploadError, decode_upload, keep, upload_dir, write_incoming
 
 
@@ -62,8 +68,15 @@ def test_safe_child(tmp_path, parts, inside):
 
 @pytest.mark.parametrize(
     ("name", "folder"),
-    [("digits", "digits"), ("my-proj_1.v2", "my-proj_1.v2"), ("../x", "project-7"), ("..", "project-7"),
-     ("a b", "project-7"), (".hidden", "project-7"), ("", "project-7")],
+    [
+        ("digits", "digits"),
+        ("my-proj_1.v2", "my-proj_1.v2"),
+        ("../x", "project-7"),
+        ("..", "project-7"),
+        ("a b", "project-7"),
+        (".hidden", "project-7"),
+        ("", "project-7"),
+    ],
 )
 def test_upload_folders_stay_in_the_store(tmp_path, name, folder):
     assert folder_name(name, "project-7") == folder
@@ -96,7 +109,9 @@ def test_bad_uploads_are_refused(data, message):
         decode_upload(data, max_pixels=50_000)
 
 
-@pytest.mark.parametrize(("fmt", "suffix"), [("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("WEBP", ".webp")])
+@pytest.mark.parametrize(
+    ("fmt", "suffix"), [("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("WEBP", ".webp")]
+)
 def test_good_uploads_keep_their_bytes(tmp_path, fmt, suffix):
     data = _image_bytes(fmt)
     up = decode_upload(data, max_pixels=50_000)

@@ -82,8 +82,12 @@ def test_pending_rows_survive_a_restart_and_drain_at_start(catalog, pool):
     project, ids = pool
     for image_id in ids:
         outbox.add_flag(catalog, project, image_id, "v1", "g", 0.1, {})
-    down = DeliveryWorker(catalog, lambda item: (_ for _ in ()).throw(LabelStudioUnavailable("down")),
-                          base_s=3600, max_s=3600)
+    down = DeliveryWorker(
+        catalog,
+        lambda item: (_ for _ in ()).throw(LabelStudioUnavailable("down")),
+        base_s=3600,
+        max_s=3600,
+    )
     down.run_once()  # every row now waits an hour
     assert outbox.outbox_counts(catalog, project)["pending"] == 3
     delivered = []
@@ -97,7 +101,11 @@ def test_pending_rows_survive_a_restart_and_drain_at_start(catalog, pool):
         restarted.stop()
     assert sorted(delivered) == sorted(ids)
     assert outbox.outbox_counts(catalog, project) | {"last_error": None} == {
-        "pending": 0, "delivered": 3, "oldest_pending_at": None, "last_error": None}
+        "pending": 0,
+        "delivered": 3,
+        "oldest_pending_at": None,
+        "last_error": None,
+    }
 
 
 def test_wake_delivers_without_waiting_for_the_timer(catalog, pool):
@@ -134,8 +142,12 @@ def test_serving_round_is_reused_until_review_closes_it(catalog, pool):
 def test_deliver_sends_a_one_item_batch_of_the_serving_round(catalog, pool, tmp_path):
     project, ids = pool
     settings = Settings(state_dir=tmp_path / "state")
-    dets = Detections(np.array([[1, 1, 9, 9]], np.float32), np.array([0.5], np.float32),
-                      np.array([0]), np.array([[0.6, 0.4]], np.float32))
+    dets = Detections(
+        np.array([[1, 1, 9, 9]], np.float32),
+        np.array([0.5], np.float32),
+        np.array([0]),
+        np.array([[0.6, 0.4]], np.float32),
+    )
     catalog.save_predictions(project, "v1", [(ids[0], dets)])
     outbox.add_flag(catalog, project, ids[0], "v1", "g", 0.12345678, {"entropy": 0.12345678})
     item = outbox.due_items(catalog, datetime.now(timezone.utc))[0]

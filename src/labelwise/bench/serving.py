@@ -7,7 +7,8 @@ figures measure the serving path, not accuracy), the API under uvicorn on 127.0.
   the same image file (interleaved, so both see the same machine state); p50/p95 in ms and the
   overhead ratio HTTP / bare (goal <= 1.15).
 * Load: ``requests`` requests from ``concurrency`` client threads (one httpx client each);
-  requests/s over the wall time, and every status must be 200.
+  requests/s over the wall time, and every status must be 200. Concurrent requests of equal
+  image size share forward passes (``max_batch``; 1 turns batching off for comparison).
 
 The threshold is 0 so nothing is flagged: the figures are those of the prediction path (flagged
 images add one embedding and a few catalog writes; delivery is off the request path).
@@ -46,15 +47,18 @@ def serve_in_thread(app: Any, port: int | None = None, timeout_s: float = 60.0) 
     import uvicorn
 
     port = port or _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + timeout_s
         while not server.started:
             if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port} within {timeout_s} s")
+                raise RuntimeError(
+                    f"uvicorn did not start on 127.0.0.1:{port} within {timeout_s} s"
+                )
             time.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -65,13 +69,22 @@ def serve_in_thread(app: Any, port: int | None = None, timeout_s: float = 60.0) 
 def _ms(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"p50": round(1000 * statistics.median(ordered), 2), "p95": round(1000 * p95, 2),
-            "mean": round(1000 * statistics.fmean(ordered), 2)}
+    return {
+        "p50": round(1000 * statistics.median(ordered), 2),
+        "p95": round(1000 * p95, 2),
+        "mean": round(1000 * statistics.fmean(ordered), 2),
+    }
 
 
 def bench_serving(
-    requests: int = 200, concurrency: int = 4, samples: int = 60, imgsz: int = 128,
-    model: str = "yolov8n.yaml", warmup: int = 5, threads: int = 0,
+    requests: int = 200,
+    concurrency: int = 4,
+    samples: int = 60,
+    imgsz: int = 128,
+    model: str = "yolov8n.yaml",
+    warmup: int = 5,
+    threads: int = 0,
+    max_batch: int = 8,
 ) -> dict[str, Any]:
     """Measure the serving path (see the module docstring); returns JSON-ready figures.
 
@@ -80,6 +93,7 @@ def bench_serving(
         samples: interleaved (bare, HTTP) latency pairs.
         imgsz: inference size in pixels; model: a yaml name or .pt path.
         threads: torch intra-op threads (0 = every core).
+        max_batch: most concurrent requests per forward pass (detector.batch; 1 = no batching).
     """
     import httpx
 
@@ -90,26 +104,36 @@ def bench_serving(
     from labelwise.serving.auth import create_api_key
 
     if requests < 1 or concurrency < 1 or samples < 2:
-        raise ValueError(f"requests, concurrency must be >= 1 and samples >= 2; got {requests}, "
-                         f"{concurrency}, {samples}")
+        raise ValueError(
+            f"requests, concurrency must be >= 1 and samples >= 2; got {requests}, "
+            f"{concurrency}, {samples}"
+        )
     with tempfile.TemporaryDirectory(prefix="labelwise-bench-serving-") as tmp:
         root = Path(tmp)
-        ds = generate_digits(root / "digits", DigitsConfig(pool_images=2, val_images=1, test_images=0))
+        ds = generate_digits(
+            root / "digits", DigitsConfig(pool_images=2, val_images=1, test_images=0)
+        )
         image = sorted(ds.pool_images.glob("*.png"))[0]
         data = image.read_bytes()
-        settings = Settings(state_dir=root / "state",
-                            detector=DetectorSettings(model=model, imgsz=imgsz, batch=1, threads=threads),
-                            embedder=EmbedderSettings(kind="none"))
+        settings = Settings(
+            state_dir=root / "state",
+            detector=DetectorSettings(model=model, imgsz=imgsz, batch=max_batch, threads=threads),
+            embedder=EmbedderSettings(kind="none"),
+        )
         catalog = open_catalog(settings)
         project = catalog.create_project("bench", list(ds.class_names))
         key, _ = create_api_key(catalog, [project.name])
         bare = load_detector(settings, project.class_names, model)
-        serving = ServingSettings(project=project.name, model=model, evaluation_threshold=0.0,
-                                  poll_interval_s=0)
+        serving = ServingSettings(
+            project=project.name, model=model, evaluation_threshold=0.0, poll_interval_s=0
+        )
         app = create_app(settings, serving, catalog=catalog)
         headers = {"Authorization": f"Bearer {key}"}
         files = {"file": (image.name, data, "image/png")}
-        with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        with (
+            serve_in_thread(app) as url,
+            httpx.Client(base_url=url, headers=headers, timeout=60) as client,
+        ):
             for _ in range(warmup):
                 bare.predict([image])
                 client.post("/v1/predict", files=files).raise_for_status()
@@ -129,22 +153,32 @@ def bench_serving(
     bare_ms, http_ms = _ms(bare_s), _ms(http_s)
     ratio50 = http_ms["p50"] / bare_ms["p50"]
     return {
-        "model": model, "model_version": version, "imgsz": imgsz, "threads": threads, "image_bytes": len(data),
-        "bare_predict_ms": bare_ms, "http_predict_ms": http_ms,
+        "model": model,
+        "model_version": version,
+        "imgsz": imgsz,
+        "threads": threads,
+        "max_batch": max_batch,
+        "image_bytes": len(data),
+        "bare_predict_ms": bare_ms,
+        "http_predict_ms": http_ms,
         "overhead_ratio_p50": round(ratio50, 3),
         "overhead_ratio_p95": round(http_ms["p95"] / bare_ms["p95"], 3),
-        "overhead_goal": OVERHEAD_GOAL, "meets_goal": ratio50 <= OVERHEAD_GOAL,
+        "overhead_goal": OVERHEAD_GOAL,
+        "meets_goal": ratio50 <= OVERHEAD_GOAL,
         "bare_images_per_s": round(1000 / bare_ms["p50"], 1),
         "load": load,
     }
 
 
-def _load(url: str, headers: dict[str, str], files: dict[str, Any], requests: int,
-          concurrency: int) -> dict[str, Any]:
+def _load(
+    url: str, headers: dict[str, str], files: dict[str, Any], requests: int, concurrency: int
+) -> dict[str, Any]:
     import httpx
 
-    per_client = [requests // concurrency + (1 if i < requests % concurrency else 0)
-                  for i in range(concurrency)]
+    per_client = [
+        requests // concurrency + (1 if i < requests % concurrency else 0)
+        for i in range(concurrency)
+    ]
     latencies: list[float] = []
     statuses: list[int] = []
     lock = threading.Lock()
@@ -162,9 +196,14 @@ def _load(url: str, headers: dict[str, str], files: dict[str, Any], requests: in
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(client_run, per_client))
     seconds = time.perf_counter() - t0
-    return {"requests": requests, "concurrency": concurrency, "seconds": round(seconds, 3),
-            "requests_per_s": round(requests / seconds, 1),
-            "non_200": sum(1 for s in statuses if s != 200), "latency_ms": _ms(latencies)}
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(requests / seconds, 1),
+        "non_200": sum(1 for s in statuses if s != 200),
+        "latency_ms": _ms(latencies),
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m labelwise.bench.serving

@@ -118,6 +118,7 @@ class SummaryRow:
     nauc_boxes: float
     rare_boxes: float
     near_duplicates: float
+    boxes_per_pick: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +126,15 @@ class SummaryRow:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b <= 0 else a / b
+
+
+def boxes_per_pick(rows: Sequence[Mapping[str, Any]], protocol: str, strategy: str) -> float:
+    """Mean boxes per image the strategy picked (rounds >= 1; round 0 is the shared random set)."""
+    picked = [(float(r["new_boxes"]), float(r["new_images"])) for r in rows
+              if r["protocol"] == protocol and r["strategy"] == strategy and int(r["round"]) >= 1
+              and "new_boxes" in r]
+    images = sum(i for _, i in picked)
+    return sum(b for b, _ in picked) / images if images else math.nan
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE) -> list[SummaryRow]:
@@ -144,6 +154,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE) -> li
             _ratio(base_box, box), normalised_auc(c.images, c.map50), normalised_auc(c.boxes, c.map50)
             if np.all(np.diff(c.boxes) > 0) else float(c.map50[0]),
             float(c.rare_boxes[-1]), float(c.near_duplicates_total[-1]),
+            boxes_per_pick(rows, protocol, strategy),
         ))
     return out
 
@@ -155,7 +166,7 @@ def _fmt(value: float | None, spec: str = ".1f", missing: str = "not reached") -
 HEADER = ("protocol", "strategy", "seeds", "final mAP50 (mean ± std)", "final mAP50-95",
           "images to random's final", "ratio (images)", "speed-up (images)",
           "boxes to random's final", "ratio (boxes)", "speed-up (boxes)",
-          "nAUC (images)", "nAUC (boxes)", "rare boxes", "near-dup picks")
+          "nAUC (images)", "nAUC (boxes)", "rare boxes", "near-dup picks", "boxes/pick")
 
 
 def table_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
@@ -167,7 +178,7 @@ def table_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
             _fmt(r.image_speedup, ".2f", "–") + ("x" if r.image_speedup else ""),
             _fmt(r.boxes_to_target, ".0f"), _fmt(r.box_ratio, ".2f", "–"),
             _fmt(r.box_speedup, ".2f", "–") + ("x" if r.box_speedup else ""),
-            f"{r.nauc_images:.3f}", f"{r.nauc_boxes:.3f}", f"{r.rare_boxes:.1f}", f"{r.near_duplicates:.1f}",
+            f"{r.nauc_images:.3f}", f"{r.nauc_boxes:.3f}", f"{r.rare_boxes:.1f}", f"{r.near_duplicates:.1f}", _fmt(r.boxes_per_pick, ".2f", "–"),
         ])
     return cells
 

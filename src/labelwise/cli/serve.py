@@ -8,8 +8,9 @@ import typer
 
 from labelwise.cli.common import friendly_errors, print_json, settings_from
 
-api_key_app = typer.Typer(help="API keys of the serving API (stored hashed in the catalog).",
-                          no_args_is_help=True)
+api_key_app = typer.Typer(
+    help="API keys of the serving API (stored hashed in the catalog).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,20 +23,29 @@ def register(app: typer.Typer) -> None:
 def serve(
     ctx: typer.Context,
     project: Optional[str] = typer.Option(
-        None, "--project", "-p", help="Default project of /v1/predict (its model loads at start)."),
+        None, "--project", "-p", help="Default project of /v1/predict (its model loads at start)."
+    ),
     model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="A .pt path or model yaml (default: the registry champion, "
-        "else detector.model). A fixed file is not hot-reloaded from the registry."),
+        None,
+        "--model",
+        "-m",
+        help="A .pt path or model yaml (default: the registry champion, "
+        "else detector.model). A fixed file is not hot-reloaded from the registry.",
+    ),
     host: Optional[str] = typer.Option(None, "--host", help="Bind address (default 127.0.0.1)."),
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Default 8000."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", min=0.0, max=1.0, help="Flag images scoring below this."),
+        None, "--threshold", min=0.0, max=1.0, help="Flag images scoring below this."
+    ),
     strategy: Optional[str] = typer.Option(
-        None, "--strategy", help="entropy, lowest_confidence, margin_sampling or "
-        "weighted_combination."),
+        None,
+        "--strategy",
+        help="entropy, lowest_confidence, margin_sampling or " "weighted_combination.",
+    ),
     group: Optional[str] = typer.Option(None, "--group", help="Label Studio upload group."),
     poll: Optional[float] = typer.Option(
-        None, "--poll", min=0.0, help="Seconds between champion checks (0 = off)."),
+        None, "--poll", min=0.0, help="Seconds between champion checks (0 = off)."
+    ),
 ) -> None:
     """Serve predictions over HTTP; uncertain images are queued to Label Studio."""
     import uvicorn
@@ -44,11 +54,19 @@ def serve(
 
     settings = settings_from(ctx)
     base = serving_settings(settings)
-    overrides = {"project": project, "model": model, "host": host, "port": port,
-                 "evaluation_threshold": threshold, "evaluation_strategy": strategy,
-                 "upload_group": group, "poll_interval_s": poll}
-    serving = base.model_validate({**base.model_dump(),
-                                   **{k: v for k, v in overrides.items() if v is not None}})
+    overrides = {
+        "project": project,
+        "model": model,
+        "host": host,
+        "port": port,
+        "evaluation_threshold": threshold,
+        "evaluation_strategy": strategy,
+        "upload_group": group,
+        "poll_interval_s": poll,
+    }
+    serving = base.model_validate(
+        {**base.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
     if serving.project is not None:
         from labelwise.runtime import open_catalog
 
@@ -58,8 +76,11 @@ def serve(
         finally:
             catalog.close()
     app = create_app(settings, serving)
-    typer.echo(f"serving {serving.project or '(no default project)'} on "
-               f"http://{serving.host}:{serving.port} (docs at /docs)", err=True)
+    typer.echo(
+        f"serving {serving.project or '(no default project)'} on "
+        f"http://{serving.host}:{serving.port} (docs at /docs)",
+        err=True,
+    )
     uvicorn.run(app, host=serving.host, port=serving.port, log_level="info")
 
 
@@ -67,7 +88,9 @@ def serve(
 @friendly_errors
 def create_key(
     ctx: typer.Context,
-    project: list[str] = typer.Option([], "--project", "-p", help="Project the key may use (repeat)."),
+    project: list[str] = typer.Option(
+        [], "--project", "-p", help="Project the key may use (repeat)."
+    ),
     all_projects: bool = typer.Option(False, "--all", help="Every project, and admin endpoints."),
     label: Optional[str] = typer.Option(None, "--label", help="A note (who holds the key)."),
 ) -> None:
@@ -80,9 +103,15 @@ def create_key(
         key, record = create_api_key(catalog, project, all_projects, label)
     finally:
         catalog.close()
-    print_json({"api_key": key, "key_id": record.key_id, "projects": list(record.projects),
-                "all_projects": record.all_projects,
-                "note": "store the key now: it cannot be shown again"})
+    print_json(
+        {
+            "api_key": key,
+            "key_id": record.key_id,
+            "projects": list(record.projects),
+            "all_projects": record.all_projects,
+            "note": "store the key now: it cannot be shown again",
+        }
+    )
 
 
 @api_key_app.command("revoke")

@@ -10,8 +10,9 @@ from labelwise.serving import outbox
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
 
 router = APIRouter(tags=["operations"])
-OptionalProject = Annotated[str | None, Query(min_length=1, max_length=200,
-                                              description="Default: the served project.")]
+OptionalProject = Annotated[
+    str | None, Query(min_length=1, max_length=200, description="Default: the served project.")
+]
 
 
 @router.get("/healthz")
@@ -22,7 +23,10 @@ def health() -> dict[str, str]:
 
 @router.post("/v1/admin/reload")
 def reload_model(
-    state: StateDep, key: KeyDep, response: Response, project_id: OptionalProject = None,
+    state: StateDep,
+    key: KeyDep,
+    response: Response,
+    project_id: OptionalProject = None,
 ) -> dict[str, Any]:
     """Load the project's model again from its source (the registry champion, or the file)
     and swap it in; requests in flight finish on the model they started with."""
@@ -32,14 +36,19 @@ def reload_model(
         result = holder.reload("POST /v1/admin/reload")
     except Exception as exc:  # noqa: BLE001 - the loaded model keeps serving
         holder.last_error = f"{type(exc).__name__}: {exc}"
-        raise HTTPException(503, f"model: reload of project {project.name!r} failed, the "
-                                 f"previous model keeps serving: {holder.last_error}") from None
+        raise HTTPException(
+            503,
+            f"model: reload of project {project.name!r} failed, the "
+            f"previous model keeps serving: {holder.last_error}",
+        ) from None
     response.headers["X-Model-Version"] = result.current
     return {"project_id": project.name, **result.as_json(), **holder.current.describe()}
 
 
 @router.get("/v1/serving/stats")
-def serving_stats(state: StateDep, key: KeyDep, project_id: OptionalProject = None) -> dict[str, Any]:
+def serving_stats(
+    state: StateDep, key: KeyDep, project_id: OptionalProject = None
+) -> dict[str, Any]:
     """Counters of this process, the flag guards' state and the delivery outbox."""
     project = authorized_project(state, key, project_id or state.serving.project, "project_id")
     holder = state.models.get(project.name)
@@ -49,14 +58,21 @@ def serving_stats(state: StateDep, key: KeyDep, project_id: OptionalProject = No
         "model": holder.current.describe() if holder is not None and holder.loaded else None,
         "model_reloads": holder.reloads if holder is not None else 0,
         "model_last_error": holder.last_error if holder is not None else None,
-        "evaluation": {"strategy": s.evaluation_strategy, "threshold": s.evaluation_threshold,
-                       "upload_group": s.upload_group},
+        "evaluation": {
+            "strategy": s.evaluation_strategy,
+            "threshold": s.evaluation_threshold,
+            "upload_group": s.upload_group,
+        },
         "counts": state.stats.snapshot(project.name),
         "rate_caps": state.caps.usage(project.name),
-        "near_duplicate": {"distance_threshold": s.near_duplicate_distance,
-                           "enabled": state.guard.enabled},
-        "outbox": {**outbox.outbox_counts(state.catalog, project),
-                   "worker_delivered": state.worker.delivered,
-                   "worker_failures": state.worker.failures,
-                   "worker_last_error": state.worker.last_error},
+        "near_duplicate": {
+            "distance_threshold": s.near_duplicate_distance,
+            "enabled": state.guard.enabled,
+        },
+        "outbox": {
+            **outbox.outbox_counts(state.catalog, project),
+            "worker_delivered": state.worker.delivered,
+            "worker_failures": state.worker.failures,
+            "worker_last_error": state.worker.last_error,
+        },
     }

@@ -13,7 +13,12 @@ from labelwise.catalog import CatalogError
 from labelwise.domain import ImageStatus
 from labelwise.images import ImageReadError, make_thumbnail
 from labelwise.labelstudio.errors import LabelStudioError, LabelStudioUnavailable
-from labelwise.scorebatch import NoPredictionsError, ScoreBatchRequest, build_score_batch, scoring_rule
+from labelwise.scorebatch import (
+    NoPredictionsError,
+    ScoreBatchRequest,
+    build_score_batch,
+    scoring_rule,
+)
 from labelwise.scoring import score_image
 from labelwise.serving.delivery import queue_item, record_assignment_round
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
@@ -36,8 +41,13 @@ def _thumbnail_url(request: Request, project: str, image_id: str) -> str:
 
 @router.get("/label/score-batch")
 def score_batch(
-    request: Request, state: StateDep, key: KeyDep, project_id: ProjectQuery,
-    strategy: Annotated[str | None, Query(max_length=100, description=f"One of {sorted(STRATEGIES)}.")] = None,
+    request: Request,
+    state: StateDep,
+    key: KeyDep,
+    project_id: ProjectQuery,
+    strategy: Annotated[
+        str | None, Query(max_length=100, description=f"One of {sorted(STRATEGIES)}.")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT)] = None,
     diversity_weight: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
 ) -> dict[str, Any]:
@@ -48,8 +58,13 @@ def score_batch(
             get_strategy(strategy)
         except ValueError as exc:
             raise HTTPException(422, f"strategy: {exc}") from None
-    request_ = ScoreBatchRequest.from_settings(state.settings, project.name, strategy=strategy,
-                                               limit=limit, diversity_weight=diversity_weight)
+    request_ = ScoreBatchRequest.from_settings(
+        state.settings,
+        project.name,
+        strategy=strategy,
+        limit=limit,
+        diversity_weight=diversity_weight,
+    )
     try:
         batch = build_score_batch(state.catalog, state.settings, request_, record=False).as_json()
     except NoPredictionsError as exc:
@@ -63,10 +78,16 @@ def score_batch(
     return batch
 
 
-@router.get("/thumbnails/{image_id}", name="thumbnail", response_class=FileResponse,
-            responses={200: {"content": {"image/jpeg": {}}}})
+@router.get(
+    "/thumbnails/{image_id}",
+    name="thumbnail",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 def thumbnail(
-    state: StateDep, key: KeyDep, project_id: ProjectQuery,
+    state: StateDep,
+    key: KeyDep,
+    project_id: ProjectQuery,
     image_id: Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="16 hex characters.")],
 ) -> FileResponse:
     """A JPEG thumbnail (long side ``serving.thumbnail_size`` px) of a catalogued image."""
@@ -85,9 +106,14 @@ def thumbnail(
 
 class AutoLabelStart(BaseModel):
     project_id: str = Field(min_length=1, max_length=200)
-    model: str | None = Field(None, max_length=500, description=(
-        "models:/<name>@champion, a model yaml name, or a .pt under state_dir/models; "
-        "default: the champion, else detector.model."))
+    model: str | None = Field(
+        None,
+        max_length=500,
+        description=(
+            "models:/<name>@champion, a model yaml name, or a .pt under state_dir/models; "
+            "default: the champion, else detector.model."
+        ),
+    )
 
 
 class AutoLabelStatus(BaseModel):
@@ -117,8 +143,11 @@ def start_auto_label(body: AutoLabelStart, state: StateDep, key: KeyDep) -> dict
 
 @router.get("/labeling/auto/{run_id}", response_model=AutoLabelStatus)
 def auto_label_status(
-    state: StateDep, key: KeyDep,
-    run_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/labeling/auto.")],
+    state: StateDep,
+    key: KeyDep,
+    run_id: Annotated[
+        str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST /v1/labeling/auto.")
+    ],
 ) -> dict[str, Any]:
     run = state.jobs.get(run_id)
     if run is None or not key.can_access(run.project_id):
@@ -141,27 +170,49 @@ def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> 
         records = state.catalog.require_images(project, ids)
     except CatalogError as exc:
         raise HTTPException(404, f"image_ids: {exc}") from None
-    taken = [f"{r.image_id} ({r.status.value})" for r in records if r.status is not ImageStatus.UNLABELLED]
+    taken = [
+        f"{r.image_id} ({r.status.value})"
+        for r in records
+        if r.status is not ImageStatus.UNLABELLED
+    ]
     if taken:
         raise HTTPException(409, f"image_ids: expected unlabelled images; got {taken[:10]}")
     version = state.catalog.latest_model_version(project)
     preds = state.catalog.predictions(project, version, ids) if version else {}
     missing = [i for i in ids if i not in preds]
     if missing:
-        raise HTTPException(409, f"image_ids: no stored prediction of model {version!r} for "
-                                 f"{missing[:10]}; run auto-label first")
+        raise HTTPException(
+            409,
+            f"image_ids: no stored prediction of model {version!r} for "
+            f"{missing[:10]}; run auto-label first",
+        )
     rule = scoring_rule(state.settings)
-    scores = sorted((score_image(r.image_id, preds[r.image_id], rule) for r in records),
-                    key=lambda sc: (sc.uncertainty_score, sc.image_id))
+    scores = sorted(
+        (score_image(r.image_id, preds[r.image_id], rule) for r in records),
+        key=lambda sc: (sc.uncertainty_score, sc.image_id),
+    )
     by_id = {r.image_id: r for r in records}
     try:
-        queue = [queue_item(state.settings, by_id[sc.image_id], sc.uncertainty_score, sc.scores,
-                            state.serving.thumbnail_size) for sc in scores]
+        queue = [
+            queue_item(
+                state.settings,
+                by_id[sc.image_id],
+                sc.uncertainty_score,
+                sc.scores,
+                state.serving.thumbnail_size,
+            )
+            for sc in scores
+        ]
     except ImageReadError as exc:
         raise HTTPException(409, f"image_ids: {exc}") from None
     number = record_assignment_round(state.catalog, project, version, scores, body.group)
-    batch = {"project_id": project.name, "strategy": "manual", "model_version": version,
-             "params": {"round": number}, "queue": queue}
+    batch = {
+        "project_id": project.name,
+        "strategy": "manual",
+        "model_version": version,
+        "params": {"round": number},
+        "queue": queue,
+    }
     from labelwise.review import queue_batch
 
     try:
@@ -173,8 +224,14 @@ def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> 
         if isinstance(exc, LabelStudioError):
             raise HTTPException(502, f"labelstudio: {exc}") from None
         raise HTTPException(409, f"image_ids: {exc}") from None
-    return {"project_id": project.name, "group": body.group, "model_version": version,
-            "round": number, "image_ids": [item["image_id"] for item in queue], "result": result}
+    return {
+        "project_id": project.name,
+        "group": body.group,
+        "model_version": version,
+        "round": number,
+        "image_ids": [item["image_id"] for item in queue],
+        "result": result,
+    }
 
 
 @router.get("/rounds")
@@ -186,6 +243,8 @@ def rounds(state: StateDep, key: KeyDep, project_id: ProjectQuery) -> dict[str, 
     try:
         found = tracker_for(state.settings, project.name).round_metrics()
     except Exception as exc:  # noqa: BLE001 - the tracking store is a service
-        raise HTTPException(503, f"tracking: cannot read MLflow at "
-                                 f"{state.settings.resolved_tracking_uri}: {exc}") from None
+        raise HTTPException(
+            503,
+            f"tracking: cannot read MLflow at " f"{state.settings.resolved_tracking_uri}: {exc}",
+        ) from None
     return {"project_id": project.name, "rounds": found}

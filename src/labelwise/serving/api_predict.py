@@ -39,23 +39,38 @@ class Prediction(BaseModel):
     flagged: bool = Field(description="evaluation_score < evaluation_threshold.")
     queued_for_review: bool = Field(description="Stored in the pool and in the delivery outbox.")
     flag_suppressed_reason: str | None = Field(
-        None, description="Why a flagged image was not queued: already_in_pool, already_flagged, "
-        "rate_cap_minute, rate_cap_hour, rate_cap_day, near_duplicate or store_failed.")
+        None,
+        description="Why a flagged image was not queued: already_in_pool, already_flagged, "
+        "rate_cap_minute, rate_cap_hour, rate_cap_day, near_duplicate or store_failed.",
+    )
     upload_group: str
 
 
 def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
     kept = dets.above(floor)
-    return [Box(xyxy=[round(float(v), 2) for v in kept.xyxy[i]], class_id=int(kept.class_id[i]),
-                class_name=names[int(kept.class_id[i])], confidence=round(float(kept.confidence[i]), 6))
-            for i in range(len(kept))]
+    return [
+        Box(
+            xyxy=[round(float(v), 2) for v in kept.xyxy[i]],
+            class_id=int(kept.class_id[i]),
+            class_name=names[int(kept.class_id[i])],
+            confidence=round(float(kept.confidence[i]), 6),
+        )
+        for i in range(len(kept))
+    ]
 
 
-@router.post("/predict", response_model=Prediction, responses={
-    401: {"description": "Missing or invalid API key"}, 403: {"description": "No access"},
-    404: {"description": "Unknown project"}, 413: {"description": "Upload too large"},
-    422: {"description": "Not an image, truncated, or bad parameters"},
-    503: {"description": "The model cannot be loaded"}})
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses={
+        401: {"description": "Missing or invalid API key"},
+        403: {"description": "No access"},
+        404: {"description": "Unknown project"},
+        413: {"description": "Upload too large"},
+        422: {"description": "Not an image, truncated, or bad parameters"},
+        503: {"description": "The model cannot be loaded"},
+    },
+)
 def predict(
     state: StateDep,
     key: KeyDep,
@@ -83,39 +98,56 @@ def predict(
         model = state.models.holder(project).current
     except Exception as exc:  # noqa: BLE001 - a broken model ref is the operator's to fix
         log.exception("loading the model of %s failed", project.name)
-        raise HTTPException(503, f"model: cannot load the model of project {project.name!r}: "
-                                 f"{type(exc).__name__}: {exc}") from None
+        raise HTTPException(
+            503,
+            f"model: cannot load the model of project {project.name!r}: "
+            f"{type(exc).__name__}: {exc}",
+        ) from None
     folder = upload_dir(state.settings.state_dir, project)
     incoming = write_incoming(folder, upload)
     try:
         try:
-            dets = model.predict(incoming)
+            dets = model.predict(incoming, (upload.width, upload.height))
         except ValueError as exc:  # the detector's reader refused the file
             raise HTTPException(422, f"file: {exc}") from None
         rule = scoring_rule(state.settings)
         score = score_image(upload.image_id, dets, rule)
         strategy = serving.evaluation_strategy
-        value = score.uncertainty_score if strategy == "weighted_combination" else score.scores[strategy]
+        value = (
+            score.uncertainty_score
+            if strategy == "weighted_combination"
+            else score.scores[strategy]
+        )
         flagged = value < serving.evaluation_threshold
         decision = None
         if flagged:
-            decision = state.flags.consider(project, model, upload, incoming, dets, value,
-                                            dict(score.scores))
+            decision = state.flags.consider(
+                project, model, upload, incoming, dets, value, dict(score.scores)
+            )
     finally:
         incoming.unlink(missing_ok=True)
     queued = bool(decision and decision.queued)
-    state.stats.add(project.name, "predictions", *(["flagged"] if flagged else []),
-                    *(["queued"] if queued else []),
-                    *([f"suppressed:{decision.reason}"] if decision and decision.reason else []))
+    state.stats.add(
+        project.name,
+        "predictions",
+        *(["flagged"] if flagged else []),
+        *(["queued"] if queued else []),
+        *([f"suppressed:{decision.reason}"] if decision and decision.reason else []),
+    )
     response.headers["X-Model-Version"] = model.version
     return Prediction(
-        project_id=project.name, image_id=upload.image_id, width=upload.width, height=upload.height,
+        project_id=project.name,
+        image_id=upload.image_id,
+        width=upload.width,
+        height=upload.height,
         model_version=model.version,
         boxes=_boxes(dets, project.class_names, state.settings.scoring.confidence_floor),
-        evaluation_strategy=strategy, evaluation_score=round(float(value), 6),
+        evaluation_strategy=strategy,
+        evaluation_score=round(float(value), 6),
         evaluation_threshold=serving.evaluation_threshold,
         scores={k: round(float(v), 6) for k, v in score.scores.items()},
-        flagged=flagged, queued_for_review=queued,
+        flagged=flagged,
+        queued_for_review=queued,
         flag_suppressed_reason=decision.reason if decision else None,
         upload_group=serving.upload_group,
     )

@@ -103,8 +103,10 @@ def create_app(
     app.include_router(api_label.router)
     app.include_router(api_admin.router)
     app.add_middleware(
-        ServingMiddleware, upload_paths=frozenset({"/v1/predict"}),
-        max_bytes=serving.max_upload_bytes + MULTIPART_ENVELOPE_BYTES, version=state.default_version,
+        ServingMiddleware,
+        upload_paths=frozenset({"/v1/predict"}),
+        max_bytes=serving.max_upload_bytes + MULTIPART_ENVELOPE_BYTES,
+        version=state.default_version,
     )
 
     @app.exception_handler(LabelStudioUnavailable)

@@ -66,7 +66,9 @@ def new_key() -> tuple[str, str, str]:
 
 
 def create_api_key(
-    catalog: Catalog, projects: Sequence[str] = (), all_projects: bool = False,
+    catalog: Catalog,
+    projects: Sequence[str] = (),
+    all_projects: bool = False,
     label: str | None = None,
 ) -> tuple[str, ApiKey]:
     """Store a new key; returns (the full key, shown only now, and its record).
@@ -82,8 +84,16 @@ def create_api_key(
     key, key_id, secret = new_key()
     salt = secrets.token_bytes(16)
     with catalog.session() as s, s.begin():
-        s.add(ApiKeyRow(key_id=key_id, salt=salt.hex(), digest=hash_secret(secret, salt),
-                        projects=names, all_projects=all_projects, label=label))
+        s.add(
+            ApiKeyRow(
+                key_id=key_id,
+                salt=salt.hex(),
+                digest=hash_secret(secret, salt),
+                projects=names,
+                all_projects=all_projects,
+                label=label,
+            )
+        )
     return key, ApiKey(key_id, tuple(names), all_projects, label)
 
 
@@ -106,9 +116,11 @@ def verify_api_key(catalog: Catalog, key: str | None) -> ApiKey | None:
 def revoke_api_key(catalog: Catalog, key_id: str) -> bool:
     """Revoke by public ``key_id``; True when a key was revoked."""
     with catalog.session() as s, s.begin():
-        done = s.execute(update(ApiKeyRow).where(ApiKeyRow.key_id == key_id,
-                                                 ApiKeyRow.revoked_at.is_(None))
-                         .values(revoked_at=utcnow()))
+        done = s.execute(
+            update(ApiKeyRow)
+            .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
         return (done.rowcount or 0) == 1
 
 
@@ -119,8 +131,9 @@ class KeyCache:
     revoked key stops working within ``ttl_s``. Invalid keys are not cached.
     """
 
-    def __init__(self, ttl_s: float = 10.0, clock: Callable[[], float] | None = None,
-                 max_entries: int = 1024) -> None:
+    def __init__(
+        self, ttl_s: float = 10.0, clock: Callable[[], float] | None = None, max_entries: int = 1024
+    ) -> None:
         import time
 
         self.ttl_s = ttl_s

@@ -33,46 +33,74 @@ _round_lock = threading.Lock()
 
 
 def serving_round(
-    catalog: Catalog, project: ProjectRecord, group: str, model_version: str | None,
+    catalog: Catalog,
+    project: ProjectRecord,
+    group: str,
+    model_version: str | None,
     params: dict[str, Any] | None = None,
 ) -> int:
     """Number of the open serving round of ``group`` (recorded when there is none)."""
     with _round_lock:
         for info in reversed(catalog.rounds(project)):
             p = info.get("params") or {}
-            if (p.get("source") == SERVING_SOURCE and p.get("upload_group") == group
-                    and info["status"] in (PROPOSED, QUEUED)):
+            if (
+                p.get("source") == SERVING_SOURCE
+                and p.get("upload_group") == group
+                and info["status"] in (PROPOSED, QUEUED)
+            ):
                 return int(info["number"])
         number = catalog.next_round_number(project)
-        catalog.record_round(project, number, SERVING_SOURCE, model_version,
-                             {**(params or {}), "source": SERVING_SOURCE, "upload_group": group,
-                              "round": number}, [], [])
+        catalog.record_round(
+            project,
+            number,
+            SERVING_SOURCE,
+            model_version,
+            {**(params or {}), "source": SERVING_SOURCE, "upload_group": group, "round": number},
+            [],
+            [],
+        )
         return number
 
 
 def record_assignment_round(
-    catalog: Catalog, project: ProjectRecord, model_version: str | None,
-    scores: list[ImageScore], group: str | None,
+    catalog: Catalog,
+    project: ProjectRecord,
+    model_version: str | None,
+    scores: list[ImageScore],
+    group: str | None,
 ) -> int:
     """A new round holding exactly ``scores``' images (all selected, in the given order)."""
     with _round_lock:
         number = catalog.next_round_number(project)
-        catalog.record_round(project, number, "manual", model_version,
-                             {"source": "api", "upload_group": group, "round": number},
-                             scores, [s.image_id for s in scores])
+        catalog.record_round(
+            project,
+            number,
+            "manual",
+            model_version,
+            {"source": "api", "upload_group": group, "round": number},
+            scores,
+            [s.image_id for s in scores],
+        )
         return number
 
 
-def queue_item(settings: Settings, image: ImageRecord, score: float, scores: dict[str, float],
-               size: int) -> dict[str, Any]:
+def queue_item(
+    settings: Settings, image: ImageRecord, score: float, scores: dict[str, float], size: int
+) -> dict[str, Any]:
     """One score-batch queue entry (thumbnail as a file path, as the CLI writes it)."""
     thumb = make_thumbnail(image.path, settings.thumbnails_dir, image.image_id, size)
-    return {"image_id": image.image_id, "uncertainty_score": round(float(score), 6),
-            "scores": {k: round(float(v), 6) for k, v in scores.items()}, "thumbnail": str(thumb)}
+    return {
+        "image_id": image.image_id,
+        "uncertainty_score": round(float(score), 6),
+        "scores": {k: round(float(v), 6) for k, v in scores.items()},
+        "thumbnail": str(thumb),
+    }
 
 
 def make_deliver(
-    settings: Settings, serving: ServingSettings, catalog: Catalog,
+    settings: Settings,
+    serving: ServingSettings,
+    catalog: Catalog,
     queue: Callable[..., dict[str, Any]] | None = None,
 ) -> Callable[[OutboxItem], None]:
     """Deliver one outbox item: a one-item batch of the group's serving round to ``queue``
@@ -87,14 +115,26 @@ def make_deliver(
         image = catalog.image(project, item.image_id)
         if image.status is not ImageStatus.UNLABELLED:
             return  # queued by a round, or by an earlier attempt that went through
-        number = serving_round(catalog, project, item.group, item.model_version, {
-            "evaluation_strategy": serving.evaluation_strategy,
-            "evaluation_threshold": serving.evaluation_threshold})
+        number = serving_round(
+            catalog,
+            project,
+            item.group,
+            item.model_version,
+            {
+                "evaluation_strategy": serving.evaluation_strategy,
+                "evaluation_threshold": serving.evaluation_threshold,
+            },
+        )
         batch = {
-            "project_id": project.name, "strategy": SERVING_SOURCE,
-            "model_version": item.model_version, "params": {"round": number},
-            "queue": [queue_item(settings, image, item.evaluation_score, item.scores,
-                                 serving.thumbnail_size)],
+            "project_id": project.name,
+            "strategy": SERVING_SOURCE,
+            "model_version": item.model_version,
+            "params": {"round": number},
+            "queue": [
+                queue_item(
+                    settings, image, item.evaluation_score, item.scores, serving.thumbnail_size
+                )
+            ],
         }
         run(settings, catalog, project.name, batch, item.group)
 

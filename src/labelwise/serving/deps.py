@@ -16,8 +16,9 @@ from labelwise.serving.auth import ApiKey
 from labelwise.serving.state import ServingState
 
 bearer = HTTPBearer(
-    auto_error=False, scheme_name="ApiKey",
-    description="An API key from `labelwise api-key create`, sent as `Authorization: Bearer <key>`.",
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A key from `labelwise api-key create`, sent as `Authorization: Bearer <key>`.",
 )
 
 
@@ -35,7 +36,8 @@ async def require_key(
     key = state.keys.verify(state.catalog, credentials.credentials if credentials else None)
     if key is None:
         raise HTTPException(
-            401, "Authorization: expected 'Bearer <api key>' with a valid, unrevoked key",
+            401,
+            "Authorization: expected 'Bearer <api key>' with a valid, unrevoked key",
             headers={"WWW-Authenticate": "Bearer"},
         )
     return key
@@ -45,7 +47,9 @@ StateDep = Annotated[ServingState, Depends(get_state)]
 KeyDep = Annotated[ApiKey, Depends(require_key)]
 
 
-def authorized_project(state: ServingState, key: ApiKey, name: str | None, field: str) -> ProjectRecord:
+def authorized_project(
+    state: ServingState, key: ApiKey, name: str | None, field: str
+) -> ProjectRecord:
     """The project ``name`` if the key may use it: 403 without access, 404 when unknown."""
     if name is None or not name.strip():
         raise HTTPException(422, f"{field}: expected a project name; got none")

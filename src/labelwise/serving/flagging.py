@@ -60,18 +60,30 @@ class ServingStats:
     def snapshot(self, project: str) -> dict[str, Any]:
         with self._lock:
             bucket = dict(self.counts.get(project, Counter()))
-        suppressed = {k.removeprefix("suppressed:"): v for k, v in bucket.items()
-                      if k.startswith("suppressed:")}
-        return {"predictions": bucket.get("predictions", 0), "flagged": bucket.get("flagged", 0),
-                "queued_for_review": bucket.get("queued", 0), "suppressed": suppressed}
+        suppressed = {
+            k.removeprefix("suppressed:"): v
+            for k, v in bucket.items()
+            if k.startswith("suppressed:")
+        }
+        return {
+            "predictions": bucket.get("predictions", 0),
+            "flagged": bucket.get("flagged", 0),
+            "queued_for_review": bucket.get("queued", 0),
+            "suppressed": suppressed,
+        }
 
 
 class FlagService:
     """Applies the guards and stores queued images (see the module docstring)."""
 
     def __init__(
-        self, catalog: Catalog, state_dir: Path, caps: RateCaps, guard: NearDuplicateGuard,
-        group: str, wake: Callable[[], None] = lambda: None,
+        self,
+        catalog: Catalog,
+        state_dir: Path,
+        caps: RateCaps,
+        guard: NearDuplicateGuard,
+        group: str,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.catalog = catalog
         self.state_dir = Path(state_dir)
@@ -93,8 +105,14 @@ class FlagService:
         return self.catalog.embeddings(project, embedder, sorted(ids)) if ids else {}
 
     def consider(
-        self, project: ProjectRecord, model: ServingModel, upload: DecodedUpload, incoming: Path,
-        detections: Detections, evaluation_score: float, scores: dict[str, float],
+        self,
+        project: ProjectRecord,
+        model: ServingModel,
+        upload: DecodedUpload,
+        incoming: Path,
+        detections: Detections,
+        evaluation_score: float,
+        scores: dict[str, float],
     ) -> FlagDecision:
         """Guards, then durable storage of a flagged image. Never raises for a guard."""
         with self._lock(project):
@@ -117,18 +135,36 @@ class FlagService:
             if reason is not None:
                 return FlagDecision(False, reason, distance)
             try:
-                self._store(project, model, upload, incoming, detections, vector,
-                            evaluation_score, scores, known_path=known[0].path if known else None)
+                self._store(
+                    project,
+                    model,
+                    upload,
+                    incoming,
+                    detections,
+                    vector,
+                    evaluation_score,
+                    scores,
+                    known_path=known[0].path if known else None,
+                )
             except Exception:  # noqa: BLE001 - the prediction is still answered
-                log.exception("storing flagged image %s of %s failed", upload.image_id, project.name)
+                log.exception(
+                    "storing flagged image %s of %s failed", upload.image_id, project.name
+                )
                 return FlagDecision(False, "store_failed", distance)
         self.wake()
         return FlagDecision(True, None, distance)
 
     def _store(
-        self, project: ProjectRecord, model: ServingModel, upload: DecodedUpload, incoming: Path,
-        detections: Detections, vector: np.ndarray | None, evaluation_score: float,
-        scores: dict[str, float], known_path: Path | None,
+        self,
+        project: ProjectRecord,
+        model: ServingModel,
+        upload: DecodedUpload,
+        incoming: Path,
+        detections: Detections,
+        vector: np.ndarray | None,
+        evaluation_score: float,
+        scores: dict[str, float],
+        known_path: Path | None,
     ) -> None:
         if known_path is None or not known_path.is_file():
             path = keep(upload_dir(self.state_dir, project), incoming, upload)
@@ -137,7 +173,15 @@ class FlagService:
                 raise ValueError(f"catalog refused {path}: {report.failed[0][1]}")
         self.catalog.save_predictions(project, model.version, [(upload.image_id, detections)])
         if vector is not None:
-            self.catalog.save_embeddings(project, model.embedder.name, [upload.image_id],
-                                         vector.reshape(1, -1))
-        outbox.add_flag(self.catalog, project, upload.image_id, model.version, self.group,
-                        evaluation_score, scores)
+            self.catalog.save_embeddings(
+                project, model.embedder.name, [upload.image_id], vector.reshape(1, -1)
+            )
+        outbox.add_flag(
+            self.catalog,
+            project,
+            upload.image_id,
+            model.version,
+            self.group,
+            evaluation_score,
+            scores,
+        )

@@ -30,7 +30,10 @@ class RateCaps:
     """
 
     def __init__(
-        self, per_minute: int | None, per_hour: int | None, per_day: int | None,
+        self,
+        per_minute: int | None,
+        per_hour: int | None,
+        per_day: int | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.caps: dict[str, int | None] = {"minute": per_minute, "hour": per_hour, "day": per_day}

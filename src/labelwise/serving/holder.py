@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from labelwise.domain import Detections
+from labelwise.serving.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class ServingModel:
         source: ``champion`` (registry alias), ``configured`` (detector.model) or ``explicit``.
         registry_version: the registry version when loaded from the champion alias.
         loaded_at: seconds since the epoch.
+        max_batch: most concurrent requests run in one forward pass (see
+            :mod:`labelwise.serving.batching`).
     """
 
     detector: Predictor
@@ -51,16 +54,23 @@ class ServingModel:
     registry_version: str | None = None
     embedder: Any = None
     loaded_at: float = field(default_factory=time.time)
+    max_batch: int = 8
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    batcher: MicroBatcher = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "batcher", MicroBatcher(self.detector.predict, self.max_batch, self.lock)
+        )
 
     @property
     def version(self) -> str:
         return str(self.detector.version)
 
-    def predict(self, path: Path) -> Detections:
-        """Detections of one image file (serialised with other users of this model)."""
-        with self.lock:
-            return self.detector.predict([path])[0]
+    def predict(self, path: Path, shape: Hashable | None = None) -> Detections:
+        """Detections of one image file. Concurrent requests with the same ``shape`` (e.g.
+        (width, height)) may share a forward pass; None runs alone."""
+        return self.batcher.predict(path, shape)
 
     def embed(self, path: Path) -> np.ndarray | None:
         """(d,) embedding of one image file, None without an embedder."""
@@ -70,9 +80,21 @@ class ServingModel:
             return np.asarray(self.embedder.embed([path]), dtype=np.float32)[0]
 
     def describe(self) -> dict[str, Any]:
-        return {"model_version": self.version, "ref": self.ref, "source": self.source,
-                "registry_version": self.registry_version,
-                "embedder": getattr(self.embedder, "name", None), "loaded_at": self.loaded_at}
+        stats = self.batcher.stats
+        return {
+            "model_version": self.version,
+            "ref": self.ref,
+            "source": self.source,
+            "registry_version": self.registry_version,
+            "embedder": getattr(self.embedder, "name", None),
+            "loaded_at": self.loaded_at,
+            "batches": {
+                "forward_passes": stats.batches,
+                "images": stats.images,
+                "largest": stats.largest,
+                "max_batch": self.max_batch,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -83,8 +105,12 @@ class ReloadResult:
     reason: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"reloaded": self.reloaded, "previous_version": self.previous,
-                "model_version": self.current, "reason": self.reason}
+        return {
+            "reloaded": self.reloaded,
+            "previous_version": self.previous,
+            "model_version": self.current,
+            "reason": self.reason,
+        }
 
 
 class ModelHolder:
@@ -171,8 +197,9 @@ class ChampionWatcher:
         self.checks = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="labelwise-champion-watch",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="labelwise-champion-watch", daemon=True
+        )
         self._thread.start()
 
     def _run(self) -> None:

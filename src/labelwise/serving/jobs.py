@@ -32,9 +32,16 @@ class AutoLabelRun:
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "project_id": self.project_id, "model": self.model,
-                "status": self.status, "started_at": self.started_at,
-                "finished_at": self.finished_at, "report": self.report, "error": self.error}
+        return {
+            "run_id": self.run_id,
+            "project_id": self.project_id,
+            "model": self.model,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "report": self.report,
+            "error": self.error,
+        }
 
 
 class AutoLabelJobs:
@@ -49,14 +56,22 @@ class AutoLabelJobs:
     def start(self, project: str, model: str | None) -> AutoLabelRun:
         """Start a run; JobConflict when the project already has one running."""
         with self._lock:
-            busy = [r for r in self._runs.values() if r.project_id == project and r.status == "running"]
+            busy = [
+                r for r in self._runs.values() if r.project_id == project and r.status == "running"
+            ]
             if busy:
-                raise JobConflict(f"project_id: auto-label run {busy[0].run_id} for {project!r} is "
-                                  "still running; poll it or wait for it to finish")
+                raise JobConflict(
+                    f"project_id: auto-label run {busy[0].run_id} for {project!r} is "
+                    "still running; poll it or wait for it to finish"
+                )
             run = AutoLabelRun(uuid.uuid4().hex, project, model)
             self._runs[run.run_id] = run
-            thread = threading.Thread(target=self._run, args=(run,), daemon=True,
-                                      name=f"labelwise-auto-label-{run.run_id[:8]}")
+            thread = threading.Thread(
+                target=self._run,
+                args=(run,),
+                daemon=True,
+                name=f"labelwise-auto-label-{run.run_id[:8]}",
+            )
             self._threads[run.run_id] = thread
         thread.start()
         return run

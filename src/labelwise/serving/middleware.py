@@ -29,7 +29,11 @@ class _TooLarge(Exception):
 
 class ServingMiddleware:
     def __init__(
-        self, app: ASGIApp, *, upload_paths: frozenset[str], max_bytes: int,
+        self,
+        app: ASGIApp,
+        *,
+        upload_paths: frozenset[str],
+        max_bytes: int,
         version: Callable[[], str | None],
     ) -> None:
         self.app = app
@@ -46,9 +50,14 @@ class ServingMiddleware:
 
     async def _reject(self, send: Send, limit: int) -> None:
         body = json.dumps({"detail": f"file: upload larger than {limit} bytes"}).encode()
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 413, "headers": self._with_version(headers)})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send(
+            {"type": "http.response.start", "status": 413, "headers": self._with_version(headers)}
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,7 +75,10 @@ class ServingMiddleware:
                     await self._reject(send, self.max_bytes)
                     return
                 state["started"] = True
-                message = {**message, "headers": self._with_version(list(message.get("headers") or []))}
+                message = {
+                    **message,
+                    "headers": self._with_version(list(message.get("headers") or [])),
+                }
             await send(message)
 
         if scope.get("path") not in self.upload_paths:

@@ -45,41 +45,67 @@ class OutboxItem:
 
 
 def add_flag(
-    catalog: Catalog, project: ProjectRecord, image_id: str, model_version: str, group: str,
-    evaluation_score: float, scores: dict[str, float],
+    catalog: Catalog,
+    project: ProjectRecord,
+    image_id: str,
+    model_version: str,
+    group: str,
+    evaluation_score: float,
+    scores: dict[str, float],
 ) -> bool:
     """Insert a pending row; False when the image was flagged before (rows are unique)."""
     with catalog.session() as s, s.begin():
-        exists = s.scalar(select(FlagOutboxRow.id).where(FlagOutboxRow.project_id == project.id,
-                                                         FlagOutboxRow.image_id == image_id))
+        exists = s.scalar(
+            select(FlagOutboxRow.id).where(
+                FlagOutboxRow.project_id == project.id, FlagOutboxRow.image_id == image_id
+            )
+        )
         if exists is not None:
             return False
-        s.add(FlagOutboxRow(project_id=project.id, image_id=image_id, model_version=model_version,
-                            upload_group=group, evaluation_score=float(evaluation_score),
-                            scores={k: float(v) for k, v in scores.items()}))
+        s.add(
+            FlagOutboxRow(
+                project_id=project.id,
+                image_id=image_id,
+                model_version=model_version,
+                upload_group=group,
+                evaluation_score=float(evaluation_score),
+                scores={k: float(v) for k, v in scores.items()},
+            )
+        )
         return True
 
 
 def _item(row: FlagOutboxRow, project: str) -> OutboxItem:
-    return OutboxItem(row.id, project, row.image_id, row.model_version, row.upload_group,
-                      row.evaluation_score, dict(row.scores or {}), row.attempts)
+    return OutboxItem(
+        row.id,
+        project,
+        row.image_id,
+        row.model_version,
+        row.upload_group,
+        row.evaluation_score,
+        dict(row.scores or {}),
+        row.attempts,
+    )
 
 
 def due_items(catalog: Catalog, now: datetime, limit: int = 50) -> list[OutboxItem]:
     """Pending rows whose next attempt is due, oldest first."""
     with catalog.session() as s:
         rows = s.execute(
-            select(FlagOutboxRow, ProjectRow.name).join(ProjectRow, ProjectRow.id == FlagOutboxRow.project_id)
+            select(FlagOutboxRow, ProjectRow.name)
+            .join(ProjectRow, ProjectRow.id == FlagOutboxRow.project_id)
             .where(FlagOutboxRow.status == PENDING, FlagOutboxRow.next_attempt_at <= now)
-            .order_by(FlagOutboxRow.next_attempt_at, FlagOutboxRow.id).limit(limit)
+            .order_by(FlagOutboxRow.next_attempt_at, FlagOutboxRow.id)
+            .limit(limit)
         ).all()
         return [_item(row, name) for row, name in rows]
 
 
 def next_due(catalog: Catalog) -> datetime | None:
     with catalog.session() as s:
-        found = s.scalar(select(func.min(FlagOutboxRow.next_attempt_at))
-                         .where(FlagOutboxRow.status == PENDING))
+        found = s.scalar(
+            select(func.min(FlagOutboxRow.next_attempt_at)).where(FlagOutboxRow.status == PENDING)
+        )
         return _aware(found) if found is not None else None
 
 
@@ -87,49 +113,81 @@ def claim(catalog: Catalog, item: OutboxItem, now: datetime, lease_s: float) -> 
     """Take a due row for ``lease_s`` seconds (compare-and-set), so two workers (replicas of the
     API) never deliver the same row at once; False when another worker took it first."""
     with catalog.session() as s, s.begin():
-        done = s.execute(update(FlagOutboxRow).where(
-            FlagOutboxRow.id == item.id, FlagOutboxRow.status == PENDING,
-            FlagOutboxRow.attempts == item.attempts, FlagOutboxRow.next_attempt_at <= now,
-        ).values(next_attempt_at=now + timedelta(seconds=lease_s)))
+        done = s.execute(
+            update(FlagOutboxRow)
+            .where(
+                FlagOutboxRow.id == item.id,
+                FlagOutboxRow.status == PENDING,
+                FlagOutboxRow.attempts == item.attempts,
+                FlagOutboxRow.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + timedelta(seconds=lease_s))
+        )
         return (done.rowcount or 0) == 1
 
 
 def is_flagged(catalog: Catalog, project: ProjectRecord, image_id: str) -> bool:
     with catalog.session() as s:
-        return s.scalar(select(FlagOutboxRow.id).where(FlagOutboxRow.project_id == project.id,
-                                                       FlagOutboxRow.image_id == image_id)) is not None
+        return (
+            s.scalar(
+                select(FlagOutboxRow.id).where(
+                    FlagOutboxRow.project_id == project.id, FlagOutboxRow.image_id == image_id
+                )
+            )
+            is not None
+        )
 
 
 def mark_delivered(catalog: Catalog, row_id: int) -> None:
     with catalog.session() as s, s.begin():
-        s.execute(update(FlagOutboxRow).where(FlagOutboxRow.id == row_id)
-                  .values(status=DELIVERED, delivered_at=utcnow(), last_error=None,
-                          attempts=FlagOutboxRow.attempts + 1))
+        s.execute(
+            update(FlagOutboxRow)
+            .where(FlagOutboxRow.id == row_id)
+            .values(
+                status=DELIVERED,
+                delivered_at=utcnow(),
+                last_error=None,
+                attempts=FlagOutboxRow.attempts + 1,
+            )
+        )
 
 
 def mark_failed(catalog: Catalog, row_id: int, error: str, retry_at: datetime) -> None:
     with catalog.session() as s, s.begin():
-        s.execute(update(FlagOutboxRow).where(FlagOutboxRow.id == row_id)
-                  .values(attempts=FlagOutboxRow.attempts + 1, last_error=error[:2000],
-                          next_attempt_at=retry_at))
+        s.execute(
+            update(FlagOutboxRow)
+            .where(FlagOutboxRow.id == row_id)
+            .values(
+                attempts=FlagOutboxRow.attempts + 1,
+                last_error=error[:2000],
+                next_attempt_at=retry_at,
+            )
+        )
 
 
 def make_all_due(catalog: Catalog, now: datetime) -> int:
     """Every pending row becomes due now (used at start); returns how many are pending."""
     with catalog.session() as s, s.begin():
-        done = s.execute(update(FlagOutboxRow).where(FlagOutboxRow.status == PENDING)
-                         .values(next_attempt_at=now))
+        done = s.execute(
+            update(FlagOutboxRow).where(FlagOutboxRow.status == PENDING).values(next_attempt_at=now)
+        )
         return int(done.rowcount or 0)
 
 
 def outbox_counts(catalog: Catalog, project: ProjectRecord) -> dict[str, Any]:
     """``{"pending", "delivered", "oldest_pending_at", "last_error"}`` of one project."""
     with catalog.session() as s:
-        rows = s.execute(select(FlagOutboxRow.status, func.count()).where(
-            FlagOutboxRow.project_id == project.id).group_by(FlagOutboxRow.status)).all()
-        oldest = s.execute(select(FlagOutboxRow.created_at, FlagOutboxRow.last_error).where(
-            FlagOutboxRow.project_id == project.id, FlagOutboxRow.status == PENDING)
-            .order_by(FlagOutboxRow.id).limit(1)).first()
+        rows = s.execute(
+            select(FlagOutboxRow.status, func.count())
+            .where(FlagOutboxRow.project_id == project.id)
+            .group_by(FlagOutboxRow.status)
+        ).all()
+        oldest = s.execute(
+            select(FlagOutboxRow.created_at, FlagOutboxRow.last_error)
+            .where(FlagOutboxRow.project_id == project.id, FlagOutboxRow.status == PENDING)
+            .order_by(FlagOutboxRow.id)
+            .limit(1)
+        ).first()
     counts: dict[str, Any] = {PENDING: 0, DELIVERED: 0}
     counts.update({status: n for status, n in rows})
     counts["oldest_pending_at"] = _aware(oldest[0]).isoformat() if oldest else None
@@ -139,15 +197,21 @@ def outbox_counts(catalog: Catalog, project: ProjectRecord) -> dict[str, Any]:
 
 def flagged_image_ids(catalog: Catalog, project: ProjectRecord) -> list[str]:
     with catalog.session() as s:
-        return list(s.scalars(select(FlagOutboxRow.image_id)
-                              .where(FlagOutboxRow.project_id == project.id)).all())
+        return list(
+            s.scalars(
+                select(FlagOutboxRow.image_id).where(FlagOutboxRow.project_id == project.id)
+            ).all()
+        )
 
 
 def flag_times(catalog: Catalog, project: ProjectRecord, since: datetime) -> list[float]:
     """Creation times (seconds since the epoch) of the project's rows since ``since``."""
     with catalog.session() as s:
-        found = s.scalars(select(FlagOutboxRow.created_at).where(
-            FlagOutboxRow.project_id == project.id, FlagOutboxRow.created_at >= since)).all()
+        found = s.scalars(
+            select(FlagOutboxRow.created_at).where(
+                FlagOutboxRow.project_id == project.id, FlagOutboxRow.created_at >= since
+            )
+        ).all()
     return [_aware(t).timestamp() for t in found]
 
 
@@ -169,8 +233,14 @@ class DeliveryWorker:
     """
 
     def __init__(
-        self, catalog: Catalog, deliver: Callable[[OutboxItem], None], *,
-        base_s: float = 1.0, max_s: float = 60.0, idle_s: float = 5.0, lease_s: float = 600.0,
+        self,
+        catalog: Catalog,
+        deliver: Callable[[OutboxItem], None],
+        *,
+        base_s: float = 1.0,
+        max_s: float = 60.0,
+        idle_s: float = 5.0,
+        lease_s: float = 600.0,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.catalog = catalog
@@ -187,8 +257,9 @@ class DeliveryWorker:
     def start(self) -> None:
         """Make every pending row due and start draining."""
         make_all_due(self.catalog, self.now())
-        self._thread = threading.Thread(target=self._run, name="labelwise-flag-delivery",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="labelwise-flag-delivery", daemon=True
+        )
         self._thread.start()
 
     def wake(self) -> None:
@@ -210,10 +281,17 @@ class DeliveryWorker:
                 delay = retry_delay(attempts, self.base_s, self.max_s)
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                mark_failed(self.catalog, item.id, self.last_error,
-                            self.now() + timedelta(seconds=delay))
-                log.warning("delivery of %s/%s failed (attempt %d, retry in %.1f s): %s",
-                            item.project, item.image_id, attempts, delay, self.last_error)
+                mark_failed(
+                    self.catalog, item.id, self.last_error, self.now() + timedelta(seconds=delay)
+                )
+                log.warning(
+                    "delivery of %s/%s failed (attempt %d, retry in %.1f s): %s",
+                    item.project,
+                    item.image_id,
+                    attempts,
+                    delay,
+                    self.last_error,
+                )
                 continue
             mark_delivered(self.catalog, item.id)
             self.delivered += 1

@@ -11,9 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-EvaluationStrategy = Literal["entropy", "lowest_confidence", "margin_sampling", "weighted_combination"]
+EvaluationStrategy = Literal[
+    "entropy", "lowest_confidence", "margin_sampling", "weighted_combination"
+]
 EVALUATION_STRATEGIES: tuple[str, ...] = (
-    "entropy", "lowest_confidence", "margin_sampling", "weighted_combination",
+    "entropy",
+    "lowest_confidence",
+    "margin_sampling",
+    "weighted_combination",
 )
 
 
@@ -28,20 +33,24 @@ class ServingSettings(BaseModel):
         None, description="Default project of /v1/predict (its model is loaded at start)."
     )
     model: str | None = Field(
-        None, description="A .pt path or model yaml; default: the registry champion of the "
+        None,
+        description="A .pt path or model yaml; default: the registry champion of the "
         "project, else detector.model. A models:/ ref means the champion.",
     )
     host: str = Field("127.0.0.1", description="Bind address of `labelwise serve`.")
     port: int = Field(8000, ge=1, le=65535)
     evaluation_strategy: EvaluationStrategy = Field(
-        "entropy", description="The image score compared with the threshold "
+        "entropy",
+        description="The image score compared with the threshold "
         "(weighted_combination = scoring.weights over the three scores).",
     )
     evaluation_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Flag an image when its score is below this."
     )
     upload_group: str = Field(
-        "serving", min_length=1, max_length=200,
+        "serving",
+        min_length=1,
+        max_length=200,
         description="Label Studio group (Data Manager tab) that flagged images go to.",
     )
     rate_per_minute: int | None = Field(
@@ -50,7 +59,9 @@ class ServingSettings(BaseModel):
     rate_per_hour: int | None = Field(300, ge=0, description="... per hour (None = no cap).")
     rate_per_day: int | None = Field(2000, ge=0, description="... per day (None = no cap).")
     near_duplicate_distance: float = Field(
-        0.02, ge=0.0, le=2.0,
+        0.02,
+        ge=0.0,
+        le=2.0,
         description="Suppress a flag when the cosine distance (1 - cos) of the image's embedding "
         "to an image already queued or flagged is below this (0 = off).",
     )

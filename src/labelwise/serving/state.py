@@ -27,7 +27,9 @@ from labelwise.serving.jobs import AutoLabelJobs
 from labelwise.serving.outbox import DeliveryWorker, OutboxItem, flag_times
 from labelwise.serving.settings import ServingSettings
 
-ModelSource = Callable[[ProjectRecord], tuple[Callable[[], ServingModel], Callable[[], str | None] | None]]
+ModelSource = Callable[
+    [ProjectRecord], tuple[Callable[[], ServingModel], Callable[[], str | None] | None]
+]
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -46,7 +48,9 @@ def _warm_up(settings: Settings, model: ServingModel) -> None:
 def default_model_source(settings: Settings, serving: ServingSettings) -> ModelSource:
     """Loader + champion-version probe per project (see the module docstring)."""
 
-    def source(project: ProjectRecord) -> tuple[Callable[[], ServingModel], Callable[[], str | None] | None]:
+    def source(
+        project: ProjectRecord,
+    ) -> tuple[Callable[[], ServingModel], Callable[[], str | None] | None]:
         from labelwise.learn import resolve_base_model, tracker_for
 
         trackers: dict[str, Any] = {}
@@ -56,8 +60,14 @@ def default_model_source(settings: Settings, serving: ServingSettings) -> ModelS
 
             base = resolve_base_model(settings, project.name, serving.model)
             detector = load_detector(settings, project.class_names, base.ref)
-            model = ServingModel(detector, base.ref, base.source, base.registry_version,
-                                 load_embedder(settings, detector))
+            model = ServingModel(
+                detector,
+                base.ref,
+                base.source,
+                base.registry_version,
+                load_embedder(settings, detector),
+                max_batch=settings.detector.batch,
+            )
             _warm_up(settings, model)
             return model
 
@@ -81,7 +91,12 @@ def check_model_ref(settings: Settings, ref: str | None) -> str | None:
     """
     if ref is None or ref.startswith("models:/"):
         return ref
-    if ref.endswith(YAML_SUFFIXES) and "/" not in ref and "\\" not in ref and not ref.startswith("."):
+    if (
+        ref.endswith(YAML_SUFFIXES)
+        and "/" not in ref
+        and "\\" not in ref
+        and not ref.startswith(".")
+    ):
         return ref
     if ref.endswith(".pt"):
         try:
@@ -162,7 +177,9 @@ class ServingState:
             self.caps.seed(project.name, flag_times(self.catalog, project, since))
 
 
-def auto_label_work(settings: Settings, catalog: Catalog) -> Callable[[str, str | None], dict[str, Any]]:
+def auto_label_work(
+    settings: Settings, catalog: Catalog
+) -> Callable[[str, str | None], dict[str, Any]]:
     """What a background auto-label run does: resolve the model, predict and embed the pool."""
 
     def work(project_name: str, model: str | None) -> dict[str, Any]:
@@ -173,24 +190,36 @@ def auto_label_work(settings: Settings, catalog: Catalog) -> Callable[[str, str 
         project = catalog.project(project_name)
         base = resolve_base_model(settings, project.name, model)
         detector = load_detector(settings, project.class_names, base.ref)
-        report = auto_label(catalog, project, detector, load_embedder(settings, detector),
-                            settings.detector.batch)
+        report = auto_label(
+            catalog, project, detector, load_embedder(settings, detector), settings.detector.batch
+        )
         return {**report.as_dict(), "model_ref": base.ref, "model_source": base.source}
 
     return work
 
 
 def build_state(
-    settings: Settings, serving: ServingSettings, catalog: Catalog,
-    model_source: ModelSource | None = None, deliver: Callable[[OutboxItem], None] | None = None,
+    settings: Settings,
+    serving: ServingSettings,
+    catalog: Catalog,
+    model_source: ModelSource | None = None,
+    deliver: Callable[[OutboxItem], None] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> ServingState:
     """Wire the collaborators (starts nothing: see the app's lifespan)."""
-    caps = RateCaps(serving.rate_per_minute, serving.rate_per_hour, serving.rate_per_day,
-                    clock=clock or time.time)
+    caps = RateCaps(
+        serving.rate_per_minute,
+        serving.rate_per_hour,
+        serving.rate_per_day,
+        clock=clock or time.time,
+    )
     guard = NearDuplicateGuard(serving.near_duplicate_distance)
-    worker = DeliveryWorker(catalog, deliver or make_deliver(settings, serving, catalog),
-                            base_s=serving.delivery_retry_base_s, max_s=serving.delivery_retry_max_s)
+    worker = DeliveryWorker(
+        catalog,
+        deliver or make_deliver(settings, serving, catalog),
+        base_s=serving.delivery_retry_base_s,
+        max_s=serving.delivery_retry_max_s,
+    )
     flags = FlagService(catalog, settings.state_dir, caps, guard, serving.upload_group, worker.wake)
     models = ModelRegistry(model_source or default_model_source(settings, serving))
     jobs = AutoLabelJobs(auto_label_work(settings, catalog))

@@ -57,18 +57,23 @@ def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
                 if fmt not in FORMAT_SUFFIX:
                     raise UploadError(f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {fmt}")
                 if width < 1 or height < 1 or width * height > max_pixels:
-                    raise UploadError(f"file: expected 1 to {max_pixels} pixels; got "
-                                      f"{width}x{height}")
+                    raise UploadError(
+                        f"file: expected 1 to {max_pixels} pixels; got " f"{width}x{height}"
+                    )
                 img.load()  # decodes every pixel: truncated files fail here
     except UploadError:
         raise
     except UnidentifiedImageError:
-        raise UploadError(f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {len(data)} bytes "
-                          "that are not a known image format") from None
+        raise UploadError(
+            f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {len(data)} bytes "
+            "that are not a known image format"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UploadError(f"file: expected at most {max_pixels} pixels; got {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UploadError(f"file: expected a complete image; got a broken or truncated one ({exc})") from exc
+        raise UploadError(
+            f"file: expected a complete image; got a broken or truncated one ({exc})"
+        ) from exc
     return DecodedUpload(data, content_id(data), width, height, FORMAT_SUFFIX[fmt])
 
 
