@@ -9,12 +9,13 @@ from tasks.settings import task_settings
 
 @task(name="plan-auto-label-shards")
 def plan_shards(config: str | None, project: str, shard_size: int) -> list[list[str]]:
-    """Ids of the project's unlabelled images, cut into shards of ``shard_size``."""
-    from labelwise.domain import ImageStatus
+    """Ids of ALL the project's images, cut into shards of ``shard_size``: unlabelled ones get
+    predictions, and every image gets an embedding from the current model (diversity is measured
+    against queued and labelled images too); auto-label skips what is already done."""
     from labelwise.runtime import open_catalog
 
     catalog = open_catalog(task_settings(config))
-    ids = [img.image_id for img in catalog.images(catalog.project(project), ImageStatus.UNLABELLED)]
+    ids = [img.image_id for img in catalog.images(catalog.project(project))]
     return [ids[i : i + shard_size] for i in range(0, len(ids), shard_size)] or [[]]
 
 

@@ -110,6 +110,19 @@ def cosine_to_distance(cos: np.ndarray) -> np.ndarray:
     return (np.sqrt(np.clip(2.0 - 2.0 * cos, 0.0, 4.0)) / 2.0).astype(np.float32)
 
 
+def distance_scale(unit: np.ndarray) -> float:
+    """Typical spread of (M, d) unit vectors: twice the MEDIAN distance to their mean direction.
+
+    A robust scale: one outlier image must not shrink every other distance to nothing (the
+    maximum did exactly that on real detector features: a 0.86 outlier against 0.3 typical).
+    """
+    centre = unit.mean(axis=0)
+    norm = float(np.linalg.norm(centre))
+    if unit.shape[0] < 2 or norm == 0:
+        return 1.0
+    return max(2.0 * float(np.median(cosine_to_distance(unit @ (centre / norm)))), 1e-6)
+
+
 def _minmax(x: np.ndarray) -> np.ndarray:
     span = float(x.max() - x.min()) if x.size else 0.0
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
@@ -135,7 +148,8 @@ def diverse_select(
         diversity_weight: w in [0, 1]. Each step picks the candidate maximising
             ``(1 - w) * u + w * d`` where ``u`` is the candidate's uncertainty (1 - score,
             min-max scaled over the candidates) and ``d`` its distance to the nearest image
-            already selected OR already labelled (scaled by the candidates' initial spread).
+            already selected OR already labelled, divided by the candidates' typical spread
+            (:func:`distance_scale`) and capped at 1, so both terms live on [0, 1].
             w = 0 is pure uncertainty ranking, w = 1 pure diversity (k-center greedy).
         rng: breaks ties among equal scores.
         labelled_embeddings: (L, d) embeddings of images already labelled, or None.
@@ -165,10 +179,7 @@ def diverse_select(
         candidates = rank_select(s, m, rng)
     cand_emb = unit_rows(emb[candidates])
     dist = min_distance(cand_emb, labelled_embeddings)
-    centre = cand_emb.mean(axis=0)
-    norm = float(np.linalg.norm(centre))
-    radius = float(cosine_to_distance(cand_emb @ (centre / norm)).max()) if norm > 0 else 1.0
-    scale = max(2.0 * radius, 1e-6)
+    scale = distance_scale(cand_emb)
     uncertainty = _minmax(1.0 - s[candidates]).astype(np.float32)
     cls = None if class_ids is None else np.asarray(class_ids)[candidates]
     cap = None

@@ -90,3 +90,18 @@ def test_diverse_select_validates_shapes():
         diverse_select(np.zeros(3), np.zeros((4, 2)), 1, 0.5, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"diversity_weight must lie in \[0, 1\]; got -0.1"):
         diverse_select(np.zeros(3), np.zeros((3, 2)), 1, -0.1, np.random.default_rng(0))
+
+
+def test_one_outlier_does_not_switch_diversity_off():
+    """Regression: the scale came from the farthest candidate, so one outlier image shrank every
+    other distance and the batch filled with near-duplicates of the single most uncertain scene
+    instead of trading a little uncertainty for a different one."""
+    rng = np.random.default_rng(0)
+    emb, labels = _clusters(rng, n_clusters=6, per=20, d=12)
+    emb = np.vstack([emb, -50 * np.ones((1, 12), np.float32)])  # the outlier
+    labels = np.append(labels, 99)
+    s = np.full(emb.shape[0], 0.5)
+    s[labels == 0] = 0.0  # look-alike hardest cases
+    s[labels == 1] = 0.05  # nearly as hard, and different
+    picked = diverse_select(s, emb, 4, 0.5, np.random.default_rng(0), candidate_pool=emb.shape[0])
+    assert set(labels[picked]) == {0, 1}
