@@ -95,10 +95,14 @@ def test_diverse_select_validates_shapes():
 def test_one_outlier_does_not_switch_diversity_off():
     """Regression: the scale came from the farthest candidate, so one outlier image shrank every
     other distance and the batch filled with near-duplicates of the single most uncertain scene
-    instead of trading a little uncertainty for a different one."""
+    instead of trading a little uncertainty for a different one. Like pooled detector features,
+    the clusters share a dominant common direction, so they are close in angle."""
     rng = np.random.default_rng(0)
-    emb, labels = _clusters(rng, n_clusters=6, per=20, d=12)
-    emb = np.vstack([emb, -50 * np.ones((1, 12), np.float32)])  # the outlier
+    d, per = 12, 20
+    centres = 5.0 + 1.5 * np.eye(d)[:6]  # common direction + a cluster-specific offset
+    emb = (np.repeat(centres, per, axis=0) + rng.normal(size=(6 * per, d)) * 0.05).astype(np.float32)
+    labels = np.repeat(np.arange(6), per)
+    emb = np.vstack([emb, -np.ones((1, d), np.float32)])  # the outlier, opposite to everything
     labels = np.append(labels, 99)
     s = np.full(emb.shape[0], 0.5)
     s[labels == 0] = 0.0  # look-alike hardest cases
