@@ -41,8 +41,9 @@ test-unit: venv
 DEMO_CONFIG := $(CURDIR)/.labelwise/demo.yaml
 
 demo: setup
+	$(BIN)/python -m deployments.demo --write-config $(DEMO_CONFIG)
 	LABELWISE_CONFIG=$(DEMO_CONFIG) bash scripts/services.sh up
-	set -a; . .labelwise/run/env; set +a; $(BIN)/python -m deployments.demo --config-out $(DEMO_CONFIG)
+	set -a; . .labelwise/run/env; set +a; $(BIN)/python -m deployments.demo --config $(DEMO_CONFIG)
 
 bench: setup
 	$(BIN)/labelwise bench scoring

@@ -29,27 +29,42 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pool", type=int, default=300)
-    parser.add_argument("--config", default=None, help="Base config file (default: none).")
-    parser.add_argument("--config-out", default=None, help="Where to write the demo's config.")
+    parser.add_argument("--write-config", metavar="PATH", default=None,
+                        help="Write the demo's settings to PATH and exit (services read it).")
+    parser.add_argument("--config", metavar="PATH", default=None,
+                        help="Run with this config (default: the demo settings).")
     args = parser.parse_args(argv)
 
+    from labelwise.config import load_settings, write_settings
+    from labelwise.demo import demo_settings
+
+    os.environ.setdefault("YOLO_VERBOSE", "False")  # per-epoch progress bars would drown the table
+    if args.write_config:
+        # The loop polls Label Studio; no webhook, so a runner from `make up` does not start a
+        # second learn run for the same batch.
+        os.environ["LABELWISE_LABELSTUDIO__WEBHOOK_URL"] = ""
+        os.environ.pop("LABELWISE_CONFIG", None)
+        path = write_settings(demo_settings(load_settings()), Path(args.write_config))
+        print(f"demo config: {path}")
+        return
+    if args.config:
+        config_file = Path(args.config)
+        settings = load_settings(config_file)
+    else:
+        settings = demo_settings(load_settings())
+        config_file = write_settings(settings, settings.state_dir / "demo.yaml")
+    run_demo(settings, str(config_file), args.rounds, args.pool)
+
+
+def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # type: ignore[no-untyped-def]
     from flows.closed_loop import closed_loop
     from flows.params import LoopParams
-    from labelwise.config import load_settings, write_settings
-    from labelwise.demo import demo_settings, prepare_demo_project
+    from labelwise.demo import prepare_demo_project
 
-    # The loop runs in this process and polls Label Studio; no webhook, so a runner from
-    # `make up` does not start a second learn run for the same batch.
-    os.environ["LABELWISE_LABELSTUDIO__WEBHOOK_URL"] = ""
-    os.environ.pop("LABELWISE_CONFIG", None)  # the file this run writes, not an input
-    os.environ.setdefault("YOLO_VERBOSE", "False")  # per-epoch progress bars would drown the table
-    settings = demo_settings(load_settings(args.config))
-    config_file = Path(args.config_out) if args.config_out else settings.state_dir / "demo.yaml"
-    write_settings(settings, config_file)
     started = time.perf_counter()
-    demo = prepare_demo_project(settings, pool_images=args.pool)
+    demo = prepare_demo_project(settings, pool_images=pool)
     print(f"demo data: {demo.dataset_root} ({demo.pool_images} pool images); project {demo.name}")
-    rows = closed_loop(LoopParams(project=demo.name, config=str(config_file), rounds=args.rounds,
+    rows = closed_loop(LoopParams(project=demo.name, config=config_file, rounds=rounds,
                                   annotator="simulated", truth_dir=str(demo.truth_dir),
                                   review_timeout_s=600, campaign="demo"))
     print()

@@ -29,10 +29,13 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
-start() {  # name, then the command
+start() {  # name, then the command; the process writes its own PID and leads its own group
   local name=$1; shift
   if alive "$name"; then echo "$name: already running (pid $(cat "$RUN/$name.pid"))"; return; fi
-  (cd "$ROOT" && setsid nohup "$@" >"$RUN/$name.log" 2>&1 < /dev/null & echo $! >"$RUN/$name.pid")
+  rm -f "$RUN/$name.pid"
+  (cd "$ROOT" && setsid bash -c 'echo $$ > "$0"; exec "$@"' "$RUN/$name.pid" "$@" \
+      >"$RUN/$name.log" 2>&1 < /dev/null &)
+  for _ in $(seq 1 100); do [ -s "$RUN/$name.pid" ] && break; sleep 0.1; done
   echo "$name: started (pid $(cat "$RUN/$name.pid"), log $RUN/$name.log)"
 }
 
@@ -44,13 +47,13 @@ wait_http() {  # url, seconds
   done
 }
 
-stop() {
+stop() {  # TERM the whole process group, KILL it after 10 s
   local name=$1
   if alive "$name"; then
     local pid; pid=$(cat "$RUN/$name.pid")
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
     echo "$name: stopped"
   fi
   rm -f "$RUN/$name.pid"

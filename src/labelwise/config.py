@@ -21,6 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from labelwise.serving.settings import ServingSettings
+
 DEFAULT_CONFIG_FILE = "labelwise.yaml"
 SCORE_NAMES = ("lowest_confidence", "margin_sampling", "entropy")
 
@@ -163,6 +165,7 @@ class Settings(BaseSettings):
     labelstudio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="after")
     def _absolute_state(self) -> "Settings":

@@ -87,3 +87,19 @@ def test_mean_curve_uses_rounds_every_seed_finished():
 def test_protocol_without_random_has_no_ratios():
     row = summarise(_rows("entropy", [[0.1, 0.2]]))[0]
     assert math.isnan(row.target_map50) and row.image_ratio is None and row.box_speedup is None
+
+
+def test_random_stuck_at_zero_gives_na_not_a_fake_speedup():
+    rows = _rows("random", [[0.0, 0.0, 0.0]]) + _rows("entropy", [[0.0, 0.0, 0.0]])
+    by = {r.strategy: r for r in summarise(rows)}
+    assert not by["entropy"].comparable and by["entropy"].image_speedup is None
+    assert "| n/a |" in markdown_table(list(by.values()))
+
+
+def test_boxes_per_pick_ignores_the_shared_round_zero():
+    from labelwise.benchmark.summary import boxes_per_pick
+
+    rows = [{"protocol": "warm", "strategy": "s", "round": r, "new_boxes": b, "new_images": 10}
+            for r, b in ((0, 100), (1, 20), (2, 40))]
+    assert boxes_per_pick(rows, "warm", "s") == pytest.approx(3.0)
+    assert math.isnan(boxes_per_pick(rows, "warm", "other"))

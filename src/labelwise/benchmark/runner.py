@@ -169,3 +169,20 @@ def finish(cfg: BenchmarkConfig, rows: list[dict[str, Any]], class_names: tuple[
         log(f"{len(failed)} job(s) failed: {sorted(failed)}")
         sys.stderr.flush()
     return BenchmarkResult(out, csv_path, plots, md, js, mlflow_uri, summary, seconds, failed)
+
+
+def resummarise(csv_paths: list[Path], cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
+    """Rebuild CSV, plots and summary in ``cfg.out`` from earlier results CSVs (merged).
+
+    Later files win for a (protocol, strategy, seed, round) present in several.
+    """
+    from labelwise.benchmark.outputs import read_csv
+
+    merged: dict[tuple, dict[str, Any]] = {}
+    names: tuple[str, ...] = ()
+    for path in csv_paths:
+        for row in read_csv(Path(path)):
+            merged[(row["protocol"], row["strategy"], row["seed"], row["round"])] = row
+            names = names or tuple(k.split("/", 1)[1] for k in row if k.startswith("ap50/"))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    return finish(cfg, list(merged.values()), names, time.perf_counter(), {}, None, log)

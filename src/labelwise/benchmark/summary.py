@@ -10,6 +10,9 @@ Definitions (all on the MEAN curve over seeds of one protocol x strategy):
   (its final x unless it got there earlier), so the same rule is applied to both.
 * ``label_ratio`` = strategy labels / random labels (lower is better; 1/3 = a 3x saving) and
   ``speedup`` = its inverse. Computed with x = labelled images and with x = labelled boxes.
+* When random's final mean mAP50 is 0 there is nothing to reach: the row says ``n/a``.
+* ``boxes/pick``: mean boxes per image a strategy picked after round 0 (box-dense picks buy more
+  labels per image, which is why the box columns matter).
 * ``normalised_auc``: trapezoid area under the mean curve divided by its x span: the mean
   mAP50 over the labelling budget, on [0, 1]. With x = images all strategies share the span; with
   x = boxes each strategy's own span is used.
@@ -119,6 +122,7 @@ class SummaryRow:
     rare_boxes: float
     near_duplicates: float
     boxes_per_pick: float = math.nan
+    comparable: bool = True  # False when random's final mAP50 is 0 (nothing to reach)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,15 +150,18 @@ def summarise(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE) -> li
         target = float(base.map50[-1]) if base is not None else math.nan
         base_img = labels_to_reach(base.images, base.map50, target) if base is not None else None
         base_box = labels_to_reach(base.boxes, base.map50, target) if base is not None else None
-        img = labels_to_reach(c.images, c.map50, target) if base is not None else None
-        box = labels_to_reach(c.boxes, c.map50, target) if base is not None and np.all(np.diff(c.boxes) > 0) else None
+        comparable = base is not None and target > 0
+        img = labels_to_reach(c.images, c.map50, target) if comparable else None
+        box = labels_to_reach(c.boxes, c.map50, target) if comparable and np.all(np.diff(c.boxes) > 0) else None
+        if not comparable:
+            base_img = base_box = None
         out.append(SummaryRow(
             protocol, strategy, c.seeds, float(c.map50[-1]), float(c.map50_std[-1]), float(c.map50_95[-1]),
             target, img, _ratio(img, base_img), _ratio(base_img, img), box, _ratio(box, base_box),
             _ratio(base_box, box), normalised_auc(c.images, c.map50), normalised_auc(c.boxes, c.map50)
             if np.all(np.diff(c.boxes) > 0) else float(c.map50[0]),
             float(c.rare_boxes[-1]), float(c.near_duplicates_total[-1]),
-            boxes_per_pick(rows, protocol, strategy),
+            boxes_per_pick(rows, protocol, strategy), comparable,
         ))
     return out
 
@@ -172,11 +179,12 @@ HEADER = ("protocol", "strategy", "seeds", "final mAP50 (mean ± std)", "final m
 def table_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
     cells = []
     for r in rows:
+        reach = "not reached" if r.comparable else "n/a"  # n/a: random's final mAP50 is 0
         cells.append([
             r.protocol, r.strategy, str(r.seeds), f"{r.final_map50:.3f} ± {r.final_map50_std:.3f}",
-            f"{r.final_map50_95:.3f}", _fmt(r.images_to_target), _fmt(r.image_ratio, ".2f", "–"),
+            f"{r.final_map50_95:.3f}", _fmt(r.images_to_target, missing=reach), _fmt(r.image_ratio, ".2f", "–"),
             _fmt(r.image_speedup, ".2f", "–") + ("x" if r.image_speedup else ""),
-            _fmt(r.boxes_to_target, ".0f"), _fmt(r.box_ratio, ".2f", "–"),
+            _fmt(r.boxes_to_target, ".0f", reach), _fmt(r.box_ratio, ".2f", "–"),
             _fmt(r.box_speedup, ".2f", "–") + ("x" if r.box_speedup else ""),
             f"{r.nauc_images:.3f}", f"{r.nauc_boxes:.3f}", f"{r.rare_boxes:.1f}", f"{r.near_duplicates:.1f}", _fmt(r.boxes_per_pick, ".2f", "–"),
         ])

@@ -37,3 +37,31 @@ def scoring(
         f"on {images} images: overhead {100 * overhead.overhead_vs_predict:.1f}% (goal <= 5%)",
         err=True,
     )
+
+
+@app.command("serving")
+@friendly_errors
+def serving(
+    requests: int = typer.Option(200, "--requests", min=1),
+    concurrency: int = typer.Option(4, "--concurrency", min=1),
+    imgsz: int = typer.Option(128, "--imgsz", min=32),
+) -> None:
+    """p50/p95 of /v1/predict vs the bare model (goal <= 1.15x) and requests/s under load."""
+    from labelwise.bench.serving import bench_serving
+
+    print_json(bench_serving(requests=requests, concurrency=concurrency, imgsz=imgsz))
+
+
+@app.command("labelstudio-import")
+@friendly_errors
+def labelstudio_import(
+    ctx: typer.Context,
+    tasks: int = typer.Option(1000, "--tasks", min=1),
+) -> None:
+    """Queue TASKS tasks with pre-annotations into the configured Label Studio (goal <= 10 s)."""
+    from labelwise.labelstudio import LabelStudioClient
+    from labelwise.labelstudio.bench import bench_import
+
+    settings = settings_from(ctx)
+    with LabelStudioClient.from_settings(settings.labelstudio) as client:
+        print_json(bench_import(client, n_tasks=tasks))
