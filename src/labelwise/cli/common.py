@@ -57,3 +57,20 @@ def existing_path(value: Path) -> Path:
     if not value.exists():
         raise typer.BadParameter(f"{value} does not exist")
     return value
+
+
+# Options shared by several commands (one definition, one help text).
+def project_option() -> Any:
+    return typer.Option(..., "--project", "-p", help="Project name.")
+
+
+def strategy_option() -> Any:
+    return typer.Option(None, "--strategy", "-s", help="Selection strategy (default from config).")
+
+
+def limit_option() -> Any:
+    return typer.Option(None, "--limit", "-n", help="Queue length (>= 1).")
+
+
+def diversity_weight_option() -> Any:
+    return typer.Option(None, "--diversity-weight", "-w", help="0 = pure uncertainty, 1 = pure diversity.")

@@ -6,7 +6,15 @@ from typing import Optional
 
 import typer
 
-from labelwise.cli.common import friendly_errors, print_json, settings_from
+from labelwise.cli.common import (
+    diversity_weight_option,
+    friendly_errors,
+    limit_option,
+    print_json,
+    project_option,
+    settings_from,
+    strategy_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +25,7 @@ def register(app: typer.Typer) -> None:
 @friendly_errors
 def auto_label(
     ctx: typer.Context,
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    project: str = project_option(),
     model: Optional[str] = typer.Option(
         None, "--model", "-m", help="A .pt weights path or a model yaml (default from config)."
     ),
@@ -54,12 +62,10 @@ def auto_label(
 @friendly_errors
 def score_batch(
     ctx: typer.Context,
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Selection strategy."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Queue length (>= 1)."),
-    diversity_weight: Optional[float] = typer.Option(
-        None, "--diversity-weight", "-w", help="0 = pure uncertainty, 1 = pure diversity."
-    ),
+    project: str = project_option(),
+    strategy: Optional[str] = strategy_option(),
+    limit: Optional[int] = limit_option(),
+    diversity_weight: Optional[float] = diversity_weight_option(),
     model_version: Optional[str] = typer.Option(None, "--model-version", help="Default: latest."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     as_json: bool = typer.Option(True, "--json/--table", help="JSON (default) or a table."),

@@ -6,7 +6,15 @@ from typing import Optional
 
 import typer
 
-from labelwise.cli.common import friendly_errors, print_json, settings_from
+from labelwise.cli.common import (
+    diversity_weight_option,
+    friendly_errors,
+    limit_option,
+    print_json,
+    project_option,
+    settings_from,
+    strategy_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,12 +27,10 @@ def register(app: typer.Typer) -> None:
 @friendly_errors
 def queue(
     ctx: typer.Context,
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Selection strategy."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Queue length (>= 1)."),
-    diversity_weight: Optional[float] = typer.Option(
-        None, "--diversity-weight", "-w", help="0 = pure uncertainty, 1 = pure diversity."
-    ),
+    project: str = project_option(),
+    strategy: Optional[str] = strategy_option(),
+    limit: Optional[int] = limit_option(),
+    diversity_weight: Optional[float] = diversity_weight_option(),
     group: Optional[str] = typer.Option(
         None, "--group", "-g", help="Upload group; gets its own Label Studio tab."
     ),
@@ -46,7 +52,7 @@ def queue(
 @friendly_errors
 def review_status(
     ctx: typer.Context,
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    project: str = project_option(),
     round_number: Optional[int] = typer.Option(
         None, "--round", "-r", help="Round (default: the newest queued round)."
     ),
@@ -62,7 +68,7 @@ def review_status(
 @friendly_errors
 def pull(
     ctx: typer.Context,
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    project: str = project_option(),
     round_number: Optional[int] = typer.Option(
         None, "--round", "-r", help="Round to report corrections for (default: what is pulled)."
     ),
@@ -78,7 +84,7 @@ def pull(
 @friendly_errors
 def annotate_simulated(
     ctx: typer.Context,
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    project: str = project_option(),
     truth: Optional[str] = typer.Option(
         None, "--truth", help="Folder of YOLO truth files (default: the digits pool_truth)."
     ),
