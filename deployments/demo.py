@@ -25,6 +25,25 @@ def print_table(rows: list[dict]) -> None:
               f"{'moved to v' + str(r['registered_version']) if r['champion_moved'] else 'kept'}")
 
 
+def print_next_queue(settings, config_file: str, project: str, limit: int = 8) -> None:  # type: ignore[no-untyped-def]
+    """What to label next: the champion predicts the pool, then the score-batch queue."""
+    from flows.auto_label_pool import run_auto_label_pool
+    from labelwise.learn import resolve_base_model
+    from labelwise.runtime import open_catalog
+    from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
+
+    base = resolve_base_model(settings, project)
+    run_auto_label_pool(config_file, project, base.ref, 256)
+    request = ScoreBatchRequest.from_settings(settings, project, limit=limit)
+    batch = build_score_batch(open_catalog(settings), settings, request, record=False)
+    print(f"\nNext queue ({batch.strategy}, model {batch.model_version}), most uncertain first:")
+    print(f"{'image_id':<17} {'score':>6} {'lowest_conf':>11} {'margin':>6} {'entropy':>7}  thumbnail")
+    for item in batch.queue:
+        sc = item.scores
+        print(f"{item.image_id:<17} {item.uncertainty_score:6.3f} {sc['lowest_confidence']:11.3f} "
+              f"{sc['margin_sampling']:6.3f} {sc['entropy']:7.3f}  {item.thumbnail}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
@@ -69,6 +88,7 @@ def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # typ
                                   review_timeout_s=600, campaign="demo"))
     print()
     print_table(rows)
+    print_next_queue(settings, config_file, demo.name)
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{len(rows)} rounds in {minutes:.1f} min. Where to look:")
     print(f"  Label Studio  {settings.labelstudio.url}  (tab 'group: active-learning')")
