@@ -58,7 +58,7 @@ cmd_install() {
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         "$VENV/bin/python" -m pip install --quiet "label-studio==$LS_VERSION"
     } 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; } >&2
-    # Not `label-studio --version`: in 1.23 that STARTS a server on 0.0.0.0:8080.
+    # Not `label-studio --version`: in 1.23 that STARTS a server on all interfaces, port 8080.
     "$VENV/bin/python" -c "import importlib.metadata as m, sys; v = m.version('label-studio'); sys.exit(v != '$LS_VERSION')" \
         || die "expected label-studio $LS_VERSION in $VENV; the install did not produce it"
     touch "$STAMP"
