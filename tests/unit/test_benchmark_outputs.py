@@ -59,7 +59,7 @@ def test_random_is_always_compared_and_presets_apply(tmp_path):
     cfg = BenchmarkConfig(out=tmp_path, strategies=("entropy",))
     assert cfg.strategies == ("random", "entropy")
     quick = preset("quick", tmp_path, seeds=None, rounds=1)
-    assert quick.preset == "quick" and quick.rounds == 1 and quick.seeds == 1
+    assert quick.preset == "quick" and quick.rounds == 1 and quick.seeds == 2
     with pytest.raises(ValueError, match="preset must be one of"):
         preset("huge", tmp_path)
 

@@ -147,6 +147,8 @@ class BenchmarkConfig:
         for name in ("seeds", "rounds", "initial", "per_round", "workers", "threads", "epochs", "batch"):
             if getattr(self, name) < (0 if name == "rounds" else 1):
                 raise ValueError(f"{name} must be >= 1 (rounds >= 0); got {getattr(self, name)}")
+        if self.aggregation not in ("min", "mean", "topk_mean", "sum"):
+            raise ValueError(f"aggregation must be one of min, mean, topk_mean, sum; got {self.aggregation!r}")
         if self.data is None and self.initial + self.rounds * self.per_round > self.pool_images:
             raise ValueError(
                 f"initial + rounds x per_round = {self.initial + self.rounds * self.per_round} must "
@@ -179,7 +181,7 @@ def config_hash(values: dict[str, Any], length: int = 12) -> str:
 # "medium" is the largest preset that finished within about an hour there, next to other jobs.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
-        seeds=1, rounds=2, initial=12, per_round=12, imgsz=96, epochs=8, min_image_passes=240,
+        seeds=2, rounds=2, initial=12, per_round=12, imgsz=96, epochs=8, min_image_passes=240,
         pool_images=200, val_images=12, test_images=60, base_epochs=10, base_pool_images=200,
     ),
     "medium": dict(

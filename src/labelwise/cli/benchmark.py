@@ -45,6 +45,9 @@ def benchmark(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epoch floor per round."),
     min_image_passes: Optional[int] = typer.Option(None, "--min-image-passes", min=0),
     diversity_weight: Optional[float] = typer.Option(None, "--diversity-weight", min=0.0, max=1.0),
+    confidence_floor: Optional[float] = typer.Option(
+        None, "--confidence-floor", min=0.0, max=1.0, help="Scoring: boxes below it are not aggregated (0.25)."),
+    aggregation: Optional[str] = typer.Option(None, "--aggregation", help="Scoring: min, mean, topk_mean or sum."),
     pool: Optional[Path] = typer.Option(None, "--pool", help="Custom data: folder of pool images."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="Custom data: the pool's YOLO labels folder."),
     data: Optional[Path] = typer.Option(None, "--data", help="Custom data: data.yaml with val and test splits."),
@@ -72,6 +75,7 @@ def benchmark(
                  protocols=PROTOCOL_CHOICES[protocol], rounds=rounds, per_round=per_round,
                  initial=initial, workers=workers, threads=threads, imgsz=imgsz, epochs=epochs,
                  min_image_passes=min_image_passes, diversity_weight=diversity_weight, data=spec,
+                 confidence_floor=confidence_floor, aggregation=aggregation,
                  base_weights=base_weights)
     result = run_benchmark(cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(result.summary_md.read_text(encoding="utf-8"))

@@ -15,39 +15,30 @@ Results come back as plain ``dict``s (JSON-ready), ids as ``int``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 
 from labelwise.config import LabelStudioSettings
-from labelwise.labelstudio.errors import (
-    LabelStudioAuthError,
-    LabelStudioRequestError,
-    LabelStudioUnavailable,
-)
+from labelwise.labelstudio.errors import LabelStudioRequestError
 from labelwise.labelstudio.local_files import check_storage_path
+from labelwise.labelstudio.retry import _CONNECT_ERRORS as _CONNECT_ERRORS  # re-exported
+from labelwise.labelstudio.retry import MAX_RETRY_DELAY_S as MAX_RETRY_DELAY_S  # re-exported
+from labelwise.labelstudio.retry import (
+    DEFAULT_RETRY_BASE_DELAY_S,
+    PAGE_SIZE,
+    all_pages,
+    call_with_retries,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 IMPORT_CHUNK_SIZE = 500
-PAGE_SIZE = 100
-DEFAULT_RETRY_BASE_DELAY_S = 0.5
-MAX_RETRY_DELAY_S = 8.0
-
-# Transport errors after which the request certainly did not reach the application.
-_CONNECT_ERRORS: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.PoolTimeout,
-)
 
 
 def _dump(obj: Any) -> dict[str, Any]:
@@ -134,53 +125,14 @@ class LabelStudioClient:
     # -- error handling ---------------------------------------------------------------------
     def _call(self, action: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
         """Run one SDK call with retries and error mapping (see the module docstring)."""
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except ApiError as exc:
-                status = exc.status_code or 0
-                if status in (401, 403):
-                    raise LabelStudioAuthError(
-                        f"{action}: Label Studio at {self.url} refused the API key "
-                        f"(HTTP {status}); "
-                        "expected a valid token (legacy tokens need "
-                        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server)"
-                    ) from exc
-                if 400 <= status < 500:
-                    raise LabelStudioRequestError(
-                        f"{action}: Label Studio at {self.url} rejected the request "
-                        f"(HTTP {status}): {exc.body}",
-                        status_code=status,
-                        body=exc.body,
-                    ) from exc
-                reason = f"HTTP {status}: {str(exc.body)[:200]}"
-                last: Exception = exc
-            except _CONNECT_ERRORS as exc:
-                reason, last = f"{type(exc).__name__}: {exc}", exc
-            except httpx.TimeoutException as exc:
-                if not idempotent:
-                    raise LabelStudioUnavailable(
-                        f"{action}: Label Studio at {self.url} did not answer in time "
-                        f"({type(exc).__name__}); not retried because the request may have been "
-                        "applied"
-                    ) from exc
-                reason, last = f"{type(exc).__name__}: {exc}", exc
-            except httpx.TransportError as exc:
-                raise LabelStudioUnavailable(
-                    f"{action}: Label Studio at {self.url} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-            if attempt >= self.retries:
-                raise LabelStudioUnavailable(
-                    f"{action}: Label Studio at {self.url} is unavailable after "
-                    f"{attempt + 1} attempt(s) ({reason}); is the server running "
-                    "(scripts/labelstudio.sh status)?"
-                ) from last
-            delay = min(self.retry_base_delay_s * 2**attempt, MAX_RETRY_DELAY_S)
-            log.warning("%s: %s; retry %d/%d in %.2fs", action, reason, attempt + 1,
-                        self.retries, delay)
-            time.sleep(delay)
-            attempt += 1
+        return call_with_retries(
+            action,
+            fn,
+            url=self.url,
+            retries=self.retries,
+            retry_base_delay_s=self.retry_base_delay_s,
+            idempotent=idempotent,
+        )
 
     def _pages(
         self, action: str, fetch: Callable[[int], Any], page_size: int = PAGE_SIZE
@@ -190,29 +142,7 @@ class LabelStudioClient:
         ``fetch(page)`` returns the SDK pager of that page (1-based); only its first page
         (``.items``) and ``.response`` are read, so the SDK never fetches pages on its own.
         """
-        items: list[Any] = []
-        page = 1
-        while True:
-            try:
-                pager = self._call(f"{action} (page {page})", lambda p=page: fetch(p))
-            except LabelStudioRequestError as exc:
-                if exc.status_code == 404 and page > 1:  # Label Studio's "past the last page"
-                    break
-                raise
-            got = list(pager.items or [])
-            items.extend(got)
-            # The server's total ("total" for tasks, "count" for projects) decides; a server
-            # that caps page_size below ours must not end the listing early.
-            response = getattr(pager, "response", None)
-            total = getattr(response, "total", None)
-            if total is None:
-                total = getattr(response, "count", None)
-            if not got or (total is not None and len(items) >= total):
-                break
-            if total is None and len(got) < page_size:
-                break
-            page += 1
-        return items
+        return all_pages(action, fetch, self._call, page_size)
 
     # -- server ------------------------------------------------------------------------------
     def check(self) -> dict[str, Any]:

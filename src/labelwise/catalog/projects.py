@@ -1,0 +1,74 @@
+"""Catalog operations on projects: create, look up, link to Label Studio, fix the holdout set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from labelwise.catalog.base import CatalogMixin
+from labelwise.catalog.models import ProjectRow
+from labelwise.catalog.records import (
+    CatalogError,
+    ProjectNotFound,
+    ProjectRecord,
+    _project_record,
+)
+
+
+class ProjectsMixin(CatalogMixin):
+    """Projects of :class:`~labelwise.catalog.Catalog`."""
+
+    def create_project(self, name: str, class_names: Sequence[str]) -> ProjectRecord:
+        """Create a project; the same call again returns it, other classes are refused."""
+        names = [str(c).strip() for c in class_names]
+        if not name.strip():
+            raise CatalogError("project name must not be empty")
+        if not names or any(not c for c in names):
+            raise CatalogError(f"class names must be non-empty strings; got {list(class_names)}")
+        if len(set(names)) != len(names):
+            raise CatalogError(f"class names must be unique; got {names}")
+        with self.session() as s, s.begin():
+            row = s.scalar(select(ProjectRow).where(ProjectRow.name == name))
+            if row is not None:
+                if list(row.class_names) != names:
+                    raise CatalogError(
+                        f"project {name!r} exists with classes {row.class_names}; got {names}"
+                    )
+            else:
+                row = ProjectRow(name=name, class_names=names)
+                s.add(row)
+                s.flush()
+            return _project_record(row)
+
+    def project(self, name: str) -> ProjectRecord:
+        with self.session() as s:
+            row = s.scalar(select(ProjectRow).where(ProjectRow.name == name))
+            if row is None:
+                known = s.scalars(select(ProjectRow.name).order_by(ProjectRow.name)).all()
+                raise ProjectNotFound(
+                    f"unknown project {name!r}; known projects: {list(known) or 'none'} "
+                    "(create one with `labelwise project create`)"
+                )
+            return _project_record(row)
+
+    def projects(self) -> list[ProjectRecord]:
+        with self.session() as s:
+            rows = s.scalars(select(ProjectRow).order_by(ProjectRow.name)).all()
+            return [_project_record(r) for r in rows]
+
+    def set_ls_project(self, project: ProjectRecord, ls_project_id: int) -> ProjectRecord:
+        with self.session() as s, s.begin():
+            s.execute(update(ProjectRow).where(ProjectRow.id == project.id).values(ls_project_id=ls_project_id))
+        return self.project(project.name)
+
+    def set_holdout(self, project: ProjectRecord, data_yaml: Path, split: str = "test") -> ProjectRecord:
+        """Fix the held-out evaluation set: a YOLO data.yaml and the split to evaluate on."""
+        path = Path(data_yaml).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"held-out data yaml {path} does not exist")
+        with self.session() as s, s.begin():
+            s.execute(update(ProjectRow).where(ProjectRow.id == project.id)
+                      .values(holdout_yaml=str(path), holdout_split=split))
+        return self.project(project.name)
