@@ -296,6 +296,11 @@ class LabelStudioClient:
         )
         return [_dump(t) for t in tasks]
 
+    def update_task_data(self, task_id: int, data: Mapping[str, Any]) -> None:
+        """Replace the ``data`` of one task (e.g. a reused task from an interrupted round)."""
+        self._call(f"update data of task {task_id}",
+                   lambda: self._ls.tasks.update(str(task_id), data=dict(data)))
+
     # -- annotations -------------------------------------------------------------------------
     def task_annotations(self, task_id: int) -> list[dict[str, Any]]:
         """The annotations of one task (each with ``result``, ``was_cancelled``, ...)."""

@@ -128,12 +128,6 @@ def _existing_tasks(client: "LabelStudioClient", ls_id: int) -> dict[str, dict[s
     return found
 
 
-def _update_task_data(client: "LabelStudioClient", task_id: int, data: dict[str, Any]) -> None:
-    # The adapter has no task update; use its retried call with the SDK's PATCH.
-    client._call(f"update data of task {task_id}",
-                 lambda: client.sdk.tasks.update(str(task_id), data=data))
-
-
 def queue_batch(
     settings: Settings, catalog: Catalog, project: str, batch: Mapping[str, Any], group: str | None
 ) -> dict[str, Any]:
@@ -190,7 +184,7 @@ def queue_batch(
             if known is not None:
                 task_ids[img.image_id] = int(known["id"])
                 if dict(known.get("data") or {}) != data:
-                    _update_task_data(client, int(known["id"]), data)
+                    client.update_task_data(int(known["id"]), data)
                 continue
             task: dict[str, Any] = {"data": data}
             if model_version:
