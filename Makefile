@@ -57,5 +57,5 @@ down:
 status:
 	bash scripts/services.sh status
 
-clean:
+clean: down
 	rm -rf .labelwise .pytest_cache
