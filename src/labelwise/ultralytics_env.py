@@ -14,7 +14,9 @@ Nothing happens at import time of this module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -116,6 +118,13 @@ def _apply_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _log_to_stderr(logger: logging.Logger) -> None:
+    """ultralytics logs to stdout; commands print their JSON results there, so move it."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
 def prepare_ultralytics(config_dir: Path, threads: int = 0) -> None:
     """Make ultralytics offline, project-local and multi-threaded; call before importing it.
 
@@ -156,7 +165,9 @@ def prepare_ultralytics(config_dir: Path, threads: int = 0) -> None:
     set_thread_env(n_threads)
     _install_fonts(ultralytics_dir)
 
-    from ultralytics.utils import SETTINGS
+    with contextlib.redirect_stdout(sys.stderr):  # its first-run settings banner
+        from ultralytics.utils import LOGGER, SETTINGS
+    _log_to_stderr(LOGGER)
 
     wanted: dict[str, object] = {key: False for key in _INTEGRATION_SETTINGS}
     wanted.update(

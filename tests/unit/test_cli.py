@@ -108,3 +108,30 @@ def test_project_create_needs_classes(env):
     result = runner.invoke(app, ["project", "create", "p", "--classes", " , "])
     assert result.exit_code == 2
     assert "--classes needs at least one class name" in result.output
+
+
+@pytest.mark.slow
+def test_auto_label_prints_only_json_on_stdout(tmp_path):
+    """ultralytics logs (first-run settings banner, 'Overriding model.yaml nc=...') go to stderr,
+    so `labelwise auto-label | jq` works. A fresh process: the banner appears only on first use."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for i in range(3):
+        write_png(tmp_path / "pool" / f"{i}.png", seed=i)
+    exe = str(Path(sys.executable).parent / "labelwise")
+    env = {**os.environ, "LABELWISE_STATE_DIR": str(tmp_path / "state")}
+    env.pop("LABELWISE_CONFIG", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    assert run("project", "create", "p", "--classes", "a,b").returncode == 0
+    assert run("project", "add-images", "p", str(tmp_path / "pool")).returncode == 0
+    result = run("auto-label", "--project", "p", "--model", "yolov8n.yaml", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["predicted"] == 3
+    assert "nc=80" in result.stderr or "Ultralytics" in result.stderr
