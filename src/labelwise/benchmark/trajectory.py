@@ -72,11 +72,15 @@ def choose(cfg: BenchmarkConfig, job: Job, data: PreparedData, model: Any, label
 
     try:
         picked = select(strategy, request(None, None))
-    except ValueError as exc:  # the strategy needs embeddings: pooled detector features
+    except ValueError as exc:  # the strategy needs embeddings: the product's default embedder
         if "embeddings" not in str(exc):
             raise
-        emb = model.features(paths)
-        lab = model.features([data.pool_paths[i] for i in labelled])
+        from labelwise.config import EmbedderSettings
+        from labelwise.embedder import build_embedder
+
+        embedder = build_embedder(EmbedderSettings(), model)  # detector features + pixel thumbnail
+        emb = embedder.embed(paths)
+        lab = embedder.embed([data.pool_paths[i] for i in labelled]) if labelled else None
         picked = select(strategy, request(emb, lab))
     return [unlabelled[int(i)] for i in picked]
 
