@@ -154,9 +154,26 @@ def _read_bgr(path: Path) -> np.ndarray:
     return image
 
 
-def _batched(items: Sequence[Path], size: int) -> Iterator[list[Path]]:
+def _as_bgr(source: "Path | str | np.ndarray") -> np.ndarray:
+    """(H, W, 3) uint8 BGR pixels of an image file, or ``source`` itself when it is already such
+    an array (e.g. an upload decoded once by the serving API).
+
+    Raises:
+        ValueError: an array of another shape or dtype; FileNotFoundError / ValueError for files
+            (see :func:`_read_bgr`).
+    """
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 BGR array; got shape {source.shape} {source.dtype}"
+            )
+        return source
+    return _read_bgr(Path(source))
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield [Path(p) for p in items[start : start + size]]
+        yield [p if isinstance(p, np.ndarray) else Path(p) for p in items[start : start + size]]
 
 
 def _data_yaml_names(data_yaml: Path) -> list[str]:
@@ -458,12 +475,13 @@ class YoloDetector:
         )
 
     def predict_iter(
-        self, paths: Sequence[Path], batch: int | None = None
-    ) -> Iterator[tuple[Path, Detections]]:
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> Iterator[tuple["Path | np.ndarray", Detections]]:
         """Stream ``(path, detections)`` in input order, ``batch`` images in memory at a time.
 
         Args:
-            paths: image files; each is read with ultralytics' reader (BGR, EXIF ignored).
+            paths: image files, each read with ultralytics' reader (BGR, EXIF ignored), or
+                already decoded (H, W, 3) uint8 BGR arrays (used as they are).
             batch: images per forward pass; default ``settings.batch``.
 
         Yields:
@@ -479,7 +497,7 @@ class YoloDetector:
             raise ValueError(f"batch must be >= 1; got {size}")
         predictor = self._get_predictor()
         for chunk in _batched(list(paths), size):
-            images = [_read_bgr(p) for p in chunk]
+            images = [_as_bgr(p) for p in chunk]
             results = predictor(source=images, stream=False)
             if len(results) != len(chunk):
                 raise RuntimeError(
@@ -488,8 +506,9 @@ class YoloDetector:
             for path, raw in zip(chunk, results):
                 yield path, self._to_detections(raw)
 
-    def predict(self, paths: Sequence[Path]) -> list[Detections]:
-        """Detections of every image, in input order (see :meth:`predict_iter`)."""
+    def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
+        """Detections of every image (file or BGR array), in input order (see
+        :meth:`predict_iter`)."""
         return [det for _, det in self.predict_iter(paths)]
 
     def features(self, paths: Sequence[Path], batch: int | None = None) -> np.ndarray:
@@ -503,7 +522,7 @@ class YoloDetector:
         predictor = self._get_feature_predictor()
         rows: list[np.ndarray] = []
         for chunk in _batched(list(paths), size):
-            images = [_read_bgr(p) for p in chunk]
+            images = [_as_bgr(p) for p in chunk]
             for emb in predictor(source=images, stream=False):
                 rows.append(emb.detach().float().cpu().numpy().reshape(-1))
         if not rows:

@@ -277,6 +277,29 @@ def test_predict_iter_streams_in_input_order(varied_detector, images: list[Path]
         np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
 
 
+def test_predict_on_decoded_arrays_equals_predict_on_files(varied_detector, images: list[Path]) -> None:
+    """The serving API predicts on the upload it already decoded: same detections as the file."""
+    from labelwise.detector import _read_bgr
+
+    arrays = [_read_bgr(p) for p in images[:6]]
+    for from_file, from_array in zip(varied_detector.predict(images[:6]), varied_detector.predict(arrays)):
+        np.testing.assert_array_equal(from_file.class_id, from_array.class_id)
+        np.testing.assert_allclose(from_file.confidence, from_array.confidence, atol=1e-6)
+        np.testing.assert_allclose(from_file.xyxy, from_array.xyxy, atol=1e-4)
+    mixed = varied_detector.predict([arrays[0], images[1]])
+    np.testing.assert_allclose(mixed[1].confidence, varied_detector.predict([images[1]])[0].confidence, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32)],
+    ids=["2d", "4-channels", "float"],
+)
+def test_predict_refuses_arrays_that_are_not_bgr_uint8(varied_detector, bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 BGR array; got shape"):
+        varied_detector.predict([bad])
+
+
 def test_predict_names_unreadable_file(varied_detector, images: list[Path], tmp_path: Path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")

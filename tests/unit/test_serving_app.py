@@ -25,8 +25,12 @@ class FakeDetector:
 
     def predict(self, paths):
         out = []
-        for path in paths:
-            red = np.asarray(Image.open(path).convert("RGB"), np.float32).mean(axis=(0, 1))[0] > 128
+        for source in paths:  # files or (H, W, 3) BGR arrays, as YoloDetector.predict takes
+            if isinstance(source, np.ndarray):
+                rgb = source[:, :, ::-1].astype(np.float32)
+            else:
+                rgb = np.asarray(Image.open(source).convert("RGB"), np.float32)
+            red = rgb.mean(axis=(0, 1))[0] > 128
             probs = [[0.5, 0.5]] if red else [[0.999, 0.001]]
             out.append(
                 Detections(
@@ -123,6 +127,14 @@ def test_flag_pipeline_stores_durably_and_applies_guards(app_env):
         "queued_for_review": 1,
         "suppressed": {"already_flagged": 1, "near_duplicate": 1},
     }
+
+
+def test_a_confident_prediction_writes_no_file(app_env):
+    """Only flagged uploads touch the disk: the model predicts on the decoded pixels."""
+    client, _, settings, _, _ = app_env
+    uploads = settings.state_dir / "uploads"
+    assert post(client, png((0, 250, 0))).json()["flagged"] is False
+    assert not uploads.exists() or not [p for p in uploads.rglob("*") if p.is_file()]
 
 
 def test_uploads_over_the_cap_are_413_even_without_content_length(app_env):

@@ -123,3 +123,24 @@ def test_good_uploads_keep_their_bytes(tmp_path, fmt, suffix):
     assert kept.read_bytes() == data and not incoming.exists()
     again = write_incoming(tmp_path, up)
     assert keep(tmp_path, again, up) == kept and not again.exists()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("PNG", "RGB"), ("PNG", "L"), ("PNG", "P"), ("PNG", "RGBA"), ("BMP", "RGB"), ("BMP", "L")],
+)
+def test_decoded_pixels_are_what_the_detector_reads_from_the_file(tmp_path, mode, fmt):
+    """The API predicts on ``pixels``; they must equal OpenCV's colour read of the same bytes
+    (what ultralytics' reader, and so the detector on a file, sees)."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 256, (10, 20, 3), dtype=np.uint8), "RGB")
+    img = rgb.convert(mode) if mode != "P" else rgb.convert("P", palette=Image.Palette.ADAPTIVE)
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    up = decode_upload(buf.getvalue(), max_pixels=50_000)
+    path = tmp_path / f"img{up.suffix}"
+    path.write_bytes(up.data)
+    assert up.pixels.shape == (10, 20, 3) and up.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(up.pixels, cv2.imread(str(path), cv2.IMREAD_COLOR))

@@ -103,29 +103,23 @@ def predict(
             f"model: cannot load the model of project {project.name!r}: "
             f"{type(exc).__name__}: {exc}",
         ) from None
-    folder = upload_dir(state.settings.state_dir, project)
-    incoming = write_incoming(folder, upload)
-    try:
+    dets = model.predict(upload.pixels, (upload.width, upload.height))
+    rule = scoring_rule(state.settings)
+    score = score_image(upload.image_id, dets, rule)
+    strategy = serving.evaluation_strategy
+    value = (
+        score.uncertainty_score if strategy == "weighted_combination" else score.scores[strategy]
+    )
+    flagged = value < serving.evaluation_threshold
+    decision = None
+    if flagged:  # only a flagged image is written (for the embedder and the pool's copy)
+        incoming = write_incoming(upload_dir(state.settings.state_dir, project), upload)
         try:
-            dets = model.predict(incoming, (upload.width, upload.height))
-        except ValueError as exc:  # the detector's reader refused the file
-            raise HTTPException(422, f"file: {exc}") from None
-        rule = scoring_rule(state.settings)
-        score = score_image(upload.image_id, dets, rule)
-        strategy = serving.evaluation_strategy
-        value = (
-            score.uncertainty_score
-            if strategy == "weighted_combination"
-            else score.scores[strategy]
-        )
-        flagged = value < serving.evaluation_threshold
-        decision = None
-        if flagged:
             decision = state.flags.consider(
                 project, model, upload, incoming, dets, value, dict(score.scores)
             )
-    finally:
-        incoming.unlink(missing_ok=True)
+        finally:
+            incoming.unlink(missing_ok=True)
     queued = bool(decision and decision.queued)
     state.stats.add(
         project.name,

@@ -18,12 +18,16 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from labelwise.domain import Detections
+
+Source = Path | np.ndarray  # an image file or (H, W, 3) uint8 BGR pixels
 
 
 @dataclass(eq=False)
 class _Job:
-    path: Path
+    path: Source
     shape: Hashable
     done: bool = False
     result: Detections | None = None
@@ -39,7 +43,7 @@ class BatchStats:
 
 
 class MicroBatcher:
-    """Runs ``predict(paths) -> list[Detections]`` for concurrent callers, batched.
+    """Runs ``predict(sources) -> list[Detections]`` for concurrent callers, batched.
 
     Args:
         predict: not thread-safe; only the leader calls it, holding ``lock``.
@@ -49,7 +53,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[Sequence[Path]], list[Detections]],
+        predict: Callable[[Sequence[Source]], list[Detections]],
         max_batch: int,
         lock: threading.Lock | None = None,
     ) -> None:
@@ -93,10 +97,11 @@ class MicroBatcher:
                         except Exception as single:  # noqa: BLE001
                             job.error = single
 
-    def predict(self, path: Path, shape: Hashable | None = None) -> Detections:
-        """Detections of one image; ``shape`` (e.g. (width, height)) groups batchable images;
-        None never shares a batch."""
-        job = _Job(Path(path), shape if shape is not None else object())
+    def predict(self, path: Source, shape: Hashable | None = None) -> Detections:
+        """Detections of one image (a file or BGR pixels); ``shape`` (e.g. (width, height))
+        groups batchable images; None never shares a batch."""
+        source = path if isinstance(path, np.ndarray) else Path(path)
+        job = _Job(source, shape if shape is not None else object())
         with self._cond:
             self._queue.append(job)
             while self._busy and not job.done:

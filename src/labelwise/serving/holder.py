@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from labelwise.domain import Detections
-from labelwise.serving.batching import MicroBatcher
+from labelwise.serving.batching import MicroBatcher, Source
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Predictor(Protocol):
     version: str
 
-    def predict(self, paths: Sequence[Path]) -> list[Detections]: ...
+    def predict(self, paths: Sequence[Source]) -> list[Detections]: ...
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class ServingModel:
     def version(self) -> str:
         return str(self.detector.version)
 
-    def predict(self, path: Path, shape: Hashable | None = None) -> Detections:
-        """Detections of one image file. Concurrent requests with the same ``shape`` (e.g.
+    def predict(self, path: Source, shape: Hashable | None = None) -> Detections:
+        """Detections of one image file or (H, W, 3) uint8 BGR array. Concurrent requests with the same ``shape`` (e.g.
         (width, height)) may share a forward pass; None runs alone."""
         return self.batcher.predict(path, shape)
 

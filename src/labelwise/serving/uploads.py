@@ -1,9 +1,10 @@
 """Uploaded image bytes: validation and where they are written.
 
 An upload is decoded completely with Pillow before any model sees it (truncated and non-image
-files are refused), its pixel count is capped, and it is written under
-``<state_dir>/uploads/<project folder>/``: first to a temporary name for inference, then, when
-the image is flagged, atomically renamed to ``<content id>.<ext>`` (the pool's durable copy).
+files are refused) and its pixel count is capped. The model predicts on those decoded pixels
+(no second decode, no file). Only a flagged image is written, under
+``<state_dir>/uploads/<project folder>/``: first to a temporary name (for the embedder), then
+atomically renamed to ``<content id>.<ext>`` (the pool's durable copy).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from labelwise.catalog import ProjectRecord
@@ -30,13 +32,18 @@ class UploadError(ValueError):
 
 @dataclass(frozen=True)
 class DecodedUpload:
-    """A validated upload: its bytes, content id, size in pixels and file suffix."""
+    """A validated upload: its bytes, content id, size in pixels, file suffix and pixels.
+
+    Attributes:
+        pixels: (height, width, 3) uint8 BGR, the channel order ultralytics reads files in.
+    """
 
     data: bytes
     image_id: str
     width: int
     height: int
     suffix: str
+    pixels: np.ndarray
 
 
 def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
@@ -61,6 +68,7 @@ def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
                         f"file: expected 1 to {max_pixels} pixels; got " f"{width}x{height}"
                     )
                 img.load()  # decodes every pixel: truncated files fail here
+                pixels = _bgr(img)
     except UploadError:
         raise
     except UnidentifiedImageError:
@@ -74,7 +82,14 @@ def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
         raise UploadError(
             f"file: expected a complete image; got a broken or truncated one ({exc})"
         ) from exc
-    return DecodedUpload(data, content_id(data), width, height, FORMAT_SUFFIX[fmt])
+    return DecodedUpload(data, content_id(data), width, height, FORMAT_SUFFIX[fmt], pixels)
+
+
+def _bgr(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 BGR of a loaded image (greyscale, palette and alpha images become RGB
+    first, as OpenCV's colour reader does; EXIF orientation is ignored, as there)."""
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
 
 
 def upload_dir(state_dir: Path, project: ProjectRecord) -> Path:
