@@ -8,6 +8,7 @@ library's types into these at the boundary: nothing here knows ultralytics, Labe
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,16 @@ class ImageStatus(str, enum.Enum):
     QUEUED = "queued"
     LABELLED = "labelled"
     REJECTED = "rejected"
+
+
+def class_box_counts(labels: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """(C,) int64 boxes per class over several (N, 5) YOLO label arrays (class id first)."""
+    counts = np.zeros(num_classes, np.int64)
+    for boxes in labels:
+        if len(boxes):
+            ids = np.asarray(boxes)[:, 0].astype(int)
+            counts += np.bincount(ids, minlength=num_classes)[:num_classes]
+    return counts
 
 
 def validate_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:
@@ -149,6 +160,8 @@ class ImageScore:
         scores: per-strategy image scores: ``lowest_confidence``, ``margin_sampling``, ``entropy``.
         boxes_considered: boxes at or above the confidence floor that the aggregation used.
         predicted_class: class id of the least certain considered box, or -1 when none.
+        class_mass: (C,) expected boxes per class, the sum over EVERY predicted box (also those
+            under the confidence floor) of confidence x class distribution; () when unknown.
     """
 
     image_id: str
@@ -156,6 +169,7 @@ class ImageScore:
     scores: dict[str, float]
     boxes_considered: int
     predicted_class: int = -1
+    class_mass: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from labelwise.catalog import Catalog, CatalogError, ProjectRecord
 from labelwise.config import Settings
-from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch
+from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
 from labelwise.scoring import SCORE_NAMES, ScoringRule, score_image
 from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
@@ -110,7 +110,7 @@ def build_score_batch(
         scores = [ImageScore(img.image_id, 0.0, dict(zero), 0, -1) for img in candidates]
     ids = [img.image_id for img in candidates]
     embedder = request.embedder or catalog.latest_embedder(project)
-    needs_embeddings = strategy.name in {"diverse_uncertainty", "cold_start"}
+    needs_embeddings = strategy.needs_embeddings
     embeddings = labelled = None
     if needs_embeddings:
         if embedder is None:
@@ -135,6 +135,9 @@ def build_score_batch(
                 diversity_weight=request.diversity_weight,
                 candidate_factor=request.candidate_factor,
                 class_balance=request.class_balance,
+                labelled_class_counts=class_box_counts(
+                    catalog.labels(project).values(), len(project.class_names)
+                ),
             ),
         )
     chosen = [(candidates[i], scores[i]) for i in picked]

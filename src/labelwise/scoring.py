@@ -161,15 +161,30 @@ class ScoringRule:
         }
 
 
+def class_mass(detections: Detections) -> np.ndarray:
+    """(C,) float64 expected boxes per class: sum over every box of confidence x its class
+    distribution row (C = ``detections.num_classes``; zeros without boxes).
+
+    No confidence floor: a weak model's evidence for a rare class often sits below any floor,
+    and the confidence weight already keeps faint boxes faint.
+    """
+    if len(detections) == 0:
+        return np.zeros(detections.num_classes, np.float64)
+    probs = np.asarray(detections.probs, np.float64)
+    return (probs * np.asarray(detections.confidence, np.float64)[:, None]).sum(axis=0)
+
+
 def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> ImageScore:
     """Score one image's detections under ``rule``.
 
-    ``predicted_class`` is the class of the least certain considered box by the combined score.
+    ``predicted_class`` is the class of the least certain considered box by the combined score;
+    ``class_mass`` is :func:`class_mass` of all the detections.
     """
     considered = detections.above(rule.confidence_floor)
+    mass = tuple(float(v) for v in class_mass(detections))
     if len(considered) == 0:
         scores = {name: rule.no_box_score for name in SCORE_NAMES}
-        return ImageScore(image_id, rule.no_box_score, scores, 0, -1)
+        return ImageScore(image_id, rule.no_box_score, scores, 0, -1, mass)
     per_box = {name: fn(considered.probs) for name, fn in BOX_SCORES.items()}
     scores = {name: aggregate(values, rule.aggregation, rule.top_k) for name, values in per_box.items()}
     combined_boxes = sum(rule.weights[name] * per_box[name] for name in SCORE_NAMES)
@@ -180,6 +195,7 @@ def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> Ima
         scores=scores,
         boxes_considered=len(considered),
         predicted_class=int(considered.class_id[worst]),
+        class_mass=mass,
     )
 
 

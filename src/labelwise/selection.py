@@ -128,6 +128,36 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
+def rarity_weights(class_counts: np.ndarray) -> np.ndarray:
+    """(C,) class weights with mean 1, proportional to 1 / (boxes of the class + 1).
+
+    Args:
+        class_counts: (C,) non-negative box counts per class (labelled boxes, or the pool's
+            expected boxes when nothing is labelled yet).
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0 or not np.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError(
+            f"class_counts must be a non-empty 1-D array of counts >= 0; got shape {counts.shape}"
+        )
+    inverse = 1.0 / (counts + 1.0)
+    return inverse * (counts.size / inverse.sum())
+
+
+def rare_class_gain(class_mass: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(N,) rarity-weighted expected boxes: ``class_mass @ weights``.
+
+    Args:
+        class_mass: (N, C) expected boxes per class of each image (see ``scoring.class_mass``).
+        weights: (C,) class weights (:func:`rarity_weights`).
+    """
+    mass = np.asarray(class_mass, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if mass.ndim != 2 or w.shape != (mass.shape[1],):
+        raise ValueError(f"class_mass must be (N, C) and weights (C,); got {mass.shape} and {w.shape}")
+    return mass @ w
+
+
 def diverse_select(
     scores: np.ndarray,
     embeddings: np.ndarray,

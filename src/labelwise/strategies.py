@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from labelwise.domain import ImageScore
-from labelwise.selection import diverse_select, random_select, rank_select
+from labelwise.selection import (
+    diverse_select,
+    random_select,
+    rank_select,
+    rare_class_gain,
+    rarity_weights,
+)
 
 COMBINED = "combined"
 
@@ -31,6 +37,8 @@ class SelectionRequest:
         diversity_weight: in [0, 1], used by diversity-aware strategies.
         candidate_factor: diversity strategies consider limit x this most uncertain images.
         class_balance: balance the batch by predicted class.
+        labelled_class_counts: (C,) boxes per class in the labelled set, or None when unknown
+            (rarity-aware strategies then use the pool's expected boxes per class).
     """
 
     scores: Sequence[ImageScore]
@@ -41,6 +49,7 @@ class SelectionRequest:
     diversity_weight: float = 0.5
     candidate_factor: int = 10
     class_balance: bool = False
+    labelled_class_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -61,6 +70,19 @@ class SelectionRequest:
 
     def class_ids(self) -> np.ndarray:
         return np.asarray([s.predicted_class for s in self.scores], dtype=np.int64)
+
+    def class_mass(self, name: str) -> np.ndarray:
+        """(N, C) ``ImageScore.class_mass`` rows; raises when a score lacks one (for ``name``)."""
+        rows = [s.class_mass for s in self.scores]
+        sizes = {len(r) for r in rows}
+        if not rows:
+            return np.zeros((0, 0), np.float64)
+        if len(sizes) != 1 or 0 in sizes:
+            raise ValueError(
+                f"strategy {name!r} needs every image score's class_mass (expected boxes per "
+                f"class, from scoring.score_image); got lengths {sorted(sizes)}"
+            )
+        return np.asarray(rows, dtype=np.float64)
 
 
 def score_value(score: ImageScore, key: str) -> float:
@@ -122,7 +144,6 @@ def _adaptive(req: SelectionRequest) -> np.ndarray:
     emb = _require_embeddings(req, "adaptive_diverse")
     s = req.values(COMBINED)
     boxes = np.asarray([x.boxes_considered for x in req.scores], dtype=np.float64)
-    weak = float(np.mean(boxes == 0)) if boxes.size else 1.0
     gain = (1.0 - s) * (1.0 + np.log1p(boxes))
     top = float(gain.max()) if gain.size else 0.0
     ranked = 1.0 - gain / top if top > 0 else np.zeros_like(s)
@@ -130,12 +151,54 @@ def _adaptive(req: SelectionRequest) -> np.ndarray:
         np.clip(ranked, 0.0, 1.0),
         emb,
         req.limit,
-        min(0.8, max(0.2, weak)),
+        _diversity_for_weakness(req.scores),
         req.rng,
         labelled_embeddings=req.labelled_embeddings,
         candidate_pool=req.limit * req.candidate_factor,
         class_ids=req.class_ids(),
         class_balance=True,
+    )
+
+
+def _diversity_for_weakness(scores: Sequence[ImageScore]) -> float:
+    """Share of images with no box at or above the confidence floor, clipped to [0.2, 0.8]."""
+    boxes = np.asarray([x.boxes_considered for x in scores], dtype=np.float64)
+    weak = float(np.mean(boxes == 0)) if boxes.size else 1.0
+    return min(0.8, max(0.2, weak))
+
+
+def _rare_class(req: SelectionRequest) -> np.ndarray:
+    """Uncertain images likely to hold boxes of the classes the labelled set lacks, diversified.
+
+    Utility ``gain = (class_mass @ w) * (2 - combined score)``: the image's expected boxes per
+    class weighted by ``w`` = :func:`~labelwise.selection.rarity_weights` of the labelled
+    boxes per class (of the pool's expected boxes when none are given), up to doubled by
+    uncertainty. mAP averages over classes, so a box of a class with 3 labelled examples is
+    worth far more than one more of a class with 60. The ranked gain then goes through
+    :func:`~labelwise.selection.diverse_select` with the weakness-driven diversity weight of
+    ``adaptive_diverse`` (near-duplicates of one rare-looking image are not all picked).
+    """
+    emb = _require_embeddings(req, "rare_class_diverse")
+    mass = req.class_mass("rare_class_diverse")
+    counts = req.labelled_class_counts
+    if counts is None or float(np.sum(counts)) <= 0:
+        counts = mass.sum(axis=0)
+    elif np.asarray(counts).shape != (mass.shape[1],):
+        raise ValueError(
+            f"labelled_class_counts must be ({mass.shape[1]},) like class_mass; got shape "
+            f"{np.asarray(counts).shape}"
+        )
+    gain = rare_class_gain(mass, rarity_weights(counts)) * (2.0 - req.values(COMBINED))
+    top = float(gain.max()) if gain.size else 0.0
+    ranked = 1.0 - gain / top if top > 0 else np.zeros(len(req.scores))
+    return diverse_select(
+        np.clip(ranked, 0.0, 1.0),
+        emb,
+        req.limit,
+        _diversity_for_weakness(req.scores),
+        req.rng,
+        labelled_embeddings=req.labelled_embeddings,
+        candidate_pool=req.limit * req.candidate_factor,
     )
 
 
@@ -152,6 +215,7 @@ class Strategy:
         score_key: the score that becomes ``uncertainty_score`` in the queue.
         needs_predictions: False only for strategies usable before any model exists.
         description: one line for ``--help`` and docs.
+        needs_embeddings: True when ``select`` reads ``embeddings`` (callers must supply them).
     """
 
     name: str
@@ -159,6 +223,7 @@ class Strategy:
     select: Callable[[SelectionRequest], np.ndarray]
     needs_predictions: bool
     description: str
+    needs_embeddings: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -174,13 +239,18 @@ STRATEGIES: dict[str, Strategy] = {
                  "rank by the weighted combination of the three scores"),
         Strategy("diverse_uncertainty", COMBINED, _diverse, True,
                  "greedy trade of combined uncertainty against embedding distance to images "
-                 "already selected and labelled (diversity_weight)"),
+                 "already selected and labelled (diversity_weight)", needs_embeddings=True),
         Strategy("adaptive_diverse", COMBINED, _adaptive, True,
                  "diverse_uncertainty whose diversity weight follows how weak the model is "
                  "(share of images with no confident box), ranking uncertainty x box count, "
-                 "class-balanced"),
+                 "class-balanced", needs_embeddings=True),
+        Strategy("rare_class_diverse", COMBINED, _rare_class, True,
+                 "uncertainty x expected boxes of the classes the labelled set lacks "
+                 "(inverse labelled frequency), diversified like adaptive_diverse",
+                 needs_embeddings=True),
         Strategy("cold_start", COMBINED, _cold_start, False,
-                 "diversity only (k-center greedy on embeddings), for when no model exists"),
+                 "diversity only (k-center greedy on embeddings), for when no model exists",
+                 needs_embeddings=True),
         Strategy("random", COMBINED, _random, False, "uniform random sample (a baseline)"),
     )
 }

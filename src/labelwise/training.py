@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from labelwise.catalog import Catalog, CatalogError, ProjectRecord
+from labelwise.domain import class_box_counts
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,6 @@ def build_training_set(
     images_dir.mkdir(parents=True)
     labels_dir.mkdir(parents=True)
     records = {r.image_id: r for r in catalog.images(project, image_ids=list(labels))}
-    counts = np.zeros(len(project.class_names), np.int64)
     items: list[tuple[str, Path, np.ndarray]] = [
         (image_id, records[image_id].path, boxes) for image_id, boxes in labels.items() if image_id in records
     ]
@@ -92,8 +92,7 @@ def build_training_set(
             raise FileNotFoundError(f"labelled image {src} is gone; restore it or reject the image")
         _link_or_copy(src, images_dir / f"{name}{src.suffix.lower()}")
         write_yolo_labels(labels_dir / f"{name}.txt", boxes)
-        if len(boxes):
-            counts += np.bincount(np.asarray(boxes)[:, 0].astype(int), minlength=len(counts))[: len(counts)]
+    counts = class_box_counts((boxes for _, _, boxes in items), len(project.class_names))
     holdout = _holdout_entries(project)
     data = {
         "path": str(out_dir.resolve()),

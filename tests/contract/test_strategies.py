@@ -15,7 +15,8 @@ def _scores(rng: np.random.Generator, n: int = N) -> list[ImageScore]:
     out = []
     for i in range(n):
         s = {k: float(v) for k, v in zip(("lowest_confidence", "margin_sampling", "entropy"), rng.random(3))}
-        out.append(ImageScore(f"img{i}", float(np.mean(list(s.values()))), s, 1, int(rng.integers(3))))
+        mass = tuple(float(v) for v in rng.random(3) * 2)
+        out.append(ImageScore(f"img{i}", float(np.mean(list(s.values()))), s, 1, int(rng.integers(3)), mass))
     return out
 
 
@@ -71,6 +72,15 @@ def test_uncertainty_strategies_prefer_uncertain_images(strategy):
     values = req.values(strategy.score_key)
     picked = select(strategy, req)
     assert values[picked].mean() < values.mean()
+
+
+def test_strategies_that_need_embeddings_say_so(strategy):
+    req = SelectionRequest(scores=_scores(np.random.default_rng(0)), limit=3, rng=np.random.default_rng(0))
+    if strategy.needs_embeddings:
+        with pytest.raises(ValueError, match=f"strategy '{strategy.name}' needs image embeddings"):
+            select(strategy, req)
+    else:
+        assert len(select(strategy, req)) == 3
 
 
 def test_request_validation():

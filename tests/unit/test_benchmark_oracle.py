@@ -9,11 +9,11 @@ import pytest
 
 from labelwise.benchmark.oracle import (
     Oracle,
-    class_box_counts,
     near_duplicates,
     rare_boxes,
     rare_from_counts,
 )
+from labelwise.domain import class_box_counts
 from labelwise.benchmark.plan import initial_set, plan_jobs, round_rng
 
 

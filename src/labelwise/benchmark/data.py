@@ -18,9 +18,9 @@ import numpy as np
 import yaml
 
 from labelwise.benchmark.config import BenchmarkConfig, DataSpec, config_hash
+from labelwise.domain import class_box_counts
 from labelwise.benchmark.oracle import (
     Oracle,
-    class_box_counts,
     pool_image_paths,
     rare_from_counts,
     read_manifest_info,

@@ -64,15 +64,6 @@ class Oracle:
         return len(self.revealed)
 
 
-def class_box_counts(labels: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
-    """(C,) int64 boxes per class over several (N, 5) label arrays."""
-    counts = np.zeros(num_classes, np.int64)
-    for boxes in labels:
-        if len(boxes):
-            counts += np.bincount(np.asarray(boxes)[:, 0].astype(int), minlength=num_classes)[:num_classes]
-    return counts
-
-
 def rare_boxes(labels: Iterable[np.ndarray], rare_classes: Sequence[int]) -> int:
     """Boxes of ``rare_classes`` over several (N, 5) label arrays."""
     rare = np.asarray(list(rare_classes), dtype=np.int64)

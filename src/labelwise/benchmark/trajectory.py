@@ -20,7 +20,7 @@ from labelwise.benchmark.data import PreparedData, write_train_set
 from labelwise.benchmark.oracle import near_duplicates, rare_boxes
 from labelwise.benchmark.plan import Job, round_rng
 from labelwise.config import DetectorSettings
-from labelwise.domain import ImageScore
+from labelwise.domain import ImageScore, class_box_counts
 from labelwise.scoring import SCORE_NAMES, ScoringRule, score_images
 from labelwise.strategies import SelectionRequest, get_strategy, select
 from labelwise.training import epochs_for
@@ -50,8 +50,12 @@ def _placeholder_scores(stems: list[str]) -> list[ImageScore]:
 
 
 def choose(cfg: BenchmarkConfig, job: Job, data: PreparedData, model: Any, labelled: list[int],
-           round_number: int) -> list[int]:
-    """Pool indices the strategy picks after ``round_number`` (at most ``per_round``)."""
+           round_number: int, labelled_counts: np.ndarray | None = None) -> list[int]:
+    """Pool indices the strategy picks after ``round_number`` (at most ``per_round``).
+
+    ``labelled_counts``: (C,) boxes per class revealed so far (what the product reads from its
+    label files), for rarity-aware strategies.
+    """
     strategy = get_strategy(job.strategy)
     taken = set(labelled)
     unlabelled = [i for i in range(len(data.pool_paths)) if i not in taken]
@@ -64,24 +68,19 @@ def choose(cfg: BenchmarkConfig, job: Job, data: PreparedData, model: Any, label
     else:
         scores = _placeholder_scores(stems)
 
-    def request(emb: np.ndarray | None, lab: np.ndarray | None) -> SelectionRequest:
-        return SelectionRequest(scores=scores, limit=cfg.per_round, rng=round_rng(job.seed, round_number + 1),
-                                embeddings=emb, labelled_embeddings=lab,
-                                diversity_weight=cfg.diversity_weight,
-                                candidate_factor=cfg.candidate_factor, class_balance=cfg.class_balance)
-
-    try:
-        picked = select(strategy, request(None, None))
-    except ValueError as exc:  # the strategy needs embeddings: the product's default embedder
-        if "embeddings" not in str(exc):
-            raise
+    emb = lab = None
+    if strategy.needs_embeddings:  # the product's default embedder: detector features + pixels
         from labelwise.config import EmbedderSettings
         from labelwise.embedder import build_embedder
 
-        embedder = build_embedder(EmbedderSettings(), model)  # detector features + pixel thumbnail
+        embedder = build_embedder(EmbedderSettings(), model)
         emb = embedder.embed(paths)
         lab = embedder.embed([data.pool_paths[i] for i in labelled]) if labelled else None
-        picked = select(strategy, request(emb, lab))
+    picked = select(strategy, SelectionRequest(
+        scores=scores, limit=cfg.per_round, rng=round_rng(job.seed, round_number + 1),
+        embeddings=emb, labelled_embeddings=lab, diversity_weight=cfg.diversity_weight,
+        candidate_factor=cfg.candidate_factor, class_balance=cfg.class_balance,
+        labelled_class_counts=labelled_counts))
     return [unlabelled[int(i)] for i in picked]
 
 
@@ -124,13 +123,10 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
                               optimizer=cfg.optimizer, lr0=cfg.lr0)
         model = YoloDetector.load(trained.weights, settings, job_dir, class_names=names)
         ev = model.evaluate(data_yaml, "test", out_dir=job_dir / "runs")
+        counts = class_box_counts(labels, len(names))
         t_select = time.perf_counter()
-        picks = choose(cfg, job, data, model, labelled, r) if r < cfg.rounds else []
+        picks = choose(cfg, job, data, model, labelled, r, counts) if r < cfg.rounds else []
         select_seconds = time.perf_counter() - t_select
-        counts = np.zeros(len(names), np.int64)
-        for b in labels:
-            if len(b):
-                counts += np.bincount(b[:, 0].astype(int), minlength=len(names))[: len(names)]
         rows.append({
             "protocol": job.protocol, "strategy": job.strategy, "seed": job.seed, "round": r,
             "labelled_images": n, "labelled_boxes": int(counts.sum()),
