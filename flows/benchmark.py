@@ -19,7 +19,7 @@ PROTOCOLS = {"scratch": ("scratch",), "warm": ("warm",), "both": ("scratch", "wa
 class BenchmarkParams(BaseModel):
     """Benchmark parameters (None = the preset's value)."""
 
-    preset: Literal["quick", "medium", "full"] = Field("quick", description="See docs/benchmarks.md for measured durations.")
+    preset: Literal["quick", "full"] = Field("quick", description="See docs/benchmarks.md for measured durations.")
     out: str = Field(".labelwise/benchmark", description="Output folder (CSV, PNGs, summary, MLflow).")
     strategies: list[str] | None = Field(None, description="Default: every registered strategy but cold_start.")
     seeds: int | None = Field(None, ge=1)

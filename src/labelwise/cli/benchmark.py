@@ -28,7 +28,7 @@ def _strategies(values: Optional[list[str]]) -> tuple[str, ...]:
 def benchmark(
     ctx: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="The ~15-minute preset (same as --preset quick)."),
-    preset_name: str = typer.Option("full", "--preset", help="quick, medium or full (see docs/benchmarks.md)."),
+    preset_name: str = typer.Option("full", "--preset", help="quick or full (see docs/benchmarks.md)."),
     strategies: Optional[list[str]] = typer.Option(
         None, "--strategies", "-s",
         help="Strategies to compare (repeat or comma-separate); random is always included. "
@@ -53,6 +53,8 @@ def benchmark(
     data: Optional[Path] = typer.Option(None, "--data", help="Custom data: data.yaml with val and test splits."),
     base_weights: Optional[Path] = typer.Option(
         None, "--base-weights", help="Warm-start from this .pt instead of training a source-domain base."),
+    base_epochs: Optional[int] = typer.Option(
+        None, "--base-epochs", min=1, help="Epochs of the source-domain base detector (cached by recipe)."),
 ) -> None:
     """Replay the loop with a simulated oracle for every strategy x seed (and protocol) and
     compare labels needed to reach random's final mAP50. Writes results.csv, learning-curve
@@ -76,7 +78,7 @@ def benchmark(
                  initial=initial, workers=workers, threads=threads, imgsz=imgsz, epochs=epochs,
                  min_image_passes=min_image_passes, diversity_weight=diversity_weight, data=spec,
                  confidence_floor=confidence_floor, aggregation=aggregation,
-                 base_weights=base_weights)
+                 base_weights=base_weights, base_epochs=base_epochs)
     result = run_benchmark(cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(result.summary_md.read_text(encoding="utf-8"))
     if result.failed:
