@@ -7,11 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from labelwise.catalog import ProjectRecord
 from labelwise.domain import Detections
 from labelwise.scorebatch import scoring_rule
 from labelwise.scoring import score_image
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.state import ServingState
 from labelwise.serving.uploads import UploadError, decode_upload, upload_dir, write_incoming
 
 log = logging.getLogger(__name__)
@@ -71,25 +74,37 @@ def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
         503: {"description": "The model cannot be loaded"},
     },
 )
-def predict(
+async def predict(
     state: StateDep,
     key: KeyDep,
-    response: Response,
     file: Annotated[UploadFile, File(description="One PNG/JPEG/BMP/TIFF/WEBP image.")],
     project_form: Annotated[str | None, Form(alias="project")] = None,
     project_query: Annotated[str | None, Query(alias="project", max_length=200)] = None,
-) -> Prediction:
+) -> Response:
     """Predict one image; flag it for review when its evaluation score is below the threshold.
 
     Delivery of a flagged image to Label Studio happens in the background (outbox worker), so
-    a Label Studio outage never fails or slows this request.
+    a Label Studio outage never fails or slows this request. The CPU work (decode, model,
+    scoring, flag guards) runs in ONE worker-thread hop, and the answer is serialised once from
+    the validated :class:`Prediction` (FastAPI's second validation pass is skipped).
     """
     serving = state.serving
     name = project_form or project_query or serving.project
     project = authorized_project(state, key, name, "project")
-    data = file.file.read(serving.max_upload_bytes + 1)
+    data = await file.read(serving.max_upload_bytes + 1)
     if len(data) > serving.max_upload_bytes:
         raise HTTPException(413, f"file: upload larger than {serving.max_upload_bytes} bytes")
+    prediction = await run_in_threadpool(_predict, state, project, data)
+    return Response(
+        prediction.model_dump_json(),
+        media_type="application/json",
+        headers={"X-Model-Version": prediction.model_version},
+    )
+
+
+def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Prediction:
+    """Decode, predict, score and (when flagged) store one upload; runs in a worker thread."""
+    serving = state.serving
     try:
         upload = decode_upload(data, serving.max_image_pixels)
     except UploadError as exc:
@@ -128,7 +143,6 @@ def predict(
         *(["queued"] if queued else []),
         *([f"suppressed:{decision.reason}"] if decision and decision.reason else []),
     )
-    response.headers["X-Model-Version"] = model.version
     return Prediction(
         project_id=project.name,
         image_id=upload.image_id,
