@@ -1,11 +1,16 @@
 """Serving overhead and throughput: ``POST /v1/predict`` over real HTTP vs the bare model.
 
 Runs in a throw-away state folder: a digits image, a yaml-built YOLO (random weights, so the
-figures measure the serving path, not accuracy), the API under uvicorn on 127.0.0.1 in a thread.
+figures measure the serving path, not accuracy), the API under uvicorn on 127.0.0.1 in its own
+process, as deployed (a server in a thread of the client's process would share the client's
+GIL: every byte httpx encodes or parses would be charged to the server).
 
 * Latency: ``samples`` sequential requests, each paired with one bare ``detector.predict`` on
   the same image file (interleaved, so both see the same machine state); p50/p95 in ms and the
-  overhead ratio HTTP / bare (goal <= 1.15).
+  overhead ratio HTTP / bare (goal <= 1.15). The latency client is the standard library's
+  keep-alive ``http.client`` with the multipart body encoded once, so the figure is the
+  server's: each sample covers sending the request, the whole server path and reading and
+  JSON-decoding the answer.
 * Load: ``requests`` requests from ``concurrency`` client threads (one httpx client each);
   requests/s over the wall time, and every status must be 200. Concurrent requests of equal
   image size share forward passes (``max_batch``; 1 turns batching off for comparison).
@@ -66,6 +71,92 @@ def serve_in_thread(app: Any, port: int | None = None, timeout_s: float = 60.0) 
         thread.join(timeout_s)
 
 
+def _serve_main(settings_json: str, serving_json: str, port: int) -> None:
+    """Child process: build the app from the settings and run uvicorn on 127.0.0.1:port."""
+    import uvicorn
+
+    from labelwise.config import Settings
+    from labelwise.serving import ServingSettings, create_app
+
+    app = create_app(
+        Settings.model_validate_json(settings_json),
+        ServingSettings.model_validate_json(serving_json),
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@contextmanager
+def serve_in_process(settings: Any, serving: Any, timeout_s: float = 120.0) -> Iterator[str]:
+    """Run the API for ``settings``/``serving`` under uvicorn in a spawned child process on
+    127.0.0.1; yields its base URL once ``/healthz`` answers. The child is terminated (killed
+    after 10 s) on exit.
+    """
+    import multiprocessing
+
+    import httpx
+
+    port = _free_port()
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(
+        target=_serve_main,
+        args=(settings.model_dump_json(), serving.model_dump_json(), port),
+        name=f"labelwise-bench-serve-{port}",
+        daemon=True,
+    )
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not proc.is_alive():
+                raise RuntimeError(f"the API process exited with code {proc.exitcode} before it "
+                                   f"answered on {url}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer on {url}/healthz within {timeout_s} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+class _LeanClient:
+    """POST one pre-encoded multipart body over a keep-alive ``http.client`` connection."""
+
+    def __init__(self, url: str, path: str, headers: dict[str, str], files: dict[str, Any]) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        import httpx
+
+        encoded = httpx.Request("POST", url + path, headers=headers, files=files)
+        self.body = encoded.read()
+        self.headers = {k: v for k, v in encoded.headers.items() if k.lower() != "host"}
+        self.path = path
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+    def post(self) -> tuple[int, dict[str, Any], str | None]:
+        """(status, decoded JSON answer, X-Model-Version)."""
+        import json
+
+        self.conn.request("POST", self.path, self.body, self.headers)
+        response = self.conn.getresponse()
+        payload = json.loads(response.read())
+        return response.status, payload, response.getheader("X-Model-Version")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def _ms(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
@@ -85,6 +176,7 @@ def bench_serving(
     warmup: int = 5,
     threads: int = 0,
     max_batch: int = 8,
+    pause_s: float = 0.05,
 ) -> dict[str, Any]:
     """Measure the serving path (see the module docstring); returns JSON-ready figures.
 
@@ -94,13 +186,14 @@ def bench_serving(
         imgsz: inference size in pixels; model: a yaml name or .pt path.
         threads: torch intra-op threads (0 = every core).
         max_batch: most concurrent requests per forward pass (detector.batch; 1 = no batching).
+        pause_s: idle time before each timed call. The bare model and the API run in two
+            processes with their own torch thread pools; a pool keeps spinning for a moment
+            after its work, which would steal the cores from the other process's next call.
     """
-    import httpx
-
     from labelwise.config import DetectorSettings, EmbedderSettings, Settings
     from labelwise.datasets.digits import DigitsConfig, generate_digits
     from labelwise.runtime import load_detector, open_catalog
-    from labelwise.serving import ServingSettings, create_app
+    from labelwise.serving import ServingSettings
     from labelwise.serving.auth import create_api_key
 
     if requests < 1 or concurrency < 1 or samples < 2:
@@ -127,29 +220,30 @@ def bench_serving(
         serving = ServingSettings(
             project=project.name, model=model, evaluation_threshold=0.0, poll_interval_s=0
         )
-        app = create_app(settings, serving, catalog=catalog)
+        catalog.close()  # the API process opens its own
         headers = {"Authorization": f"Bearer {key}"}
         files = {"file": (image.name, data, "image/png")}
-        with (
-            serve_in_thread(app) as url,
-            httpx.Client(base_url=url, headers=headers, timeout=60) as client,
-        ):
-            for _ in range(warmup):
-                bare.predict([image])
-                client.post("/v1/predict", files=files).raise_for_status()
-            bare_s, http_s = [], []
-            for _ in range(samples):
-                t0 = time.perf_counter()
-                bare.predict([image])
-                t1 = time.perf_counter()
-                response = client.post("/v1/predict", files=files)
-                t2 = time.perf_counter()
-                response.raise_for_status()
-                bare_s.append(t1 - t0)
-                http_s.append(t2 - t1)
-            version = response.headers.get("X-Model-Version")
+        with serve_in_process(settings, serving) as url:
+            client = _LeanClient(url, "/v1/predict", headers, files)
+            try:
+                for _ in range(warmup):
+                    bare.predict([image])
+                    client.post()
+                bare_s, http_s = [], []
+                for _ in range(samples):
+                    time.sleep(pause_s)  # let the other process's torch threads stop spinning
+                    t0 = time.perf_counter()
+                    bare.predict([image])
+                    bare_s.append(time.perf_counter() - t0)
+                    time.sleep(pause_s)
+                    t0 = time.perf_counter()
+                    status, answer, version = client.post()
+                    http_s.append(time.perf_counter() - t0)
+                    if status != 200:
+                        raise RuntimeError(f"/v1/predict answered {status}: {answer}")
+            finally:
+                client.close()
             load = _load(url, headers, files, requests, concurrency)
-        catalog.close()
     bare_ms, http_ms = _ms(bare_s), _ms(http_s)
     ratio50 = http_ms["p50"] / bare_ms["p50"]
     return {
