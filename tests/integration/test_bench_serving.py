@@ -1,0 +1,18 @@
+"""`labelwise bench serving` end to end: a real API process, real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from labelwise.bench.serving import bench_serving
+
+
+def test_bench_serving_reports_latency_ratio_and_load_and_stops_its_server():
+    result = bench_serving(requests=6, concurrency=2, samples=3, warmup=1, pause_s=0.0)
+    assert result["http_predict_ms"]["p50"] > 0 and result["bare_predict_ms"]["p50"] > 0
+    assert result["overhead_ratio_p50"] == round(
+        result["http_predict_ms"]["p50"] / result["bare_predict_ms"]["p50"], 3
+    )
+    assert result["model_version"]  # the X-Model-Version header of the served model
+    assert result["load"]["requests"] == 6 and result["load"]["non_200"] == 0
+    assert not multiprocessing.active_children()  # the API process was stopped
