@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from labelwise.catalog import Catalog
 from labelwise.cli import app
 from labelwise.domain import Detections
+from labelwise.strategies import STRATEGIES
 from tests.conftest import write_png
 
 runner = CliRunner()
@@ -51,7 +52,7 @@ def scored_project(env, tmp_path):
     return ids
 
 
-@pytest.mark.parametrize("strategy", ["entropy", "margin_sampling", "lowest_confidence", "diverse_uncertainty", "weighted_combination"])
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_score_batch_prints_a_sorted_queue(scored_project, strategy):
     result = invoke("score-batch", "--project", "demo", "--strategy", strategy, "--limit", "5", "--json")
     assert result.exit_code == 0, result.output
@@ -67,6 +68,42 @@ def test_score_batch_prints_a_sorted_queue(scored_project, strategy):
         assert 0 <= q["uncertainty_score"] <= 1
         with open(q["thumbnail"], "rb") as fh:
             assert fh.read(2) == b"\xff\xd8"  # a JPEG
+
+
+def test_rare_class_diverse_reads_labelled_class_counts_from_the_catalog(env, tmp_path):
+    """Labelled boxes are mostly class a: the queue goes to the images whose predictions hold
+    class c; once c is the common labelled class, away from them."""
+    for i in range(16):
+        write_png(tmp_path / "pool" / f"{i:02d}.png", seed=i)
+    assert invoke("project", "create", "demo", "--classes", "a,b,c").exit_code == 0
+    assert invoke("project", "add-images", "demo", str(tmp_path / "pool")).exit_code == 0
+    catalog = Catalog.open(f"sqlite:///{env / 'catalog.db'}")
+    project = catalog.project("demo")
+    ids = sorted(img.image_id for img in catalog.images(project))
+    rng = np.random.default_rng(0)
+    items = []
+    for k, image_id in enumerate(ids):
+        cls = 2 if k < 3 else int(rng.integers(2))  # images 0-2 predicted as class c
+        probs = np.full((1, 3), 0.05, np.float32)
+        probs[0, cls] = 0.9
+        items.append((image_id, Detections(np.array([[1, 1, 30, 30]]), np.array([0.8]), np.array([cls]), probs)))
+    catalog.save_predictions(project, "v1", items)
+    catalog.save_embeddings(project, "emb", ids, rng.normal(size=(len(ids), 8)))
+    box = [0.5, 0.5, 0.2, 0.2]
+    catalog.save_labels(project, {ids[-1]: np.array([[0, *box]] * 9 + [[1, *box]] * 9)}, "test")
+    catalog.close()
+
+    def queue() -> set[str]:
+        result = invoke("score-batch", "--project", "demo", "--strategy", "rare_class_diverse",
+                        "--limit", "3", "--json")
+        assert result.exit_code == 0, result.output
+        return {q["image_id"] for q in json.loads(result.output)["queue"]}
+
+    assert queue() == set(ids[:3])
+    catalog = Catalog.open(f"sqlite:///{env / 'catalog.db'}")
+    catalog.save_labels(catalog.project("demo"), {ids[-1]: np.array([[2, *box]] * 30)}, "test")
+    catalog.close()
+    assert not queue() & set(ids[:3])
 
 
 @pytest.mark.parametrize(
