@@ -21,7 +21,6 @@ with classic NMS, for prediction and evaluation alike.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,7 @@ import numpy as np
 from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
 from labelwise.ultralytics_env import ensure_ultralytics
+from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,7 +44,6 @@ ACCEPTED_REFS = (
     "a local .pt weights file (e.g. runs/train/weights/best.pt) or an ultralytics model yaml "
     "(e.g. yolov8n.yaml, yolo11n.yaml, or a path to a custom model .yaml; random init)"
 )
-_CONF_CHECK_ATOL = 1e-5
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,52 +129,6 @@ def weights_digest(module: "torch.nn.Module", length: int = 10) -> str:
     return h.hexdigest()[:length]
 
 
-def _normalise_rows(scores: np.ndarray) -> np.ndarray:
-    """(N, C) non-negative scores -> (N, C) float32 rows summing to 1 (all-zero rows -> uniform)."""
-    scores = np.clip(scores.astype(np.float64), 0.0, None)
-    sums = scores.sum(axis=1, keepdims=True)
-    n_classes = scores.shape[1]
-    safe = np.where(sums > 0, sums, 1.0)
-    probs = np.where(sums > 0, scores / safe, 1.0 / n_classes)
-    return probs.astype(np.float32)
-
-
-def _read_bgr(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 BGR pixels of an image file, as ultralytics would read them."""
-    from ultralytics.utils.patches import imread
-
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist; expected a readable image file")
-    image = imread(str(path))
-    if image is None:
-        raise ValueError(f"cannot decode image {path}; expected a readable image (jpg, png, ...)")
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    return image
-
-
-def _as_bgr(source: "Path | str | np.ndarray") -> np.ndarray:
-    """(H, W, 3) uint8 BGR pixels of an image file, or ``source`` itself when it is already such
-    an array (e.g. an upload decoded once by the serving API).
-
-    Raises:
-        ValueError: an array of another shape or dtype; FileNotFoundError / ValueError for files
-            (see :func:`_read_bgr`).
-    """
-    if isinstance(source, np.ndarray):
-        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
-            raise ValueError(
-                f"expected an (H, W, 3) uint8 BGR array; got shape {source.shape} {source.dtype}"
-            )
-        return source
-    return _read_bgr(Path(source))
-
-
-def _batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield [p if isinstance(p, np.ndarray) else Path(p) for p in items[start : start + size]]
-
-
 def _data_yaml_names(data_yaml: Path) -> list[str]:
     import yaml
 
@@ -188,77 +141,6 @@ def _data_yaml_names(data_yaml: Path) -> list[str]:
     raise ValueError(
         f"{data_yaml} must define 'names' as a list or {{id: name}} mapping; got {names!r}"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Predictor with class vectors
-# --------------------------------------------------------------------------------------------
-@dataclass
-class _RawBoxes:
-    """One image's kept boxes as numpy, before conversion to :class:`Detections`."""
-
-    xyxy: np.ndarray  # (N, 4) float32, original-image pixels
-    confidence: np.ndarray  # (N,) float32, raw max class score
-    class_id: np.ndarray  # (N,) int64
-    scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
-    speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
-
-
-@functools.lru_cache(maxsize=1)
-def _make_predictor_class() -> type:
-    """Build the DetectionPredictor subclass (deferred so ultralytics is imported lazily)."""
-    from ultralytics.models.yolo.detect import DetectionPredictor
-    from ultralytics.utils import nms, ops
-
-    class ClassVectorPredictor(DetectionPredictor):
-        """NMS as ultralytics does it, plus the kept boxes' full class-score rows."""
-
-        def postprocess(
-            self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
-        ) -> list:
-            raw = preds[0] if isinstance(preds, (list, tuple)) else preds
-            nc = len(self.model.names)
-            if raw.ndim != 3 or raw.shape[1] != 4 + nc:
-                raise RuntimeError(
-                    f"detector head output must be (B, 4 + nc, anchors) = (B, {4 + nc}, A) to read "
-                    f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a "
-                    f"one-to-many branch (output (B, 300, 6)) carry no class distribution."
-                )
-            kept, indices = nms.non_max_suppression(
-                raw,
-                self.args.conf,
-                self.args.iou,
-                None,
-                self.args.agnostic_nms,
-                max_det=self.args.max_det,
-                nc=nc,
-                end2end=False,
-                return_idxs=True,
-            )
-            if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
-                orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
-            out = []
-            for b, (det, idx) in enumerate(zip(kept, indices)):
-                idx = idx.reshape(-1).long()
-                rows = raw[b, 4 : 4 + nc, idx].T.float()  # (N, nc) sigmoid scores at kept anchors
-                if det.shape[0] and not np.allclose(
-                    rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=_CONF_CHECK_ATOL
-                ):
-                    raise RuntimeError(
-                        "class-score rows do not match NMS confidences (index mix-up)"
-                    )
-                boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), orig_imgs[b].shape)
-                out.append(
-                    _RawBoxes(
-                        xyxy=boxes.cpu().numpy().astype(np.float32),
-                        confidence=det[:, 4].cpu().numpy().astype(np.float32),
-                        class_id=det[:, 5].cpu().numpy().astype(np.int64),
-                        scores=rows.cpu().numpy().astype(np.float32),
-                    )
-                )
-            return out
-
-    return ClassVectorPredictor
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,7 +328,7 @@ class YoloDetector:
 
     def _get_predictor(self) -> Any:
         if self._predictor is None:
-            predictor = _make_predictor_class()(overrides=self._predict_overrides())
+            predictor = class_vector_predictor()(overrides=self._predict_overrides())
             predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
             self._predictor = predictor
         return self._predictor
@@ -462,13 +344,13 @@ class YoloDetector:
             self._feature_predictor = predictor
         return self._feature_predictor
 
-    def _to_detections(self, raw: _RawBoxes) -> Detections:
+    def _to_detections(self, raw: RawBoxes) -> Detections:
         return Detections(
             xyxy=raw.xyxy,
             confidence=raw.confidence,
             class_id=raw.class_id,
             probs=(
-                _normalise_rows(raw.scores)
+                normalise_rows(raw.scores)
                 if len(raw.scores)
                 else raw.scores.reshape(0, self.num_classes)
             ),
@@ -496,8 +378,8 @@ class YoloDetector:
         if size < 1:
             raise ValueError(f"batch must be >= 1; got {size}")
         predictor = self._get_predictor()
-        for chunk in _batched(list(paths), size):
-            images = [_as_bgr(p) for p in chunk]
+        for chunk in batched(list(paths), size):
+            images = [as_bgr(p) for p in chunk]
             results = predictor(source=images, stream=False)
             if len(results) != len(chunk):
                 raise RuntimeError(
@@ -521,8 +403,8 @@ class YoloDetector:
         size = batch or self.settings.batch
         predictor = self._get_feature_predictor()
         rows: list[np.ndarray] = []
-        for chunk in _batched(list(paths), size):
-            images = [_as_bgr(p) for p in chunk]
+        for chunk in batched(list(paths), size):
+            images = [as_bgr(p) for p in chunk]
             for emb in predictor(source=images, stream=False):
                 rows.append(emb.detach().float().cpu().numpy().reshape(-1))
         if not rows:

@@ -254,10 +254,10 @@ def test_raw_row_max_equals_box_confidence(varied_detector, images: list[Path]) 
     s = varied_detector.settings
     plain = DetectionPredictor(overrides=varied_detector._predict_overrides())
     plain.setup_model(model=varied_detector._model, verbose=False)
-    from labelwise.detector import _read_bgr
+    from labelwise.yolo_inference import read_bgr
 
-    reference = plain(source=[_read_bgr(p) for p in images[:8]], stream=False)
-    raw = varied_detector._get_predictor()(source=[_read_bgr(p) for p in images[:8]], stream=False)
+    reference = plain(source=[read_bgr(p) for p in images[:8]], stream=False)
+    raw = varied_detector._get_predictor()(source=[read_bgr(p) for p in images[:8]], stream=False)
     for ref, mine in zip(reference, raw):
         boxes = ref.boxes
         assert len(boxes) == len(mine.confidence)
@@ -279,9 +279,9 @@ def test_predict_iter_streams_in_input_order(varied_detector, images: list[Path]
 
 def test_predict_on_decoded_arrays_equals_predict_on_files(varied_detector, images: list[Path]) -> None:
     """The serving API predicts on the upload it already decoded: same detections as the file."""
-    from labelwise.detector import _read_bgr
+    from labelwise.yolo_inference import read_bgr
 
-    arrays = [_read_bgr(p) for p in images[:6]]
+    arrays = [read_bgr(p) for p in images[:6]]
     for from_file, from_array in zip(varied_detector.predict(images[:6]), varied_detector.predict(arrays)):
         np.testing.assert_array_equal(from_file.class_id, from_array.class_id)
         np.testing.assert_allclose(from_file.confidence, from_array.confidence, atol=1e-6)

@@ -1,0 +1,139 @@
+"""Inference plumbing of the YOLO adapter: image reading and the class-vector predictor.
+
+``ultralytics`` keeps only (xyxy, conf, cls) per box. :func:`class_vector_predictor` builds a
+``DetectionPredictor`` subclass that runs the same NMS with ``return_idxs=True`` and reads each
+kept box's full class-score row at its anchor index (see :mod:`labelwise.detector`).
+ultralytics is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+CONF_CHECK_ATOL = 1e-5  # class-score row max vs NMS confidence
+
+
+def normalise_rows(scores: np.ndarray) -> np.ndarray:
+    """(N, C) non-negative scores -> (N, C) float32 rows summing to 1 (all-zero rows -> uniform)."""
+    scores = np.clip(scores.astype(np.float64), 0.0, None)
+    sums = scores.sum(axis=1, keepdims=True)
+    n_classes = scores.shape[1]
+    safe = np.where(sums > 0, sums, 1.0)
+    probs = np.where(sums > 0, scores / safe, 1.0 / n_classes)
+    return probs.astype(np.float32)
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 BGR pixels of an image file, as ultralytics would read them."""
+    from ultralytics.utils.patches import imread
+
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist; expected a readable image file")
+    image = imread(str(path))
+    if image is None:
+        raise ValueError(f"cannot decode image {path}; expected a readable image (jpg, png, ...)")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return image
+
+
+def as_bgr(source: "Path | str | np.ndarray") -> np.ndarray:
+    """(H, W, 3) uint8 BGR pixels of an image file, or ``source`` itself when it is already such
+    an array (e.g. an upload decoded once by the serving API).
+
+    Raises:
+        ValueError: an array of another shape or dtype; FileNotFoundError / ValueError for files
+            (see :func:`read_bgr`).
+    """
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 BGR array; got shape {source.shape} {source.dtype}"
+            )
+        return source
+    return read_bgr(Path(source))
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield [p if isinstance(p, np.ndarray) else Path(p) for p in items[start : start + size]]
+
+
+# --------------------------------------------------------------------------------------------
+# Predictor with class vectors
+# --------------------------------------------------------------------------------------------
+@dataclass
+class RawBoxes:
+    """One image's kept boxes as numpy, before conversion to :class:`Detections`."""
+
+    xyxy: np.ndarray  # (N, 4) float32, original-image pixels
+    confidence: np.ndarray  # (N,) float32, raw max class score
+    class_id: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
+    speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
+
+
+@functools.lru_cache(maxsize=1)
+def class_vector_predictor() -> type:
+    """Build the DetectionPredictor subclass (deferred so ultralytics is imported lazily)."""
+    from ultralytics.models.yolo.detect import DetectionPredictor
+    from ultralytics.utils import nms, ops
+
+    class ClassVectorPredictor(DetectionPredictor):
+        """NMS as ultralytics does it, plus the kept boxes' full class-score rows."""
+
+        def postprocess(
+            self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
+        ) -> list:
+            raw = preds[0] if isinstance(preds, (list, tuple)) else preds
+            nc = len(self.model.names)
+            if raw.ndim != 3 or raw.shape[1] != 4 + nc:
+                raise RuntimeError(
+                    f"detector head output must be (B, 4 + nc, anchors) = (B, {4 + nc}, A) to read "
+                    f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a "
+                    f"one-to-many branch (output (B, 300, 6)) carry no class distribution."
+                )
+            kept, indices = nms.non_max_suppression(
+                raw,
+                self.args.conf,
+                self.args.iou,
+                None,
+                self.args.agnostic_nms,
+                max_det=self.args.max_det,
+                nc=nc,
+                end2end=False,
+                return_idxs=True,
+            )
+            if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
+                orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
+            out = []
+            for b, (det, idx) in enumerate(zip(kept, indices)):
+                idx = idx.reshape(-1).long()
+                rows = raw[b, 4 : 4 + nc, idx].T.float()  # (N, nc) sigmoid scores at kept anchors
+                if det.shape[0] and not np.allclose(
+                    rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=CONF_CHECK_ATOL
+                ):
+                    raise RuntimeError(
+                        "class-score rows do not match NMS confidences (index mix-up)"
+                    )
+                boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), orig_imgs[b].shape)
+                out.append(
+                    RawBoxes(
+                        xyxy=boxes.cpu().numpy().astype(np.float32),
+                        confidence=det[:, 4].cpu().numpy().astype(np.float32),
+                        class_id=det[:, 5].cpu().numpy().astype(np.int64),
+                        scores=rows.cpu().numpy().astype(np.float32),
+                    )
+                )
+            return out
+
+    return ClassVectorPredictor
