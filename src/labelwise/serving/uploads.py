@@ -89,7 +89,8 @@ def _bgr(img: Image.Image) -> np.ndarray:
     """(H, W, 3) uint8 BGR of a loaded image (greyscale, palette and alpha images become RGB
     first, as OpenCV's colour reader does; EXIF orientation is ignored, as there)."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
+    raw = bytearray(rgb.tobytes("raw", "BGR"))  # one pass to BGR; bytearray keeps it writeable
+    return np.frombuffer(raw, np.uint8).reshape(rgb.height, rgb.width, 3)
 
 
 def upload_dir(state_dir: Path, project: ProjectRecord) -> Path:
