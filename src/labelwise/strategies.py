@@ -145,26 +145,33 @@ def _adaptive(req: SelectionRequest) -> np.ndarray:
     s = req.values(COMBINED)
     boxes = np.asarray([x.boxes_considered for x in req.scores], dtype=np.float64)
     gain = (1.0 - s) * (1.0 + np.log1p(boxes))
+    return _diverse_by_gain(req, emb, gain, class_balance=True)
+
+
+def _diverse_by_gain(
+    req: SelectionRequest, emb: np.ndarray, gain: np.ndarray, class_balance: bool = False
+) -> np.ndarray:
+    """:func:`diverse_select` on a non-negative (N,) ``gain`` (higher = more worth labelling).
+
+    The gain becomes a score on [0, 1] (``1 - gain / max gain``, lower = picked first); the
+    diversity weight follows how weak the model is: the share of images with no box at or
+    above the confidence floor, clipped to [0.2, 0.8].
+    """
     top = float(gain.max()) if gain.size else 0.0
-    ranked = 1.0 - gain / top if top > 0 else np.zeros_like(s)
+    ranked = 1.0 - gain / top if top > 0 else np.zeros(len(req.scores))
+    boxes = np.asarray([x.boxes_considered for x in req.scores], dtype=np.float64)
+    weak = float(np.mean(boxes == 0)) if boxes.size else 1.0
     return diverse_select(
         np.clip(ranked, 0.0, 1.0),
         emb,
         req.limit,
-        _diversity_for_weakness(req.scores),
+        min(0.8, max(0.2, weak)),
         req.rng,
         labelled_embeddings=req.labelled_embeddings,
         candidate_pool=req.limit * req.candidate_factor,
-        class_ids=req.class_ids(),
-        class_balance=True,
+        class_ids=req.class_ids() if class_balance else None,
+        class_balance=class_balance,
     )
-
-
-def _diversity_for_weakness(scores: Sequence[ImageScore]) -> float:
-    """Share of images with no box at or above the confidence floor, clipped to [0.2, 0.8]."""
-    boxes = np.asarray([x.boxes_considered for x in scores], dtype=np.float64)
-    weak = float(np.mean(boxes == 0)) if boxes.size else 1.0
-    return min(0.8, max(0.2, weak))
 
 
 def _rare_class(req: SelectionRequest) -> np.ndarray:
@@ -189,17 +196,7 @@ def _rare_class(req: SelectionRequest) -> np.ndarray:
             f"{np.asarray(counts).shape}"
         )
     gain = rare_class_gain(mass, rarity_weights(counts)) * (2.0 - req.values(COMBINED))
-    top = float(gain.max()) if gain.size else 0.0
-    ranked = 1.0 - gain / top if top > 0 else np.zeros(len(req.scores))
-    return diverse_select(
-        np.clip(ranked, 0.0, 1.0),
-        emb,
-        req.limit,
-        _diversity_for_weakness(req.scores),
-        req.rng,
-        labelled_embeddings=req.labelled_embeddings,
-        candidate_pool=req.limit * req.candidate_factor,
-    )
+    return _diverse_by_gain(req, emb, gain)
 
 
 def _random(req: SelectionRequest) -> np.ndarray:

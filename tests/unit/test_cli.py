@@ -30,15 +30,20 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-@pytest.fixture
-def scored_project(env, tmp_path):
-    """A project with 12 images, predictions from model 'v1' and embeddings."""
-    for i in range(12):
+def demo_project(state, tmp_path, images: int):
+    """Project 'demo' (classes a, b, c) with ``images`` PNGs added through the CLI; its catalog."""
+    for i in range(images):
         write_png(tmp_path / "pool" / f"{i:02d}.png", seed=i)
     assert invoke("project", "create", "demo", "--classes", "a,b,c").exit_code == 0
     assert invoke("project", "add-images", "demo", str(tmp_path / "pool")).exit_code == 0
-    catalog = Catalog.open(f"sqlite:///{env / 'catalog.db'}")
-    project = catalog.project("demo")
+    catalog = Catalog.open(f"sqlite:///{state / 'catalog.db'}")
+    return catalog, catalog.project("demo")
+
+
+@pytest.fixture
+def scored_project(env, tmp_path):
+    """A project with 12 images, predictions from model 'v1' and embeddings."""
+    catalog, project = demo_project(env, tmp_path, 12)
     rng = np.random.default_rng(0)
     items = []
     for img in catalog.images(project):
@@ -73,12 +78,7 @@ def test_score_batch_prints_a_sorted_queue(scored_project, strategy):
 def test_rare_class_diverse_reads_labelled_class_counts_from_the_catalog(env, tmp_path):
     """Labelled boxes are mostly class a: the queue goes to the images whose predictions hold
     class c; once c is the common labelled class, away from them."""
-    for i in range(16):
-        write_png(tmp_path / "pool" / f"{i:02d}.png", seed=i)
-    assert invoke("project", "create", "demo", "--classes", "a,b,c").exit_code == 0
-    assert invoke("project", "add-images", "demo", str(tmp_path / "pool")).exit_code == 0
-    catalog = Catalog.open(f"sqlite:///{env / 'catalog.db'}")
-    project = catalog.project("demo")
+    catalog, project = demo_project(env, tmp_path, 16)
     ids = sorted(img.image_id for img in catalog.images(project))
     rng = np.random.default_rng(0)
     items = []
