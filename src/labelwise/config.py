@@ -79,6 +79,13 @@ class ScoringSettings(BaseModel):
         description="Score of an image with no box at or above the floor "
         "(0 = most uncertain: the detector found nothing it believes in).",
     )
+    blind_band: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="Width of the band [no_box_score, no_box_score + blind_band] in which images "
+        "with no box at or above the floor are ranked by their faint boxes (more faint evidence "
+        "and more confusing faint boxes = lower); 0 = they all tie at no_box_score. "
+        "no_box_score + blind_band must be <= 1.",
+    )
     weights: dict[str, float] = Field(
         default_factory=lambda: {name: 1.0 for name in SCORE_NAMES},
         description="Weights of the combination; normalised to sum to 1.",
@@ -137,11 +144,24 @@ class TrackingSettings(BaseModel):
 
 
 class TrainingSettings(BaseModel):
-    """Retraining recipe (small on purpose; raise for real data)."""
+    """The one training recipe (the learn round and the benchmark both use it; see training.py).
 
-    epochs: int = Field(30, ge=1)
+    Epochs per round = max(``epochs``, ceil(``min_image_passes`` / labelled images)): small
+    labelled sets get enough image passes to learn, large ones at least ``epochs`` epochs.
+    1600 passes: with 320 the benchmark's learning curves were too flat to tell strategies
+    apart (random gained +0.04 mAP50 from 16 to 64 images), 1600 lifted them (docs/benchmarks.md).
+    """
+
+    epochs: int = Field(10, ge=1, description="Epoch floor per round.")
     min_image_passes: int = Field(
-        600, ge=0, description="Floor of epochs x images so tiny labelled sets still learn."
+        1600, ge=0, description="Floor of epochs x images so tiny labelled sets still learn."
+    )
+    start_from: Literal["champion", "base"] = Field(
+        "champion",
+        description="What a round fine-tunes: the registry champion (rounds build on each "
+        "other; falls back to detector.model before the first champion) or always the "
+        "configured base detector.model (a round's model then depends only on its labelled "
+        "set; the strategy benchmark's setting).",
     )
     batch: int = Field(8, ge=1)
     optimizer: str = Field("AdamW", description="ultralytics optimizer name ('auto' lets it choose).")

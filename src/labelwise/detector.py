@@ -505,6 +505,10 @@ class YoloDetector:
             "workers": 0,
             "plots": False,
             "val": False,
+            # Checkpoints only at the last epoch (ultralytics writes last.pt and best.pt then):
+            # saving every epoch cost 0.33 s of a 0.45 s epoch on 16 images at 96 px. An early
+            # stop ends before the last epoch, so with patience every epoch is saved as before.
+            "save": patience > 0,
             "project": str(out_dir),
             "name": name,
             "exist_ok": True,

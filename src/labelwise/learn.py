@@ -14,7 +14,7 @@ from typing import Any
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
-from labelwise.training import build_training_set, epochs_for, holdout_data_yaml
+from labelwise.training import build_training_set, holdout_data_yaml, train_round
 
 CHAMPION_PREFIX = "models:/"
 
@@ -33,13 +33,18 @@ def tracker_for(settings: Settings, project: str):  # type: ignore[no-untyped-de
 
 
 def resolve_base_model(settings: Settings, project: str, explicit: str | None = None) -> BaseModel:
-    """The model a round starts from: explicit ref, else the registry champion, else config.
+    """The model a round starts from: explicit ref, else (``training.start_from``) the registry
+    champion or the configured ``detector.model``.
 
-    A ``models:/<name>@champion`` ref (or ``@champion`` alone) is downloaded from the registry
+    With ``start_from: champion`` (default) the champion is used once there is one; before the
+    first promotion, and always with ``start_from: base``, the configured model. A
+    ``models:/<name>@champion`` ref (or ``@champion`` alone) is downloaded from the registry
     into ``state_dir/models``.
     """
     if explicit and not explicit.startswith(CHAMPION_PREFIX):
         return BaseModel(explicit, "explicit")
+    if settings.training.start_from == "base" and not explicit:
+        return BaseModel(settings.detector.model, "configured")
     tracker = tracker_for(settings, project)
     info = tracker.champion()
     if info is not None:
@@ -67,28 +72,18 @@ class RetrainResult:
 
 def retrain(
     settings: Settings, catalog: Catalog, project: ProjectRecord, round_number: int, base_model: str,
-    **train_overrides: Any,
 ) -> RetrainResult:
-    """Fine-tune ``base_model`` on every labelled image of the project.
+    """Fine-tune ``base_model`` on every labelled image of the project by the one recipe
+    (:func:`labelwise.training.train_round` under ``settings.training``).
 
-    Epochs: ``training.epochs``, raised so epochs x images reaches ``training.min_image_passes``.
     The weights are copied to ``state_dir/models/<project>/round-<n>.pt``.
     """
     from labelwise.runtime import load_detector
 
     ts = build_training_set(catalog, project, settings.state_dir / "datasets" / project.name / f"round-{round_number}")
     detector = load_detector(settings, project.class_names, base_model)
-    tr = settings.training
-    epochs = epochs_for(ts.n_images, tr.epochs, tr.min_image_passes)
-    batch = min(tr.batch, ts.n_images)
-    # nbs = batch: ultralytics otherwise accumulates gradients up to 64 images per step, which
-    # on a few dozen labelled images means one optimizer step every few epochs (measured:
-    # mAP50 0.01 -> 0.09 on 20 images, same 60 epochs).
-    overrides = {"mosaic": 0.0, "warmup_epochs": 1.0, "nbs": batch, "optimizer": tr.optimizer,
-                 "lr0": tr.lr0, **train_overrides}
-    result = detector.train(ts.data_yaml, settings.runs_dir / project.name, epochs=epochs,
-                            batch=batch, seed=tr.seed, patience=tr.patience,
-                            name=f"round-{round_number}", **overrides)
+    result = train_round(detector, ts.data_yaml, settings.training, ts.n_images,
+                         settings.runs_dir / project.name, name=f"round-{round_number}")
     target = settings.models_dir / project.name / f"round-{round_number}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(result.weights, target)

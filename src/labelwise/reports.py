@@ -58,8 +58,10 @@ def learning_curve(
     ylabel: str = "mAP50-95",
     bands: Mapping[str, Sequence[float]] | None = None,
     title: str | None = None,
+    hlines: Mapping[str, float] | None = None,
 ) -> Path:
-    """Line plot of (x, y) points per named curve; optional +- band (same length) per curve."""
+    """Line plot of (x, y) points per named curve; optional +- band (same length) per curve and
+    named horizontal reference lines (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,6 +77,8 @@ def learning_curve(
             lo = [y - b for y, b in zip(ys, bands[name])]
             hi = [y + b for y, b in zip(ys, bands[name])]
             ax.fill_between(xs, lo, hi, alpha=0.2)
+    for name, value in (hlines or {}).items():
+        ax.axhline(value, linestyle="--", color="0.3", linewidth=1.2, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

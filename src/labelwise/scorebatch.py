@@ -7,6 +7,7 @@ unlabelled image, lets the strategy select, and returns a queue sorted ascending
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,14 @@ class ScoreBatchRequest:
 
 def scoring_rule(settings: Settings) -> ScoringRule:
     sc = settings.scoring
-    return ScoringRule(sc.aggregation, sc.top_k, sc.confidence_floor, sc.no_box_score, dict(sc.weights))
+    return ScoringRule(
+        aggregation=sc.aggregation,
+        top_k=sc.top_k,
+        confidence_floor=sc.confidence_floor,
+        no_box_score=sc.no_box_score,
+        weights=dict(sc.weights),
+        blind_band=sc.blind_band,
+    )
 
 
 def _embedding_matrix(
@@ -78,6 +86,42 @@ def _embedding_matrix(
             f"{len(missing)} of {len(ids)} have none (run auto-label again to compute them)"
         )
     return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
+
+
+def select_queue(
+    strategy: Strategy,
+    scores: Sequence[ImageScore],
+    limit: int,
+    rng: np.random.Generator,
+    *,
+    diversity_weight: float,
+    candidate_factor: int,
+    class_balance: bool,
+    embeddings: np.ndarray | None = None,
+    labelled_embeddings: np.ndarray | None = None,
+    labelled_class_counts: np.ndarray | None = None,
+) -> list[int]:
+    """The pure part of score-batch: which candidates the strategy queues, in queue order.
+
+    Args:
+        scores: one ImageScore per candidate; ``embeddings`` (N, d) rows align with it.
+        labelled_embeddings: (L, d) of the images already selected or labelled, or None.
+        labelled_class_counts: (C,) labelled boxes per class.
+
+    Returns:
+        At most ``limit`` indices into ``scores``, sorted ascending by the strategy's score
+        (ties by image id): the order of the queue and of ``uncertainty_score``.
+    """
+    if not scores:
+        return []
+    picked = select(strategy, SelectionRequest(
+        scores=scores, limit=limit, rng=rng, embeddings=embeddings,
+        labelled_embeddings=labelled_embeddings, diversity_weight=diversity_weight,
+        candidate_factor=candidate_factor, class_balance=class_balance,
+        labelled_class_counts=labelled_class_counts,
+    ))
+    return sorted((int(i) for i in picked),
+                  key=lambda i: (score_value(scores[i], strategy.score_key), scores[i].image_id))
 
 
 def build_score_batch(
@@ -122,26 +166,13 @@ def build_score_batch(
         done = [img.image_id for img in catalog.images(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])]
         found = catalog.embeddings(project, embedder, done)
         labelled = np.stack(list(found.values())) if found else None
-    picked: np.ndarray = np.zeros(0, np.int64)
-    if candidates:
-        picked = select(
-            strategy,
-            SelectionRequest(
-                scores=scores,
-                limit=request.limit,
-                rng=np.random.default_rng(request.seed),
-                embeddings=embeddings,
-                labelled_embeddings=labelled,
-                diversity_weight=request.diversity_weight,
-                candidate_factor=request.candidate_factor,
-                class_balance=request.class_balance,
-                labelled_class_counts=class_box_counts(
-                    catalog.labels(project).values(), len(project.class_names)
-                ),
-            ),
-        )
-    chosen = [(candidates[i], scores[i]) for i in picked]
-    chosen.sort(key=lambda pair: (score_value(pair[1], strategy.score_key), pair[0].image_id))
+    order = select_queue(
+        strategy, scores, request.limit, np.random.default_rng(request.seed),
+        diversity_weight=request.diversity_weight, candidate_factor=request.candidate_factor,
+        class_balance=request.class_balance, embeddings=embeddings, labelled_embeddings=labelled,
+        labelled_class_counts=class_box_counts(catalog.labels(project).values(), len(project.class_names)),
+    )
+    chosen = [(candidates[i], scores[i]) for i in order]
     thumbs = settings.thumbnails_dir
     queue = [
         QueueItem(

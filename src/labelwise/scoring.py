@@ -17,9 +17,25 @@ but most of those candidates are background and would otherwise decide the minim
 * ``sum``: sum of the per-box uncertainties (1 - score), as in PPAL, mapped back to [0, 1] by
   ``1 / (1 + sum)`` so it stays "lower = more uncertain": many uncertain boxes add up.
 
-An image with no box at or above the floor gets ``no_box_score`` for every score (default 0, the
-most uncertain: a detector that believes in nothing on a pool image has either missed the
-objects or met a scene it does not know). The rule is recorded with every result.
+An image with no box at or above the floor ("blind") is scored inside the band
+``[no_box_score, no_box_score + blind_band]`` (defaults 0 and 0.1: below every image whose
+boxes score higher, since a detector that believes in nothing on a pool image has either missed
+the objects or met a scene it does not know). Within the band the blind images are ranked by
+their faint (below-floor) detections rather than tied (:func:`blind_scores`):
+
+* ``faint`` = the image's detections by confidence descending, the top ``top_k`` kept;
+* evidence ``e = 1 - exp(-m)`` on [0, 1), ``m`` = the summed confidence of *all* detections;
+* per score name, ``s = aggregate(box score of faint.probs, aggregation, top_k)`` on [0, 1];
+* blind score = ``no_box_score + blind_band * (0.5 * (1 - e) + 0.5 * s)``, so more faint
+  evidence and more confusing faint boxes score lower (picked first); the image's
+  ``uncertainty_score`` is :func:`combine` of those per-name values;
+* an image with no detection at all gets ``no_box_score + blind_band`` for every score (nothing
+  to go on: ranked after the blind images with faint evidence).
+
+``blind_band = 0`` gives every blind image exactly ``no_box_score`` and ``predicted_class = -1``
+(the old tie). Blind images keep ``boxes_considered = 0``; otherwise their ``predicted_class`` is
+the class of the most confident faint box (-1 without detections). The rule, band included, is
+recorded with every result.
 
 The image's ``uncertainty_score`` is the weighted combination of the three image scores
 (:func:`combine`), weights normalised to sum to 1, equal by default.
@@ -137,6 +153,7 @@ class ScoringRule:
     confidence_floor: float = 0.25
     no_box_score: float = 0.0
     weights: dict[str, float] = field(default_factory=lambda: dict(normalise_weights(None)))
+    blind_band: float = 0.1
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -145,10 +162,15 @@ class ScoringRule:
             )
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1; got {self.top_k}")
-        for name in ("confidence_floor", "no_box_score"):
+        for name in ("confidence_floor", "no_box_score", "blind_band"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {value}")
+        if self.no_box_score + self.blind_band > 1.0 + 1e-12:
+            raise ValueError(
+                "no_box_score + blind_band must be <= 1; got "
+                f"{self.no_box_score} + {self.blind_band} = {self.no_box_score + self.blind_band}"
+            )
         object.__setattr__(self, "weights", dict(normalise_weights(self.weights)))
 
     def as_params(self) -> dict[str, object]:
@@ -157,6 +179,7 @@ class ScoringRule:
             "top_k": self.top_k,
             "confidence_floor": self.confidence_floor,
             "no_box_score": self.no_box_score,
+            "blind_band": self.blind_band,
             "weights": {k: round(v, 6) for k, v in self.weights.items()},
         }
 
@@ -174,17 +197,53 @@ def class_mass(detections: Detections) -> np.ndarray:
     return (probs * np.asarray(detections.confidence, np.float64)[:, None]).sum(axis=0)
 
 
+def blind_scores(
+    detections: Detections, rule: ScoringRule
+) -> tuple[dict[ScoreName, float], float, int]:
+    """Scores of a blind image (no box at or above ``rule.confidence_floor``).
+
+    ``detections`` holds N >= 0 boxes, all below the floor. Returns ``(scores, combined,
+    predicted_class)``: one value per score name and their :func:`combine`, each on
+    ``[no_box_score, no_box_score + blind_band]``, and the class of the most confident box (-1
+    when N == 0, and with ``blind_band == 0``, which reproduces the old tie exactly). See the
+    module docstring for the rule.
+    """
+    low, band = rule.no_box_score, rule.blind_band
+    if band == 0.0:  # the tie, exactly as before the band existed
+        return {name: low for name in SCORE_NAMES}, low, -1
+    if len(detections) == 0:
+        top = low + band
+        return {name: top for name in SCORE_NAMES}, top, -1
+    conf = np.asarray(detections.confidence, np.float64)
+    order = np.argsort(-conf, kind="stable")[: rule.top_k]
+    faint_probs = np.asarray(detections.probs, np.float64)[order]
+    evidence = 1.0 - float(np.exp(-conf.sum()))
+
+    def in_band(value: float) -> float:
+        return float(min(low + band, max(low, value)))
+
+    scores: dict[ScoreName, float] = {
+        name: in_band(
+            low + band * (0.5 * (1.0 - evidence)
+                          + 0.5 * aggregate(fn(faint_probs), rule.aggregation, rule.top_k))
+        )
+        for name, fn in BOX_SCORES.items()
+    }
+    return scores, in_band(combine(scores, rule.weights)), int(detections.class_id[order[0]])
+
+
 def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> ImageScore:
     """Score one image's detections under ``rule``.
 
     ``predicted_class`` is the class of the least certain considered box by the combined score;
-    ``class_mass`` is :func:`class_mass` of all the detections.
+    ``class_mass`` is :func:`class_mass` of all the detections. A blind image (no box at or above
+    the floor) is scored by :func:`blind_scores` and keeps ``boxes_considered = 0``.
     """
     considered = detections.above(rule.confidence_floor)
     mass = tuple(float(v) for v in class_mass(detections))
     if len(considered) == 0:
-        scores = {name: rule.no_box_score for name in SCORE_NAMES}
-        return ImageScore(image_id, rule.no_box_score, scores, 0, -1, mass)
+        scores, combined, predicted = blind_scores(detections, rule)
+        return ImageScore(image_id, combined, dict(scores), 0, predicted, mass)
     per_box = {name: fn(considered.probs) for name, fn in BOX_SCORES.items()}
     scores = {name: aggregate(values, rule.aggregation, rule.top_k) for name, values in per_box.items()}
     combined_boxes = sum(rule.weights[name] * per_box[name] for name in SCORE_NAMES)

@@ -1,4 +1,5 @@
-"""End to end: a tiny benchmark (3 strategies x 1 seed x 2 rounds, 16 images, imgsz 64, 1 epoch)."""
+"""End to end: a tiny benchmark (3 strategies x 2 protocols x 1 seed x 2 rounds, 16 images, imgsz 64,
+1 epoch), with the warm base, the ceilings, reviewer edits and random_sprint."""
 
 from __future__ import annotations
 
@@ -16,32 +17,53 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
 
     cfg = BenchmarkConfig(
         out=tmp_path / "bench", strategies=("random", "diverse_uncertainty", "rare_class_diverse"), seeds=1,
-        protocols=("scratch",), rounds=1, initial=8, per_round=4, imgsz=64, epochs=1,
+        protocols=("scratch", "warm"), rounds=1, initial=8, per_round=4, imgsz=64, epochs=1,
         min_image_passes=0, pool_images=16, val_images=4, test_images=6, workers=2,
+        base_epochs=1, base_pool_images=8,
     )
     result = run_benchmark(cfg, log=lambda _: None)
     assert result.failed == {}
     rows = read_csv(result.csv)
     assert list(rows[0]) == csv_columns(tuple(str(i) for i in range(10)))
-    assert len(rows) == 3 * 2  # strategies x rounds (round 0 + 1)
-    by = {(r["strategy"], r["round"]): r for r in rows}
-    assert by[("random", 0)]["labelled_images"] == by[("diverse_uncertainty", 0)]["labelled_images"] == 8
-    assert by[("random", 0)]["labelled_boxes"] == by[("diverse_uncertainty", 0)]["labelled_boxes"]  # same set
-    assert by[("random", 1)]["labelled_images"] == 12 and by[("random", 1)]["new_images"] == 4
+    # (3 strategies + random_sprint) x 2 protocols x 2 rounds (round 0 + 1)
+    assert len(rows) == 4 * 2 * 2
+    by = {(r["protocol"], r["strategy"], r["round"]): r for r in rows}
+    for protocol in ("scratch", "warm"):
+        rnd, div = by[(protocol, "random", 0)], by[(protocol, "diverse_uncertainty", 0)]
+        assert rnd["labelled_images"] == div["labelled_images"] == 8
+        assert rnd["labelled_boxes"] == div["labelled_boxes"]  # same set
+        assert by[(protocol, "random", 1)]["labelled_images"] == 12 and by[(protocol, "random", 1)]["new_images"] == 4
+        assert by[(protocol, "rare_class_diverse", 1)]["labelled_images"] == 12  # with labelled class counts
+        for r in range(2):
+            sprint, random_row = by[(protocol, "random_sprint", r)], by[(protocol, "random", r)]
+            # random_sprint shares random's images and trainings, and draws every box by hand
+            assert sprint["map50"] == random_row["map50"] and sprint["labelled_boxes"] == random_row["labelled_boxes"]
+            assert sprint["edits"] == sprint["edits_added"] == sprint["labelled_boxes"]
+            assert sprint["preannotated_boxes"] == 0
+    # from scratch round 0 has no model to pre-annotate: every box is drawn
+    assert by[("scratch", "random", 0)]["edits"] == by[("scratch", "random", 0)]["labelled_boxes"]
     for r in rows:
         assert 0.0 <= r["map50"] <= 1.0 and r["rare_boxes"] <= r["labelled_boxes"]
-    # the labelled sets of round 0 are the same images for both strategies
+        kinds = sum(r[f"edits_{k}"] for k in ("added", "deleted", "relabelled", "moved"))
+        assert r["edits"] == kinds and r["edits_added"] <= r["labelled_boxes"]
+    # the labelled sets of round 0 are the same images for every strategy and protocol
     results = [json.loads(p.read_text()) for p in (cfg.out / "jobs").glob("*/result.json")]
-    assert len(results) == 3 and all(r["labelled"][:8] == results[0]["labelled"][:8] for r in results)
-    assert all(p.is_file() and p.stat().st_size > 0 for p in result.plots) and len(result.plots) == 2
-    assert "| scratch | random |" in result.summary_md.read_text()
-    assert {r.strategy for r in result.summary} == {"random", "diverse_uncertainty", "rare_class_diverse"}
-    assert by[("rare_class_diverse", 1)]["labelled_images"] == 12  # picked with the labelled class counts
+    assert len(results) == 6 and all(r["labelled"][:8] == results[0]["labelled"][:8] for r in results)
+    assert len(result.plots) == 6 and all(p.is_file() and p.stat().st_size > 0 for p in result.plots)
+    assert {p.name for p in result.plots} >= {"learning-curve-warm-edits.png", "learning-curve-scratch-boxes.png"}
+    ceilings = json.loads((cfg.out / "ceilings.json").read_text())
+    assert sorted(c["protocol"] for c in ceilings) == ["scratch", "warm"]
+    assert all(c["images"] == 16 and 0.0 <= c["map50"] <= 1.0 for c in ceilings)
+    md = result.summary_md.read_text()
+    assert "| scratch | random |" in md and "| warm | random_sprint |" in md and "Cost in edits" in md
+    assert {r.strategy for r in result.summary} == {"random", "random_sprint", "diverse_uncertainty",
+                                                     "rare_class_diverse"}
+    assert all(r.ceiling_map50 is not None for r in result.summary)
     from mlflow import MlflowClient
 
     client = MlflowClient(result.mlflow_uri)
     exp = client.get_experiment_by_name("labelwise-benchmark/custom")
     runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 3
+    assert len(runs) == 8  # 6 trajectories + 2 random_sprint
     history = client.get_metric_history(runs[0].info.run_id, "map50")
     assert sorted(m.step for m in history) == [0, 1]

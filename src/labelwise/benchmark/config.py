@@ -14,6 +14,16 @@ Protocols
   source-domain set (bundled data: ``generate_digits(..., DigitsConfig(domain="source"))``) and
   cached on disk under a hash of its configuration. This is how real users start (from their
   own pretrained weights); ``base_weights`` may point at such a ``.pt`` file instead.
+
+One recipe
+----------
+The benchmark trains, scores and selects with the product's own code under the product's own
+settings (:meth:`BenchmarkConfig.product_settings`): ``training`` (the recipe of
+:func:`labelwise.training.train_round`), ``scoring`` (:func:`labelwise.scorebatch.scoring_rule`),
+``selection`` and ``embedder``. Every knob left at None here is the product's default; the
+``pool`` preset sets none of the recipe's knobs, so it measures what users get. The one
+documented difference is ``training.start_from = "base"``: the product fine-tunes its champion
+round after round, the benchmark restarts every round from the same base (path independence).
 """
 
 from __future__ import annotations
@@ -23,11 +33,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labelwise.config import Settings
 
 Protocol = Literal["scratch", "warm"]
 PROTOCOLS: tuple[Protocol, ...] = ("scratch", "warm")
 BASELINE = "random"
+# random's images labelled with NO pre-annotations (every true box drawn): how teams label today.
+# It shares random's trainings (same images) and differs only in cost.
+SPRINT = "random_sprint"
 # Strategies compared by default: every registered strategy that needs a model, plus random.
 # cold_start (diversity only, for when no model exists) is left out unless asked for.
 EXCLUDED_BY_DEFAULT = ("cold_start",)
@@ -83,15 +99,20 @@ class BenchmarkConfig:
         threads: torch threads per worker process.
         model: ultralytics model yaml (random init).
         imgsz: train / inference size in pixels.
-        epochs, min_image_passes: epochs per round = max(epochs, ceil(passes / images)).
-        batch, lr0, optimizer: the training recipe (nbs = batch, mosaic off, warmup 1).
+        epochs, min_image_passes, batch, lr0, optimizer: the product's training recipe
+            (``TrainingSettings``); None = the product's default.
         base_epochs, base_pool_images: warm start base detector recipe (source domain).
         base_weights: use this .pt as the warm-start base instead of training one.
         pool_images, val_images, test_images: sizes of the bundled digits set (target domain).
+        duplicate_fraction: share of its pool in near-duplicate clusters.
         data: a custom data set; None = the bundled long-tail digits set under ``out/data``.
-        aggregation, confidence_floor, top_k, no_box_score: scoring rule (see scoring.py).
-        diversity_weight, candidate_factor, class_balance: selection settings.
+        aggregation, confidence_floor, top_k, no_box_score: the product's scoring rule
+            (``ScoringSettings``; None = default). ``confidence_floor`` is also the
+            pre-annotation threshold (boxes at or above it are sent to reviewers).
+        diversity_weight, candidate_factor, class_balance: ``SelectionSettings`` (None = default).
         conf: prediction threshold for scoring.
+        ceiling: train once per protocol and seed on the whole pool (cached) to know how far
+            any selection could go.
         cache_dir: where base detectors are cached (default ``out/cache``).
     """
 
@@ -107,26 +128,28 @@ class BenchmarkConfig:
     threads: int = 1
     model: str = "yolov8n.yaml"
     imgsz: int = 128
-    epochs: int = 20
-    min_image_passes: int = 800
-    batch: int = 8
-    lr0: float = 0.002
-    optimizer: str = "AdamW"
+    epochs: int | None = None
+    min_image_passes: int | None = None
+    batch: int | None = None
+    lr0: float | None = None
+    optimizer: str | None = None
     base_epochs: int = 30
     base_pool_images: int = 400
     base_weights: Path | None = None
     pool_images: int = 400
     val_images: int = 20
     test_images: int = 120
+    duplicate_fraction: float = 0.3
     data: DataSpec | None = None
-    aggregation: str = "min"
-    confidence_floor: float = 0.25
-    top_k: int = 3
-    no_box_score: float = 0.0
-    diversity_weight: float = 0.5
-    candidate_factor: int = 10
-    class_balance: bool = False
+    aggregation: str | None = None
+    confidence_floor: float | None = None
+    top_k: int | None = None
+    no_box_score: float | None = None
+    diversity_weight: float | None = None
+    candidate_factor: int | None = None
+    class_balance: bool | None = None
     conf: float = 0.01
+    ceiling: bool = True
     cache_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -144,11 +167,10 @@ class BenchmarkConfig:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
             raise ValueError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}; got {self.protocols}")
-        for name in ("seeds", "rounds", "initial", "per_round", "workers", "threads", "epochs", "batch"):
+        for name in ("seeds", "rounds", "initial", "per_round", "workers", "threads"):
             if getattr(self, name) < (0 if name == "rounds" else 1):
                 raise ValueError(f"{name} must be >= 1 (rounds >= 0); got {getattr(self, name)}")
-        if self.aggregation not in ("min", "mean", "topk_mean", "sum"):
-            raise ValueError(f"aggregation must be one of min, mean, topk_mean, sum; got {self.aggregation!r}")
+        self.product_settings()  # the product's own validation of every recipe/scoring knob
         if self.data is None and self.initial + self.rounds * self.per_round > self.pool_images:
             raise ValueError(
                 f"initial + rounds x per_round = {self.initial + self.rounds * self.per_round} must "
@@ -162,6 +184,46 @@ class BenchmarkConfig:
     @property
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir).resolve() if self.cache_dir else self.out / "cache"
+
+    def product_settings(self) -> "Settings":
+        """The product's :class:`~labelwise.config.Settings` this benchmark runs under.
+
+        Knobs left at None take the product's defaults; ``training.start_from`` is ``base``
+        (see the module docstring).
+        """
+        from labelwise.config import (
+            DetectorSettings,
+            EmbedderSettings,
+            ScoringSettings,
+            SelectionSettings,
+            Settings,
+            TrainingSettings,
+        )
+
+        def given(**values: Any) -> dict[str, Any]:
+            return {k: v for k, v in values.items() if v is not None}
+
+        return Settings(
+            state_dir=self.out / "state",
+            detector=DetectorSettings(model=self.model, imgsz=self.imgsz, threads=self.threads,
+                                      conf=self.conf, batch=32),
+            embedder=EmbedderSettings(),
+            scoring=ScoringSettings(**given(aggregation=self.aggregation, top_k=self.top_k,
+                                            confidence_floor=self.confidence_floor,
+                                            no_box_score=self.no_box_score)),
+            selection=SelectionSettings(**given(limit=self.per_round, diversity_weight=self.diversity_weight,
+                                                candidate_factor=self.candidate_factor,
+                                                class_balance=self.class_balance)),
+            training=TrainingSettings(start_from="base", **given(
+                epochs=self.epochs, min_image_passes=self.min_image_passes, batch=self.batch,
+                lr0=self.lr0, optimizer=self.optimizer)),
+        )
+
+    def recipe_values(self) -> dict[str, Any]:
+        """The product settings that shape a trajectory (hashed into its fingerprint)."""
+        st = self.product_settings()
+        return {name: getattr(st, name).model_dump(mode="json")
+                for name in ("detector", "embedder", "scoring", "selection", "training")}
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able values (paths as strings)."""
@@ -178,10 +240,9 @@ def config_hash(values: dict[str, Any], length: int = 12) -> str:
 
 
 # Presets: chosen from timings measured on a 2-core CPU machine (see docs/benchmarks.md).
-# "full" fine-tunes a base trained for 50 epochs on the source domain (mAP50 0.19 on the target
-# test split; 15 epochs gave 0.11) with at least 1600 image passes per round: with 320 passes,
-# random sampling gained only +0.04 mAP50 from 16 to 64 images, too flat a curve to tell
-# strategies apart.
+# quick and full are the earlier, smaller settings and keep their own epoch rules; "pool" is the
+# scenario users have (a pool of 1,500 images with 40 % in near-duplicate clusters and a long
+# tail; 20 initial labels, then 5 rounds of 20) and trains by the product's default recipe.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
         seeds=2, rounds=2, initial=12, per_round=12, imgsz=96, epochs=8, min_image_passes=240,
@@ -191,11 +252,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         seeds=3, rounds=3, initial=16, per_round=16, imgsz=96, epochs=20, min_image_passes=1600,
         pool_images=300, val_images=16, test_images=80, base_epochs=50, base_pool_images=300,
     ),
+    "pool": dict(
+        seeds=3, rounds=5, initial=20, per_round=20, imgsz=96, pool_images=1500, val_images=20,
+        test_images=200, duplicate_fraction=0.4, base_epochs=50, base_pool_images=300,
+    ),
 }
 
 
 def preset(name: str, out: Path, **overrides: Any) -> BenchmarkConfig:
-    """The ``quick`` or ``full`` configuration with ``overrides`` (None values ignored)."""
+    """The ``quick``, ``full`` or ``pool`` configuration with ``overrides`` (None values ignored)."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}

@@ -8,7 +8,6 @@ warm-start base detector is trained once on a disjoint source-domain digits set 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from labelwise.benchmark.oracle import (
     rare_from_counts,
     read_manifest_info,
 )
-from labelwise.training import write_yolo_labels
+from labelwise.training import LabelledImage, write_training_set
 
 TARGET_SEED = 0
 SOURCE_SEED = 1
@@ -44,6 +43,7 @@ class PreparedData:
         cluster_of: pool image stem -> near-duplicate cluster id ({} when unknown).
         pool_class_counts: (C,) boxes per class in the whole pool.
         val_dir, test_dir: absolute image folders of the data yaml's val and test splits.
+        sizes: (width, height) of every pool image, in ``pool_paths`` order (pixels).
     """
 
     pool_paths: tuple[Path, ...]
@@ -55,6 +55,11 @@ class PreparedData:
     test_dir: Path
     cluster_of: dict[str, int] = field(default_factory=dict)
     pool_class_counts: tuple[int, ...] = ()
+    sizes: tuple[tuple[int, int], ...] = ()
+
+    def size_of(self, index: int) -> tuple[int, int]:
+        """(width, height) in pixels of pool image ``index``."""
+        return self.sizes[index]
 
     def oracle(self) -> Oracle:
         return Oracle(self.truth_dir, len(self.class_names))
@@ -84,7 +89,8 @@ def target_digits_config(cfg: BenchmarkConfig):  # -> DigitsConfig
     from labelwise.datasets import DigitsConfig
 
     return DigitsConfig(pool_images=cfg.pool_images, val_images=cfg.val_images,
-                        test_images=cfg.test_images, seed=TARGET_SEED)
+                        test_images=cfg.test_images, duplicate_cluster_fraction=cfg.duplicate_fraction,
+                        seed=TARGET_SEED)
 
 
 def source_digits_config(cfg: BenchmarkConfig):  # -> DigitsConfig
@@ -111,14 +117,16 @@ def prepare_data(cfg: BenchmarkConfig) -> PreparedData:
     if rare is None:
         rare = rare_from_counts(counts)
     return PreparedData(paths, Path(spec.truth_labels).resolve(), Path(spec.data_yaml).resolve(), names,
-                        tuple(rare), val_dir, test_dir, clusters, tuple(int(c) for c in counts))
+                        tuple(rare), val_dir, test_dir, clusters, tuple(int(c) for c in counts),
+                        tuple(image_size(p) for p in paths))
 
 
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.symlink(src.resolve(), dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels, read from the file header."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return int(im.width), int(im.height)
 
 
 def write_train_set(
@@ -128,34 +136,26 @@ def write_train_set(
     val_dir: Path,
     test_dir: Path | None = None,
 ) -> Path:
-    """Write (image, (N, 5) labels) pairs as a YOLO training set; returns its data.yaml.
-
-    The folder is replaced (with ultralytics' label cache). Images are symlinked.
-    """
-    folder = Path(folder).resolve()
-    if folder.exists():
-        shutil.rmtree(folder)
-    (folder / "images").mkdir(parents=True)
-    (folder / "labels").mkdir()
-    for path, boxes in items:
-        _link(Path(path), folder / "images" / Path(path).name)
-        write_yolo_labels(folder / "labels" / f"{Path(path).stem}.txt", boxes)
-    data = {"path": str(folder), "train": str(folder / "images"), "val": str(val_dir),
-            "names": dict(enumerate(class_names))}
-    if test_dir is not None:
-        data["test"] = str(test_dir)
-    data_yaml = folder / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return data_yaml
+    """(image, (N, 5) labels) pairs as a YOLO training set through the product's own writer
+    (:func:`labelwise.training.write_training_set`); returns its data.yaml."""
+    labelled = [LabelledImage(Path(path).stem, Path(path), boxes) for path, boxes in items]
+    return write_training_set(folder, labelled, class_names, Path(val_dir).resolve(),
+                              Path(test_dir).resolve() if test_dir is not None else None).data_yaml
 
 
 def base_recipe(cfg: BenchmarkConfig) -> dict:
     """Everything that shapes the warm-start base weights (hashed into the cache key)."""
     return {
-        "model": cfg.model, "imgsz": cfg.imgsz, "epochs": cfg.base_epochs, "batch": cfg.batch,
-        "lr0": cfg.lr0, "optimizer": cfg.optimizer, "seed": 0,
-        "source": source_digits_config(cfg).to_dict(), "format": 1,
+        "model": cfg.model, "imgsz": cfg.imgsz, "epochs": cfg.base_epochs,
+        "training": base_training(cfg).model_dump(mode="json"), "seed": 0,
+        "source": source_digits_config(cfg).to_dict(), "format": 2,
     }
+
+
+def base_training(cfg: BenchmarkConfig):  # -> TrainingSettings
+    """The product's recipe with a fixed ``base_epochs`` (no image-pass floor): the base sees
+    a few hundred source-domain images, not a few dozen."""
+    return cfg.product_settings().training.model_copy(update={"epochs": cfg.base_epochs, "min_image_passes": 0})
 
 
 def base_weights_path(cfg: BenchmarkConfig) -> Path:
@@ -175,9 +175,9 @@ def train_base(cfg: BenchmarkConfig, class_names: tuple[str, ...]) -> str:
     target = base_weights_path(cfg)
     if target.is_file():
         return str(target)
-    from labelwise.config import DetectorSettings
     from labelwise.datasets import generate_digits
     from labelwise.detector import YoloDetector
+    from labelwise.training import train_round
 
     recipe = base_recipe(cfg)
     work = cfg.resolved_cache_dir / f"base-{config_hash(recipe)}"
@@ -185,11 +185,9 @@ def train_base(cfg: BenchmarkConfig, class_names: tuple[str, ...]) -> str:
     oracle = Oracle(src.pool_truth, len(class_names))
     items = [(p, oracle.reveal(p.stem)) for p in src.image_paths("pool")]
     data_yaml = write_train_set(work / "train", items, class_names, src.val_images)
-    settings = DetectorSettings(model=cfg.model, imgsz=cfg.imgsz, threads=cfg.threads)
+    settings = cfg.product_settings().detector
     det = YoloDetector.load(cfg.model, settings, work, class_names=class_names, seed=0)
-    result = det.train(data_yaml, work / "runs", epochs=cfg.base_epochs, batch=cfg.batch, seed=0,
-                       name="base", mosaic=0.0, warmup_epochs=1.0, nbs=cfg.batch,
-                       optimizer=cfg.optimizer, lr0=cfg.lr0)
+    result = train_round(det, data_yaml, base_training(cfg), len(items), work / "runs", "base", seed=0)
     tmp = target.with_suffix(".pt.tmp")
     shutil.copy2(result.weights, tmp)
     tmp.replace(target)

@@ -11,11 +11,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from labelwise.benchmark.summary import SummaryRow, markdown_table, mean_curves
 
 CORE_COLUMNS = (
     "preset", "protocol", "strategy", "seed", "round", "labelled_images", "labelled_boxes",
-    "new_images", "new_boxes", "map50", "map50_95", "precision", "recall", "rare_boxes",
+    "new_images", "new_boxes", "edits", "new_edits", "preannotated_boxes", "edits_added",
+    "edits_deleted", "edits_relabelled", "edits_moved", "map50", "map50_95", "precision", "recall", "rare_boxes",
     "rare_boxes_gained", "near_duplicates", "near_duplicates_total", "epochs", "train_seconds",
     "eval_seconds", "select_seconds",
 )
@@ -63,8 +66,9 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], out_dir: Path, x: str = "images",
-                prefix: str = "learning-curve") -> list[Path]:
-    """One PNG per protocol: mean mAP50 ± std band per strategy against labelled images/boxes."""
+                prefix: str = "learning-curve", ceilings: Mapping[str, float] | None = None) -> list[Path]:
+    """One PNG per protocol: mean mAP50 ± std band per strategy against labelled images, boxes
+    or reviewer edits (``x``); the protocol's ceiling (mean over seeds) as a dashed line."""
     from labelwise.reports import learning_curve
 
     curves = mean_curves(rows)
@@ -72,15 +76,20 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], out_dir: Path, x: str = "imag
     for protocol in sorted({p for p, _ in curves}):
         lines, bands = {}, {}
         for (p, strategy), c in sorted(curves.items()):
-            if p != protocol:
+            xs = c.x[x]
+            if p != protocol or np.isnan(xs).any():
                 continue
-            xs = c.images if x == "images" else c.boxes
             lines[f"{strategy} (n={c.seeds})"] = list(zip(xs.tolist(), c.map50.tolist()))
             bands[f"{strategy} (n={c.seeds})"] = c.map50_std.tolist()
-        suffix = "" if x == "images" else "-boxes"
+        if not lines:
+            continue
+        suffix = "" if x == "images" else f"-{x}"
         path = out_dir / f"{prefix}-{protocol}{suffix}.png"
-        learning_curve(lines, path, xlabel=f"labelled {x}", ylabel="mAP50 (test)", bands=bands,
-                       title=f"{protocol} protocol: mean ± std over seeds")
+        ceiling = (ceilings or {}).get(protocol)
+        hlines = {f"ceiling (whole pool) {ceiling:.3f}": ceiling} if ceiling is not None else None
+        label = "reviewer edits" if x == "edits" else f"labelled {x}"
+        learning_curve(lines, path, xlabel=label, ylabel="mAP50 (test)", bands=bands,
+                       title=f"{protocol} protocol: mean ± std over seeds", hlines=hlines)
         paths.append(path)
     return paths
 

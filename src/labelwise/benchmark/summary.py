@@ -1,21 +1,27 @@
-"""Summary maths: mean learning curves, labels needed to reach random's final mAP50, normalised
-area under the learning curve, and the table (printed and markdown).
+"""Summary maths: mean learning curves, labels needed to reach a target mAP50 in three units,
+normalised area under the learning curve, the ceiling's share, and the tables.
 
 Definitions (all on the MEAN curve over seeds of one protocol x strategy):
 
+* Units of cost (the x of a learning curve): ``images`` labelled, ``boxes`` labelled and
+  ``edits``: the reviewer edits those labels took against their pre-annotations (added, deleted,
+  relabelled and moved boxes; ``random_sprint`` has no pre-annotations, so its edits = boxes).
 * ``labels_to_reach(xs, ys, target)``: the first x at which the piecewise-linear curve through
   (xs, ys) reaches ``target``, interpolating linearly between the two rounds that straddle it;
   None ("not reached") when no round reaches it.
-* target = random's final mean mAP50. Random's own labels = ``labels_to_reach`` on random's curve
-  (its final x unless it got there earlier), so the same rule is applied to both.
-* ``label_ratio`` = strategy labels / random labels (lower is better; 1/3 = a 3x saving) and
-  ``speedup`` = its inverse. Computed with x = labelled images and with x = labelled boxes.
+* Targets: random's final mean mAP50, and 90 % of the ceiling (the mean over seeds of the same
+  recipe trained on the whole pool; :mod:`labelwise.benchmark.ceiling`). The baseline's own
+  labels to a target use the same rule.
+* ``ratio`` = strategy labels / random's labels (lower is better; 1/3 = a 3x saving) and
+  ``speedup`` = its inverse; in edits also against ``random_sprint`` (the promise's baseline:
+  random images labelled by hand).
 * When random's final mean mAP50 is 0 there is nothing to reach: the row says ``n/a``.
-* ``boxes/pick``: mean boxes per image a strategy picked after round 0 (box-dense picks buy more
-  labels per image, which is why the box columns matter).
+* ``gap closed`` = (final - round 0) / (ceiling - round 0) mAP50.
+* ``boxes/pick``, ``edits/pick``: per image a strategy picked after round 0 (round 0 is the
+  shared random set).
 * ``normalised_auc``: trapezoid area under the mean curve divided by its x span: the mean
-  mAP50 over the labelling budget, on [0, 1]. With x = images all strategies share the span; with
-  x = boxes each strategy's own span is used.
+  mAP50 over the labelling budget, on [0, 1], in each unit.
+* ``near-dup picks``: n/a when the data has no near-duplicate clusters (no manifest).
 """
 
 from __future__ import annotations
@@ -23,25 +29,30 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from labelwise.benchmark.config import BASELINE
+from labelwise.benchmark.config import BASELINE, SPRINT
+
+UNITS = ("images", "boxes", "edits")
+CEILING_SHARE = 0.9
 
 
 def labels_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
     """First x where the linear interpolation of (xs, ys) reaches ``target``; None if never.
 
-    ``xs`` must be increasing.
+    ``xs`` must be non-decreasing (a round that cost no edits repeats its x).
     """
     x = np.asarray(xs, dtype=np.float64)
     y = np.asarray(ys, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or x.size == 0:
         raise ValueError(f"xs and ys must be (R,) of equal length >= 1; got {x.shape} and {y.shape}")
-    if np.any(np.diff(x) <= 0):
-        raise ValueError(f"xs must be strictly increasing; got {x.tolist()}")
+    if np.any(np.diff(x) < 0):
+        raise ValueError(f"xs must be non-decreasing; got {x.tolist()}")
+    if not math.isfinite(target) or np.isnan(x).any():
+        return None
     if y[0] >= target:
         return float(x[0])
     for i in range(1, x.size):
@@ -52,33 +63,45 @@ def labels_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> 
 
 
 def normalised_auc(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Trapezoid area under (xs, ys) divided by the x span (a single point: its y)."""
+    """Trapezoid area under (xs, ys) divided by the x span (no span: the first y)."""
     x = np.asarray(xs, dtype=np.float64)
     y = np.asarray(ys, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or x.size == 0:
         raise ValueError(f"xs and ys must be (R,) of equal length >= 1; got {x.shape} and {y.shape}")
-    if x.size == 1:
-        return float(y[0])
+    if np.isnan(x).any():
+        return math.nan
     span = float(x[-1] - x[0])
-    if span <= 0:
-        raise ValueError(f"xs must span a positive range; got {x.tolist()}")
+    if x.size == 1 or span <= 0:
+        return float(y[0])
     return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0 / span)
 
 
 @dataclass(frozen=True)
 class Curve:
-    """Mean over seeds, per round. Arrays are (R,) in round order."""
+    """Mean over seeds, per round. Arrays are (R,) in round order; ``x[unit]`` per cost unit."""
 
     protocol: str
     strategy: str
     seeds: int
-    images: np.ndarray
-    boxes: np.ndarray
+    x: dict[str, np.ndarray]
     map50: np.ndarray
     map50_std: np.ndarray
     map50_95: np.ndarray
     rare_boxes: np.ndarray
     near_duplicates_total: np.ndarray
+
+    @property
+    def images(self) -> np.ndarray:
+        return self.x["images"]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return self.x["boxes"]
+
+
+def _value(row: Mapping[str, Any], name: str) -> float:
+    value = row.get(name)
+    return math.nan if value is None or value == "" else float(value)
 
 
 def mean_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Curve]:
@@ -92,17 +115,32 @@ def mean_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Curv
         rounds = sorted(r for r, v in by_round.items() if len(v) == seeds)
 
         def col(name: str, fn=np.mean) -> np.ndarray:
-            return np.asarray([fn([float(row[name]) for row in by_round[r]]) for r in rounds])
+            return np.asarray([fn([_value(row, name) for row in by_round[r]]) for r in rounds])
 
-        out[key] = Curve(key[0], key[1], seeds, col("labelled_images"), col("labelled_boxes"),
-                         col("map50"), col("map50", np.std), col("map50_95"), col("rare_boxes"),
-                         col("near_duplicates_total"))
+        x = {"images": col("labelled_images"), "boxes": col("labelled_boxes"), "edits": col("edits")}
+        out[key] = Curve(key[0], key[1], seeds, x, col("map50"), col("map50", np.std), col("map50_95"),
+                         col("rare_boxes"), col("near_duplicates_total"))
     return out
 
 
 @dataclass(frozen=True)
+class UnitSummary:
+    """Cost of one strategy in one unit (None = not reached / not available)."""
+
+    to_random_final: float | None
+    ratio: float | None
+    speedup: float | None
+    to_ceiling: float | None
+    ceiling_ratio: float | None
+    ceiling_speedup: float | None
+    nauc: float
+    sprint_ratio: float | None = None
+    sprint_ceiling_ratio: float | None = None
+
+
+@dataclass(frozen=True)
 class SummaryRow:
-    """One line of the summary table (None = not reached / not available)."""
+    """One strategy of one protocol."""
 
     protocol: str
     strategy: str
@@ -111,18 +149,18 @@ class SummaryRow:
     final_map50_std: float
     final_map50_95: float
     target_map50: float
-    images_to_target: float | None
-    image_ratio: float | None
-    image_speedup: float | None
-    boxes_to_target: float | None
-    box_ratio: float | None
-    box_speedup: float | None
-    nauc_images: float
-    nauc_boxes: float
+    round0_map50: float
+    ceiling_map50: float | None
+    gap_closed: float | None
     rare_boxes: float
-    near_duplicates: float
-    boxes_per_pick: float = math.nan
+    near_duplicates: float | None
+    boxes_per_pick: float
+    edits_per_pick: float
+    units: dict[str, UnitSummary] = field(default_factory=dict)
     comparable: bool = True  # False when random's final mAP50 is 0 (nothing to reach)
+
+    def unit(self, name: str) -> UnitSummary:
+        return self.units[name]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,36 +170,67 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b <= 0 else a / b
 
 
-def boxes_per_pick(rows: Sequence[Mapping[str, Any]], protocol: str, strategy: str) -> float:
-    """Mean boxes per image the strategy picked (rounds >= 1; round 0 is the shared random set)."""
-    picked = [(float(r["new_boxes"]), float(r["new_images"])) for r in rows
+def per_pick(rows: Sequence[Mapping[str, Any]], protocol: str, strategy: str, column: str) -> float:
+    """Mean ``column`` per image the strategy picked (rounds >= 1; round 0 is shared)."""
+    picked = [(_value(r, column), float(r["new_images"])) for r in rows
               if r["protocol"] == protocol and r["strategy"] == strategy and int(r["round"]) >= 1
-              and "new_boxes" in r]
+              and column in r]
     images = sum(i for _, i in picked)
     return sum(b for b, _ in picked) / images if images else math.nan
 
 
-def summarise(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE) -> list[SummaryRow]:
-    """One :class:`SummaryRow` per protocol x strategy; protocols without the baseline get no ratios."""
+def boxes_per_pick(rows: Sequence[Mapping[str, Any]], protocol: str, strategy: str) -> float:
+    return per_pick(rows, protocol, strategy, "new_boxes")
+
+
+def _reach(c: Curve | None, unit: str, target: float | None) -> float | None:
+    if c is None or target is None or not math.isfinite(target):
+        return None
+    return labels_to_reach(c.x[unit], c.map50, target)
+
+
+def summarise(
+    rows: Sequence[Mapping[str, Any]],
+    ceilings: Mapping[str, float] | None = None,
+    clusters_known: bool = True,
+    baseline: str = BASELINE,
+) -> list[SummaryRow]:
+    """One :class:`SummaryRow` per protocol x strategy.
+
+    Args:
+        ceilings: protocol -> mean ceiling mAP50 over seeds (absent: no ceiling columns).
+        clusters_known: False when the data has no near-duplicate clusters.
+    """
     curves = mean_curves(rows)
     out = []
     for (protocol, strategy), c in sorted(curves.items()):
         base = curves.get((protocol, baseline))
+        sprint = curves.get((protocol, SPRINT))
         target = float(base.map50[-1]) if base is not None else math.nan
-        base_img = labels_to_reach(base.images, base.map50, target) if base is not None else None
-        base_box = labels_to_reach(base.boxes, base.map50, target) if base is not None else None
         comparable = base is not None and target > 0
-        img = labels_to_reach(c.images, c.map50, target) if comparable else None
-        box = labels_to_reach(c.boxes, c.map50, target) if comparable and np.all(np.diff(c.boxes) > 0) else None
-        if not comparable:
-            base_img = base_box = None
+        ceiling = (ceilings or {}).get(protocol)
+        goal = CEILING_SHARE * ceiling if ceiling is not None else None
+        units = {}
+        for unit in UNITS:
+            mine = _reach(c, unit, target) if comparable else None
+            ref = _reach(base, unit, target) if comparable else None
+            mine90, ref90 = _reach(c, unit, goal), _reach(base, unit, goal)
+            sprint_ratio = sprint90 = None
+            if unit == "edits" and sprint is not None:
+                sprint_ratio = _ratio(mine, _reach(sprint, unit, target) if comparable else None)
+                sprint90 = _ratio(mine90, _reach(sprint, unit, goal))
+            units[unit] = UnitSummary(mine, _ratio(mine, ref), _ratio(ref, mine), mine90, _ratio(mine90, ref90),
+                                      _ratio(ref90, mine90), normalised_auc(c.x[unit], c.map50),
+                                      sprint_ratio, sprint90)
+        gap = None
+        if ceiling is not None and ceiling - float(c.map50[0]) > 1e-9:
+            gap = (float(c.map50[-1]) - float(c.map50[0])) / (ceiling - float(c.map50[0]))
         out.append(SummaryRow(
             protocol, strategy, c.seeds, float(c.map50[-1]), float(c.map50_std[-1]), float(c.map50_95[-1]),
-            target, img, _ratio(img, base_img), _ratio(base_img, img), box, _ratio(box, base_box),
-            _ratio(base_box, box), normalised_auc(c.images, c.map50), normalised_auc(c.boxes, c.map50)
-            if np.all(np.diff(c.boxes) > 0) else float(c.map50[0]),
-            float(c.rare_boxes[-1]), float(c.near_duplicates_total[-1]),
-            boxes_per_pick(rows, protocol, strategy), comparable,
+            target, float(c.map50[0]), ceiling, gap, float(c.rare_boxes[-1]),
+            float(c.near_duplicates_total[-1]) if clusters_known else None,
+            boxes_per_pick(rows, protocol, strategy), per_pick(rows, protocol, strategy, "new_edits"),
+            units, comparable,
         ))
     return out
 
@@ -170,34 +239,68 @@ def _fmt(value: float | None, spec: str = ".1f", missing: str = "not reached") -
     return missing if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-HEADER = ("protocol", "strategy", "seeds", "final mAP50 (mean ± std)", "final mAP50-95",
-          "images to random's final", "ratio (images)", "speed-up (images)",
-          "boxes to random's final", "ratio (boxes)", "speed-up (boxes)",
-          "nAUC (images)", "nAUC (boxes)", "rare boxes", "near-dup picks", "boxes/pick")
+def _x(value: float | None) -> str:
+    return _fmt(value, ".2f", "–") + ("x" if value is not None and not math.isnan(value) else "")
 
 
-def table_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
+OVERVIEW = ("protocol", "strategy", "seeds", "final mAP50 (mean ± std)", "final mAP50-95", "round-0 mAP50",
+            "ceiling mAP50", "gap closed", "rare boxes", "near-dup picks", "boxes/pick", "edits/pick")
+
+
+def overview_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
+    return [[r.protocol, r.strategy, str(r.seeds), f"{r.final_map50:.3f} ± {r.final_map50_std:.3f}",
+             f"{r.final_map50_95:.3f}", f"{r.round0_map50:.3f}", _fmt(r.ceiling_map50, ".3f", "n/a"),
+             _fmt(r.gap_closed, ".2f", "n/a"), f"{r.rare_boxes:.1f}",
+             _fmt(r.near_duplicates, ".1f", "n/a"), _fmt(r.boxes_per_pick, ".2f", "–"),
+             _fmt(r.edits_per_pick, ".2f", "–")] for r in rows]
+
+
+def unit_header(unit: str) -> tuple[str, ...]:
+    head = ("protocol", "strategy", f"{unit} to random's final", "ratio", "speed-up",
+            f"{unit} to 90% ceiling", "ratio", "speed-up", f"nAUC ({unit})")
+    if unit == "edits":
+        head += ("ratio vs random_sprint (random's final)", "ratio vs random_sprint (90% ceiling)")
+    return head
+
+
+def unit_cells(rows: Sequence[SummaryRow], unit: str) -> list[list[str]]:
     cells = []
     for r in rows:
-        reach = "not reached" if r.comparable else "n/a"  # n/a: random's final mAP50 is 0
-        cells.append([
-            r.protocol, r.strategy, str(r.seeds), f"{r.final_map50:.3f} ± {r.final_map50_std:.3f}",
-            f"{r.final_map50_95:.3f}", _fmt(r.images_to_target, missing=reach), _fmt(r.image_ratio, ".2f", "–"),
-            _fmt(r.image_speedup, ".2f", "–") + ("x" if r.image_speedup else ""),
-            _fmt(r.boxes_to_target, ".0f", reach), _fmt(r.box_ratio, ".2f", "–"),
-            _fmt(r.box_speedup, ".2f", "–") + ("x" if r.box_speedup else ""),
-            f"{r.nauc_images:.3f}", f"{r.nauc_boxes:.3f}", f"{r.rare_boxes:.1f}", f"{r.near_duplicates:.1f}", _fmt(r.boxes_per_pick, ".2f", "–"),
-        ])
+        u = r.unit(unit)
+        reach = "not reached" if r.comparable else "n/a"
+        reach90 = "not reached" if r.ceiling_map50 is not None else "n/a"
+        spec = ".1f" if unit == "images" else ".0f"
+        row = [r.protocol, r.strategy, _fmt(u.to_random_final, spec, reach), _fmt(u.ratio, ".2f", "–"),
+               _x(u.speedup), _fmt(u.to_ceiling, spec, reach90), _fmt(u.ceiling_ratio, ".2f", "–"),
+               _x(u.ceiling_speedup), _fmt(u.nauc, ".3f", "n/a")]
+        if unit == "edits":
+            row += [_fmt(u.sprint_ratio, ".2f", "–"), _fmt(u.sprint_ceiling_ratio, ".2f", "–")]
+        cells.append(row)
     return cells
 
 
-def markdown_table(rows: Sequence[SummaryRow]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(c) + " |" for c in table_cells(rows)]
+def _markdown(header: Sequence[str], cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines) + "\n"
 
 
+def _text(header: Sequence[str], cells: list[list[str]]) -> str:
+    table = [list(header)] + cells
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table) + "\n"
+
+
+def markdown_table(rows: Sequence[SummaryRow]) -> str:
+    """The overview table, then one table per cost unit (images, boxes, reviewer edits)."""
+    parts = [_markdown(OVERVIEW, overview_cells(rows))]
+    for unit in UNITS:
+        parts.append(f"\nCost in {unit}:\n\n" + _markdown(unit_header(unit), unit_cells(rows, unit)))
+    return "".join(parts)
+
+
 def text_table(rows: Sequence[SummaryRow]) -> str:
-    cells = [list(HEADER)] + table_cells(rows)
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells) + "\n"
+    parts = [_text(OVERVIEW, overview_cells(rows))]
+    for unit in UNITS:
+        parts.append(f"\ncost in {unit}:\n" + _text(unit_header(unit), unit_cells(rows, unit)))
+    return "".join(parts)

@@ -1,8 +1,18 @@
 """One trajectory (protocol x strategy x seed): train -> evaluate -> select -> reveal, per round.
 
-Runs inside a worker process (one torch thread). All state of the job lives in ``job.job_dir``:
-the round's training set, the ultralytics run (deleted once the round is done) and
-``result.json`` (written last; a finished job is not re-run when its configuration matches).
+Runs inside a worker process (one torch thread). Every step is the product's own code under the
+product's settings (:meth:`BenchmarkConfig.product_settings`): the training set writer and the
+recipe (:mod:`labelwise.training`), the scoring rule (:func:`labelwise.scorebatch.scoring_rule`),
+the selection (:func:`labelwise.scorebatch.select_queue`) and the embedder.
+
+Reviewer edits: every image the oracle labels is counted against the pre-annotations it would
+have been queued with — the boxes of the model that picked it (round 0: the warm base; none from
+scratch) at or above ``scoring.confidence_floor``, the product's pre-annotation threshold — by
+:func:`labelwise.review.corrections.reviewer_edits` (added, deleted, relabelled, moved).
+
+All state of the job lives in ``job.job_dir``: the round's training set, the ultralytics run
+(deleted once the round is done) and ``result.json`` (written last; a finished job is not re-run
+when its fingerprint matches).
 """
 
 from __future__ import annotations
@@ -10,48 +20,69 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.benchmark.config import BenchmarkConfig, config_hash
+from labelwise.benchmark.config import SPRINT, BenchmarkConfig, config_hash
 from labelwise.benchmark.data import PreparedData, write_train_set
 from labelwise.benchmark.oracle import near_duplicates, rare_boxes
 from labelwise.benchmark.plan import Job, round_rng
-from labelwise.config import DetectorSettings
-from labelwise.domain import ImageScore, class_box_counts
-from labelwise.scoring import SCORE_NAMES, ScoringRule, score_images
-from labelwise.strategies import SelectionRequest, get_strategy, select
-from labelwise.training import epochs_for
+from labelwise.config import Settings
+from labelwise.domain import Detections, ImageScore, class_box_counts
+from labelwise.labelstudio.boxes import detections_to_yolo
+from labelwise.review.corrections import ReviewerEdits, reviewer_edits
+from labelwise.scorebatch import scoring_rule, select_queue
+from labelwise.scoring import SCORE_NAMES, score_images
+from labelwise.strategies import get_strategy
+from labelwise.training import train_round
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labelwise.detector import EvalResult, TrainResult, YoloDetector
 
 RESULT_NAME = "result.json"
+EDIT_KINDS = ("added", "deleted", "relabelled", "moved")
 
 
 def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
     """Hash of everything that shapes a trajectory's rows (to reuse a finished job)."""
     values = cfg.as_dict()
-    for key in ("out", "workers", "strategies", "seeds", "protocols", "preset", "cache_dir"):
+    for key in ("out", "workers", "strategies", "seeds", "protocols", "preset", "cache_dir", "ceiling"):
         values.pop(key, None)
-    return config_hash({"cfg": values, "job": job.as_dict()})
-
-
-def detector_settings(cfg: BenchmarkConfig) -> DetectorSettings:
-    return DetectorSettings(model=cfg.model, imgsz=cfg.imgsz, threads=cfg.threads, conf=cfg.conf, batch=32)
-
-
-def scoring_rule(cfg: BenchmarkConfig) -> ScoringRule:
-    return ScoringRule(aggregation=cfg.aggregation, top_k=cfg.top_k,  # type: ignore[arg-type]
-                       confidence_floor=cfg.confidence_floor, no_box_score=cfg.no_box_score)
+    return config_hash({"cfg": values, "recipe": cfg.recipe_values(), "job": job.as_dict(), "format": 2})
 
 
 def _placeholder_scores(stems: list[str]) -> list[ImageScore]:
     return [ImageScore(s, 0.0, {k: 0.0 for k in SCORE_NAMES}, 0) for s in stems]
 
 
-def choose(cfg: BenchmarkConfig, job: Job, data: PreparedData, model: Any, labelled: list[int],
-           round_number: int, labelled_counts: np.ndarray | None = None) -> list[int]:
-    """Pool indices the strategy picks after ``round_number`` (at most ``per_round``).
+def train_and_evaluate(
+    settings: Settings, data: PreparedData, start_ref: str, labelled: Sequence[int],
+    labels: Sequence[np.ndarray], work: Path, name: str, seed: int,
+) -> tuple["YoloDetector", "TrainResult", "EvalResult"]:
+    """Train ``start_ref`` on the labelled pool images by the product's recipe; evaluate on test.
+
+    The training set goes to ``work/train`` (replaced), the run to ``work/runs/<name>``.
+    """
+    from labelwise.detector import YoloDetector
+
+    names = data.class_names
+    data_yaml = write_train_set(work / "train", [(data.pool_paths[i], b) for i, b in zip(labelled, labels)],
+                                names, data.val_dir, data.test_dir)
+    start = YoloDetector.load(start_ref, settings.detector, work, class_names=names, seed=seed)
+    trained = train_round(start, data_yaml, settings.training, len(labelled), work / "runs", name, seed=seed)
+    model = YoloDetector.load(trained.weights, settings.detector, work, class_names=names)
+    ev = model.evaluate(data_yaml, "test", out_dir=work / "runs")
+    return model, trained, ev
+
+
+def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetector", labelled: list[int],
+           round_number: int, labelled_counts: np.ndarray | None = None
+           ) -> tuple[list[int], dict[int, Detections]]:
+    """Pool indices the strategy queues after ``round_number`` and the model's detections of
+    each (the pre-annotations they would be sent with).
 
     ``labelled_counts``: (C,) boxes per class revealed so far (what the product reads from its
     label files), for rarity-aware strategies.
@@ -60,28 +91,44 @@ def choose(cfg: BenchmarkConfig, job: Job, data: PreparedData, model: Any, label
     taken = set(labelled)
     unlabelled = [i for i in range(len(data.pool_paths)) if i not in taken]
     if not unlabelled:
-        return []
+        return [], {}
     paths = [data.pool_paths[i] for i in unlabelled]
     stems = [p.stem for p in paths]
+    detections: dict[int, Detections] = {}
     if strategy.needs_predictions:
-        scores = score_images(list(zip(stems, model.predict(paths))), scoring_rule(cfg))
+        predicted = model.predict(paths)
+        detections = dict(zip(unlabelled, predicted))
+        scores = score_images(list(zip(stems, predicted)), scoring_rule(settings))
     else:
         scores = _placeholder_scores(stems)
-
     emb = lab = None
-    if strategy.needs_embeddings:  # the product's default embedder: detector features + pixels
-        from labelwise.config import EmbedderSettings
+    if strategy.needs_embeddings:  # the product's embedder, as auto-label computes it
         from labelwise.embedder import build_embedder
 
-        embedder = build_embedder(EmbedderSettings(), model)
+        embedder = build_embedder(settings.embedder, model)
         emb = embedder.embed(paths)
         lab = embedder.embed([data.pool_paths[i] for i in labelled]) if labelled else None
-    picked = select(strategy, SelectionRequest(
-        scores=scores, limit=cfg.per_round, rng=round_rng(job.seed, round_number + 1),
-        embeddings=emb, labelled_embeddings=lab, diversity_weight=cfg.diversity_weight,
-        candidate_factor=cfg.candidate_factor, class_balance=cfg.class_balance,
-        labelled_class_counts=labelled_counts))
-    return [unlabelled[int(i)] for i in picked]
+    sel = settings.selection
+    order = select_queue(strategy, scores, settings.selection.limit, round_rng(job.seed, round_number + 1),
+                         diversity_weight=sel.diversity_weight, candidate_factor=sel.candidate_factor,
+                         class_balance=sel.class_balance, embeddings=emb, labelled_embeddings=lab,
+                         labelled_class_counts=labelled_counts)
+    picks = [unlabelled[i] for i in order]
+    missing = [i for i in picks if i not in detections]
+    if missing:  # strategies that select without predictions still send pre-annotations
+        detections.update(zip(missing, model.predict([data.pool_paths[i] for i in missing])))
+    return picks, {i: detections[i] for i in picks}
+
+
+def image_edits(settings: Settings, data: PreparedData, index: int, dets: Detections | None,
+                truth: np.ndarray) -> tuple[ReviewerEdits, int]:
+    """(edits, pre-annotated boxes) of pool image ``index`` queued with ``dets`` (None = none)."""
+    if dets is None:
+        pre = np.zeros((0, 5))
+    else:
+        width, height = data.size_of(index)
+        pre = detections_to_yolo(dets.above(settings.scoring.confidence_floor), width, height)
+    return reviewer_edits(pre, truth), len(pre)
 
 
 def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[dict[str, Any]]:
@@ -98,12 +145,19 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
     if job_dir.exists():
         shutil.rmtree(job_dir)
     job_dir.mkdir(parents=True)
-    settings = detector_settings(cfg)
+    settings = cfg.product_settings()
     names = data.class_names
     oracle = data.oracle()
     labelled: list[int] = list(job.initial)
     new: list[int] = list(job.initial)
+    # Round 0's images are queued with the start model's boxes (warm base); none from scratch.
+    sent: dict[int, Detections] = {}
+    if job.protocol == "warm":
+        base = YoloDetector.load(job.start_ref, settings.detector, job_dir, class_names=names)
+        sent = dict(zip(new, base.predict([data.pool_paths[i] for i in new])))
     dup_total = 0
+    totals = dict.fromkeys(EDIT_KINDS, 0)
+    totals_sent = 0
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for r in range(cfg.rounds + 1):
@@ -111,26 +165,26 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
         new_stems = [data.pool_paths[i].stem for i in new]
         dups = near_duplicates(new_stems, before, data.cluster_of)
         dup_total += dups
+        new_edits = 0
+        for i in new:
+            edits, n_sent = image_edits(settings, data, i, sent.get(i), oracle.reveal(data.pool_paths[i].stem))
+            for kind in EDIT_KINDS:
+                totals[kind] += getattr(edits, kind)
+            new_edits += edits.total
+            totals_sent += n_sent
         labels = [oracle.reveal(data.pool_paths[i].stem) for i in labelled]
-        data_yaml = write_train_set(job_dir / "train", [(data.pool_paths[i], b) for i, b in zip(labelled, labels)],
-                                    names, data.val_dir, data.test_dir)
-        n = len(labelled)
-        epochs = epochs_for(n, cfg.epochs, cfg.min_image_passes)
-        batch = min(cfg.batch, n)
-        start = YoloDetector.load(job.start_ref, settings, job_dir, class_names=names, seed=job.seed)
-        trained = start.train(data_yaml, job_dir / "runs", epochs=epochs, batch=batch, seed=job.seed,
-                              name=f"round-{r}", mosaic=0.0, warmup_epochs=1.0, nbs=batch,
-                              optimizer=cfg.optimizer, lr0=cfg.lr0)
-        model = YoloDetector.load(trained.weights, settings, job_dir, class_names=names)
-        ev = model.evaluate(data_yaml, "test", out_dir=job_dir / "runs")
+        model, trained, ev = train_and_evaluate(settings, data, job.start_ref, labelled, labels, job_dir,
+                                                f"round-{r}", job.seed)
         counts = class_box_counts(labels, len(names))
         t_select = time.perf_counter()
-        picks = choose(cfg, job, data, model, labelled, r, counts) if r < cfg.rounds else []
+        picks, sent = choose(settings, job, data, model, labelled, r, counts) if r < cfg.rounds else ([], {})
         select_seconds = time.perf_counter() - t_select
         rows.append({
             "protocol": job.protocol, "strategy": job.strategy, "seed": job.seed, "round": r,
-            "labelled_images": n, "labelled_boxes": int(counts.sum()),
+            "labelled_images": len(labelled), "labelled_boxes": int(counts.sum()),
             "new_images": len(new), "new_boxes": int(sum(len(oracle.reveal(s)) for s in new_stems)),
+            "edits": sum(totals.values()), "new_edits": new_edits, "preannotated_boxes": totals_sent,
+            **{f"edits_{kind}": totals[kind] for kind in EDIT_KINDS},
             "map50": ev.map50, "map50_95": ev.map50_95, "precision": ev.precision, "recall": ev.recall,
             "rare_boxes": rare_boxes(labels, data.rare_classes),
             "rare_boxes_gained": rare_boxes((oracle.reveal(s) for s in new_stems), data.rare_classes),
@@ -151,3 +205,15 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
     tmp.replace(result_file)
     shutil.rmtree(job_dir / "train", ignore_errors=True)
     return rows
+
+
+def as_random_sprint(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``random``'s rows as the ``random_sprint`` baseline: the same images and trainings, but
+    labelled with no pre-annotations, so every true box is drawn (edits = boxes, all added)."""
+    out = []
+    for row in rows:
+        boxes, new_boxes = int(row["labelled_boxes"]), int(row["new_boxes"])
+        out.append({**row, "strategy": SPRINT, "edits": boxes, "new_edits": new_boxes,
+                    "preannotated_boxes": 0, "edits_added": boxes, "edits_deleted": 0,
+                    "edits_relabelled": 0, "edits_moved": 0})
+    return out

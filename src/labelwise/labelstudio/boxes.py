@@ -189,6 +189,22 @@ def rectangle_region(
     return region
 
 
+def detections_to_yolo(dets: Detections, width: int, height: int) -> np.ndarray:
+    """Detections of one image as (N, 5) YOLO rows ``cls, cx, cy, w, h`` (normalised).
+
+    Boxes are clipped to the image first, exactly as :func:`detections_to_ls_result` clips the
+    pre-annotations it sends, so both describe the same boxes.
+    """
+    _check_size(width, height)
+    if len(dets) == 0:
+        return np.zeros((0, 5), np.float64)
+    xyxy = np.asarray(dets.xyxy, dtype=np.float64).copy()
+    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0.0, float(width))
+    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0.0, float(height))
+    yolo = xyxy_to_yolo(xyxy, width, height)
+    return np.concatenate([np.asarray(dets.class_id, np.float64)[:, None], yolo], axis=1)
+
+
 def detections_to_ls_result(
     dets: Detections,
     class_names: Sequence[str],

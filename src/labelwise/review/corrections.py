@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 IOU_THRESHOLD = 0.5
+MOVED_IOU = 0.75
 PREFIX = "corrections/"
 
 
@@ -177,6 +178,47 @@ def compare_yolo(
     p_xyxy, p_cls = yolo_rows_to_xyxy(predicted)
     f_xyxy, f_cls = yolo_rows_to_xyxy(final)
     return compare_boxes(p_xyxy, p_cls, f_xyxy, f_cls, iou_threshold)
+
+
+@dataclass(frozen=True)
+class ReviewerEdits:
+    """The edits a reviewer makes to turn one image's pre-annotations into its true boxes.
+
+    ``added``: true boxes with no matching pre-annotation (drawn from nothing); ``deleted``:
+    pre-annotations matching no true box (false positives removed); ``relabelled``: matched
+    pairs whose class differs; ``moved``: matched pairs with IoU below ``MOVED_IOU`` (dragged
+    into place). A matched box can be both relabelled and moved (two edits). Matching is
+    :func:`greedy_match`, the review metrics' own.
+    """
+
+    added: int
+    deleted: int
+    relabelled: int
+    moved: int
+
+    @property
+    def total(self) -> int:
+        return self.added + self.deleted + self.relabelled + self.moved
+
+
+def reviewer_edits(
+    predicted: Any, final: Any, iou_threshold: float = IOU_THRESHOLD, moved_iou: float = MOVED_IOU
+) -> ReviewerEdits:
+    """:class:`ReviewerEdits` between two (N, 5) / (M, 5) YOLO row arrays of one image.
+
+    With no pre-annotations every final box is ``added`` (drawing every box by hand).
+    """
+    if not iou_threshold <= moved_iou <= 1.0:
+        raise ValueError(f"moved_iou must lie in [iou_threshold {iou_threshold}, 1]; got {moved_iou}")
+    p_xyxy, p_cls = yolo_rows_to_xyxy(predicted)
+    f_xyxy, f_cls = yolo_rows_to_xyxy(final)
+    pairs = greedy_match(_boxes(p_xyxy, "predicted"), _boxes(f_xyxy, "final"), iou_threshold)
+    return ReviewerEdits(
+        added=len(f_xyxy) - len(pairs),
+        deleted=len(p_xyxy) - len(pairs),
+        relabelled=sum(int(p_cls[i] != f_cls[j]) for i, j, _ in pairs),
+        moved=sum(int(iou < moved_iou) for _, _, iou in pairs),
+    )
 
 
 def summarize(images: Iterable[ImageCorrections]) -> dict[str, float | int | None]:
