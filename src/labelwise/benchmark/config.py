@@ -91,6 +91,7 @@ class BenchmarkConfig:
         preset: name recorded in every output (``quick``, ``full`` or ``custom``).
         strategies: names from the strategy registry; ``random`` is always included.
         seeds: trajectories per strategy and protocol (seeds 0..seeds-1).
+        scratch_seeds: fewer seeds for the scratch protocol (None = ``seeds``).
         protocols: any of ``scratch``, ``warm``.
         rounds: selection rounds after round 0 (round 0 = the shared random initial set).
         initial: images in the initial labelled set (same per seed for every strategy).
@@ -120,6 +121,7 @@ class BenchmarkConfig:
     preset: str = "custom"
     strategies: tuple[str, ...] = ()
     seeds: int = 3
+    scratch_seeds: int | None = None
     protocols: tuple[Protocol, ...] = PROTOCOLS
     rounds: int = 5
     initial: int = 16
@@ -167,6 +169,8 @@ class BenchmarkConfig:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
             raise ValueError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}; got {self.protocols}")
+        if self.scratch_seeds is not None and self.scratch_seeds < 1:
+            raise ValueError(f"scratch_seeds must be >= 1 or None; got {self.scratch_seeds}")
         for name in ("seeds", "rounds", "initial", "per_round", "workers", "threads"):
             if getattr(self, name) < (0 if name == "rounds" else 1):
                 raise ValueError(f"{name} must be >= 1 (rounds >= 0); got {getattr(self, name)}")
@@ -180,6 +184,12 @@ class BenchmarkConfig:
     @property
     def seed_list(self) -> tuple[int, ...]:
         return tuple(range(self.seeds))
+
+    def seeds_for(self, protocol: str) -> tuple[int, ...]:
+        """The seeds a protocol runs: ``scratch_seeds`` (at most ``seeds``) for scratch."""
+        if protocol == "scratch" and self.scratch_seeds is not None:
+            return tuple(range(min(self.seeds, self.scratch_seeds)))
+        return self.seed_list
 
     @property
     def resolved_cache_dir(self) -> Path:
@@ -253,7 +263,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         pool_images=300, val_images=16, test_images=80, base_epochs=50, base_pool_images=300,
     ),
     "pool": dict(
-        seeds=3, rounds=5, initial=20, per_round=20, imgsz=96, pool_images=1500, val_images=20,
+        seeds=3, scratch_seeds=1, rounds=5, initial=20, per_round=20, imgsz=96, pool_images=1500, val_images=20,
         test_images=200, duplicate_fraction=0.4, base_epochs=50, base_pool_images=300,
     ),
 }

@@ -106,7 +106,8 @@ def ceiling_jobs(cfg: BenchmarkConfig, refs: dict[str, str]) -> list[CeilingJob]
     """One ceiling per protocol and seed (none when ``cfg.ceiling`` is off)."""
     if not cfg.ceiling:
         return []
-    return [CeilingJob(p, seed, refs[p]) for seed in cfg.seed_list for p in cfg.protocols]
+    return [CeilingJob(p, seed, refs[p]) for seed in cfg.seed_list for p in cfg.protocols
+            if seed in cfg.seeds_for(p)]
 
 
 def mean_ceilings(ceilings: list[Ceiling]) -> dict[str, float]:
@@ -136,8 +137,8 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
     log(f"data: {len(data.pool_paths)} pool images, classes {list(data.class_names)}, "
         f"rare {list(data.rare_classes)}, test split {data.test_dir}")
     refs = _start_refs(cfg)
-    jobs = plan_jobs(cfg.protocols, cfg.strategies, cfg.seed_list, len(data.pool_paths), cfg.initial,
-                     refs, out / "jobs")
+    jobs = [j for j in plan_jobs(cfg.protocols, cfg.strategies, cfg.seed_list, len(data.pool_paths),
+                                 cfg.initial, refs, out / "jobs") if j.seed in cfg.seeds_for(j.protocol)]
     # Each seed's ceilings follow its trajectories, so a run cut short still has whole seeds.
     work: list[Job | CeilingJob] = []
     ceilings_todo = ceiling_jobs(cfg, refs)
@@ -257,7 +258,8 @@ def finish(cfg: BenchmarkConfig, rows: list[dict[str, Any]], class_names: tuple[
     ceiling_text = (", ".join(f"{p} {v:.3f} (n={sum(c.protocol == p for c in ceilings or [])})"
                               for p, v in sorted(means.items())) or "not measured")
     header = (f"# Strategy benchmark ({cfg.preset} preset)\n\n"
-              f"{cfg.seeds} seeds, protocols {', '.join(cfg.protocols)}, {cfg.initial} initial + "
+              f"protocols {', '.join(f'{p} ({len(cfg.seeds_for(p))} seeds)' for p in cfg.protocols)}, "
+              f"{cfg.initial} initial + "
               f"{cfg.rounds} rounds x {cfg.per_round} images, {cfg.model} at {cfg.imgsz} px, the product's "
               f"recipe: epochs max({st.training.epochs}, ceil({st.training.min_image_passes} / images)), "
               f"batch {st.training.batch}, {st.training.optimizer} lr0 {st.training.lr0}, restarting from "
