@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from labelwise.benchmark.oracle import (
+    LabelReport,
     Oracle,
     near_duplicates,
     rare_boxes,
@@ -35,11 +36,21 @@ def test_oracle_reveals_labels_and_remembers(tmp_path):
     assert oracle.calls == 3
 
 
-def test_oracle_refuses_unknown_class_and_missing_folder(tmp_path):
-    with pytest.raises(ValueError, match="class ids must be < 3"):
-        Oracle(_truth(tmp_path), num_classes=3).reveal("bad")
+def test_oracle_skips_unknown_class_and_refuses_missing_folder(tmp_path):
+    oracle = Oracle(_truth(tmp_path), num_classes=3)
+    assert oracle.reveal("bad").shape == (0, 5)  # class 7 of 3: the line is skipped, not fatal
+    report = oracle.report()
+    assert (report.files, report.boxes, report.skipped) == (1, 0, 1)
+    assert report.examples == ("bad.txt:1: expected an integer class id in 0..2 (got '7 0.5 0.5 0.2 0.2')",)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Oracle(tmp_path / "nope", num_classes=3)
+
+
+def test_oracle_report_counts_each_file_once(tmp_path):
+    oracle = Oracle(_truth(tmp_path), num_classes=3)
+    for stem in ("a", "a", "b", "missing"):
+        oracle.reveal(stem)
+    assert oracle.report() == LabelReport(files=2, boxes=2, clipped=0, skipped=0, examples=())
 
 
 def _boxes(*classes: int) -> np.ndarray:

@@ -23,7 +23,9 @@ from labelwise.benchmark.ceiling import Ceiling, CeilingJob, train_ceiling
 from labelwise.benchmark.config import BASELINE, BenchmarkConfig
 from labelwise.benchmark.data import PreparedData, base_weights_path, prepare_data, train_base
 from labelwise.benchmark.outputs import CSV_NAME, MlflowLog, plot_curves, write_csv, write_summary
+from labelwise.benchmark.oracle import scan_labels
 from labelwise.benchmark.plan import Job, plan_jobs
+from labelwise.benchmark.shutdown import stop_workers_on_exit, worker_dies_with_parent
 from labelwise.benchmark.summary import UNITS, SummaryRow, summarise, text_table
 
 CEILINGS_NAME = "ceilings.json"
@@ -54,8 +56,6 @@ class BenchmarkResult:
 
 def _init_worker(config_dir: str, threads: int, log_dir: str) -> None:
     """Worker process setup: output to its own log file, ultralytics offline on ``threads``."""
-    from labelwise.benchmark.shutdown import worker_dies_with_parent
-
     worker_dies_with_parent()  # SIGTERM when the main process dies, even by SIGKILL
     log = Path(log_dir) / f"worker-{os.getpid()}.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -97,7 +97,8 @@ def prepare_base(cfg: BenchmarkConfig, log: Log = print) -> str:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker,
                              initargs=(str(cfg.out / "ultralytics"), cfg.threads, str(logs))) as pool:
-        path = pool.submit(_base, cfg, data.class_names).result()
+        with stop_workers_on_exit(pool):
+            path = pool.submit(_base, cfg, data.class_names).result()
     log(f"base detector ready in {time.perf_counter() - started:.0f} s: {path}")
     return path
 
@@ -136,6 +137,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
     data = prepare_data(cfg)
     log(f"data: {len(data.pool_paths)} pool images, classes {list(data.class_names)}, "
         f"rare {list(data.rare_classes)}, test split {data.test_dir}")
+    log(scan_labels(data.truth_dir, [p.stem for p in data.pool_paths], len(data.class_names)).describe())
     refs = _start_refs(cfg)
     jobs = [j for j in plan_jobs(cfg.protocols, cfg.strategies, cfg.seed_list, len(data.pool_paths),
                                  cfg.initial, refs, out / "jobs") if j.seed in cfg.seeds_for(j.protocol)]
@@ -152,12 +154,10 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(str(out / "ultralytics"), cfg.threads, str(logs))) as pool:
         running: dict[Future, Job | CeilingJob | str] = {}
-        if not base_ready:
-            running[pool.submit(_base, cfg, data.class_names)] = "base"
-        from labelwise.benchmark.shutdown import stop_workers_on_exit
-
         # Ctrl-C / SIGTERM / an error: stop the trainings too (they would run on, orphaned).
         with stop_workers_on_exit(pool):
+            if not base_ready:
+                running[pool.submit(_base, cfg, data.class_names)] = "base"
             _drive(cfg, data, len(jobs), pending, running, pool, state, tracker, started, log, base_ready)
     return finish(cfg, state.rows, data.class_names, started, state.failed, tracker.tracking_uri, log,
                   ceilings=state.ceilings, clusters_known=bool(data.cluster_of))
