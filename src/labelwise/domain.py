@@ -162,6 +162,8 @@ class ImageScore:
         predicted_class: class id of the least certain considered box, or -1 when none.
         class_mass: (C,) expected boxes per class, the sum over EVERY predicted box (also those
             under the confidence floor) of confidence x class distribution; () when unknown.
+        expected_edits: reviewer edits the image's pre-annotations are expected to need
+            (``scoring.expected_edits``); 0 when unknown.
     """
 
     image_id: str
@@ -170,6 +172,7 @@ class ImageScore:
     boxes_considered: int
     predicted_class: int = -1
     class_mass: tuple[float, ...] = ()
+    expected_edits: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,19 @@ def blind_scores(
     return scores, in_band(combine(scores, rule.weights)), int(detections.class_id[order[0]])
 
 
+def expected_edits(detections: Detections, floor: float) -> float:
+    """Reviewer edits one image's pre-annotations are expected to need, from its detections.
+
+    A box at or above ``floor`` is sent to the reviewer and is wrong (deleted, relabelled or
+    moved) with probability ``1 - confidence``; a box below the floor is not sent and is a
+    real object the reviewer must draw with probability ``confidence``. So
+    ``sum_{c >= floor} (1 - c) + sum_{c < floor} c`` over the (N,) box confidences.
+    """
+    conf = np.asarray(detections.confidence, np.float64)
+    sent = conf >= floor
+    return float((1.0 - conf[sent]).sum() + conf[~sent].sum())
+
+
 def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> ImageScore:
     """Score one image's detections under ``rule``.
 
@@ -243,7 +256,8 @@ def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> Ima
     mass = tuple(float(v) for v in class_mass(detections))
     if len(considered) == 0:
         scores, combined, predicted = blind_scores(detections, rule)
-        return ImageScore(image_id, combined, dict(scores), 0, predicted, mass)
+        return ImageScore(image_id, combined, dict(scores), 0, predicted, mass,
+                          expected_edits(detections, rule.confidence_floor))
     per_box = {name: fn(considered.probs) for name, fn in BOX_SCORES.items()}
     scores = {name: aggregate(values, rule.aggregation, rule.top_k) for name, values in per_box.items()}
     combined_boxes = sum(rule.weights[name] * per_box[name] for name in SCORE_NAMES)
@@ -255,6 +269,7 @@ def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> Ima
         boxes_considered=len(considered),
         predicted_class=int(considered.class_id[worst]),
         class_mass=mass,
+        expected_edits=expected_edits(detections, rule.confidence_floor),
     )
 
 

@@ -187,15 +187,37 @@ def _rare_class(req: SelectionRequest) -> np.ndarray:
     """
     emb = _require_embeddings(req, "rare_class_diverse")
     mass = req.class_mass("rare_class_diverse")
+    gain = rare_class_gain(mass, rarity_weights(_labelled_counts(req, mass))) * (2.0 - req.values(COMBINED))
+    return _diverse_by_gain(req, emb, gain)
+
+
+def _labelled_counts(req: SelectionRequest, mass: np.ndarray) -> np.ndarray:
+    """(C,) labelled boxes per class; the pool's expected boxes (``mass`` summed) when none."""
     counts = req.labelled_class_counts
     if counts is None or float(np.sum(counts)) <= 0:
-        counts = mass.sum(axis=0)
-    elif np.asarray(counts).shape != (mass.shape[1],):
+        return mass.sum(axis=0)
+    if np.asarray(counts).shape != (mass.shape[1],):
         raise ValueError(
             f"labelled_class_counts must be ({mass.shape[1]},) like class_mass; got shape "
             f"{np.asarray(counts).shape}"
         )
-    gain = rare_class_gain(mass, rarity_weights(counts)) * (2.0 - req.values(COMBINED))
+    return np.asarray(counts, dtype=np.float64)
+
+
+def _edit_aware(req: SelectionRequest) -> np.ndarray:
+    """``rare_class_diverse``'s gain per expected reviewer edit, diversified the same way.
+
+    ``gain = (class_mass @ w) * (2 - combined score) / (1 + expected_edits)``: the image's
+    rarity-weighted expected boxes, up to doubled by uncertainty, divided by the edits its
+    pre-annotations are expected to need (``scoring.expected_edits``: sent boxes that are wrong
+    plus objects under the floor that must be drawn). Reviewers pay in edits, not in images, so
+    an image whose boxes are mostly right but hold a rare, uncertain object comes first.
+    """
+    emb = _require_embeddings(req, "edit_aware_diverse")
+    mass = req.class_mass("edit_aware_diverse")
+    counts = _labelled_counts(req, mass)
+    edits = np.asarray([s.expected_edits for s in req.scores], dtype=np.float64)
+    gain = rare_class_gain(mass, rarity_weights(counts)) * (2.0 - req.values(COMBINED)) / (1.0 + edits)
     return _diverse_by_gain(req, emb, gain)
 
 
@@ -245,6 +267,9 @@ STRATEGIES: dict[str, Strategy] = {
                  "uncertainty x expected boxes of the classes the labelled set lacks "
                  "(inverse labelled frequency), diversified like adaptive_diverse",
                  needs_embeddings=True),
+        Strategy("edit_aware_diverse", COMBINED, _edit_aware, True,
+                 "rare_class_diverse's gain per expected reviewer edit (wrong sent boxes plus "
+                 "objects under the floor), diversified", needs_embeddings=True),
         Strategy("cold_start", COMBINED, _cold_start, False,
                  "diversity only (k-center greedy on embeddings), for when no model exists",
                  needs_embeddings=True),

@@ -104,3 +104,35 @@ def test_rare_class_diverse_refuses_mismatched_counts_and_missing_mass():
     bare = [ImageScore(s.image_id, s.uncertainty_score, s.scores, 1) for s in scores]
     with pytest.raises(ValueError, match="needs every image score's class_mass"):
         select("rare_class_diverse", SelectionRequest(scores=bare, limit=4, rng=np.random.default_rng(1), embeddings=emb))
+
+
+@pytest.mark.parametrize(
+    ("conf", "floor", "expected"),
+    [
+        ([], 0.25, 0.0),  # nothing sent, nothing seen
+        ([0.9, 0.8], 0.25, 0.1 + 0.2),  # sent boxes wrong with probability 1 - confidence
+        ([0.1, 0.05], 0.25, 0.15),  # unsent boxes are objects to draw with probability confidence
+        ([0.9, 0.1], 0.25, 0.1 + 0.1),
+    ],
+    ids=["empty", "confident", "faint", "mixed"],
+)
+def test_expected_edits(conf, floor, expected):
+    from labelwise.scoring import expected_edits
+
+    d = dets(conf, [[1.0, 0.0, 0.0]] * len(conf)) if conf else Detections.empty(3)
+    assert expected_edits(d, floor) == pytest.approx(expected, abs=1e-6)
+    assert score_image("x", d, ScoringRule(confidence_floor=floor)).expected_edits == pytest.approx(expected, abs=1e-6)
+
+
+def test_edit_aware_prefers_the_rare_uncertain_image_that_needs_few_edits():
+    rule = ScoringRule(confidence_floor=0.25)
+    # a (rare class 2, confident boxes: cheap to review) vs b (rare class 2, many faint boxes to
+    # draw and wrong sent ones: expensive) vs c (common class 0, cheap)
+    a = score_image("a", dets([0.9, 0.6], [[0.0, 0.2, 0.8], [1.0, 0.0, 0.0]]), rule)
+    b = score_image("b", dets([0.6, 0.3, 0.2, 0.2, 0.2], [[0.0, 0.2, 0.8]] * 5), rule)
+    c = score_image("c", dets([0.9, 0.9], [[1.0, 0.0, 0.0]] * 2), rule)
+    assert a.expected_edits < b.expected_edits
+    emb = np.eye(3, dtype=np.float32)
+    req = SelectionRequest([a, b, c], 1, np.random.default_rng(0), embeddings=emb,
+                           labelled_class_counts=np.array([50, 20, 1]))
+    assert select("edit_aware_diverse", req).tolist() == [0]
