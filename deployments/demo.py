@@ -2,6 +2,9 @@
 MLflow and the simulated annotator; ends with a table per round and where to look.
 
     python -m deployments.demo [--rounds 3] [--pool 300]
+
+Settings come from the environment like everywhere (``LABELWISE_TRAINING__PSEUDO_LABELS=true``
+runs semi-supervised rounds; off by default); the table shows pseudo-labels and reviewer edits.
 """
 
 from __future__ import annotations
@@ -12,15 +15,29 @@ import time
 from pathlib import Path
 
 
+def reviewer_edits(row: dict) -> int | None:
+    """Edits the (simulated) reviewer made in a round: added + removed + relabelled boxes of
+    its ``corrections/*`` summary (``pulled["corrections"]``); None when the round has none."""
+    corrections = (row.get("pulled") or {}).get("corrections") or {}
+    parts = [corrections.get(f"corrections/{k}") for k in ("added", "removed", "relabelled")]
+    return None if any(v is None for v in parts) else int(sum(parts))
+
+
 def print_table(rows: list[dict]) -> None:
-    header = f"{'round':>5} {'strategy':<20} {'labels(img)':>11} {'boxes':>6} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  champion"
+    """One line per round: labelled (reviewed) images and boxes, pseudo-labelled images and
+    boxes (0 unless ``training.pseudo_labels`` is on), reviewer edits, held-out metrics."""
+    header = (f"{'round':>5} {'strategy':<20} {'labels(img)':>11} {'boxes':>6} {'pseudo(img)':>11} "
+              f"{'pseudo(box)':>11} {'edits':>5} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  champion")
     print(header)
     print("-" * len(header))
     for r in rows:
         if "skipped" in r:
             print(f"{r['round']:>5} skipped: {r['skipped']}")
             continue
+        edits = reviewer_edits(r)
         print(f"{r['round']:>5} {r['strategy']:<20} {r['labelled_images']:>11} {r['labelled_boxes']:>6} "
+              f"{r.get('pseudo_images', 0):>11} {r.get('pseudo_boxes', 0):>11} "
+              f"{'-' if edits is None else edits:>5} "
               f"{r['precision']:6.3f} {r['recall']:6.3f} {r['mAP50']:6.3f} {r['mAP50-95']:8.3f}  "
               f"{'moved to v' + str(r['registered_version']) if r['champion_moved'] else 'kept'}")
 
@@ -83,6 +100,8 @@ def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # typ
     started = time.perf_counter()
     demo = prepare_demo_project(settings, pool_images=pool)
     print(f"demo data: {demo.dataset_root} ({demo.pool_images} pool images); project {demo.name}")
+    print(f"pseudo-labels: {'on' if settings.training.pseudo_labels else 'off'} "
+          "(training.pseudo_labels; LABELWISE_TRAINING__PSEUDO_LABELS=true switches them on)")
     rows = closed_loop(LoopParams(project=demo.name, config=config_file, rounds=rounds,
                                   annotator="simulated", truth_dir=str(demo.truth_dir),
                                   review_timeout_s=600, campaign="demo"))

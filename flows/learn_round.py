@@ -39,7 +39,8 @@ def learn_round(params: LearnParams) -> dict:
         raise
     move_round(cfg, project, number, ["learning"], "learned")
     return {"round": number, "labelled_images": retrained["labelled_images"],
-            "labelled_boxes": retrained["labelled_boxes"], "precision": evaluation["precision"],
+            "labelled_boxes": retrained["labelled_boxes"], "pseudo_images": retrained.get("pseudo_images", 0),
+            "pseudo_boxes": retrained.get("pseudo_boxes", 0), "precision": evaluation["precision"],
             "recall": evaluation["recall"], "mAP50": evaluation["map50"], "mAP50-95": evaluation["map50_95"],
             "champion_moved": promoted["moved"], "registered_version": tracked["registered_version"],
             "run_id": tracked["run_id"], "plateau": plateau(cfg, project), "pulled": pulled}

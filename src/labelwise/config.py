@@ -168,6 +168,37 @@ class TrainingSettings(BaseModel):
     lr0: float = Field(0.002, gt=0, description="Initial learning rate.")
     patience: int = Field(0, ge=0, description="0 = no early stop.")
     seed: int = 0
+    pseudo_labels: bool = Field(
+        False,
+        description="Semi-supervised rounds: also train on the current model's confident boxes "
+        "on unlabelled pool images (labelwise.pseudo_labels); never stored as labels.",
+    )
+    pseudo_threshold: float = Field(
+        0.5, gt=0.0, le=1.0, description="A predicted box becomes a pseudo-label at or above this."
+    )
+    pseudo_band_floor: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="An image with any box in [pseudo_band_floor, pseudo_threshold) is left out "
+        "(an object the model half-sees may be missed).",
+    )
+    pseudo_cap: float = Field(
+        1.0, ge=0.0, description="Most pseudo images per reviewed image (training time <= 1 + cap)."
+    )
+
+    @model_validator(mode="after")
+    def _check_pseudo_band(self) -> "TrainingSettings":
+        if self.pseudo_band_floor > self.pseudo_threshold:
+            raise ValueError(
+                f"pseudo_band_floor must be <= pseudo_threshold ({self.pseudo_threshold}); "
+                f"got {self.pseudo_band_floor}"
+            )
+        return self
+
+    def pseudo_rule(self):  # -> labelwise.pseudo_labels.PseudoLabelRule
+        """The pseudo-label rule of these settings."""
+        from labelwise.pseudo_labels import PseudoLabelRule
+
+        return PseudoLabelRule(self.pseudo_threshold, self.pseudo_band_floor, self.pseudo_cap)
 
 
 class Settings(BaseSettings):

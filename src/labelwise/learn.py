@@ -14,7 +14,9 @@ from typing import Any
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
-from labelwise.training import build_training_set, holdout_data_yaml, train_round
+from labelwise.domain import Detections, ImageStatus, class_box_counts
+from labelwise.pseudo_labels import PseudoLabelRule, PseudoLabelSet, select_pseudo_labels
+from labelwise.training import LabelledImage, build_training_set, holdout_data_yaml, train_round
 
 CHAMPION_PREFIX = "models:/"
 
@@ -57,6 +59,23 @@ def resolve_base_model(settings: Settings, project: str, explicit: str | None = 
 
 @dataclass(frozen=True)
 class RetrainResult:
+    """One retrained model and what it was trained on.
+
+    ``labelled_images`` / ``labelled_boxes`` / ``class_box_counts`` count REVIEWED labels only
+    (the learning curve's x axis); a semi-supervised round's pseudo-labels are counted apart.
+
+    Attributes:
+        pseudo_labels: whether ``training.pseudo_labels`` was on for this round.
+        pseudo_images, pseudo_boxes: pseudo-labelled images / boxes trained on (0 when off).
+        pseudo: ``pseudo/*`` numbers: the rule's counts (:meth:`PseudoLabelSet.as_metrics`:
+            images, boxes, candidates, dropped_uncertain, dropped_empty, capped) and the rule
+            itself (:meth:`PseudoLabelRule.as_params`: threshold, band_floor, cap); see
+            :func:`pseudo_tracking` for which are MLflow params and which metrics.
+        pseudo_model_version: the model version whose stored predictions were pseudo-labelled.
+        pseudo_reason: why a round with pseudo-labels on trained on none (else None).
+        pseudo_sheet: PNG of up to 8 pseudo-labelled images with their pseudo boxes, or None.
+    """
+
     weights: str
     model_version: str
     base_model: str
@@ -65,9 +84,97 @@ class RetrainResult:
     labelled_images: int
     labelled_boxes: int
     class_box_counts: dict[str, int] = field(default_factory=dict)
+    pseudo_labels: bool = False
+    pseudo_images: int = 0
+    pseudo_boxes: int = 0
+    pseudo: dict[str, float] = field(default_factory=dict)
+    pseudo_model_version: str | None = None
+    pseudo_reason: str | None = None
+    pseudo_sheet: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PseudoRound:
+    """The pseudo-labels a round trains on (see :func:`pseudo_labels_for`).
+
+    Attributes:
+        rule: the rule applied.
+        reviewed_images: reviewed labelled images of the project (the cap's base).
+        model_version: whose predictions were used; None when the catalog holds none.
+        labels: what the rule kept and dropped.
+        extra: ``labels`` as training images named by image id, in rank order.
+        kept: image id -> the kept Detections (pixel xyxy), for the contact sheet.
+        reason: why no pseudo image is used, else None.
+    """
+
+    rule: PseudoLabelRule
+    reviewed_images: int
+    model_version: str | None
+    labels: PseudoLabelSet
+    extra: tuple[LabelledImage, ...] = ()
+    kept: dict[str, Detections] = field(default_factory=dict)
+    reason: str | None = None
+
+
+NO_PSEUDO_LABELS = PseudoLabelSet((), 0, 0, 0, 0)
+PSEUDO_SHEET_IMAGES = 8
+
+
+def pseudo_labels_for(settings: Settings, catalog: Catalog, project: ProjectRecord) -> PseudoRound:
+    """Pseudo-labels for the project's next round under ``settings.training.pseudo_rule()``.
+
+    Candidates are the predictions the catalog holds for ``catalog.latest_model_version``
+    (what auto-label stored for the model that proposed this round's queue). Every image that
+    is not UNLABELLED is excluded (labelled, queued, rejected: a reviewed label always wins and
+    a queued image is about to get one), so is every id with a stored label and every
+    prediction of an image the catalog no longer lists. Sizes are the images' (width, height)
+    in pixels from the catalog. Nothing is written anywhere.
+    """
+    rule = settings.training.pseudo_rule()
+    records = {r.image_id: r for r in catalog.images(project)}
+    labels = catalog.labels(project)
+    reviewed = sum(1 for image_id in labels if image_id in records)
+    version = catalog.latest_model_version(project)
+    predictions = catalog.predictions(project, version) if version is not None else {}
+    if not predictions:
+        return PseudoRound(rule, reviewed, version, NO_PSEUDO_LABELS,
+                           reason=f"no predictions stored for project {project.name!r}: trained on "
+                                  "reviewed labels only (auto-label the pool to get pseudo-labels)")
+    exclude = {i for i, r in records.items() if r.status is not ImageStatus.UNLABELLED}
+    exclude |= set(labels) | {i for i in predictions if i not in records}
+    sizes = {i: (records[i].width, records[i].height) for i in predictions if i in records}
+    chosen = select_pseudo_labels(predictions, sizes, exclude, reviewed, rule)
+    extra = tuple(LabelledImage(p.image_id, records[p.image_id].path, p.boxes)
+                  for p in chosen.labels)
+    kept = {p.image_id: predictions[p.image_id].above(rule.threshold) for p in chosen.labels}
+    reason = None
+    if not chosen.images:
+        reason = (f"the rule kept no image of {chosen.candidates} candidates from model {version} "
+                  f"({chosen.dropped_uncertain} uncertain, {chosen.dropped_empty} empty, "
+                  f"{chosen.capped} over the cap of {rule.cap} x {reviewed} reviewed images)")
+    return PseudoRound(rule, reviewed, version, chosen, extra, kept, reason)
+
+
+def pseudo_sheet(
+    settings: Settings, project: ProjectRecord, round_number: int, pseudo: PseudoRound
+) -> str | None:
+    """Contact sheet of the first :data:`PSEUDO_SHEET_IMAGES` pseudo-labelled images (rank
+    order) with their pseudo boxes, captioned with each image's least confident kept box;
+    ``state_dir/reports/<project>/round-<n>-pseudo.png``, None without pseudo images."""
+    from labelwise.reports import contact_sheet
+
+    shown = pseudo.extra[:PSEUDO_SHEET_IMAGES]
+    if not shown:
+        return None
+    confidence = {p.image_id: p.confidence for p in pseudo.labels.labels}
+    items = [(item.name, item.path, confidence[item.name], pseudo.kept[item.name])
+             for item in shown]
+    out = settings.state_dir / "reports" / project.name / f"round-{round_number}-pseudo.png"
+    sheet = contact_sheet(items, project.class_names, out, confidence_floor=pseudo.rule.threshold)
+    return str(sheet)
 
 
 def retrain(
@@ -76,20 +183,45 @@ def retrain(
     """Fine-tune ``base_model`` on every labelled image of the project by the one recipe
     (:func:`labelwise.training.train_round` under ``settings.training``).
 
+    With ``training.pseudo_labels`` on, the round also trains on the pseudo-labels of
+    :func:`pseudo_labels_for` (written into this round's training set only: never saved to the
+    catalog as labels, never sent to Label Studio); epochs follow the reviewed count, so the
+    round trains at most (1 + ``pseudo_cap``) times as long as a supervised one. Without stored
+    predictions it trains supervised and says why in ``pseudo_reason``.
+
     The weights are copied to ``state_dir/models/<project>/round-<n>.pt``.
     """
     from labelwise.runtime import load_detector
 
-    ts = build_training_set(catalog, project, settings.state_dir / "datasets" / project.name / f"round-{round_number}")
+    rule = settings.training.pseudo_rule()
+    on = settings.training.pseudo_labels
+    pseudo = pseudo_labels_for(settings, catalog, project) if on else None
+    extra = pseudo.extra if pseudo is not None else ()
+    out_dir = settings.state_dir / "datasets" / project.name / f"round-{round_number}"
+    ts = build_training_set(catalog, project, out_dir, extra=extra)
+    reviewed = ts.n_images - len(extra)
+    chosen = pseudo.labels if pseudo is not None else NO_PSEUDO_LABELS
+    sheet = pseudo_sheet(settings, project, round_number, pseudo) if pseudo is not None else None
     detector = load_detector(settings, project.class_names, base_model)
     result = train_round(detector, ts.data_yaml, settings.training, ts.n_images,
-                         settings.runs_dir / project.name, name=f"round-{round_number}")
+                         settings.runs_dir / project.name, name=f"round-{round_number}",
+                         reviewed_images=reviewed)
     target = settings.models_dir / project.name / f"round-{round_number}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(result.weights, target)
     trained = load_detector(settings, project.class_names, str(target))
-    return RetrainResult(str(target), trained.version, base_model, result.seconds, result.epochs,
-                         ts.n_images, ts.n_boxes, ts.class_box_counts)
+    pseudo_counts = class_box_counts((item.boxes for item in extra), len(project.class_names))
+    reviewed_counts = {name: ts.class_box_counts.get(name, 0) - int(c)
+                       for name, c in zip(project.class_names, pseudo_counts)}
+    return RetrainResult(
+        str(target), trained.version, base_model, result.seconds, result.epochs,
+        reviewed, ts.n_boxes - chosen.boxes, reviewed_counts,
+        pseudo_labels=pseudo is not None, pseudo_images=chosen.images, pseudo_boxes=chosen.boxes,
+        pseudo={**{k: float(v) for k, v in chosen.as_metrics().items()}, **rule.as_params()},
+        pseudo_model_version=pseudo.model_version if pseudo is not None else None,
+        pseudo_reason=pseudo.reason if pseudo is not None else None,
+        pseudo_sheet=sheet,
+    )
 
 
 def evaluate(settings: Settings, project: ProjectRecord, weights: str) -> dict[str, Any]:
@@ -118,6 +250,27 @@ def round_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
     }
 
 
+PSEUDO_PARAM_KEYS = tuple(PseudoLabelRule().as_params())
+
+
+def pseudo_tracking(retrained: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """A round's pseudo-label record as (MLflow params, MLflow metrics).
+
+    Params: ``pseudo_labels`` (``on``/``off``), the rule (``pseudo/threshold``,
+    ``pseudo/band_floor``, ``pseudo/cap``) and, when set, ``pseudo/model_version`` and
+    ``pseudo/reason``. Metrics: every other ``pseudo/*`` number (``pseudo/images``,
+    ``pseudo/boxes``, ``pseudo/candidates`` and the drop counts). ``retrained`` is
+    :meth:`RetrainResult.as_dict`; a dict from before pseudo-labels existed reads as ``off``.
+    """
+    numbers = dict(retrained.get("pseudo") or {})
+    params: dict[str, Any] = {"pseudo_labels": "on" if retrained.get("pseudo_labels") else "off"}
+    params.update({k: numbers.pop(k) for k in PSEUDO_PARAM_KEYS if k in numbers})
+    for key in ("model_version", "reason"):
+        if retrained.get(f"pseudo_{key}") is not None:
+            params[f"pseudo/{key}"] = retrained[f"pseudo_{key}"]
+    return params, {k: float(v) for k, v in numbers.items()}
+
+
 def track_round(
     settings: Settings,
     project: ProjectRecord,
@@ -129,13 +282,18 @@ def track_round(
     extra_metrics: dict[str, float] | None = None,
     artifacts: dict[str, str] | None = None,
 ) -> TrackedRound:
-    """One MLflow child run per round (under the campaign's parent run), weights registered."""
+    """One MLflow child run per round (under the campaign's parent run), weights registered.
+
+    Every round also records its pseudo-label rule and counts (:func:`pseudo_tracking`) and,
+    when it trained on pseudo-labels, their contact sheet under the artifact path ``pseudo``.
+    """
     from labelwise.reports import learning_curve
 
     tracker = tracker_for(settings, project.name)
     parent = tracker.ensure_campaign(campaign, {"project": project.name})
+    pseudo_params, pseudo_metrics = pseudo_tracking(retrained)
     run_id = tracker.start_round(parent, round_number, {**params, "base_model": retrained["base_model"],
-                                                         "epochs": retrained["epochs"]})
+                                                         "epochs": retrained["epochs"], **pseudo_params})
     metrics = round_metrics(evaluation)
     metrics.update({f"AP50/{k}": v for k, v in evaluation.get("per_class_ap50", {}).items()})
     metrics.update({
@@ -144,12 +302,16 @@ def track_round(
         "seconds/train": retrained["seconds"],
         "seconds/evaluate": evaluation.get("seconds", 0.0),
     })
+    metrics.update(pseudo_metrics)
     metrics.update(extra_metrics or {})
     tracker.log_metrics(run_id, metrics, step=round_number)
     tracker.log_metrics(parent, round_metrics(evaluation), step=round_number)
     for name, path in (artifacts or {}).items():
         if path and Path(path).exists():
             tracker.log_artifact(run_id, Path(path), name)
+    sheet = retrained.get("pseudo_sheet")
+    if sheet and Path(sheet).exists():
+        tracker.log_artifact(run_id, Path(sheet), "pseudo")
     history = [r for r in tracker.round_metrics() if "mAP50-95" in r["metrics"]]
     points = sorted((r["metrics"].get("labelled_images", 0.0), r["metrics"]["mAP50-95"]) for r in history)
     curve = learning_curve({project.name: points}, settings.state_dir / "reports" / project.name /

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,15 +79,20 @@ class TrainingPlan:
                 "patience": self.patience, **self.overrides}
 
 
-def training_plan(recipe: TrainingSettings, n_images: int, seed: int | None = None) -> TrainingPlan:
-    """The recipe applied to ``n_images`` labelled images.
+def training_plan(recipe: TrainingSettings, n_images: int, seed: int | None = None,
+                  reviewed_images: int | None = None) -> TrainingPlan:
+    """The recipe applied to a training set of ``n_images`` images.
+
+    Epochs follow ``reviewed_images`` (default: all ``n_images``): a semi-supervised round adds
+    pseudo-labelled images on top of the reviewed ones without taking passes away from them, so
+    its training time grows by (reviewed + pseudo) / reviewed at most.
 
     mosaic off (a few dozen images are too few for mosaic to help), one warm-up epoch, AdamW at
     ``lr0`` and ``nbs = batch``: ultralytics otherwise accumulates gradients up to 64 images per
     step, which on a few dozen labelled images means one optimizer step every few epochs
     (measured: mAP50 0.01 -> 0.09 on 20 images, same 60 epochs).
     """
-    epochs = epochs_for(n_images, recipe.epochs, recipe.min_image_passes)
+    epochs = epochs_for(reviewed_images or n_images, recipe.epochs, recipe.min_image_passes)
     batch = min(recipe.batch, n_images)
     overrides = {"mosaic": 0.0, "warmup_epochs": 1.0, "nbs": batch, "optimizer": recipe.optimizer,
                  "lr0": recipe.lr0}
@@ -103,14 +108,17 @@ def train_round(
     out_dir: Path,
     name: str,
     seed: int | None = None,
+    reviewed_images: int | None = None,
 ) -> "TrainResult":
     """Fine-tune a copy of ``detector`` on ``data_yaml`` (``n_images`` images) by the recipe.
 
     Where the model starts is the caller's choice, named by ``recipe.start_from``: the product
     fine-tunes the champion (``champion``), the benchmark restarts every round from the same
     base (``base``) so that a round's model depends only on its labelled set.
+    ``reviewed_images``: how many of the ``n_images`` carry reviewed labels (the rest are
+    pseudo-labels; see :func:`training_plan`).
     """
-    plan = training_plan(recipe, n_images, seed)
+    plan = training_plan(recipe, n_images, seed, reviewed_images)
     return detector.train(data_yaml, out_dir, name=name, **plan.as_kwargs())
 
 
@@ -185,22 +193,39 @@ def build_training_set(
     catalog: Catalog,
     project: ProjectRecord,
     out_dir: Path,
-    extra_labels: Mapping[Path, np.ndarray] | None = None,
+    extra: Sequence[LabelledImage] = (),
 ) -> TrainingSet:
-    """Write every labelled image of ``project`` (plus ``extra_labels``) as a YOLO data set.
+    """Write every labelled image of ``project`` plus ``extra`` as a YOLO data set.
 
-    See :func:`write_training_set`; ``val`` points at the held-out set when one is fixed, else
-    at the training images.
+    Reviewed images are named by their image id; ``extra`` (a semi-supervised round's
+    pseudo-labelled images, :mod:`labelwise.pseudo_labels`) is written the same way by the same
+    writer (:func:`write_training_set`) and is not stored anywhere else: the catalog's labels
+    are untouched. An ``extra`` name that repeats a reviewed image's id (or another extra) is
+    refused: a reviewed label always wins, so the caller must leave such images out.
+    ``val`` points at the held-out set when one is fixed, else at the training images.
     """
     labels = catalog.labels(project)
-    if not labels and not extra_labels:
+    extras = list(extra)
+    if not labels and not extras:
         raise CatalogError(
             f"project {project.name!r} has no labelled images to train on; review a queue first"
         )
     records = {r.image_id: r for r in catalog.images(project, image_ids=list(labels))}
     items = [LabelledImage(image_id, records[image_id].path, boxes)
              for image_id, boxes in labels.items() if image_id in records]
-    items += [LabelledImage(Path(p).stem, Path(p), b) for p, b in (extra_labels or {}).items()]
+    taken = {item.name for item in items}
+    seen: set[str] = set()
+    clashes: list[str] = []
+    for e in extras:
+        if e.name in taken or e.name in seen:
+            clashes.append(e.name)
+        seen.add(e.name)
+    if clashes:
+        raise ValueError(
+            f"extra training images must not repeat a reviewed image or each other; expected "
+            f"unique names outside the {len(taken)} reviewed ids, got {clashes[:10]}"
+        )
+    items += extras
     holdout = _holdout_entries(project)
     images_dir = (Path(out_dir) / "images").resolve()
     return write_training_set(out_dir, items, project.class_names,

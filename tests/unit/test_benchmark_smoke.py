@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -19,14 +20,14 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
         out=tmp_path / "bench", strategies=("random", "diverse_uncertainty", "rare_class_diverse"), seeds=1,
         protocols=("scratch", "warm"), rounds=1, initial=8, per_round=4, imgsz=64, epochs=1,
         min_image_passes=0, pool_images=16, val_images=4, test_images=6, workers=2,
-        base_epochs=1, base_pool_images=8,
+        base_epochs=1, base_pool_images=8, pseudo_strategies=("random",),
     )
     result = run_benchmark(cfg, log=lambda _: None)
     assert result.failed == {}
     rows = read_csv(result.csv)
     assert list(rows[0]) == csv_columns(tuple(str(i) for i in range(10)))
-    # (3 strategies + random_sprint) x 2 protocols x 2 rounds (round 0 + 1)
-    assert len(rows) == 4 * 2 * 2
+    # (3 strategies + random_sprint + random+pseudo) x 2 protocols x 2 rounds (round 0 + 1)
+    assert len(rows) == 5 * 2 * 2
     by = {(r["protocol"], r["strategy"], r["round"]): r for r in rows}
     for protocol in ("scratch", "warm"):
         rnd, div = by[(protocol, "random", 0)], by[(protocol, "diverse_uncertainty", 0)]
@@ -48,7 +49,7 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
         assert r["edits"] == kinds and r["edits_added"] <= r["labelled_boxes"]
     # the labelled sets of round 0 are the same images for every strategy and protocol
     results = [json.loads(p.read_text()) for p in (cfg.out / "jobs").glob("*/result.json")]
-    assert len(results) == 6 and all(r["labelled"][:8] == results[0]["labelled"][:8] for r in results)
+    assert len(results) == 8 and all(r["labelled"][:8] == results[0]["labelled"][:8] for r in results)
     assert len(result.plots) == 6 and all(p.is_file() and p.stat().st_size > 0 for p in result.plots)
     assert {p.name for p in result.plots} >= {"learning-curve-warm-edits.png", "learning-curve-scratch-boxes.png"}
     ceilings = json.loads((cfg.out / "ceilings.json").read_text())
@@ -57,13 +58,20 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
     md = result.summary_md.read_text()
     assert "| scratch | random |" in md and "| warm | random_sprint |" in md and "Cost in edits" in md
     assert {r.strategy for r in result.summary} == {"random", "random_sprint", "diverse_uncertainty",
-                                                     "rare_class_diverse"}
+                                                     "rare_class_diverse", "random+pseudo"}
+    for protocol in ("scratch", "warm"):  # the semi-supervised twin records what it trained on
+        twin = [by[(protocol, "random+pseudo", r)] for r in range(2)]
+        assert all(t["pseudo_images"] <= t["labelled_images"] for t in twin)  # cap 1 per reviewed image
+        assert all(t["pseudo_errors"] >= 0 and t["pseudo_boxes"] >= 0 for t in twin)
+        assert [t["labelled_images"] for t in twin] == [8, 12]
+    assert by[("scratch", "random+pseudo", 0)]["pseudo_images"] == 0  # no model before round 0
+    assert math.isnan(by[("warm", "random", 0)]["pseudo_images"])  # supervised rows: no such count
     assert all(r.ceiling_map50 is not None for r in result.summary)
     from mlflow import MlflowClient
 
     client = MlflowClient(result.mlflow_uri)
     exp = client.get_experiment_by_name("labelwise-benchmark/custom")
     runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 8  # 6 trajectories + 2 random_sprint
+    assert len(runs) == 10  # 8 trajectories + 2 random_sprint
     history = client.get_metric_history(runs[0].info.run_id, "map50")
     assert sorted(m.step for m in history) == [0, 1]

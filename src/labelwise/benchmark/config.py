@@ -44,6 +44,8 @@ BASELINE = "random"
 # random's images labelled with NO pre-annotations (every true box drawn): how teams label today.
 # It shares random's trainings (same images) and differs only in cost.
 SPRINT = "random_sprint"
+# A strategy's semi-supervised twin (training.pseudo_labels on) is named "<strategy>+pseudo".
+PSEUDO_SUFFIX = "+pseudo"
 # Strategies compared by default: every registered strategy that needs a model, plus random.
 # cold_start (diversity only, for when no model exists) is left out unless asked for.
 EXCLUDED_BY_DEFAULT = ("cold_start",)
@@ -90,6 +92,8 @@ class BenchmarkConfig:
         out: output folder (CSV, PNGs, summary, MLflow sqlite store, job folders).
         preset: name recorded in every output (``quick``, ``full`` or ``custom``).
         strategies: names from the strategy registry; ``random`` is always included.
+        pseudo_strategies: strategies that also run as a semi-supervised twin
+            (``<name>+pseudo``: the product's pseudo-label rule on, ``training.pseudo_*``).
         seeds: trajectories per strategy and protocol (seeds 0..seeds-1).
         scratch_seeds: fewer seeds for the scratch protocol (None = ``seeds``).
         protocols: any of ``scratch``, ``warm``.
@@ -120,6 +124,7 @@ class BenchmarkConfig:
     out: Path
     preset: str = "custom"
     strategies: tuple[str, ...] = ()
+    pseudo_strategies: tuple[str, ...] = ()
     seeds: int = 3
     scratch_seeds: int | None = None
     protocols: tuple[Protocol, ...] = PROTOCOLS
@@ -166,6 +171,10 @@ class BenchmarkConfig:
         if unknown:
             raise ValueError(f"unknown strategies {unknown}; expected names from {sorted(STRATEGIES)}")
         object.__setattr__(self, "strategies", tuple(dict.fromkeys(strategies)))
+        unknown = [s for s in self.pseudo_strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown pseudo_strategies {unknown}; expected names from {sorted(STRATEGIES)}")
+        object.__setattr__(self, "pseudo_strategies", tuple(dict.fromkeys(self.pseudo_strategies)))
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
             raise ValueError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}; got {self.protocols}")
@@ -229,11 +238,19 @@ class BenchmarkConfig:
                 lr0=self.lr0, optimizer=self.optimizer)),
         )
 
+    def job_settings(self, pseudo: bool) -> "Settings":
+        """:meth:`product_settings`, with the pseudo-label rule on for a ``+pseudo`` twin."""
+        st = self.product_settings()
+        if pseudo:
+            st = st.model_copy(update={"training": st.training.model_copy(update={"pseudo_labels": True})})
+        return st
+
     def recipe_values(self) -> dict[str, Any]:
         """The product settings that shape a trajectory (hashed into its fingerprint)."""
         st = self.product_settings()
-        return {name: getattr(st, name).model_dump(mode="json")
-                for name in ("detector", "embedder", "scoring", "selection", "training")}
+        values = {name: getattr(st, name).model_dump(mode="json")
+                  for name in ("detector", "embedder", "scoring", "selection")}
+        return {**values, "training": training_values(st.training)}
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able values (paths as strings)."""
@@ -241,6 +258,15 @@ class BenchmarkConfig:
 
     def replace(self, **changes: Any) -> "BenchmarkConfig":
         return dataclasses.replace(self, **changes)
+
+
+def training_values(training: Any) -> dict[str, Any]:
+    """A TrainingSettings' values that shape its weights: the pseudo-label knobs only when
+    pseudo-labels are on (so cached supervised results survive new pseudo-label options)."""
+    values = training.model_dump(mode="json")
+    if not values.get("pseudo_labels"):
+        values = {k: v for k, v in values.items() if not k.startswith("pseudo_")}
+    return values
 
 
 def config_hash(values: dict[str, Any], length: int = 12) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from labelwise.benchmark.config import BenchmarkConfig, DataSpec, config_hash
+from labelwise.benchmark.config import BenchmarkConfig, DataSpec, config_hash, training_values
 from labelwise.domain import class_box_counts
 from labelwise.benchmark.oracle import (
     Oracle,
@@ -147,7 +147,7 @@ def base_recipe(cfg: BenchmarkConfig) -> dict:
     """Everything that shapes the warm-start base weights (hashed into the cache key)."""
     return {
         "model": cfg.model, "imgsz": cfg.imgsz, "epochs": cfg.base_epochs,
-        "training": base_training(cfg).model_dump(mode="json"), "seed": 0,
+        "training": training_values(base_training(cfg)), "seed": 0,
         "source": source_digits_config(cfg).to_dict(), "format": 2,
     }
 

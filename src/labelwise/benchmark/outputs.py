@@ -18,7 +18,8 @@ from labelwise.benchmark.summary import SummaryRow, markdown_table, mean_curves
 CORE_COLUMNS = (
     "preset", "protocol", "strategy", "seed", "round", "labelled_images", "labelled_boxes",
     "new_images", "new_boxes", "edits", "new_edits", "preannotated_boxes", "edits_added",
-    "edits_deleted", "edits_relabelled", "edits_moved", "map50", "map50_95", "precision", "recall", "rare_boxes",
+    "edits_deleted", "edits_relabelled", "edits_moved", "pseudo_images", "pseudo_boxes", "pseudo_errors",
+    "map50", "map50_95", "precision", "recall", "rare_boxes",
     "rare_boxes_gained", "near_duplicates", "near_duplicates_total", "epochs", "train_seconds",
     "eval_seconds", "select_seconds",
 )

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from labelwise.benchmark.config import PSEUDO_SUFFIX
+
 INITIAL_TAG = 0x1A17
 
 
@@ -47,13 +49,22 @@ class Job:
     initial: tuple[int, ...]
     start_ref: str
     job_dir: str
+    pseudo: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name in every table: the strategy, ``+pseudo`` for its semi-supervised twin."""
+        return f"{self.strategy}{PSEUDO_SUFFIX}" if self.pseudo else self.strategy
 
     @property
     def key(self) -> str:
-        return job_key(self.protocol, self.strategy, self.seed)
+        return job_key(self.protocol, self.label, self.seed)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if not self.pseudo:  # fingerprints of supervised jobs stay what they were
+            values.pop("pseudo")
+        return values
 
 
 def job_key(protocol: str, strategy: str, seed: int) -> str:
@@ -68,6 +79,7 @@ def plan_jobs(
     initial: int,
     start_refs: dict[str, str],
     jobs_dir: Path,
+    pseudo_strategies: tuple[str, ...] = (),
 ) -> list[Job]:
     """Jobs ordered seed-major (a cut-short run still has whole seeds), then protocol, strategy.
 
@@ -84,4 +96,8 @@ def plan_jobs(
             for strategy in strategies:
                 key = job_key(protocol, strategy, seed)
                 jobs.append(Job(protocol, strategy, seed, init, start_refs[protocol], str(Path(jobs_dir) / key)))
+            for strategy in pseudo_strategies:
+                key = job_key(protocol, f"{strategy}{PSEUDO_SUFFIX}", seed)
+                jobs.append(Job(protocol, strategy, seed, init, start_refs[protocol], str(Path(jobs_dir) / key),
+                                pseudo=True))
     return jobs

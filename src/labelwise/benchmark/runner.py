@@ -140,7 +140,8 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
     log(scan_labels(data.truth_dir, [p.stem for p in data.pool_paths], len(data.class_names)).describe())
     refs = _start_refs(cfg)
     jobs = [j for j in plan_jobs(cfg.protocols, cfg.strategies, cfg.seed_list, len(data.pool_paths),
-                                 cfg.initial, refs, out / "jobs") if j.seed in cfg.seeds_for(j.protocol)]
+                                 cfg.initial, refs, out / "jobs", cfg.pseudo_strategies)
+            if j.seed in cfg.seeds_for(j.protocol)]
     # Each seed's ceilings follow its trajectories, so a run cut short still has whole seeds.
     work: list[Job | CeilingJob] = []
     ceilings_todo = ceiling_jobs(cfg, refs)
@@ -215,7 +216,7 @@ def _drive(cfg: BenchmarkConfig, data: PreparedData, n_jobs: int, pending: list[
             done_count += 1
             state.rows.extend(value)
             tracker.log_trajectory(key, value)
-            if item.strategy == BASELINE:  # random_sprint: the same images, labelled by hand
+            if item.strategy == BASELINE and not item.pseudo:  # random_sprint: same images, by hand
                 sprint = as_random_sprint(value)
                 state.rows.extend(sprint)
                 tracker.log_trajectory(f"{item.protocol}-random_sprint-seed{item.seed}", sprint)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.benchmark.config import SPRINT, BenchmarkConfig, config_hash
+from labelwise.benchmark.config import SPRINT, BenchmarkConfig, config_hash, training_values
 from labelwise.benchmark.data import PreparedData, write_train_set
 from labelwise.benchmark.oracle import near_duplicates, rare_boxes
 from labelwise.benchmark.plan import Job, round_rng
@@ -49,9 +49,11 @@ EDIT_KINDS = ("added", "deleted", "relabelled", "moved")
 def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
     """Hash of everything that shapes a trajectory's rows (to reuse a finished job)."""
     values = cfg.as_dict()
-    for key in ("out", "workers", "strategies", "seeds", "protocols", "preset", "cache_dir", "ceiling"):
+    for key in ("out", "workers", "strategies", "pseudo_strategies", "seeds", "protocols",
+                "preset", "cache_dir", "ceiling"):
         values.pop(key, None)
-    return config_hash({"cfg": values, "recipe": cfg.recipe_values(), "job": job.as_dict(), "format": 2})
+    recipe = {**cfg.recipe_values(), "training": training_values(cfg.job_settings(job.pseudo).training)}
+    return config_hash({"cfg": values, "recipe": recipe, "job": job.as_dict(), "format": 2})
 
 
 def _placeholder_scores(stems: list[str]) -> list[ImageScore]:
@@ -61,18 +63,21 @@ def _placeholder_scores(stems: list[str]) -> list[ImageScore]:
 def train_and_evaluate(
     settings: Settings, data: PreparedData, start_ref: str, labelled: Sequence[int],
     labels: Sequence[np.ndarray], work: Path, name: str, seed: int,
+    pseudo: Sequence[tuple[int, np.ndarray]] = (),
 ) -> tuple["YoloDetector", "TrainResult", "EvalResult"]:
-    """Train ``start_ref`` on the labelled pool images by the product's recipe; evaluate on test.
+    """Train ``start_ref`` on the labelled pool images (plus ``pseudo`` (index, (N, 5) rows)
+    pseudo-labelled ones) by the product's recipe; evaluate on the test split.
 
     The training set goes to ``work/train`` (replaced), the run to ``work/runs/<name>``.
     """
     from labelwise.detector import YoloDetector
 
     names = data.class_names
-    data_yaml = write_train_set(work / "train", [(data.pool_paths[i], b) for i, b in zip(labelled, labels)],
-                                names, data.val_dir, data.test_dir)
+    items = [(data.pool_paths[i], b) for i, b in zip(labelled, labels)] + [(data.pool_paths[i], b) for i, b in pseudo]
+    data_yaml = write_train_set(work / "train", items, names, data.val_dir, data.test_dir)
     start = YoloDetector.load(start_ref, settings.detector, work, class_names=names, seed=seed)
-    trained = train_round(start, data_yaml, settings.training, len(labelled), work / "runs", name, seed=seed)
+    trained = train_round(start, data_yaml, settings.training, len(items), work / "runs", name, seed=seed,
+                          reviewed_images=len(labelled))
     model = YoloDetector.load(trained.weights, settings.detector, work, class_names=names)
     ev = model.evaluate(data_yaml, "test", out_dir=work / "runs")
     return model, trained, ev
@@ -82,7 +87,7 @@ def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetecto
            round_number: int, labelled_counts: np.ndarray | None = None
            ) -> tuple[list[int], dict[int, Detections]]:
     """Pool indices the strategy queues after ``round_number`` and the model's detections of
-    each (the pre-annotations they would be sent with).
+    every unlabelled image it predicted (at least the picks: their pre-annotations).
 
     ``labelled_counts``: (C,) boxes per class revealed so far (what the product reads from its
     label files), for rarity-aware strategies.
@@ -117,7 +122,7 @@ def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetecto
     missing = [i for i in picks if i not in detections]
     if missing:  # strategies that select without predictions still send pre-annotations
         detections.update(zip(missing, model.predict([data.pool_paths[i] for i in missing])))
-    return picks, {i: detections[i] for i in picks}
+    return picks, detections
 
 
 def image_edits(settings: Settings, data: PreparedData, index: int, dets: Detections | None,
@@ -129,6 +134,33 @@ def image_edits(settings: Settings, data: PreparedData, index: int, dets: Detect
         width, height = data.size_of(index)
         pre = detections_to_yolo(dets.above(settings.scoring.confidence_floor), width, height)
     return reviewer_edits(pre, truth), len(pre)
+
+
+def pseudo_step(settings: Settings, data: PreparedData, model: "YoloDetector | None",
+                predicted: dict[int, Detections], labelled: Sequence[int]
+                ) -> tuple[list[tuple[int, np.ndarray]], dict[str, float]]:
+    """The product's pseudo-labels for a round training on ``labelled``: the current model's
+    confident boxes on the rest of the pool (``predicted`` where it has them; the model predicts
+    the others). Returns ((pool index, (N, 5) rows) pairs, counts incl. their errors vs the truth).
+    """
+    from labelwise.pseudo_labels import select_pseudo_labels
+
+    if model is None:  # from scratch, before the first model: nothing to pseudo-label with
+        return [], {"pseudo_images": 0, "pseudo_boxes": 0, "pseudo_errors": 0}
+    taken = set(labelled)
+    rest = [i for i in range(len(data.pool_paths)) if i not in taken]
+    missing = [i for i in rest if i not in predicted]
+    if missing:
+        predicted = {**predicted, **dict(zip(missing, model.predict([data.pool_paths[i] for i in missing])))}
+    stems = {i: data.pool_paths[i].stem for i in rest}
+    chosen = select_pseudo_labels({stems[i]: predicted[i] for i in rest},
+                                  {stems[i]: data.size_of(i) for i in rest}, (), len(labelled),
+                                  settings.training.pseudo_rule())
+    index = {stem: i for i, stem in stems.items()}
+    oracle = data.oracle()
+    pairs = [(index[p.image_id], p.boxes) for p in chosen.labels]
+    errors = sum(reviewer_edits(b, oracle.reveal(data.pool_paths[i].stem)).total for i, b in pairs)
+    return pairs, {"pseudo_images": chosen.images, "pseudo_boxes": chosen.boxes, "pseudo_errors": errors}
 
 
 def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[dict[str, Any]]:
@@ -145,16 +177,17 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
     if job_dir.exists():
         shutil.rmtree(job_dir)
     job_dir.mkdir(parents=True)
-    settings = cfg.product_settings()
+    settings = cfg.job_settings(job.pseudo)
     names = data.class_names
     oracle = data.oracle()
     labelled: list[int] = list(job.initial)
     new: list[int] = list(job.initial)
     # Round 0's images are queued with the start model's boxes (warm base); none from scratch.
     sent: dict[int, Detections] = {}
+    current: YoloDetector | None = None  # the model whose predictions feed pseudo-labels
     if job.protocol == "warm":
-        base = YoloDetector.load(job.start_ref, settings.detector, job_dir, class_names=names)
-        sent = dict(zip(new, base.predict([data.pool_paths[i] for i in new])))
+        current = YoloDetector.load(job.start_ref, settings.detector, job_dir, class_names=names)
+        sent = dict(zip(new, current.predict([data.pool_paths[i] for i in new])))
     dup_total = 0
     totals = dict.fromkeys(EDIT_KINDS, 0)
     totals_sent = 0
@@ -173,14 +206,16 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
             new_edits += edits.total
             totals_sent += n_sent
         labels = [oracle.reveal(data.pool_paths[i].stem) for i in labelled]
+        pseudo, pseudo_counts = ([], {}) if not job.pseudo else pseudo_step(settings, data, current, sent, labelled)
         model, trained, ev = train_and_evaluate(settings, data, job.start_ref, labelled, labels, job_dir,
-                                                f"round-{r}", job.seed)
+                                                f"round-{r}", job.seed, pseudo)
         counts = class_box_counts(labels, len(names))
         t_select = time.perf_counter()
         picks, sent = choose(settings, job, data, model, labelled, r, counts) if r < cfg.rounds else ([], {})
+        current = model
         select_seconds = time.perf_counter() - t_select
         rows.append({
-            "protocol": job.protocol, "strategy": job.strategy, "seed": job.seed, "round": r,
+            "protocol": job.protocol, "strategy": job.label, "seed": job.seed, "round": r, **pseudo_counts,
             "labelled_images": len(labelled), "labelled_boxes": int(counts.sum()),
             "new_images": len(new), "new_boxes": int(sum(len(oracle.reveal(s)) for s in new_stems)),
             "edits": sum(totals.values()), "new_edits": new_edits, "preannotated_boxes": totals_sent,
