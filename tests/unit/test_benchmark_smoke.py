@@ -19,6 +19,7 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
     cfg = BenchmarkConfig(
         out=tmp_path / "bench", strategies=("random", "diverse_uncertainty", "rare_class_diverse"), seeds=1,
         protocols=("scratch", "warm"), rounds=1, initial=8, per_round=4, imgsz=64, epochs=1,
+        pseudo_protocols=("scratch", "warm"),
         min_image_passes=0, pool_images=16, val_images=4, test_images=6, workers=2,
         base_epochs=1, base_pool_images=8, pseudo_strategies=("random",),
     )

@@ -94,6 +94,8 @@ class BenchmarkConfig:
         strategies: names from the strategy registry; ``random`` is always included.
         pseudo_strategies: strategies that also run as a semi-supervised twin
             (``<name>+pseudo``: the product's pseudo-label rule on, ``training.pseudo_*``).
+        pseudo_protocols: the protocols those twins run in (warm: from scratch the first
+            rounds' models have almost no confident box to pseudo-label with).
         seeds: trajectories per strategy and protocol (seeds 0..seeds-1).
         scratch_seeds: fewer seeds for the scratch protocol (None = ``seeds``).
         protocols: any of ``scratch``, ``warm``.
@@ -125,6 +127,7 @@ class BenchmarkConfig:
     preset: str = "custom"
     strategies: tuple[str, ...] = ()
     pseudo_strategies: tuple[str, ...] = ()
+    pseudo_protocols: tuple[Protocol, ...] = ("warm",)
     seeds: int = 3
     scratch_seeds: int | None = None
     protocols: tuple[Protocol, ...] = PROTOCOLS
@@ -289,7 +292,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         pool_images=300, val_images=16, test_images=80, base_epochs=50, base_pool_images=300,
     ),
     "pool": dict(
-        seeds=3, scratch_seeds=1, rounds=5, initial=20, per_round=20, imgsz=96, pool_images=1500, val_images=20,
+        seeds=3, scratch_seeds=1, rounds=5, initial=20, per_round=20, imgsz=96, pool_images=1500,
+        pseudo_strategies=("random", "rare_class_diverse", "edit_aware_diverse"), val_images=20,
         test_images=200, duplicate_fraction=0.4, base_epochs=50, base_pool_images=300,
     ),
 }

@@ -141,7 +141,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
     refs = _start_refs(cfg)
     jobs = [j for j in plan_jobs(cfg.protocols, cfg.strategies, cfg.seed_list, len(data.pool_paths),
                                  cfg.initial, refs, out / "jobs", cfg.pseudo_strategies)
-            if j.seed in cfg.seeds_for(j.protocol)]
+            if j.seed in cfg.seeds_for(j.protocol) and (not j.pseudo or j.protocol in cfg.pseudo_protocols)]
     # Each seed's ceilings follow its trajectories, so a run cut short still has whole seeds.
     work: list[Job | CeilingJob] = []
     ceilings_todo = ceiling_jobs(cfg, refs)

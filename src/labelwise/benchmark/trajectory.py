@@ -49,7 +49,7 @@ EDIT_KINDS = ("added", "deleted", "relabelled", "moved")
 def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
     """Hash of everything that shapes a trajectory's rows (to reuse a finished job)."""
     values = cfg.as_dict()
-    for key in ("out", "workers", "strategies", "pseudo_strategies", "seeds", "protocols",
+    for key in ("out", "workers", "strategies", "pseudo_strategies", "pseudo_protocols", "seeds", "protocols",
                 "preset", "cache_dir", "ceiling"):
         values.pop(key, None)
     recipe = {**cfg.recipe_values(), "training": training_values(cfg.job_settings(job.pseudo).training)}

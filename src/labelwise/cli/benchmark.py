@@ -100,6 +100,10 @@ def benchmark(
         None, "--strategies", "-s",
         help="Strategies to compare (repeat or comma-separate); random is always included. "
         "Default: every registered strategy except cold_start."),
+    pseudo: Optional[list[str]] = typer.Option(
+        None, "--pseudo",
+        help="Strategies that also run as a semi-supervised twin '<name>+pseudo' (training.pseudo_labels "
+        "on; warm protocol). Default: the preset's (pool: random, rare_class_diverse, edit_aware_diverse)."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Seeds per strategy (preset: 3 full, 2 quick)."),
     protocol: str = typer.Option("both", "--protocol", help="scratch, warm or both."),
     rounds: Optional[int] = typer.Option(None, "--rounds", min=0, help="Selection rounds after round 0."),
@@ -160,7 +164,8 @@ def benchmark(
         spec = (DataSpec(pool, truth, data, manifest=manifest, rare_classes=rare)  # type: ignore[arg-type]
                 if pool is not None else None)
         target = out or settings_from(ctx).state_dir / "benchmark" / name
-        return preset(name, target, strategies=_strategies(strategies) or None, seeds=seeds,
+        return preset(name, target, strategies=_strategies(strategies) or None,
+                      pseudo_strategies=_strategies(pseudo) or None, seeds=seeds,
                       protocols=PROTOCOL_CHOICES[protocol], rounds=rounds, per_round=per_round,
                       initial=initial, workers=workers, threads=threads, imgsz=imgsz, epochs=epochs,
                       min_image_passes=min_image_passes, diversity_weight=diversity_weight, data=spec,
