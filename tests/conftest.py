@@ -32,3 +32,13 @@ def catalog(tmp_path: Path) -> Catalog:
     cat = Catalog.open(f"sqlite:///{tmp_path / 'state' / 'catalog.db'}")
     yield cat
     cat.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A CLI environment: state in ``tmp_path/state`` (returned), no config file, cwd = tmp_path."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("LABELWISE_STATE_DIR", str(state))
+    monkeypatch.delenv("LABELWISE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return state

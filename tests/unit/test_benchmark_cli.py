@@ -19,15 +19,6 @@ EXPECTED = "--rare-classes expects distinct non-negative integer class ids separ
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    state = tmp_path / "state"
-    monkeypatch.setenv("LABELWISE_STATE_DIR", str(state))
-    monkeypatch.delenv("LABELWISE_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return state
-
-
-@pytest.fixture
 def custom(tmp_path) -> list[str]:
     """--pool/--truth/--data of a (never read) custom data set, scratch protocol only."""
     for name in ("pool", "truth"):

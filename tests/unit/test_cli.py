@@ -17,15 +17,6 @@ from tests.conftest import write_png
 runner = CliRunner()
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    state = tmp_path / "state"
-    monkeypatch.setenv("LABELWISE_STATE_DIR", str(state))
-    monkeypatch.delenv("LABELWISE_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return state
-
-
 def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
