@@ -9,7 +9,9 @@ Label Studio sends every annotation event of a Labelwise project here (registere
 1. checks the secret header against ``labelstudio.webhook_secret`` (constant-time) -> 401, and
    nothing recorded, when it does not match;
 2. validates and records the event (:func:`labelwise.review.process_webhook`) -> 422 naming the
-   problem for a malformed payload; unknown actions/projects are answered 200 ``handled: false``;
+   field and the problem for a malformed payload (an id that is not a positive 63-bit integer,
+   such as ``1e23`` or ``2**63``, included); unknown actions/projects are answered 200
+   ``handled: false``;
 3. when the event completed a batch and won the round's ``queued -> reviewed`` compare-and-set
    (``fire``), schedules ``on_batch_complete(project, round)`` as a background task, so the
    answer is immediate; the hook runs once per batch however often Label Studio retries.
@@ -51,6 +53,16 @@ def log_batch_complete(project: str, round_number: int) -> None:
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    """``field: message; ...`` of validation errors (pydantic's "Value error, " dropped)."""
+    parts = []
+    for e in errors:
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
 
 
 def create_app(settings: Settings, on_batch_complete: BatchHook = log_batch_complete) -> FastAPI:
@@ -100,8 +112,9 @@ def create_app(settings: Settings, on_batch_complete: BatchHook = log_batch_comp
         try:
             outcome = await run_in_threadpool(process_webhook, settings, catalog, payload)
         except ValidationError as exc:
-            return JSONResponse({"detail": "invalid Label Studio webhook payload",
-                                 "errors": _errors(exc)}, 422)
+            errors = _errors(exc)
+            return JSONResponse({"detail": "invalid Label Studio webhook payload: "
+                                           f"{_summary(errors)}", "errors": errors}, 422)
         if outcome.fire and outcome.project is not None:
             for number in outcome.fired_rounds or (outcome.round_number,):
                 background.add_task(on_batch_complete, outcome.project, int(number))

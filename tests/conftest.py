@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,33 @@ def write_png(path: Path, seed: int, size: int = 64) -> Path:
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def solid_png(path: Path, width: int, height: int) -> Path:
+    """A single-colour (all black) 1-bit greyscale PNG of any size, streamed row by row.
+
+    Written with zlib rather than PIL: PIL would hold the whole 30000x30000 image in memory
+    (900 MB, one byte per pixel even in mode "1") just to write a ~110 KB file.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte 0 + packed bits
+    packer = zlib.compressobj(9)
+    body = bytearray()
+    for _ in range(height):
+        body += packer.compress(row)
+    body += packer.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", bytes(body))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 

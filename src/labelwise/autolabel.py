@@ -82,7 +82,7 @@ def _readable(batch: list[ImageRecord], report: AutoLabelReport) -> list[ImageRe
     ok = []
     for img in batch:
         try:
-            read_image_info(img.path)
+            read_image_info(img.path, max_pixels=None)  # the pool's cap applied at add time
             ok.append(img)
         except ImageReadError as exc:
             report.failed.append((str(img.path), str(exc)))

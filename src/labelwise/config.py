@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from labelwise.images import DEFAULT_MAX_PIXELS, PIL_HARD_LIMIT
 from labelwise.serving.settings import ServingSettings
 
 DEFAULT_CONFIG_FILE = "labelwise.yaml"
@@ -46,6 +47,21 @@ class DetectorSettings(BaseModel):
     device: str = "cpu"
     threads: int = Field(
         0, ge=0, description="torch threads for inference/training; 0 = all cores."
+    )
+
+
+class ImageSettings(BaseModel):
+    """What a pool image may be (see :mod:`labelwise.images`)."""
+
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        le=PIL_HARD_LIMIT,
+        description="Most pixels (width x height) of an image: larger files are skipped and "
+        "reported by add-images (a decompression bomb is one more bad file), and "
+        "/v1/predict answers 422 above min(this, serving.max_image_pixels). Default: Pillow's "
+        f"warning limit ({DEFAULT_MAX_PIXELS}, ~89.5 Mpx); at most {PIL_HARD_LIMIT}, the size "
+        "above which Pillow refuses to open an image.",
     )
 
 
@@ -210,6 +226,7 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(Path(".labelwise"), description="Everything Labelwise writes.")
     catalog_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite in state.")
+    images: ImageSettings = Field(default_factory=ImageSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)

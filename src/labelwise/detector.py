@@ -362,12 +362,13 @@ class YoloDetector:
         """Stream ``(path, detections)`` in input order, ``batch`` images in memory at a time.
 
         Args:
-            paths: image files, each read with ultralytics' reader (BGR, EXIF ignored), or
-                already decoded (H, W, 3) uint8 BGR arrays (used as they are).
+            paths: image files, each read with ultralytics' reader (BGR, EXIF orientation
+                applied: see :mod:`labelwise.images`), or already decoded (H, W, 3) uint8 BGR
+                arrays (used as they are).
             batch: images per forward pass; default ``settings.batch``.
 
         Yields:
-            (path, Detections) with xyxy in pixels of the original image, confidence = raw max
+            (path, Detections) with xyxy in pixels of the (oriented) image, confidence = raw max
             class score, probs = class-score row normalised to sum 1 (see module docstring).
 
         Raises:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from labelwise.config import EmbedderSettings
+from labelwise.images import oriented
 from labelwise.ultralytics_env import resolve_threads, set_offline_env, set_thread_env
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,8 +157,8 @@ class ClipEmbedder:
         if not path.is_file():
             raise FileNotFoundError(f"image {path} does not exist; expected a readable image file")
         try:
-            with Image.open(path) as im:
-                return self._preprocess(im.convert("RGB"))
+            with Image.open(path) as im:  # EXIF orientation applied, as every reader does
+                return self._preprocess(oriented(im).convert("RGB"))
         except (UnidentifiedImageError, OSError, ImportError) as exc:
             # ImportError: ultralytics' PIL.Image.open patch looks for pi_heif on unknown files
             raise ValueError(
@@ -223,8 +224,8 @@ class PixelEmbedder:
         """(N, size * size) float32 unit rows (a flat image gives a zero row)."""
         rows = np.zeros((len(paths), self.dim), np.float32)
         for i, path in enumerate(paths):
-            with Image.open(path) as img:
-                grey = img.convert("L").resize((self.size, self.size), Image.BILINEAR)
+            with Image.open(path) as img:  # EXIF orientation applied, as every reader does
+                grey = oriented(img).convert("L").resize((self.size, self.size), Image.BILINEAR)
             rows[i] = np.asarray(grey, np.float32).ravel()
         rows -= rows.mean(axis=1, keepdims=True)
         return l2_normalise(rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from labelwise.domain import Detections
+from labelwise.images import oriented
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
            "#bfef45", "#fabed4", "#469990"]
@@ -32,8 +33,8 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * tile, rows * (tile + 18)), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (image_id, path, score, dets) in enumerate(items):
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        with Image.open(path) as img:  # oriented: the boxes are in the oriented image's pixels
+            img = oriented(img).convert("RGB")
             scale = tile / max(img.size)
             thumb = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
         x0, y0 = (i % columns) * tile, (i // columns) * (tile + 18)

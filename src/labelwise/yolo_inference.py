@@ -1,5 +1,8 @@
 """Inference plumbing of the YOLO adapter: image reading and the class-vector predictor.
 
+Images are read EXIF-oriented, like every reader in Labelwise (see :mod:`labelwise.images`):
+boxes are in the oriented image's pixels.
+
 ``ultralytics`` keeps only (xyxy, conf, cls) per box. :func:`class_vector_predictor` builds a
 ``DetectionPredictor`` subclass that runs the same NMS with ``return_idxs=True`` and reads each
 kept box's full class-score row at its anchor index (see :mod:`labelwise.detector`).
@@ -33,7 +36,12 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
 
 
 def read_bgr(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 BGR pixels of an image file, as ultralytics would read them."""
+    """(H, W, 3) uint8 BGR pixels of an image file, as ultralytics would read them.
+
+    EXIF orientation is applied: ultralytics' ``imread`` is OpenCV's ``imdecode`` with
+    ``IMREAD_COLOR``, which honours the tag (JPEG, PNG, WEBP, TIFF), so the pixels are the
+    oriented image whose size the catalog records (the rule of :mod:`labelwise.images`).
+    """
     from ultralytics.utils.patches import imread
 
     if not path.is_file():

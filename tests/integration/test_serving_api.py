@@ -106,6 +106,7 @@ class Deployment:
     pool_ids: list[str]
     relay: TcpRelay
     ls: LabelStudioClient  # straight to the server, not through the relay
+    admin: dict[str, str]  # headers with an all-projects key: reload and stats need one
 
 
 def png_bytes(path: Path, tweak: bool = False) -> bytes:
@@ -144,6 +145,7 @@ def deployment(make_ls_settings, labelstudio, tmp_path_factory) -> Iterator[Depl
     project = catalog.create_project("digits", CLASSES)
     pool_ids = catalog.add_images(project, images[:4]).added
     key, _ = create_api_key(catalog, ["digits"])
+    admin_key, _ = create_api_key(catalog, [], all_projects=True)
     # fmt: off
     serving = ServingSettings(
         project="digits", evaluation_threshold=1.0, upload_group=GROUP,
@@ -158,7 +160,8 @@ def deployment(make_ls_settings, labelstudio, tmp_path_factory) -> Iterator[Depl
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
         LabelStudioClient(ls_url, token, retries=1) as ls,
     ):
-        yield Deployment(url, http, settings, catalog, key, images[4:], pool_ids, relay, ls)
+        yield Deployment(url, http, settings, catalog, key, images[4:], pool_ids, relay, ls,
+                         {"Authorization": f"Bearer {admin_key}"})
     relay.stop()
     catalog.close()
 
@@ -181,7 +184,7 @@ def group_tasks(dep: Deployment, group: str) -> dict[str, dict[str, Any]]:
 
 
 def stats(dep: Deployment) -> dict[str, Any]:
-    response = dep.http.get("/v1/serving/stats")
+    response = dep.http.get("/v1/serving/stats", headers=dep.admin)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -367,7 +370,7 @@ def test_hot_reload_by_endpoint_and_by_poll_without_dropping_requests(deployment
     for t in threads:
         t.start()
     try:
-        response = dep.http.post("/v1/admin/reload")
+        response = dep.http.post("/v1/admin/reload", headers=dep.admin)
         assert response.status_code == 200, response.text
         assert digest(response.json()["model_version"]) == model_v1
         assert response.json()["registry_version"] == registry_v1

@@ -12,7 +12,7 @@ from labelwise.catalog import Catalog
 from labelwise.cli import app
 from labelwise.domain import Detections
 from labelwise.strategies import STRATEGIES
-from tests.conftest import write_png
+from tests.conftest import solid_png, write_png
 
 runner = CliRunner()
 
@@ -130,6 +130,39 @@ def test_add_images_reports_broken_files_and_keeps_going(env, tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["added"] == 1 and len(summary["skipped"]) == 1
     assert "bad.png" in summary["skipped"][0]["path"]
+
+
+# id, the bad file's maker (folder -> path), LABELWISE_IMAGES__MAX_PIXELS or None, reason part
+ADD_IMAGES_FAULTS = [
+    ("decompression-bomb", lambda d: solid_png(d / "bomb.png", 30000, 30000), None,
+     "a decompression bomb to Pillow"),
+    ("over-the-configured-cap", lambda d: solid_png(d / "wide.png", 200, 100), "10000",
+     "200x100 = 20000 pixels; expected at most 10000 pixels (images.max_pixels)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "cap", "reason"),
+    [c[1:] for c in ADD_IMAGES_FAULTS],
+    ids=[c[0] for c in ADD_IMAGES_FAULTS],
+)
+def test_add_images_skips_an_image_over_the_pixel_cap(
+    env, tmp_path, monkeypatch, make, cap, reason
+):
+    """The cap is the settings' images.max_pixels; the skipped file and why are printed."""
+    if cap is not None:
+        monkeypatch.setenv("LABELWISE_IMAGES__MAX_PIXELS", cap)
+    for i in range(2):
+        write_png(tmp_path / "imgs" / f"ok_{i}.png", seed=i)  # 64 x 64
+    bad = make(tmp_path / "imgs")
+    invoke("project", "create", "p", "--classes", "x")
+    result = runner.invoke(app, ["project", "add-images", "p", str(tmp_path / "imgs")])
+    assert result.exit_code == 0, f"expected exit 0 with the bad file skipped; got {result.output}"
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["added"] == 2, f"expected both good files added; got {summary}"
+    assert [s["path"] for s in summary["skipped"]] == [str(bad)], summary
+    assert reason in summary["skipped"][0]["reason"], summary
+    assert f"skipped: {bad}: " in result.output and reason in result.output, result.output
 
 
 def test_project_create_needs_classes(env):

@@ -91,11 +91,18 @@ def app_env(tmp_path, catalog):
         yield client, catalog, settings, versions, delivered
 
 
+@pytest.fixture
+def admin(catalog):
+    """Headers of an all-projects key: what the admin endpoints (reload, stats) need."""
+    key, _ = create_api_key(catalog, [], all_projects=True)
+    return {"Authorization": f"Bearer {key}"}
+
+
 def post(client, data, **kw):
     return client.post("/v1/predict", files={"file": ("x.png", data, "image/png")}, **kw)
 
 
-def test_flag_pipeline_stores_durably_and_applies_guards(app_env):
+def test_flag_pipeline_stores_durably_and_applies_guards(app_env, admin):
     client, catalog, settings, _, _ = app_env
     red = post(client, png((250, 0, 0))).json()
     assert (red["flagged"], red["queued_for_review"]) == (True, True)
@@ -120,7 +127,7 @@ def test_flag_pipeline_stores_durably_and_applies_guards(app_env):
     assert not list(
         (settings.state_dir / "uploads" / "p" / ".incoming").iterdir()
     )  # temp files gone
-    counts = client.get("/v1/serving/stats").json()["counts"]
+    counts = client.get("/v1/serving/stats", headers=admin).json()["counts"]
     assert counts == {
         "predictions": 4,
         "flagged": 3,
@@ -167,11 +174,11 @@ def test_uploads_over_the_cap_are_413_even_without_content_length(app_env):
     assert response.status_code == 413 and "file" in response.json()["detail"]
 
 
-def test_reload_swaps_the_model_and_headers_follow(app_env):
+def test_reload_swaps_the_model_and_headers_follow(app_env, admin):
     client, _, _, versions, _ = app_env
     assert post(client, png((0, 0, 250))).headers["X-Model-Version"] == "fake-v1"
     versions.append("fake-v2")
-    result = client.post("/v1/admin/reload").json()
+    result = client.post("/v1/admin/reload", headers=admin).json()
     assert (result["previous_version"], result["model_version"], result["reloaded"]) == (
         "fake-v1",
         "fake-v2",
@@ -193,7 +200,7 @@ def test_delivery_runs_off_the_request_path(app_env):
     assert delivered[0].group == "g" and delivered[0].model_version == "fake-v1"
 
 
-def test_rate_caps_suppress_and_report(tmp_path, catalog):
+def test_rate_caps_suppress_and_report(tmp_path, catalog, admin):
     settings = Settings(state_dir=tmp_path / "state")
     catalog.create_project("p", ["a", "b"])
     key, _ = create_api_key(catalog, ["p"])
@@ -214,7 +221,7 @@ def test_rate_caps_suppress_and_report(tmp_path, catalog):
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         bodies = [post(client, png(colour)).json() for colour in ((0, 0, 200), (0, 200, 0))]
-        usage = client.get("/v1/serving/stats").json()
+        usage = client.get("/v1/serving/stats", headers=admin).json()
     assert [b["flag_suppressed_reason"] for b in bodies] == [None, "rate_cap_minute"]
     assert [b["queued_for_review"] for b in bodies] == [True, False]
     assert usage["rate_caps"]["minute"] == {"used": 1, "cap": 1}
@@ -228,3 +235,56 @@ def test_rate_caps_suppress_and_report(tmp_path, catalog):
         assert (
             post(client, png((200, 200, 0))).json()["flag_suppressed_reason"] == "rate_cap_minute"
         )
+
+
+# -- admin endpoints need an all-projects key (issue 12, item 7) ---------------------------
+ADMIN_ENDPOINTS = [("POST", "/v1/admin/reload"), ("GET", "/v1/serving/stats")]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ENDPOINTS, ids=["reload", "stats"])
+@pytest.mark.parametrize("query", ["", "?project_id=p"], ids=["default-project", "named-project"])
+def test_admin_endpoints_refuse_a_single_project_key(app_env, method, path, query):
+    """A key for project p only, even asking about p itself: 403 saying what is needed."""
+    client = app_env[0]  # its default headers carry the single-project key
+    response = client.request(method, path + query)
+    assert response.status_code == 403, (
+        f"expected 403 for a single-project key on {path}; got {response.status_code}: "
+        f"{response.text[:200]}")
+    detail = response.json()["detail"]
+    assert f"{method} {path} needs an all-projects API key" in detail, detail
+    assert "labelwise api-key create --all" in detail and "limited to projects ['p']" in detail
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ENDPOINTS, ids=["reload", "stats"])
+def test_admin_endpoints_serve_an_all_projects_key(app_env, admin, method, path):
+    client = app_env[0]
+    response = client.request(method, path + "?project_id=p", headers=admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["project_id"] == "p"
+
+
+# -- one upload is one file (issue 12, item 7) ---------------------------------------------
+# id, multipart parts, the field the 422 must name, the count it must report
+REPEATED_PARTS = [
+    ("two-files", [("file", ("a.png", png((250, 0, 0)), "image/png")),
+                   ("file", ("b.png", png((0, 250, 0)), "image/png"))], "file", 2),
+    ("three-files", [("file", (f"{k}.png", png((k, 0, 0)), "image/png")) for k in range(3)],
+     "file", 3),
+    ("two-projects", [("file", ("a.png", png((0, 0, 250)), "image/png")),
+                      ("project", (None, "p")), ("project", (None, "p"))], "project", 2),
+]
+
+
+@pytest.mark.parametrize(("parts", "field", "count"), [c[1:] for c in REPEATED_PARTS],
+                         ids=[c[0] for c in REPEATED_PARTS])
+def test_repeated_upload_parts_are_422_not_the_last_one(app_env, admin, parts, field, count):
+    client = app_env[0]
+    response = client.post("/v1/predict", files=parts)
+    assert response.status_code == 422, (
+        f"expected 422 for {count} {field!r} parts; got {response.status_code}: {response.text}")
+    assert response.json()["detail"] == (
+        f"{field}: expected one {field!r} part per request; got {count}")
+    stats = client.get("/v1/serving/stats", headers=admin).json()
+    assert stats["counts"].get("predictions", 0) == 0  # nothing was predicted or stored
+    single = client.post("/v1/predict", files=parts[:1])
+    assert single.status_code == 200, single.text

@@ -250,6 +250,13 @@ BAD_INPUTS = [  # id, method, path, body, key ("key": project key, "all": --all 
     ("auto-status-malformed", "GET", AUTO + "/xyz", NO_BODY, "key", 422, "run_id"),
     ("rounds-unknown-project", "GET", "/v1/rounds?project_id=nope", NO_BODY,
      "all", 404, "project_id"),
+    ("predict-two-files", "POST", "/v1/predict",
+     lambda d: {"files": [("file", ("a.png", d.image, "image/png")),
+                          ("file", ("b.png", d.image, "image/png"))]}, "key", 422, "file"),
+    ("reload-project-key", "POST", "/v1/admin/reload?project_id=digits", NO_BODY,
+     "key", 403, "needs an all-projects API key"),
+    ("stats-project-key", "GET", "/v1/serving/stats?project_id=digits", NO_BODY,
+     "key", 403, "needs an all-projects API key"),
 ]
 # fmt: on
 

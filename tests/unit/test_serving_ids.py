@@ -100,7 +100,11 @@ def _image_bytes(fmt: str, size=(20, 10)) -> bytes:
         (_image_bytes("PNG", (64, 64))[:-400], "truncated"),
         (_image_bytes("JPEG", (64, 64))[:-400], "truncated"),
         (_image_bytes("GIF"), r"expected one of \['BMP', 'JPEG', 'PNG', 'TIFF', 'WEBP'\]; got GIF"),
-        (_image_bytes("PNG", (300, 300)), r"expected 1 to 50000 pixels; got 300x300"),
+        (
+            _image_bytes("PNG", (300, 300)),
+            r"file: 300x300 = 90000 pixels; expected at most 50000 pixels "
+            r"\(serving.max_image_pixels\)",
+        ),
     ],
     ids=["empty", "text", "truncated-png", "truncated-jpeg", "gif", "too-many-pixels"],
 )

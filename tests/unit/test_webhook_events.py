@@ -239,3 +239,62 @@ def test_app_needs_a_secret(settings):
         "labelstudio": settings.labelstudio.model_copy(update={"webhook_secret": ""})})
     with pytest.raises(ValueError, match="webhook_secret must be set"):
         create_app(empty, lambda p, r: None)
+
+
+# -- ids beyond what SQLite holds (issue 12, item 6) ---------------------------------------
+def _with(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``payload`` with the field at dotted ``path`` (``annotation.task``) set to ``value``."""
+    *parents, last = path.split(".")
+    node = payload
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return payload
+
+
+ID_RANGE_TEXT = "expected a positive integer within 63 bits (1 to 9223372036854775807)"
+# id, payload, the field the 422 must name, what it must say it got
+BAD_IDS = [
+    ("project-1e23", _with(created(101, 1), "project.id", 1e23), "project.id", "got 1e+23"),
+    ("project-2**63", _with(created(101, 1), "project.id", 2**63), "project.id",
+     f"got {2**63}"),
+    ("task-2**63", _with(created(101, 1), "task.id", 2**63), "task.id", f"got {2**63}"),
+    ("annotation-task-1e23", _with(created(101, 1), "annotation.task", 1e23), "annotation.task",
+     "got 1e+23"),
+    ("annotation-id-2**64", _with(created(101, 1), "annotation.id", 2**64), "annotation.id",
+     f"got {2**64}"),
+    ("annotation-id-zero", _with(created(101, 1), "annotation.id", 0), "annotation.id", "got 0"),
+    ("task-negative", _with(created(101, 1), "task.id", -5), "task.id", "got -5"),
+    ("task-fraction", _with(created(101, 1), "task.id", 101.5), "task.id", "got 101.5"),
+    ("bulk-annotation", {"action": "ANNOTATIONS_CREATED", "project": {"id": LS_PROJECT},
+                         "task": [{"id": 101}, {"id": 102}],
+                         "annotation": [{"id": 1}, {"id": 2**63}]},
+     "annotation[1].id", f"got {2**63}"),
+    ("deleted-annotation", {"action": "ANNOTATIONS_DELETED", "project": {"id": LS_PROJECT},
+                            "annotations": [{"id": 1e23}]}, "annotations[0].id", "got 1e+23"),
+]
+
+
+@pytest.mark.parametrize(("payload", "field", "got"), [c[1:] for c in BAD_IDS],
+                         ids=[c[0] for c in BAD_IDS])
+def test_app_answers_422_for_ids_sqlite_cannot_hold(app_client, settings, setup, payload, field,
+                                                     got):
+    client, calls = app_client
+    catalog, project = setup
+    answer = post(client, payload)
+    assert answer.status_code == 422, (
+        f"expected 422 for {field} out of range; got {answer.status_code}: {answer.text[:300]}")
+    detail = answer.json()["detail"]
+    assert f"{field}: {ID_RANGE_TEXT}; {got}" in detail, (
+        f"expected the detail to name {field}, the accepted range and the value; got {detail!r}")
+    assert catalog.review_events(project) == [] and calls == []
+    with pytest.raises(ValidationError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        process_webhook(settings, catalog, payload)
+
+
+@pytest.mark.parametrize("value", [1, 2**63 - 1, "77"], ids=["one", "max", "digit-string"])
+def test_ids_at_the_edges_of_the_range_are_accepted(settings, setup, value):
+    catalog, _ = setup
+    outcome = process_webhook(settings, catalog, created(101, 1, project=value))
+    assert outcome.action == "ANNOTATION_CREATED"  # validated; 77 is ours, the others unknown
+    assert outcome.handled is (value == "77")

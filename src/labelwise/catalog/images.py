@@ -17,36 +17,62 @@ from labelwise.catalog.records import (
     _image_record,
 )
 from labelwise.domain import ImageStatus
-from labelwise.images import ImageReadError, expand_sources, read_image_info
+from labelwise.images import DEFAULT_MAX_PIXELS, ImageReadError, expand_sources, read_image_info
 
 
 class ImagesMixin(CatalogMixin):
     """Images of :class:`~labelwise.catalog.Catalog`."""
 
-    def add_images(self, project: ProjectRecord, source: str | Path | Iterable[Path]) -> AddReport:
-        """Add image files; unreadable files are reported and skipped, duplicates ignored.
+    def add_images(
+        self,
+        project: ProjectRecord,
+        source: str | Path | Iterable[Path],
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> AddReport:
+        """Add image files; bad files are reported and skipped, duplicates ignored.
 
         ``source`` is a file, folder or glob (see :func:`labelwise.images.expand_sources`) or
         an iterable of paths. Identity is the content hash, so the same picture under two
-        names is stored once.
+        names is stored once. A bad file (missing, zero bytes, not an image, truncated, or
+        more than ``max_pixels`` pixels: ``images.max_pixels`` of the settings) lands in
+        ``report.failed`` with the reason; the good files are added all the same. Sizes are
+        the EXIF-oriented image's (:mod:`labelwise.images`); an image already in the catalog
+        with another stored size (added before that rule) gets the oriented size
+        (``report.resized``).
         """
         paths = expand_sources(source) if isinstance(source, (str, Path)) else [Path(p) for p in source]
         report = AddReport()
         infos = []
         for path in paths:
             try:
-                infos.append(read_image_info(path))
+                infos.append(read_image_info(path, max_pixels))
             except ImageReadError as exc:
                 report.failed.append((str(path), str(exc)))
         with self.session() as s, s.begin():
-            known = set(
-                s.scalars(select(ImageRow.image_id).where(ImageRow.project_id == project.id)).all()
-            )
+            known = {
+                image_id: (width, height)
+                for image_id, width, height in s.execute(
+                    select(ImageRow.image_id, ImageRow.width, ImageRow.height).where(
+                        ImageRow.project_id == project.id
+                    )
+                ).all()
+            }
             for info in infos:
                 if info.image_id in known:
                     report.existing.append(info.image_id)
+                    if known[info.image_id] != (info.width, info.height):
+                        s.execute(
+                            update(ImageRow)
+                            .where(
+                                ImageRow.project_id == project.id,
+                                ImageRow.image_id == info.image_id,
+                            )
+                            .values(width=info.width, height=info.height)
+                        )
+                        known[info.image_id] = (info.width, info.height)
+                        report.resized.append(info.image_id)
                     continue
-                known.add(info.image_id)
+                known[info.image_id] = (info.width, info.height)
                 s.add(
                     ImageRow(
                         project_id=project.id,

@@ -53,11 +53,13 @@ class ImageRecord:
 
 @dataclass
 class AddReport:
-    """What ``add_images`` did: ids added, ids already present, files skipped with the reason."""
+    """What ``add_images`` did: ids added, ids already present, files skipped with the reason,
+    and ids of present images whose stored size was corrected (EXIF orientation)."""
 
     added: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
 
 
 def _image_record(row: ImageRow) -> ImageRecord:

@@ -41,14 +41,17 @@ def add_images(
     name: str = typer.Argument(..., help="Project name."),
     source: str = typer.Argument(..., help="An image file, a folder, or a glob ('imgs/**/*.jpg')."),
 ) -> None:
-    """Add images to the project's pool; unreadable files are reported and skipped."""
+    """Add images to the project's pool; bad files (unreadable, truncated, not an image, more
+    than images.max_pixels pixels) are reported and skipped, the good ones added."""
     from labelwise.runtime import open_catalog
 
-    catalog = open_catalog(settings_from(ctx))
-    report = catalog.add_images(catalog.project(name), source)
+    settings = settings_from(ctx)
+    catalog = open_catalog(settings)
+    report = catalog.add_images(catalog.project(name), source, settings.images.max_pixels)
     for path, reason in report.failed:
         typer.echo(f"skipped: {reason}", err=True)
     print_json({"added": len(report.added), "already_present": len(report.existing),
+                "resized": len(report.resized),
                 "skipped": [{"path": p, "reason": r} for p, r in report.failed]})
 
 

@@ -11,6 +11,10 @@ fast: catalog reads/writes only, no Label Studio call, no training.
 * Anything else, or a Label Studio project/task Labelwise does not know: ``handled=False`` (the
   receiver still answers 200, so Label Studio does not retry it).
 
+Every id in a payload (project, task, annotation) must be a positive integer of at most 63 bits
+(1 to 2**63 - 1, what SQLite's INTEGER holds): anything else is a ValidationError naming the
+field and that range (the receiver answers 422), never an overflow in the catalog.
+
 Recording is idempotent: an event's key is (action, task, annotation id, annotation
 ``updated_at``, ``was_cancelled``), so a retried or replayed webhook is stored once.
 
@@ -26,9 +30,9 @@ reconciler.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
@@ -38,12 +42,66 @@ SINGLE_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 BULK_CREATED = "ANNOTATIONS_CREATED"
 DELETED = "ANNOTATIONS_DELETED"
 ANNOTATION_ACTIONS = (*SINGLE_ACTIONS, BULK_CREATED, DELETED)
+MAX_ID = 2**63 - 1  # SQLite INTEGER: 64-bit signed
+ID_RANGE = f"a positive integer within 63 bits (1 to {MAX_ID})"
+
+
+def _check_id(value: Any) -> int:
+    """A Label Studio id: an int (or an integral float / digit string, as JSON may carry it) in
+    [1, MAX_ID]; ValueError naming the accepted range otherwise."""
+    number: int | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or not 1 <= number <= MAX_ID:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise ValueError(f"expected {ID_RANGE}; got {shown}")
+    return number
+
+
+LsId = Annotated[int, BeforeValidator(_check_id)]
+
+
+def _id_fields(payload: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(dotted field name, raw value) of every id a Labelwise-relevant payload carries."""
+    found: list[tuple[str, Any]] = []
+
+    def ref(name: str, value: Any, bare_int: bool = False) -> None:
+        if isinstance(value, dict):
+            if "id" in value:
+                found.append((f"{name}.id", value["id"]))
+        elif bare_int and value is not None:
+            found.append((name, value))
+
+    def one_or_many(name: str, value: Any, visit: Any) -> None:
+        if isinstance(value, list):
+            for k, item in enumerate(value):
+                visit(f"{name}[{k}]", item)
+        else:
+            visit(name, value)
+
+    def annotation(name: str, value: Any) -> None:
+        ref(name, value)
+        if isinstance(value, dict) and value.get("task") is not None:
+            ref(f"{name}.task", value["task"], bare_int=True)
+
+    ref("project", payload.get("project"))
+    one_or_many("task", payload.get("task"), ref)
+    one_or_many("annotation", payload.get("annotation"), annotation)
+    if isinstance(payload.get("annotations"), list):
+        one_or_many("annotations", payload["annotations"], ref)
+    return found
 
 
 class _Ref(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: int
+    id: LsId
 
 
 class AnnotationRef(BaseModel):
@@ -51,8 +109,8 @@ class AnnotationRef(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: int
-    task: int | _Ref | None = None
+    id: LsId
+    task: LsId | _Ref | None = None
     was_cancelled: bool = False
     updated_at: str | None = None
 
@@ -76,6 +134,19 @@ class WebhookPayload(BaseModel):
     task: _Ref | list[_Ref] | None = None
     annotation: AnnotationRef | list[AnnotationRef] | None = None
     annotations: list[_Ref] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_in_range(cls, data: Any) -> Any:
+        """One clear error per bad id, naming its field (``annotation.task: expected ...``),
+        before the union types below would report it once per alternative."""
+        if isinstance(data, dict):
+            for name, value in _id_fields(data):
+                try:
+                    _check_id(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return data
 
     @model_validator(mode="after")
     def _annotation_fields(self) -> "WebhookPayload":

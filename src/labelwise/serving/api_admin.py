@@ -1,4 +1,8 @@
-"""Operations: health, hot reload of the served model, and serving statistics."""
+"""Operations: health, hot reload of the served model, and serving statistics.
+
+Reload and statistics are admin endpoints: they need an all-projects key (``labelwise api-key
+create --all``); a single-project key gets 403 (:func:`~labelwise.serving.deps.require_admin`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from labelwise.serving import outbox
-from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.deps import KeyDep, StateDep, authorized_project, require_admin
 
 router = APIRouter(tags=["operations"])
 OptionalProject = Annotated[
@@ -21,7 +25,14 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/v1/admin/reload")
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key"},
+    403: {"description": "Not an all-projects key"},
+    404: {"description": "Unknown project"},
+}
+
+
+@router.post("/v1/admin/reload", responses=ADMIN_RESPONSES)
 def reload_model(
     state: StateDep,
     key: KeyDep,
@@ -29,7 +40,9 @@ def reload_model(
     project_id: OptionalProject = None,
 ) -> dict[str, Any]:
     """Load the project's model again from its source (the registry champion, or the file)
-    and swap it in; requests in flight finish on the model they started with."""
+    and swap it in; requests in flight finish on the model they started with. Needs an
+    all-projects key."""
+    require_admin(key, "POST /v1/admin/reload")
     project = authorized_project(state, key, project_id or state.serving.project, "project_id")
     holder = state.models.holder(project)
     try:
@@ -45,11 +58,13 @@ def reload_model(
     return {"project_id": project.name, **result.as_json(), **holder.current.describe()}
 
 
-@router.get("/v1/serving/stats")
+@router.get("/v1/serving/stats", responses=ADMIN_RESPONSES)
 def serving_stats(
     state: StateDep, key: KeyDep, project_id: OptionalProject = None
 ) -> dict[str, Any]:
-    """Counters of this process, the flag guards' state and the delivery outbox."""
+    """Counters of this process, the flag guards' state and the delivery outbox. Needs an
+    all-projects key."""
+    require_admin(key, "GET /v1/serving/stats")
     project = authorized_project(state, key, project_id or state.serving.project, "project_id")
     holder = state.models.get(project.name)
     s = state.serving

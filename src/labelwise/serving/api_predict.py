@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +15,13 @@ from labelwise.scorebatch import scoring_rule
 from labelwise.scoring import score_image
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
 from labelwise.serving.state import ServingState
-from labelwise.serving.uploads import UploadError, decode_upload, upload_dir, write_incoming
+from labelwise.serving.uploads import (
+    UploadError,
+    decode_upload,
+    pixel_cap,
+    upload_dir,
+    write_incoming,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -70,11 +76,15 @@ def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
         403: {"description": "No access"},
         404: {"description": "Unknown project"},
         413: {"description": "Upload too large"},
-        422: {"description": "Not an image, truncated, or bad parameters"},
+        422: {
+            "description": "Not an image, truncated, too many pixels, more than one file "
+            "part, or bad parameters"
+        },
         503: {"description": "The model cannot be loaded"},
     },
 )
 async def predict(
+    request: Request,
     state: StateDep,
     key: KeyDep,
     file: Annotated[UploadFile, File(description="One PNG/JPEG/BMP/TIFF/WEBP image.")],
@@ -88,6 +98,7 @@ async def predict(
     scoring, flag guards) runs in ONE worker-thread hop, and the answer is serialised once from
     the validated :class:`Prediction` (FastAPI's second validation pass is skipped).
     """
+    await _one_part_each(request)
     serving = state.serving
     name = project_form or project_query or serving.project
     project = authorized_project(state, key, name, "project")
@@ -102,11 +113,27 @@ async def predict(
     )
 
 
+SINGLE_PARTS = ("file", "project")  # form fields a request may carry at most once
+
+
+async def _one_part_each(request: Request) -> None:
+    """422 when the form repeats ``file`` or ``project``: one upload is one image, and which of
+    two parts FastAPI would bind (the last) is not the client's choice to leave implicit.
+    (The form is already parsed for the ``file`` parameter: this reads Starlette's cache.)"""
+    form = await request.form()
+    for name in SINGLE_PARTS:
+        count = len(form.getlist(name))
+        if count > 1:
+            raise HTTPException(
+                422, f"{name}: expected one {name!r} part per request; got {count}"
+            )
+
+
 def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Prediction:
     """Decode, predict, score and (when flagged) store one upload; runs in a worker thread."""
     serving = state.serving
     try:
-        upload = decode_upload(data, serving.max_image_pixels)
+        upload = decode_upload(data, *pixel_cap(state.settings, serving))
     except UploadError as exc:
         raise HTTPException(422, str(exc)) from None
     try:

@@ -47,6 +47,19 @@ StateDep = Annotated[ServingState, Depends(get_state)]
 KeyDep = Annotated[ApiKey, Depends(require_key)]
 
 
+def require_admin(key: ApiKey, endpoint: str) -> None:
+    """403 unless ``key`` is an all-projects key: admin endpoints (``/v1/admin/*`` and
+    ``/v1/serving/stats``) act on the whole deployment, so a single-project key may not call
+    them (see :class:`~labelwise.serving.auth.ApiKey`)."""
+    if not key.all_projects:
+        raise HTTPException(
+            403,
+            f"Authorization: {endpoint} needs an all-projects API key "
+            f"(`labelwise api-key create --all`); key {key.key_id} is limited to projects "
+            f"{list(key.projects)}",
+        )
+
+
 def authorized_project(
     state: ServingState, key: ApiKey, name: str | None, field: str
 ) -> ProjectRecord:

@@ -168,7 +168,8 @@ class FlagService:
     ) -> None:
         if known_path is None or not known_path.is_file():
             path = keep(upload_dir(self.state_dir, project), incoming, upload)
-            report = self.catalog.add_images(project, [path])
+            # max_pixels=None: decode_upload already applied the pool's pixel cap
+            report = self.catalog.add_images(project, [path], max_pixels=None)
             if report.failed:
                 raise ValueError(f"catalog refused {path}: {report.failed[0][1]}")
         self.catalog.save_predictions(project, model.version, [(upload.image_id, detections)])

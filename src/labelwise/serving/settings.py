@@ -68,7 +68,12 @@ class ServingSettings(BaseModel):
         "digit images 0.009-0.04; calibrate on your own data.",
     )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="413 above this.")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="422 above width x height.")
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="422 above width x height (checked from the header, before decoding); "
+        "the pool's images.max_pixels applies too when it is lower.",
+    )
     poll_interval_s: float = Field(
         30.0, ge=0.0, description="Seconds between champion checks (0 = only /v1/admin/reload)."
     )

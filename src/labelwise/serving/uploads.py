@@ -1,8 +1,13 @@
 """Uploaded image bytes: validation and where they are written.
 
 An upload is decoded completely with Pillow before any model sees it (truncated and non-image
-files are refused) and its pixel count is capped. The model predicts on those decoded pixels
-(no second decode, no file). Only a flagged image is written, under
+files are refused) and its pixel count is capped from the header, before decoding, at
+:func:`pixel_cap` (``serving.max_image_pixels``, and never above the pool's
+``images.max_pixels``, since a flagged upload joins the pool): a decompression bomb is a 422 like
+any bad file. Its EXIF orientation is applied (:func:`labelwise.images.oriented`, the rule of
+every reader), so ``width``/``height`` and the boxes are the oriented image's, as auto-label's
+reader and the catalog see it. The model predicts on those decoded pixels (no second decode, no
+file). Only a flagged image is written, under
 ``<state_dir>/uploads/<project folder>/``: first to a temporary name (for the embedder), then
 atomically renamed to ``<content id>.<ext>`` (the pool's durable copy).
 """
@@ -12,16 +17,20 @@ from __future__ import annotations
 import io
 import os
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from labelwise.catalog import ProjectRecord
-from labelwise.images import content_id
+from labelwise.images import ImageTooLarge, content_id, open_capped, oriented
 from labelwise.serving.ids import folder_name, safe_child
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labelwise.config import Settings
+    from labelwise.serving.settings import ServingSettings
 
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 
@@ -35,7 +44,9 @@ class DecodedUpload:
     """A validated upload: its bytes, content id, size in pixels, file suffix and pixels.
 
     Attributes:
-        pixels: (height, width, 3) uint8 BGR, the channel order ultralytics reads files in.
+        width, height: of the EXIF-oriented image.
+        pixels: (height, width, 3) uint8 BGR of the EXIF-oriented image, the channel order and
+            orientation ultralytics reads files in.
     """
 
     data: bytes
@@ -46,9 +57,21 @@ class DecodedUpload:
     pixels: np.ndarray
 
 
-def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
+def pixel_cap(settings: "Settings", serving: "ServingSettings") -> tuple[int, str]:
+    """(the most pixels an upload may have, the setting that sets it): the smaller of
+    ``serving.max_image_pixels`` and the pool's ``images.max_pixels``."""
+    pool = settings.images.max_pixels
+    if serving.max_image_pixels <= pool:
+        return serving.max_image_pixels, "serving.max_image_pixels"
+    return pool, "images.max_pixels"
+
+
+def decode_upload(
+    data: bytes, max_pixels: int, setting: str = "serving.max_image_pixels"
+) -> DecodedUpload:
     """Check that ``data`` is one complete PNG/JPEG/BMP/TIFF/WEBP image of at most
-    ``max_pixels`` pixels.
+    ``max_pixels`` pixels (``setting`` names where that cap comes from, for the message) and
+    decode it, EXIF orientation applied.
 
     Raises:
         UploadError: empty, not an image, an unsupported format, truncated, or too large.
@@ -56,28 +79,26 @@ def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
     if not data:
         raise UploadError("file: expected an image file; got an empty upload")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                fmt = img.format or "unknown"
-                width, height = img.size
-                if fmt not in FORMAT_SUFFIX:
-                    raise UploadError(f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {fmt}")
-                if width < 1 or height < 1 or width * height > max_pixels:
-                    raise UploadError(
-                        f"file: expected 1 to {max_pixels} pixels; got " f"{width}x{height}"
-                    )
-                img.load()  # decodes every pixel: truncated files fail here
-                pixels = _bgr(img)
+        with open_capped(io.BytesIO(data), max_pixels, "file", setting) as img:
+            fmt = img.format or "unknown"
+            width, height = img.size
+            if fmt not in FORMAT_SUFFIX:
+                raise UploadError(f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {fmt}")
+            if width < 1 or height < 1:
+                raise UploadError(f"file: expected 1 to {max_pixels} pixels; got {width}x{height}")
+            img.load()  # decodes every pixel: truncated files fail here
+            shown = oriented(img)
+            width, height = shown.size
+            pixels = _bgr(shown)
     except UploadError:
         raise
+    except ImageTooLarge as exc:
+        raise UploadError(str(exc)) from None
     except UnidentifiedImageError:
         raise UploadError(
             f"file: expected one of {sorted(FORMAT_SUFFIX)}; got {len(data)} bytes "
             "that are not a known image format"
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UploadError(f"file: expected at most {max_pixels} pixels; got {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UploadError(
             f"file: expected a complete image; got a broken or truncated one ({exc})"
@@ -87,7 +108,8 @@ def decode_upload(data: bytes, max_pixels: int) -> DecodedUpload:
 
 def _bgr(img: Image.Image) -> np.ndarray:
     """(H, W, 3) uint8 BGR of a loaded image (greyscale, palette and alpha images become RGB
-    first, as OpenCV's colour reader does; EXIF orientation is ignored, as there)."""
+    first, as OpenCV's colour reader does; the caller applies the EXIF orientation first, as
+    OpenCV's reader does)."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     raw = bytearray(rgb.tobytes("raw", "BGR"))  # one pass to BGR; bytearray keeps it writeable
     return np.frombuffer(raw, np.uint8).reshape(rgb.height, rgb.width, 3)
