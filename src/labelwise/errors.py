@@ -9,10 +9,13 @@ from pydantic import ValidationError
 
 @functools.cache
 def expected_errors() -> tuple[type[BaseException], ...]:
-    """Bad input, unknown names and unreachable services (imported lazily: adapters are heavy)."""
+    """Bad input, unknown names, unreachable services and an unwritable thumbnail folder
+    (imported lazily: adapters are heavy)."""
+    from labelwise.images import ThumbnailWriteError
     from labelwise.labelstudio.errors import LabelStudioError
 
-    return (ValueError, FileNotFoundError, FileExistsError, ValidationError, LabelStudioError, TimeoutError)
+    return (ValueError, FileNotFoundError, FileExistsError, ValidationError, LabelStudioError,
+            TimeoutError, ThumbnailWriteError)
 
 
 def is_expected(exc: BaseException) -> bool:

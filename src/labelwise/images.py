@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,10 @@ class ImageReadError(ValueError):
 
 class ImageTooLarge(ImageReadError):
     """An image with more pixels than the cap (a decompression bomb, or just too big)."""
+
+
+class ThumbnailWriteError(OSError):
+    """A thumbnail that could not be written (its folder, not the pool image, is the problem)."""
 
 
 def exif_orientation(img: Image.Image) -> int:
@@ -183,20 +189,41 @@ def read_image_info(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
 
 def make_thumbnail(path: Path, out_dir: Path, image_id: str, size: int = 128) -> Path:
     """A JPEG no larger than ``size`` px on its long side, written once per image id (of the
-    oriented image: see the module docstring)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    oriented image: see the module docstring).
+
+    Safe with other processes and threads making the same thumbnail: each writes its own
+    temporary file in ``out_dir`` (a pid + random suffix) and renames it over the thumbnail
+    atomically (``os.replace``), so the thumbnail is always a whole JPEG, whoever wins.
+
+    Raises:
+        ImageTooLarge, ImageReadError: the pool image ``path`` cannot be read (its path named).
+        ThumbnailWriteError: the thumbnail cannot be written (the thumbnail's path named); the
+            pool image is fine.
+    """
     out = out_dir / f"{image_id}_{size}.jpg"
-    if out.exists():
+    if out.is_file():
         return out
     try:
         with open_capped(path, PIL_HARD_LIMIT, str(path)) as img:
             thumb = oriented(img).convert("RGB")
             thumb.thumbnail((size, size))
-            tmp = out.with_suffix(".tmp.jpg")
-            thumb.save(tmp, "JPEG", quality=85)
-            tmp.replace(out)
     except ImageTooLarge:
         raise
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: cannot make a thumbnail ({exc})") from exc
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as fh:  # exclusive: never another writer's file
+            thumb.save(fh, "JPEG", quality=85)
+        os.replace(tmp, out)
+    except (OSError, ValueError) as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself is the problem: nothing was left in it
+            pass
+        raise ThumbnailWriteError(
+            f"{out}: cannot write the thumbnail of {path} ({exc}); expected a writable "
+            f"folder {out_dir} where {out.name} is a file or absent"
+        ) from exc
     return out

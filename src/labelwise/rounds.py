@@ -1,11 +1,14 @@
 """Round life cycle in the catalog.
 
     proposed -> queued -> reviewed -> learning -> learned
-                     \\____________/      \\-> (failure) back to reviewed
+        \\           \\____________/      \\-> (failure) back to reviewed
+         \\-> abandoned
 
 ``queued`` is set when the batch lands in Label Studio, ``reviewed`` when every task of it was
 annotated or skipped (webhook, reconciler or poll), ``learning`` by the one learn run that wins
-the compare-and-set, so a batch never trains twice.
+the compare-and-set, so a batch never trains twice. ``abandoned`` ends a proposal whose batch
+never reached Label Studio (a failed API assignment, or a killed/failed ``queue`` settled by the
+next recording score-batch: the rule is in :mod:`labelwise.catalog.rounds`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 from labelwise.catalog import CatalogError
+from labelwise.catalog.rounds import (  # noqa: F401 - the statuses' one definition, re-exported
+    ABANDONED,
+    LEARNED,
+    LEARNING,
+    PROPOSED,
+    QUEUED,
+    REVIEWED,
+)
 from labelwise.config import Settings
 
-PROPOSED, QUEUED, REVIEWED, LEARNING, LEARNED = "proposed", "queued", "reviewed", "learning", "learned"
 OPEN_STATUSES = (QUEUED, REVIEWED)
 
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from labelwise.catalog import Catalog, CatalogError, ProjectRecord
+from labelwise.catalog import Catalog, CatalogError, ProjectRecord, RoundConflict
+from labelwise.catalog.rounds import STALE_PROPOSAL_AGE, SettledRounds
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
 from labelwise.scoring import SCORE_NAMES, ScoringRule, score_image
 from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
+
+
+SELECT_ATTEMPTS = 25  # selections of one recording score-batch racing concurrent rounds
 
 
 class NoPredictionsError(CatalogError):
@@ -129,9 +134,25 @@ def build_score_batch(
 ) -> ScoreBatch:
     """Score the project's unlabelled images and select a queue.
 
-    Images already queued or labelled are never candidates; together they are the "already
-    selected and labelled" set diversity is measured against. With ``record`` the round's scores
-    and selection are stored in the catalog (a new round number each call).
+    Images already queued or labelled are never candidates, nor are images selected in another
+    round that is still open (``proposed`` and not stale: the rule is in
+    :mod:`labelwise.catalog.rounds`), so two selections at once never pick the same image;
+    together they are the "already selected and labelled" set diversity is measured against.
+    ``params.held_back`` counts the candidates open rounds hold.
+
+    With ``record`` the round's scores and selection are stored as a new round
+    (``catalog.create_round``: its own number even when other processes record at the same
+    instant). Stale proposals left by killed or failed queues are settled first and reported in
+    ``params.closed_stale_rounds`` / ``params.resumed_stale_rounds``. When another round takes
+    some of the selected images between selection and recording, the queue is selected again
+    without them (at most :data:`SELECT_ATTEMPTS` times).
+
+    Raises:
+        NoPredictionsError: a strategy that needs predictions and none are stored.
+        CatalogError: a strategy that needs embeddings the candidates lack.
+        RoundConflict: ``record`` and every candidate is held by open rounds (the message names
+            them), or the selection kept losing its images to concurrent rounds.
+        ImageReadError, ThumbnailWriteError: a thumbnail could not be made (nothing recorded).
     """
     project = catalog.project(request.project)
     strategy = get_strategy(request.strategy)
@@ -142,64 +163,111 @@ def build_score_batch(
             f"--project {project.name} --model <weights.pt|model.yaml>` first, or use "
             "--strategy cold_start"
         )
-    unlabelled = catalog.images(project, ImageStatus.UNLABELLED)
     rule = scoring_rule(settings)
-    if model_version is not None:
-        predictions = catalog.predictions(project, model_version)
-        candidates = [img for img in unlabelled if img.image_id in predictions]
-        scores = [score_image(img.image_id, predictions[img.image_id], rule) for img in candidates]
-    else:
-        candidates = list(unlabelled)
-        zero = {name: 0.0 for name in SCORE_NAMES}
-        scores = [ImageScore(img.image_id, 0.0, dict(zero), 0, -1) for img in candidates]
-    ids = [img.image_id for img in candidates]
+    predictions = catalog.predictions(project, model_version) if model_version is not None else None
     embedder = request.embedder or catalog.latest_embedder(project)
     needs_embeddings = strategy.needs_embeddings
-    embeddings = labelled = None
-    if needs_embeddings:
-        if embedder is None:
-            raise CatalogError(
-                f"strategy {strategy.name!r} needs image embeddings and project {project.name!r} "
-                "has none; run auto-label with an embedder, or choose a ranking strategy"
-            )
-        embeddings = _embedding_matrix(catalog, project, embedder, ids, strategy)
-        done = [img.image_id for img in catalog.images(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])]
-        found = catalog.embeddings(project, embedder, done)
-        labelled = np.stack(list(found.values())) if found else None
-    order = select_queue(
-        strategy, scores, request.limit, np.random.default_rng(request.seed),
-        diversity_weight=request.diversity_weight, candidate_factor=request.candidate_factor,
-        class_balance=request.class_balance, embeddings=embeddings, labelled_embeddings=labelled,
-        labelled_class_counts=class_box_counts(catalog.labels(project).values(), len(project.class_names)),
-    )
-    chosen = [(candidates[i], scores[i]) for i in order]
-    thumbs = settings.thumbnails_dir
-    queue = [
-        QueueItem(
-            image_id=img.image_id,
-            uncertainty_score=score_value(sc, strategy.score_key),
-            scores=dict(sc.scores),
-            thumbnail=str(make_thumbnail(img.path, thumbs, img.image_id, request.thumbnail_size)),
+    if needs_embeddings and embedder is None:
+        raise CatalogError(
+            f"strategy {strategy.name!r} needs image embeddings and project {project.name!r} "
+            "has none; run auto-label with an embedder, or choose a ranking strategy"
         )
-        for img, sc in chosen
-    ]
-    params: dict[str, object] = {
-        "limit": request.limit,
-        "diversity_weight": request.diversity_weight,
-        "seed": request.seed,
-        "class_balance": request.class_balance,
-        "candidate_factor": request.candidate_factor,
-        "embedder": embedder if needs_embeddings else None,
-        "candidates": len(candidates),
-        "unlabelled_without_prediction": len(unlabelled) - len(candidates),
-        "scoring": rule.as_params(),
-    }
-    if record:
-        number = catalog.next_round_number(project)
-        catalog.record_round(project, number, strategy.name, model_version, params, scores,
-                             [item.image_id for item in queue])
+    settled = catalog.settle_stale_rounds(project) if record else SettledRounds()
+    zero = {name: 0.0 for name in SCORE_NAMES}
+    known: dict[str, ImageScore] = {}
+
+    def score_of(image_id: str) -> ImageScore:
+        if image_id not in known:
+            known[image_id] = (score_image(image_id, predictions[image_id], rule)
+                               if predictions is not None
+                               else ImageScore(image_id, 0.0, dict(zero), 0, -1))
+        return known[image_id]
+
+    for attempt in range(1, SELECT_ATTEMPTS + 1):
+        held = catalog.held_images(project)
+        unlabelled = catalog.images(project, ImageStatus.UNLABELLED)
+        scorable = [img for img in unlabelled if predictions is None or img.image_id in predictions]
+        candidates = [img for img in scorable if img.image_id not in held]
+        scores = [score_of(img.image_id) for img in candidates]
+        ids = [img.image_id for img in candidates]
+        embeddings = labelled = None
+        if needs_embeddings:
+            assert embedder is not None
+            embeddings = _embedding_matrix(catalog, project, embedder, ids, strategy)
+            done = [img.image_id for img in
+                    catalog.images(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])]
+            found = catalog.embeddings(project, embedder, done + sorted(held))
+            labelled = np.stack(list(found.values())) if found else None
+        order = select_queue(
+            strategy, scores, request.limit, np.random.default_rng(request.seed),
+            diversity_weight=request.diversity_weight, candidate_factor=request.candidate_factor,
+            class_balance=request.class_balance, embeddings=embeddings, labelled_embeddings=labelled,
+            labelled_class_counts=class_box_counts(catalog.labels(project).values(),
+                                                   len(project.class_names)),
+        )
+        held_back = len(scorable) - len(candidates)
+        if record and not order and held_back:
+            raise RoundConflict(_all_held_message(catalog, project, held, held_back), held,
+                                sorted(set(held.values())))
+        chosen = [(candidates[i], scores[i]) for i in order]
+        thumbs = settings.thumbnails_dir
+        queue = [
+            QueueItem(
+                image_id=img.image_id,
+                uncertainty_score=score_value(sc, strategy.score_key),
+                scores=dict(sc.scores),
+                thumbnail=str(make_thumbnail(img.path, thumbs, img.image_id, request.thumbnail_size)),
+            )
+            for img, sc in chosen
+        ]
+        params: dict[str, object] = {
+            "limit": request.limit,
+            "diversity_weight": request.diversity_weight,
+            "seed": request.seed,
+            "class_balance": request.class_balance,
+            "candidate_factor": request.candidate_factor,
+            "embedder": embedder if needs_embeddings else None,
+            "candidates": len(candidates),
+            "unlabelled_without_prediction": len(unlabelled) - len(scorable),
+            "held_back": held_back,
+            "scoring": rule.as_params(),
+        }
+        if not record:
+            return ScoreBatch(str(project.name), strategy.name, model_version, queue, params)
+        params["closed_stale_rounds"] = list(settled.closed)
+        params["resumed_stale_rounds"] = list(settled.resumed)
+        try:
+            number = catalog.create_round(project, strategy.name, model_version, params, scores,
+                                          [item.image_id for item in queue])
+        except RoundConflict as exc:
+            if attempt == SELECT_ATTEMPTS:
+                raise RoundConflict(
+                    f"{exc} (gave up after {SELECT_ATTEMPTS} selections, each losing images to "
+                    "concurrent rounds)", exc.held, exc.open_rounds) from None
+            again = catalog.settle_stale_rounds(project)  # a holder may have died meanwhile
+            settled.closed += again.closed
+            settled.resumed += again.resumed
+            continue
         params["round"] = number
-    return ScoreBatch(str(project.name), strategy.name, model_version, queue, params)
+        return ScoreBatch(str(project.name), strategy.name, model_version, queue, params)
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def _all_held_message(
+    catalog: Catalog, project: ProjectRecord, held: dict[str, int], held_back: int
+) -> str:
+    """One line: nothing is left to select because open rounds hold every candidate."""
+    now = datetime.now(timezone.utc)
+    numbers = sorted(set(held.values()))
+    holders = ([p.describe(now) for p in catalog.proposals(project) if p.number in numbers]
+               or [f"round {n}" for n in numbers])
+    return (
+        f"project {project.name!r}: no image left to select for a new round: all {held_back} "
+        f"unlabelled image(s) with predictions are selected in open {', '.join(holders)}; "
+        "expected at least one candidate no open round holds (wait until it is queued; a "
+        f"proposal whose process is gone, or older than {STALE_PROPOSAL_AGE}, is closed by the "
+        "next recording score-batch)"
+    )
 
 
 def thumbnail_path(settings: Settings, image_id: str, size: int = 128) -> Path:

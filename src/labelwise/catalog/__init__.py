@@ -10,6 +10,8 @@ from labelwise.catalog.repository import (
     ImageRecord,
     ProjectNotFound,
     ProjectRecord,
+    RoundConflict,
 )
 
-__all__ = ["AddReport", "Catalog", "CatalogError", "ImageRecord", "ProjectNotFound", "ProjectRecord"]
+__all__ = ["AddReport", "Catalog", "CatalogError", "ImageRecord", "ProjectNotFound", "ProjectRecord",
+           "RoundConflict"]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from labelwise.catalog.base import CatalogMixin
 from labelwise.catalog.models import ProjectRow
@@ -21,7 +22,8 @@ class ProjectsMixin(CatalogMixin):
     """Projects of :class:`~labelwise.catalog.Catalog`."""
 
     def create_project(self, name: str, class_names: Sequence[str]) -> ProjectRecord:
-        """Create a project; the same call again returns it, other classes are refused."""
+        """Create a project; the same call again returns it, other classes are refused (also
+        when two processes create it at the same instant)."""
         names = [str(c).strip() for c in class_names]
         if not name.strip():
             raise CatalogError("project name must not be empty")
@@ -29,18 +31,25 @@ class ProjectsMixin(CatalogMixin):
             raise CatalogError(f"class names must be non-empty strings; got {list(class_names)}")
         if len(set(names)) != len(names):
             raise CatalogError(f"class names must be unique; got {names}")
-        with self.session() as s, s.begin():
-            row = s.scalar(select(ProjectRow).where(ProjectRow.name == name))
-            if row is not None:
-                if list(row.class_names) != names:
-                    raise CatalogError(
-                        f"project {name!r} exists with classes {row.class_names}; got {names}"
-                    )
-            else:
-                row = ProjectRow(name=name, class_names=names)
-                s.add(row)
-                s.flush()
-            return _project_record(row)
+        for attempt in range(2):
+            try:
+                with self.session() as s, s.begin():
+                    row = s.scalar(select(ProjectRow).where(ProjectRow.name == name))
+                    if row is not None:
+                        if list(row.class_names) != names:
+                            raise CatalogError(
+                                f"project {name!r} exists with classes {row.class_names}; "
+                                f"got {names}"
+                            )
+                    else:
+                        row = ProjectRow(name=name, class_names=names)
+                        s.add(row)
+                        s.flush()
+                    return _project_record(row)
+            except IntegrityError:  # created by another process at the same instant: read it
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def project(self, name: str) -> ProjectRecord:
         with self.session() as s:

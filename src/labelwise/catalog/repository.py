@@ -6,11 +6,13 @@ events); the records and errors in :mod:`labelwise.catalog.records`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.catalog.images import ImagesMixin
@@ -28,7 +30,7 @@ from labelwise.catalog.records import _detections as _detections
 from labelwise.catalog.records import _image_record as _image_record
 from labelwise.catalog.records import _project_record as _project_record
 from labelwise.catalog.review_events import ReviewEventsMixin
-from labelwise.catalog.rounds import RoundsMixin
+from labelwise.catalog.rounds import RoundConflict, RoundsMixin
 
 __all__ = [
     "AddReport",
@@ -37,6 +39,7 @@ __all__ = [
     "ImageRecord",
     "ProjectNotFound",
     "ProjectRecord",
+    "RoundConflict",
 ]
 
 
@@ -49,7 +52,13 @@ class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, ReviewE
 
     @classmethod
     def open(cls, url: str) -> "Catalog":
-        """Connect (creating the SQLite file and tables when missing)."""
+        """Connect (creating the SQLite file and tables when missing).
+
+        SQLite files get WAL journaling (readers never block the one writer), foreign keys and
+        a 30 s busy timeout (a writer waits for another's transaction instead of failing).
+        Several processes may open a new catalog at the same instant: creating the tables is
+        retried when another process created one first.
+        """
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -62,7 +71,7 @@ class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, ReviewE
                 cur.close()
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        Base.metadata.create_all(engine)
+        _create_tables(engine)
         return cls(engine)
 
     def session(self) -> Session:
@@ -70,3 +79,17 @@ class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, ReviewE
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """``create_all``, retried when another process created a table between its check and its
+    ``CREATE`` (two first commands at once): the retry finds the table and skips it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except DBAPIError as exc:
+            text = str(exc.orig).lower()
+            if attempt == attempts or not ("already exists" in text or "duplicate key" in text):
+                raise
+            time.sleep(0.05 * attempt)

@@ -1,28 +1,299 @@
 """Catalog operations on active-learning rounds: their scores and selection, status, params, and
 the labels that come back.
+
+Round statuses: ``proposed -> queued -> reviewed -> learning -> learned``, and
+``proposed -> abandoned`` for a proposal whose batch never reached Label Studio (see
+:mod:`labelwise.rounds`). Every status change is a compare-and-set (:meth:`transition_round`).
+
+Creating rounds while others do (issue 12, item 2)
+--------------------------------------------------
+:meth:`RoundsMixin.create_round` allocates the next number and stores the round in ONE
+transaction that starts by taking the project's lock row (a no-op ``UPDATE`` of the project:
+SQLite's write lock, a row lock in PostgreSQL), so two processes or threads never read the same
+"next number"; a unique-constraint race with a writer that bypasses the lock (``record_round``
+with an explicit number) is retried with the next number. Each round stores its ``owner``
+(``{"host", "pid"}``) in its params.
+
+Rule, one open proposal per image: an image selected in a round that is still ``proposed`` is
+*held* by that round. It is no candidate for another score-batch (:meth:`held_images`), and
+``create_round`` refuses, inside its transaction, a selection that contains a held image or an
+image that is no longer unlabelled (:class:`RoundConflict`, which names the round); score-batch
+then selects again without them. So two rounds at once each get their own number and disjoint
+images, and when nothing is left to select the second one is refused in one line naming the
+open round. Serving rounds (``params.source == "serving"``) select nothing, so they hold nothing.
+
+Stale proposals (issue 12, item 7): a ``queue`` that was killed or failed leaves its round
+``proposed``. Before it selects, a recording score-batch settles them
+(:meth:`settle_stale_rounds`), by this rule:
+
+* a proposed round with images queued in it (killed between marking its images queued and
+  moving the round) is *resumed*: ``proposed -> queued``, as the batch is in Label Studio;
+* a proposed round with no queued image is *closed* (``proposed -> abandoned``, its images are
+  released) when its owner is gone: created on this host by a process that no longer exists, or
+  older than ``max_age`` (default :data:`STALE_PROPOSAL_AGE`, for owners on other hosts, reused
+  pids and rounds recorded without an owner);
+* a younger proposal whose owner is alive (or unknown on another host) stays open: it may be a
+  queue in progress right now; serving rounds (the outbox owns them) are never closed.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from labelwise.catalog.base import CatalogMixin
-from labelwise.catalog.models import ImageRow, LabelRow, RoundRow, ScoreRow
+from labelwise.catalog.models import ImageRow, LabelRow, ProjectRow, RoundRow, ScoreRow
 from labelwise.catalog.records import CatalogError, ProjectRecord
 from labelwise.domain import ImageScore, ImageStatus
+
+PROPOSED, QUEUED, REVIEWED, LEARNING, LEARNED = "proposed", "queued", "reviewed", "learning", "learned"
+ABANDONED = "abandoned"  # a proposal whose batch never reached Label Studio
+SERVING_SOURCE = "serving"  # params.source of the serving API's rounds (their outbox owns them)
+STALE_PROPOSAL_AGE = timedelta(hours=1)  # a proposal this old is closed whoever owns it
+CREATE_ATTEMPTS = 8  # numbers tried by create_round when a writer bypasses the lock row
+
+
+class RoundConflict(CatalogError):
+    """A round cannot take these images: another open round holds some, or they were queued or
+    labelled meanwhile. ``held`` maps each such image id to the round holding it (None: not
+    held by a round but no longer unlabelled); ``open_rounds`` are the proposals that hold."""
+
+    def __init__(self, message: str, held: dict[str, int | None], open_rounds: Sequence[int]):
+        super().__init__(message)
+        self.held = dict(held)
+        self.open_rounds = list(open_rounds)
+
+
+@dataclass(frozen=True)
+class RoundOwner:
+    """The process that created a round: host name and pid (stored as ``params["owner"]``)."""
+
+    host: str
+    pid: int
+
+    @classmethod
+    def current(cls) -> "RoundOwner":
+        return cls(socket.gethostname(), os.getpid())
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "RoundOwner | None":
+        raw = (params or {}).get("owner")
+        if not isinstance(raw, dict):
+            return None
+        host, pid = raw.get("host"), raw.get("pid")
+        if not isinstance(host, str) or isinstance(pid, bool) or not isinstance(pid, int):
+            return None
+        return cls(host, pid)
+
+    def as_params(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid}
+
+    def alive(self) -> bool | None:
+        """True/False for an owner on this host (does the pid exist?); None on another host."""
+        if self.host != socket.gethostname():
+            return None
+        if self.pid == os.getpid():
+            return True
+        if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, owned by another user
+            return True
+        except OSError:
+            return None
+        return True
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A round still ``proposed``, as :meth:`RoundsMixin.proposals` reports it."""
+
+    number: int
+    source: str | None
+    owner: RoundOwner | None
+    created_at: datetime
+    selected: tuple[str, ...]
+    queued: int  # images whose queued_round is this round
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.created_at
+
+    def disposition(self, now: datetime, max_age: timedelta = STALE_PROPOSAL_AGE) -> str:
+        """``"resume"``, ``"close"`` or ``"open"`` by the module's stale-proposal rule."""
+        if self.queued:
+            return "resume"
+        if self.source == SERVING_SOURCE:
+            return "open"
+        if self.age(now) > max_age:
+            return "close"
+        if self.owner is not None and self.owner.alive() is False:
+            return "close"
+        return "open"
+
+    def describe(self, now: datetime) -> str:
+        who = f"by {self.owner}" if self.owner else "by an unknown process"
+        return f"round {self.number} (proposed {self.age(now).total_seconds():.0f} s ago {who})"
+
+
+@dataclass
+class SettledRounds:
+    """What :meth:`RoundsMixin.settle_stale_rounds` did: round numbers closed and resumed."""
+
+    closed: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _next_number(s: Session, project: ProjectRecord) -> int:
+    """One more than the project's highest round number (0 for the first round)."""
+    current = s.scalar(select(func.max(RoundRow.number)).where(RoundRow.project_id == project.id))
+    return 0 if current is None else int(current) + 1
+
+
+def _refuse_held(s: Session, project: ProjectRecord, picked: list[str]) -> None:
+    """RoundConflict when some of ``picked`` are held by a proposed round or not unlabelled
+    (read inside the caller's locked transaction)."""
+    held: dict[str, int | None] = {}
+    reasons: dict[str, str] = {}
+    for start in range(0, len(picked), 500):
+        chunk = picked[start:start + 500]
+        for image_id, number in s.execute(
+            select(ScoreRow.image_id, RoundRow.number)
+            .join(RoundRow, ScoreRow.round_id == RoundRow.id)
+            .where(RoundRow.project_id == project.id, RoundRow.status == PROPOSED,
+                   ScoreRow.selected, ScoreRow.image_id.in_(chunk))
+        ).all():
+            held[image_id] = int(number)
+            reasons[image_id] = f"{image_id} (selected in proposed round {number})"
+        for image_id, status, queued_round in s.execute(
+            select(ImageRow.image_id, ImageRow.status, ImageRow.queued_round)
+            .where(ImageRow.project_id == project.id, ImageRow.image_id.in_(chunk),
+                   ImageRow.status != ImageStatus.UNLABELLED.value)
+        ).all():
+            held.setdefault(image_id, None)
+            reasons.setdefault(image_id, f"{image_id} ({status}, round {queued_round})")
+    if not held:
+        return
+    rounds = sorted({n for n in held.values() if n is not None})
+    listed = [reasons[i] for i in picked if i in reasons]
+    shown = ", ".join(listed[:5]) + (f", ... ({len(listed) - 5} more)" if len(listed) > 5 else "")
+    raise RoundConflict(
+        f"project {project.name!r}: {len(held)} of the {len(picked)} selected image(s) cannot "
+        f"join a new round: {shown}; expected unlabelled images that no open round holds",
+        held, rounds,
+    )
 
 
 class RoundsMixin(CatalogMixin):
     """Rounds, scores and labels of :class:`~labelwise.catalog.Catalog`."""
 
     def next_round_number(self, project: ProjectRecord) -> int:
+        """The number the next round would get now: a peek, not a reservation (another writer
+        may take it first). Create rounds with :meth:`create_round`, which allocates atomically."""
         with self.session() as s:
             current = s.scalar(select(func.max(RoundRow.number)).where(RoundRow.project_id == project.id))
             return 0 if current is None else int(current) + 1
+
+    def create_round(
+        self,
+        project: ProjectRecord,
+        strategy: str,
+        model_version: str | None,
+        params: dict[str, Any],
+        scores: Sequence[ImageScore],
+        selected: Sequence[str],
+        *,
+        exclusive: bool = True,
+        owner: RoundOwner | None = None,
+    ) -> int:
+        """Allocate the next round number and store a ``proposed`` round, in one transaction.
+
+        Safe with other processes and threads doing the same (see the module docstring): each
+        call gets its own number. ``params`` are stored with ``round`` (the number) and
+        ``owner`` (default: this process) added; ``selected`` (queue order) are the round's
+        images, ``scores`` every candidate's.
+
+        Args:
+            exclusive: refuse images another proposed round holds, or that are no longer
+                unlabelled (checked under the lock, so two concurrent rounds never share one).
+
+        Returns:
+            The round's number.
+
+        Raises:
+            RoundConflict: ``exclusive`` and some selected images are held or taken; nothing
+                is stored.
+            CatalogError: repeated ids, an unknown project, or no free number after
+                :data:`CREATE_ATTEMPTS` unique-constraint races.
+        """
+        picked = list(selected)
+        rank = {image_id: i for i, image_id in enumerate(picked)}
+        if len(rank) != len(picked):
+            raise CatalogError(f"selected must list each image once; got {len(picked)} ids, "
+                               f"{len(rank)} distinct")
+        if len({sc.image_id for sc in scores}) != len(scores):
+            raise CatalogError(f"scores must hold one entry per image; got {len(scores)} entries "
+                               f"for {len({sc.image_id for sc in scores})} images")
+        who = (owner or RoundOwner.current()).as_params()
+        last: IntegrityError | None = None
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with self.session() as s, s.begin():
+                    # The project's lock row: the first statement, so the transaction holds the
+                    # write lock (SQLite) / the row lock (PostgreSQL) before it reads anything.
+                    locked = s.execute(update(ProjectRow).where(ProjectRow.id == project.id)
+                                       .values(name=ProjectRow.name))
+                    if (locked.rowcount or 0) != 1:
+                        raise CatalogError(f"project {project.name!r} (id {project.id}) is not "
+                                           "in the catalog; expected an existing project")
+                    if exclusive and picked:
+                        _refuse_held(s, project, picked)
+                    number = _next_number(s, project)
+                    stored = {**params, "round": number, "owner": who}
+                    row = RoundRow(project_id=project.id, number=number, strategy=strategy,
+                                   model_version=model_version, params=stored, status=PROPOSED)
+                    s.add(row)
+                    s.flush()
+                    if scores:
+                        s.execute(insert(ScoreRow), [
+                            {"round_id": row.id, "image_id": sc.image_id,
+                             "uncertainty_score": float(sc.uncertainty_score),
+                             "scores": dict(sc.scores), "selected": sc.image_id in rank,
+                             "rank": rank.get(sc.image_id)}
+                            for sc in scores])
+                return number
+            except IntegrityError as exc:  # a writer that bypassed the lock took the number
+                last = exc
+                time.sleep(0.005 * (attempt + 1))
+        raise CatalogError(
+            f"could not allocate a round number for project {project.name!r}: "
+            f"{CREATE_ATTEMPTS} attempts each lost a unique-constraint race "
+            f"(last: {getattr(last, 'orig', last)}); expected one to succeed"
+        )
 
     def record_round(
         self,
@@ -34,7 +305,8 @@ class RoundsMixin(CatalogMixin):
         scores: Sequence[ImageScore],
         selected: Sequence[str],
     ) -> int:
-        """Store a round's scores and selection (replacing an unqueued proposal of that number)."""
+        """Store a round's scores and selection under a GIVEN number (replacing an unqueued
+        proposal of that number). New rounds: :meth:`create_round`, which allocates the number."""
         rank = {image_id: i for i, image_id in enumerate(selected)}
         with self.session() as s, s.begin():
             row = s.scalar(
@@ -51,6 +323,72 @@ class RoundsMixin(CatalogMixin):
                                uncertainty_score=sc.uncertainty_score, scores=dict(sc.scores),
                                selected=sc.image_id in rank, rank=rank.get(sc.image_id)))
             return row.id
+
+    def proposals(self, project: ProjectRecord) -> list[Proposal]:
+        """The project's rounds still ``proposed``, oldest first, with their owner, selected
+        images and how many images were queued in each."""
+        with self.session() as s:
+            rows = s.scalars(select(RoundRow).where(RoundRow.project_id == project.id,
+                                                    RoundRow.status == PROPOSED)
+                             .order_by(RoundRow.number)).all()
+            if not rows:
+                return []
+            picked: dict[int, list[str]] = {r.id: [] for r in rows}
+            for round_id, image_id in s.execute(
+                select(ScoreRow.round_id, ScoreRow.image_id)
+                .where(ScoreRow.round_id.in_(list(picked)), ScoreRow.selected)
+                .order_by(ScoreRow.round_id, ScoreRow.rank)
+            ).all():
+                picked[round_id].append(image_id)
+            queued = dict(s.execute(
+                select(ImageRow.queued_round, func.count())
+                .where(ImageRow.project_id == project.id,
+                       ImageRow.queued_round.in_([r.number for r in rows]))
+                .group_by(ImageRow.queued_round)
+            ).all())
+            return [Proposal(number=r.number, source=(r.params or {}).get("source"),
+                             owner=RoundOwner.from_params(r.params), created_at=_utc(r.created_at),
+                             selected=tuple(picked[r.id]), queued=int(queued.get(r.number, 0)))
+                    for r in rows]
+
+    def held_images(
+        self, project: ProjectRecord, *, max_age: timedelta = STALE_PROPOSAL_AGE,
+        now: datetime | None = None,
+    ) -> dict[str, int]:
+        """``{image_id: round}`` of images selected in proposals that are still open (not stale
+        by the module's rule): no candidates for another round."""
+        when = now or _now()
+        return {image_id: p.number for p in self.proposals(project)
+                if p.disposition(when, max_age) == "open" for image_id in p.selected}
+
+    def settle_stale_rounds(
+        self, project: ProjectRecord, *, max_age: timedelta = STALE_PROPOSAL_AGE,
+        now: datetime | None = None,
+    ) -> SettledRounds:
+        """Resume or close stale proposals by the module's rule, each through the
+        compare-and-set :meth:`transition_round` (so concurrent callers settle a round once).
+
+        A resumed round moves ``proposed -> queued``, a closed one ``proposed -> abandoned``;
+        either gets a ``settled`` note in its params saying why. Returns the numbers this call
+        moved (rounds another caller settled first are not reported).
+        """
+        when = now or _now()
+        done = SettledRounds()
+        for p in self.proposals(project):
+            verdict = p.disposition(when, max_age)
+            if verdict == "resume" and self.transition_round(project, p.number, PROPOSED, QUEUED):
+                done.resumed.append(p.number)
+                why = (f"resumed: {p.queued} image(s) were queued in it but the round was left "
+                       f"proposed ({p.describe(when)})")
+            elif verdict == "close" and self.transition_round(project, p.number, PROPOSED, ABANDONED):
+                done.closed.append(p.number)
+                gone = p.age(when) <= max_age
+                cause = f"its owner {p.owner} is gone" if gone else f"it is older than {max_age}"
+                why = f"closed: none of its images was queued and {cause} ({p.describe(when)})"
+            else:
+                continue
+            self.update_round_params(project, p.number, {"settled": why})
+        return done
 
     def round_info(self, project: ProjectRecord, number: int) -> dict[str, Any]:
         with self.session() as s:

@@ -35,7 +35,12 @@ def queue(
         None, "--group", "-g", help="Upload group; gets its own Label Studio tab."
     ),
 ) -> None:
-    """Score, select and send a batch to Label Studio with the model's boxes pre-annotated."""
+    """Score, select and send a batch to Label Studio with the model's boxes pre-annotated.
+
+    Rounds a killed or failed queue left proposed are settled first: the output lists them
+    (``closed_stale_rounds``, ``resumed_stale_rounds``). Images another open round holds are
+    left out; when nothing else is left, one line names that round (exit 2).
+    """
     from labelwise.review import queue_batch
     from labelwise.runtime import open_catalog
     from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
@@ -46,7 +51,10 @@ def queue(
         settings, project, strategy=strategy, limit=limit, diversity_weight=diversity_weight
     )
     batch = build_score_batch(catalog, settings, request, record=True)
-    print_json(queue_batch(settings, catalog, project, batch.as_json(), group))
+    result = queue_batch(settings, catalog, project, batch.as_json(), group)
+    for key in ("closed_stale_rounds", "resumed_stale_rounds"):
+        result[key] = batch.params.get(key, [])
+    print_json(result)
 
 
 @friendly_errors

@@ -9,10 +9,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from labelwise.catalog import CatalogError
+from labelwise.catalog import CatalogError, RoundConflict
 from labelwise.domain import ImageStatus
 from labelwise.images import ImageReadError, make_thumbnail
 from labelwise.labelstudio.errors import LabelStudioError, LabelStudioUnavailable
+from labelwise.rounds import ABANDONED, PROPOSED
 from labelwise.scorebatch import (
     NoPredictionsError,
     ScoreBatchRequest,
@@ -30,7 +31,6 @@ from labelwise.strategies import STRATEGIES, get_strategy
 router = APIRouter(prefix="/v1", tags=["labelling"])
 MAX_LIMIT = 1000
 MAX_ASSIGN = 1000
-ABANDONED = "abandoned"  # a round whose batch never reached Label Studio
 ProjectQuery = Annotated[str, Query(min_length=1, max_length=200, description="Project name.")]
 ImageId = Annotated[str, Field(pattern=IMAGE_ID_PATTERN)]
 
@@ -205,7 +205,10 @@ def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> 
         ]
     except ImageReadError as exc:
         raise HTTPException(409, f"image_ids: {exc}") from None
-    number = record_assignment_round(state.catalog, project, version, scores, body.group)
+    try:
+        number = record_assignment_round(state.catalog, project, version, scores, body.group)
+    except RoundConflict as exc:  # taken by a concurrent round since the check above
+        raise HTTPException(409, f"image_ids: {exc}") from None
     batch = {
         "project_id": project.name,
         "strategy": "manual",
@@ -218,7 +221,8 @@ def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> 
     try:
         result = queue_batch(state.settings, state.catalog, project.name, batch, body.group)
     except (LabelStudioError, ValueError) as exc:
-        state.catalog.set_round_status(project, number, ABANDONED)  # nothing was marked queued
+        # nothing was marked queued; compare-and-set, as every round status change
+        state.catalog.transition_round(project, number, PROPOSED, ABANDONED)
         if isinstance(exc, LabelStudioUnavailable):
             raise HTTPException(503, f"labelstudio: {exc}") from None
         if isinstance(exc, LabelStudioError):

@@ -10,8 +10,11 @@
 * Assignments (``POST /v1/assignments/queue``): one new round per call, holding exactly the
   given images with their stored scores.
 
-Round numbers come from ``catalog.next_round_number``; a round recorded at the same instant by
-another process (a flow's score-batch) could take the same number, as for any two writers.
+Round numbers come from ``catalog.create_round``, which allocates the number and stores the round
+in one transaction: a round recorded at the same instant by another process (a flow's
+score-batch, a second API worker) gets the next number, never the same one. An assignment's
+images must not be held by another open round (``RoundConflict``, which the API answers 409).
+``_round_lock`` only keeps this process's threads from opening two serving rounds for a group.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus
 from labelwise.images import make_thumbnail
+from labelwise.catalog.rounds import SERVING_SOURCE
 from labelwise.rounds import PROPOSED, QUEUED
 from labelwise.serving.outbox import OutboxItem
 from labelwise.serving.settings import ServingSettings
 
-SERVING_SOURCE = "serving"
 _round_lock = threading.Lock()
 
 
@@ -49,13 +52,11 @@ def serving_round(
                 and info["status"] in (PROPOSED, QUEUED)
             ):
                 return int(info["number"])
-        number = catalog.next_round_number(project)
-        catalog.record_round(
+        number = catalog.create_round(
             project,
-            number,
             SERVING_SOURCE,
             model_version,
-            {**(params or {}), "source": SERVING_SOURCE, "upload_group": group, "round": number},
+            {**(params or {}), "source": SERVING_SOURCE, "upload_group": group},
             [],
             [],
         )
@@ -69,19 +70,25 @@ def record_assignment_round(
     scores: list[ImageScore],
     group: str | None,
 ) -> int:
-    """A new round holding exactly ``scores``' images (all selected, in the given order)."""
-    with _round_lock:
-        number = catalog.next_round_number(project)
-        catalog.record_round(
-            project,
-            number,
-            "manual",
-            model_version,
-            {"source": "api", "upload_group": group, "round": number},
-            scores,
-            [s.image_id for s in scores],
-        )
-        return number
+    """A new round holding exactly ``scores``' images (all selected, in the given order).
+
+    Stale proposals are settled first (``catalog.settle_stale_rounds``), so images a killed
+    ``queue`` left selected can be assigned.
+
+    Raises:
+        RoundConflict: some of the images are held by another open round or no longer
+            unlabelled (nothing is recorded).
+    """
+    catalog.settle_stale_rounds(project)
+    number = catalog.create_round(
+        project,
+        "manual",
+        model_version,
+        {"source": "api", "upload_group": group},
+        scores,
+        [s.image_id for s in scores],
+    )
+    return number
 
 
 def queue_item(
