@@ -242,15 +242,14 @@ class BenchmarkConfig:
         )
 
     def job_settings(self, pseudo: bool) -> "Settings":
-        """:meth:`product_settings`, with the pseudo-label rule on for a ``+pseudo`` twin."""
+        """:meth:`product_settings` with the pseudo-label rule on for a ``+pseudo`` twin and OFF
+        for every other trajectory, whatever the product's default is."""
         st = self.product_settings()
-        if pseudo:
-            st = st.model_copy(update={"training": st.training.model_copy(update={"pseudo_labels": True})})
-        return st
+        return st.model_copy(update={"training": st.training.model_copy(update={"pseudo_labels": pseudo})})
 
     def recipe_values(self) -> dict[str, Any]:
         """The product settings that shape a trajectory (hashed into its fingerprint)."""
-        st = self.product_settings()
+        st = self.job_settings(pseudo=False)
         values = {name: getattr(st, name).model_dump(mode="json")
                   for name in ("detector", "embedder", "scoring", "selection")}
         return {**values, "training": training_values(st.training)}

@@ -155,7 +155,8 @@ def base_recipe(cfg: BenchmarkConfig) -> dict:
 def base_training(cfg: BenchmarkConfig):  # -> TrainingSettings
     """The product's recipe with a fixed ``base_epochs`` (no image-pass floor): the base sees
     a few hundred source-domain images, not a few dozen."""
-    return cfg.product_settings().training.model_copy(update={"epochs": cfg.base_epochs, "min_image_passes": 0})
+    return cfg.job_settings(pseudo=False).training.model_copy(
+        update={"epochs": cfg.base_epochs, "min_image_passes": 0})
 
 
 def base_weights_path(cfg: BenchmarkConfig) -> Path:

@@ -152,15 +152,15 @@ def queue_batch(
     """
     record = catalog.project(project)
     items, number = _parse_batch(batch, record)
-    info = catalog.round_info(record, number)  # the round must exist and still be open
-    if info["status"] not in (PROPOSED, QUEUED):
+    info = catalog.round_info(record, number)  # the round must exist
+    ids = [item["image_id"] for item in items]
+    images = catalog.require_images(record, ids)
+    _check_queueable(record, images, number)
+    if info["status"] not in (PROPOSED, QUEUED):  # e.g. closed as stale by another score-batch
         raise ValueError(
             f"round {number} of project {record.name!r} is {info['status']!r}; only a "
             f"{PROPOSED!r} or {QUEUED!r} round can be queued (run score-batch again for a new round)"
         )
-    ids = [item["image_id"] for item in items]
-    images = catalog.require_images(record, ids)
-    _check_queueable(record, images, number)
     check_sources(images)
     strategy = batch.get("strategy")
     model_version = batch.get("model_version")
