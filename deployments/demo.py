@@ -3,8 +3,9 @@ MLflow and the simulated annotator; ends with a table per round and where to loo
 
     python -m deployments.demo [--rounds 3] [--pool 300]
 
-Settings come from the environment like everywhere (``LABELWISE_TRAINING__PSEUDO_LABELS=true``
-runs semi-supervised rounds; off by default); the table shows pseudo-labels and reviewer edits.
+Settings come from the environment like everywhere (rounds are semi-supervised by default;
+``LABELWISE_TRAINING__PSEUDO_LABELS=false`` turns it off); the table shows pseudo-labels and
+reviewer edits.
 """
 
 from __future__ import annotations

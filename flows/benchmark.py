@@ -19,9 +19,10 @@ PROTOCOLS = {"scratch": ("scratch",), "warm": ("warm",), "both": ("scratch", "wa
 class BenchmarkParams(BaseModel):
     """Benchmark parameters (None = the preset's value)."""
 
-    preset: Literal["quick", "full"] = Field("quick", description="See docs/benchmarks.md for measured durations.")
+    preset: Literal["quick", "full", "pool"] = Field("quick", description="See docs/benchmarks.md for measured durations.")
     out: str = Field(".labelwise/benchmark", description="Output folder (CSV, PNGs, summary, MLflow).")
     strategies: list[str] | None = Field(None, description="Default: every registered strategy but cold_start.")
+    pseudo: list[str] | None = Field(None, description="Strategies that also run as a '+pseudo' twin (default: the preset's).")
     seeds: int | None = Field(None, ge=1)
     protocol: Literal["scratch", "warm", "both"] = "both"
     rounds: int | None = Field(None, ge=0)
@@ -39,6 +40,7 @@ def benchmark(params: BenchmarkParams) -> dict:
     logger = get_run_logger()
     cfg = preset(
         params.preset, Path(params.out), strategies=tuple(params.strategies) if params.strategies else None,
+        pseudo_strategies=tuple(params.pseudo) if params.pseudo else None,
         seeds=params.seeds, protocols=PROTOCOLS[params.protocol], rounds=params.rounds,
         per_round=params.per_round, workers=params.workers, diversity_weight=params.diversity_weight,
         base_weights=Path(params.base_weights) if params.base_weights else None,

@@ -100,6 +100,7 @@ def test_pool_preset_measures_the_products_defaults(tmp_path):
     st = preset("pool", tmp_path).product_settings()
     assert st.training == TrainingSettings(start_from="base")  # the one documented difference
     assert st.training.model_copy(update={"start_from": "champion"}) == TrainingSettings()
+    assert preset("pool", tmp_path).job_settings(pseudo=False).training == TrainingSettings(start_from="base", pseudo_labels=False)
     assert st.scoring == ScoringSettings()
     assert st.selection == SelectionSettings(limit=20)
 
@@ -125,3 +126,13 @@ def test_training_plan_caps_batch_and_floors_epochs():
     plan = training_plan(TrainingSettings(epochs=10, min_image_passes=1600, batch=8), 5, seed=3)
     assert (plan.epochs, plan.batch, plan.seed, plan.overrides["nbs"]) == (320, 5, 3, 5)
     assert np.isclose(plan.overrides["mosaic"], 0.0)
+
+
+def test_the_product_defaults_are_the_ones_the_pool_tables_chose():
+    from labelwise.strategies import DEFAULT_STRATEGY
+
+    assert SelectionSettings().strategy == DEFAULT_STRATEGY == "rare_class_diverse"
+    assert TrainingSettings().pseudo_labels is True
+    st = preset("pool", Path("/tmp/x"))
+    assert {"random", DEFAULT_STRATEGY} <= set(st.pseudo_strategies)  # the tables measure the default's twin
+    assert st.job_settings(pseudo=False).training.pseudo_labels is False  # supervised rows stay supervised

@@ -147,18 +147,20 @@ def test_training_settings_refuse_bad_pseudo_rules(values, message):
         TrainingSettings(**values)
 
 
-def test_pseudo_labels_are_off_by_default_and_the_rule_follows_the_settings(monkeypatch):
+def test_pseudo_labels_are_on_by_default_and_the_rule_follows_the_settings(monkeypatch):
     from labelwise.config import load_settings
     from labelwise.demo import demo_settings
 
-    assert TrainingSettings().pseudo_labels is False
+    assert TrainingSettings().pseudo_labels is True  # chosen from the pool benchmark's tables
     monkeypatch.delenv("LABELWISE_CONFIG", raising=False)
     monkeypatch.delenv("LABELWISE_TRAINING__PSEUDO_LABELS", raising=False)
-    assert demo_settings(load_settings()).training.pseudo_labels is False
+    assert demo_settings(load_settings()).training.pseudo_labels is True
+    monkeypatch.setenv("LABELWISE_TRAINING__PSEUDO_LABELS", "false")
+    assert demo_settings(load_settings()).training.pseudo_labels is False  # the demo takes the override
     monkeypatch.setenv("LABELWISE_TRAINING__PSEUDO_LABELS", "true")
     monkeypatch.setenv("LABELWISE_TRAINING__PSEUDO_CAP", "0.5")
     demo = demo_settings(load_settings())
-    assert demo.training.pseudo_labels is True  # the demo takes the override like any setting
+    assert demo.training.pseudo_labels is True
     assert demo.training.pseudo_rule() == PseudoLabelRule(threshold=0.5, band_floor=0.25, cap=0.5)
     rule = TrainingSettings(pseudo_threshold=0.7, pseudo_band_floor=0.3, pseudo_cap=2).pseudo_rule()
     assert rule == PseudoLabelRule(0.7, 0.3, 2.0)

@@ -252,6 +252,7 @@ class BenchmarkConfig:
         st = self.job_settings(pseudo=False)
         values = {name: getattr(st, name).model_dump(mode="json")
                   for name in ("detector", "embedder", "scoring", "selection")}
+        values["selection"].pop("strategy")  # every trajectory names its own strategy
         return {**values, "training": training_values(st.training)}
 
     def as_dict(self) -> dict[str, Any]:

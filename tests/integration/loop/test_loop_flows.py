@@ -7,6 +7,7 @@ import pytest
 from labelwise.domain import ImageStatus
 from labelwise.learn import tracker_for
 from labelwise.runtime import open_catalog
+from labelwise.strategies import DEFAULT_STRATEGY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,7 +22,7 @@ def test_two_rounds_land_in_mlflow_and_move_the_champion_by_the_rule(prefect_har
                                   campaign="test"))
     assert [r["round"] for r in rows] == [0, 1]
     assert rows[0]["strategy"] == "cold_start"  # no trained model yet
-    assert rows[1]["strategy"] == "diverse_uncertainty"
+    assert rows[1]["strategy"] == DEFAULT_STRATEGY
     assert rows[0]["champion_moved"] is True  # the first model always becomes champion
 
     tracker = tracker_for(lp.settings, lp.name)
@@ -30,7 +31,7 @@ def test_two_rounds_land_in_mlflow_and_move_the_champion_by_the_rule(prefect_har
     for run in runs:
         for metric in ("precision", "recall", "mAP50", "mAP50-95", "labelled_images", "labelled_boxes"):
             assert metric in run["metrics"], metric
-        assert run["params"]["strategy"] in {"cold_start", "diverse_uncertainty"}
+        assert run["params"]["strategy"] in {"cold_start", DEFAULT_STRATEGY}
     assert runs[1]["metrics"]["labelled_images"] == 12
     history = tracker.client.get_metric_history(runs[1]["run_id"], "mAP50-95")
     assert [m.step for m in history] == [1]
