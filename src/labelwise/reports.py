@@ -69,15 +69,18 @@ def learning_curve(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for name, points in curves.items():
+    colours = plt.get_cmap("tab20").colors if len(curves) > 10 else plt.get_cmap("tab10").colors
+    for k, (name, points) in enumerate(curves.items()):
         if not points:
             continue
         xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", label=name)
+        # More curves than one palette has: a second line style keeps neighbours apart.
+        ax.plot(xs, ys, marker="o", markersize=4, label=name, color=colours[k % len(colours)],
+                linestyle="-" if k % 2 == 0 else "--")
         if bands and name in bands:
             lo = [y - b for y, b in zip(ys, bands[name])]
             hi = [y + b for y, b in zip(ys, bands[name])]
-            ax.fill_between(xs, lo, hi, alpha=0.2)
+            ax.fill_between(xs, lo, hi, alpha=0.15, color=colours[k % len(colours)])
     for name, value in (hlines or {}).items():
         ax.axhline(value, linestyle="--", color="0.3", linewidth=1.2, label=name)
     ax.set_xlabel(xlabel)
@@ -85,7 +88,7 @@ def learning_curve(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
