@@ -101,8 +101,9 @@ def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # typ
     started = time.perf_counter()
     demo = prepare_demo_project(settings, pool_images=pool)
     print(f"demo data: {demo.dataset_root} ({demo.pool_images} pool images); project {demo.name}")
-    print(f"pseudo-labels: {'on' if settings.training.pseudo_labels else 'off'} "
-          "(training.pseudo_labels; LABELWISE_TRAINING__PSEUDO_LABELS=true switches them on)")
+    on = settings.training.pseudo_labels
+    print(f"pseudo-labels: {'on' if on else 'off'} (training.pseudo_labels; "
+          f"LABELWISE_TRAINING__PSEUDO_LABELS={'false' if on else 'true'} switches them {'off' if on else 'on'})")
     rows = closed_loop(LoopParams(project=demo.name, config=config_file, rounds=rounds,
                                   annotator="simulated", truth_dir=str(demo.truth_dir),
                                   review_timeout_s=600, campaign="demo"))
