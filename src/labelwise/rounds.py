@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from labelwise.catalog import CatalogError
-from labelwise.catalog.rounds import (  # noqa: F401 - the statuses' one definition, re-exported
+from labelwise.catalog.proposals import (  # noqa: F401 - the statuses' one definition, re-exported
     ABANDONED,
     LEARNED,
     LEARNING,

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from labelwise.catalog import Catalog, CatalogError, ProjectRecord, RoundConflict
-from labelwise.catalog.rounds import STALE_PROPOSAL_AGE, SettledRounds
+from labelwise.catalog.proposals import STALE_PROPOSAL_AGE, SettledRounds
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
-from labelwise.scoring import SCORE_NAMES, ScoringRule, score_image
+from labelwise.scoring import ScoringRule, score_image, unscored
 from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
 
 
@@ -173,14 +173,13 @@ def build_score_batch(
             "has none; run auto-label with an embedder, or choose a ranking strategy"
         )
     settled = catalog.settle_stale_rounds(project) if record else SettledRounds()
-    zero = {name: 0.0 for name in SCORE_NAMES}
     known: dict[str, ImageScore] = {}
 
     def score_of(image_id: str) -> ImageScore:
         if image_id not in known:
             known[image_id] = (score_image(image_id, predictions[image_id], rule)
                                if predictions is not None
-                               else ImageScore(image_id, 0.0, dict(zero), 0, -1))
+                               else unscored(image_id))
         return known[image_id]
 
     for attempt in range(1, SELECT_ATTEMPTS + 1):

@@ -273,6 +273,12 @@ def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> Ima
     )
 
 
+def unscored(image_id: str) -> ImageScore:
+    """The score of an image no model has predicted: 0 everywhere, no box, no class (what
+    strategies that select without predictions, such as ``random`` and ``cold_start``, get)."""
+    return ImageScore(image_id, 0.0, {name: 0.0 for name in SCORE_NAMES}, 0, -1)
+
+
 def score_images(
     items: Sequence[tuple[str, Detections]], rule: ScoringRule
 ) -> list[ImageScore]:

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from labelwise.catalog import Catalog, CatalogError, ProjectRecord, RoundConflict
 from labelwise.catalog import rounds as catalog_rounds
-from labelwise.catalog.rounds import (
+from labelwise.catalog.proposals import (
     ABANDONED,
     PROPOSED,
     QUEUED,

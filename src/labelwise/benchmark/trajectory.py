@@ -31,11 +31,11 @@ from labelwise.benchmark.data import PreparedData, write_train_set
 from labelwise.benchmark.oracle import near_duplicates, rare_boxes
 from labelwise.benchmark.plan import Job, round_rng
 from labelwise.config import Settings
-from labelwise.domain import Detections, ImageScore, class_box_counts
+from labelwise.domain import Detections, class_box_counts
 from labelwise.labelstudio.boxes import detections_to_yolo
 from labelwise.review.corrections import ReviewerEdits, reviewer_edits
 from labelwise.scorebatch import scoring_rule, select_queue
-from labelwise.scoring import SCORE_NAMES, score_images
+from labelwise.scoring import score_images, unscored
 from labelwise.strategies import get_strategy
 from labelwise.training import train_round
 
@@ -54,10 +54,6 @@ def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
         values.pop(key, None)
     recipe = {**cfg.recipe_values(), "training": training_values(cfg.job_settings(job.pseudo).training)}
     return config_hash({"cfg": values, "recipe": recipe, "job": job.as_dict(), "format": 2})
-
-
-def _placeholder_scores(stems: list[str]) -> list[ImageScore]:
-    return [ImageScore(s, 0.0, {k: 0.0 for k in SCORE_NAMES}, 0) for s in stems]
 
 
 def train_and_evaluate(
@@ -105,7 +101,7 @@ def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetecto
         detections = dict(zip(unlabelled, predicted))
         scores = score_images(list(zip(stems, predicted)), scoring_rule(settings))
     else:
-        scores = _placeholder_scores(stems)
+        scores = [unscored(s) for s in stems]
     emb = lab = None
     if strategy.needs_embeddings:  # the product's embedder, as auto-label computes it
         from labelwise.embedder import build_embedder

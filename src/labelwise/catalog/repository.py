@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.catalog.images import ImagesMixin
+from labelwise.catalog.labels import LabelsMixin
 from labelwise.catalog.models import Base
 from labelwise.catalog.predictions import PredictionsMixin
 from labelwise.catalog.projects import ProjectsMixin
@@ -30,7 +31,8 @@ from labelwise.catalog.records import _detections as _detections
 from labelwise.catalog.records import _image_record as _image_record
 from labelwise.catalog.records import _project_record as _project_record
 from labelwise.catalog.review_events import ReviewEventsMixin
-from labelwise.catalog.rounds import RoundConflict, RoundsMixin
+from labelwise.catalog.proposals import RoundConflict
+from labelwise.catalog.rounds import RoundsMixin
 
 __all__ = [
     "AddReport",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 
-class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, ReviewEventsMixin):
+class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, LabelsMixin, ReviewEventsMixin):
     """Repository over one database. Open with :meth:`open`; safe to share across threads."""
 
     def __init__(self, engine: Engine) -> None:

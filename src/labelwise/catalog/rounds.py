@@ -1,5 +1,5 @@
-"""Catalog operations on active-learning rounds: their scores and selection, status, params, and
-the labels that come back.
+"""Catalog operations on active-learning rounds: their scores and selection, status and params
+(the labels that come back: :mod:`labelwise.catalog.labels`).
 
 Round statuses: ``proposed -> queued -> reviewed -> learning -> learned``, and
 ``proposed -> abandoned`` for a proposal whose batch never reached Label Studio (see
@@ -38,126 +38,30 @@ Stale proposals (issue 12, item 7): a ``queue`` that was killed or failed leaves
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labelwise.catalog.base import CatalogMixin
-from labelwise.catalog.models import ImageRow, LabelRow, ProjectRow, RoundRow, ScoreRow
+from labelwise.catalog.models import ImageRow, ProjectRow, RoundRow, ScoreRow
+from labelwise.catalog.proposals import (
+    ABANDONED,
+    CREATE_ATTEMPTS,
+    PROPOSED,
+    QUEUED,
+    STALE_PROPOSAL_AGE,
+    Proposal,
+    RoundConflict,
+    RoundOwner,
+    SettledRounds,
+)
 from labelwise.catalog.records import CatalogError, ProjectRecord
 from labelwise.domain import ImageScore, ImageStatus
-
-PROPOSED, QUEUED, REVIEWED, LEARNING, LEARNED = "proposed", "queued", "reviewed", "learning", "learned"
-ABANDONED = "abandoned"  # a proposal whose batch never reached Label Studio
-SERVING_SOURCE = "serving"  # params.source of the serving API's rounds (their outbox owns them)
-STALE_PROPOSAL_AGE = timedelta(hours=1)  # a proposal this old is closed whoever owns it
-CREATE_ATTEMPTS = 8  # numbers tried by create_round when a writer bypasses the lock row
-
-
-class RoundConflict(CatalogError):
-    """A round cannot take these images: another open round holds some, or they were queued or
-    labelled meanwhile. ``held`` maps each such image id to the round holding it (None: not
-    held by a round but no longer unlabelled); ``open_rounds`` are the proposals that hold."""
-
-    def __init__(self, message: str, held: dict[str, int | None], open_rounds: Sequence[int]):
-        super().__init__(message)
-        self.held = dict(held)
-        self.open_rounds = list(open_rounds)
-
-
-@dataclass(frozen=True)
-class RoundOwner:
-    """The process that created a round: host name and pid (stored as ``params["owner"]``)."""
-
-    host: str
-    pid: int
-
-    @classmethod
-    def current(cls) -> "RoundOwner":
-        return cls(socket.gethostname(), os.getpid())
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None) -> "RoundOwner | None":
-        raw = (params or {}).get("owner")
-        if not isinstance(raw, dict):
-            return None
-        host, pid = raw.get("host"), raw.get("pid")
-        if not isinstance(host, str) or isinstance(pid, bool) or not isinstance(pid, int):
-            return None
-        return cls(host, pid)
-
-    def as_params(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid}
-
-    def alive(self) -> bool | None:
-        """True/False for an owner on this host (does the pid exist?); None on another host."""
-        if self.host != socket.gethostname():
-            return None
-        if self.pid == os.getpid():
-            return True
-        if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
-            return None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # exists, owned by another user
-            return True
-        except OSError:
-            return None
-        return True
-
-    def __str__(self) -> str:
-        return f"pid {self.pid} on {self.host}"
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A round still ``proposed``, as :meth:`RoundsMixin.proposals` reports it."""
-
-    number: int
-    source: str | None
-    owner: RoundOwner | None
-    created_at: datetime
-    selected: tuple[str, ...]
-    queued: int  # images whose queued_round is this round
-
-    def age(self, now: datetime) -> timedelta:
-        return now - self.created_at
-
-    def disposition(self, now: datetime, max_age: timedelta = STALE_PROPOSAL_AGE) -> str:
-        """``"resume"``, ``"close"`` or ``"open"`` by the module's stale-proposal rule."""
-        if self.queued:
-            return "resume"
-        if self.source == SERVING_SOURCE:
-            return "open"
-        if self.age(now) > max_age:
-            return "close"
-        if self.owner is not None and self.owner.alive() is False:
-            return "close"
-        return "open"
-
-    def describe(self, now: datetime) -> str:
-        who = f"by {self.owner}" if self.owner else "by an unknown process"
-        return f"round {self.number} (proposed {self.age(now).total_seconds():.0f} s ago {who})"
-
-
-@dataclass
-class SettledRounds:
-    """What :meth:`RoundsMixin.settle_stale_rounds` did: round numbers closed and resumed."""
-
-    closed: list[int] = field(default_factory=list)
-    resumed: list[int] = field(default_factory=list)
-
 
 def _utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
@@ -445,33 +349,3 @@ class RoundsMixin(CatalogMixin):
         with self.session() as s, s.begin():
             s.execute(update(RoundRow).where(RoundRow.project_id == project.id, RoundRow.number == number)
                       .values(status=status))
-
-    # Labels -----------------------------------------------------------------------------
-    def save_labels(
-        self,
-        project: ProjectRecord,
-        labels: dict[str, np.ndarray],
-        source: str,
-        round_number: int | None = None,
-        annotation_ids: dict[str, int] | None = None,
-    ) -> int:
-        """Store YOLO labels ((N, 5) [cls, cx, cy, w, h]) and mark the images labelled."""
-        with self.session() as s, s.begin():
-            for image_id, boxes in labels.items():
-                arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-                row = s.scalar(select(LabelRow).where(LabelRow.project_id == project.id,
-                                                      LabelRow.image_id == image_id))
-                if row is None:
-                    row = LabelRow(project_id=project.id, image_id=image_id)
-                    s.add(row)
-                row.boxes, row.source, row.labelled_round = arr.round(6).tolist(), source, round_number
-                row.ls_annotation_id = (annotation_ids or {}).get(image_id)
-                s.execute(update(ImageRow).where(ImageRow.project_id == project.id,
-                                                 ImageRow.image_id == image_id)
-                          .values(status=ImageStatus.LABELLED.value))
-            return len(labels)
-
-    def labels(self, project: ProjectRecord) -> dict[str, np.ndarray]:
-        with self.session() as s:
-            rows = s.scalars(select(LabelRow).where(LabelRow.project_id == project.id)).all()
-            return {r.image_id: np.asarray(r.boxes, dtype=np.float64).reshape(-1, 5) for r in rows}

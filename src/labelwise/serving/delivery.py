@@ -27,7 +27,7 @@ from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus
 from labelwise.images import make_thumbnail
-from labelwise.catalog.rounds import SERVING_SOURCE
+from labelwise.catalog.proposals import SERVING_SOURCE
 from labelwise.rounds import PROPOSED, QUEUED
 from labelwise.serving.outbox import OutboxItem
 from labelwise.serving.settings import ServingSettings

@@ -1,0 +1,43 @@
+"""Catalog operations on reviewed labels: store YOLO rows per image (which marks it labelled),
+read them back."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select, update
+
+from labelwise.catalog.base import CatalogMixin
+from labelwise.catalog.models import ImageRow, LabelRow
+from labelwise.catalog.records import ProjectRecord
+from labelwise.domain import ImageStatus
+
+
+class LabelsMixin(CatalogMixin):
+    def save_labels(
+        self,
+        project: ProjectRecord,
+        labels: dict[str, np.ndarray],
+        source: str,
+        round_number: int | None = None,
+        annotation_ids: dict[str, int] | None = None,
+    ) -> int:
+        """Store YOLO labels ((N, 5) [cls, cx, cy, w, h]) and mark the images labelled."""
+        with self.session() as s, s.begin():
+            for image_id, boxes in labels.items():
+                arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+                row = s.scalar(select(LabelRow).where(LabelRow.project_id == project.id,
+                                                      LabelRow.image_id == image_id))
+                if row is None:
+                    row = LabelRow(project_id=project.id, image_id=image_id)
+                    s.add(row)
+                row.boxes, row.source, row.labelled_round = arr.round(6).tolist(), source, round_number
+                row.ls_annotation_id = (annotation_ids or {}).get(image_id)
+                s.execute(update(ImageRow).where(ImageRow.project_id == project.id,
+                                                 ImageRow.image_id == image_id)
+                          .values(status=ImageStatus.LABELLED.value))
+            return len(labels)
+
+    def labels(self, project: ProjectRecord) -> dict[str, np.ndarray]:
+        with self.session() as s:
+            rows = s.scalars(select(LabelRow).where(LabelRow.project_id == project.id)).all()
+            return {r.image_id: np.asarray(r.boxes, dtype=np.float64).reshape(-1, 5) for r in rows}
