@@ -25,6 +25,7 @@ from labelwise.domain import Detections
 from labelwise.labelstudio import (
     LabelStudioAuthError,
     LabelStudioClient,
+    LabelStudioMaybeApplied,
     LabelStudioRequestError,
     LabelStudioUnavailable,
     build_label_config,
@@ -99,7 +100,7 @@ def imported(
     client.ensure_local_storage(project_id, batch_dir, root)
     images = sorted(batch_dir.glob("*.png"))
     tasks = [_task(p, root, "g1" if i < 2 else "g2", seed=i) for i, p in enumerate(images)]
-    ids = client.import_tasks(project_id, tasks)
+    ids = client.import_tasks(project_id, tasks, key="image_id").task_ids
     return {"ids": ids, "tasks": tasks, "images": images}
 
 
@@ -355,13 +356,64 @@ def test_4xx_is_not_retried(offline_client: LabelStudioClient) -> None:
     assert flaky.calls == 1
 
 
-def test_read_timeout_retried_only_when_idempotent(offline_client: LabelStudioClient) -> None:
-    flaky = _Flaky(httpx.ReadTimeout("slow"))
+LOST_REPLIES = [
+    httpx.ReadTimeout("slow"),
+    httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    httpx.ReadError("connection reset by peer"),
+    httpx.WriteError("broken pipe"),
+]
+
+
+@pytest.mark.parametrize("lost", LOST_REPLIES, ids=lambda e: type(e).__name__)
+def test_a_lost_reply_is_retried_only_when_idempotent(
+    offline_client: LabelStudioClient, lost: Exception
+) -> None:
+    flaky = _Flaky(lost)
     assert offline_client._call("x", flaky) == "ok" and flaky.calls == 2
-    flaky = _Flaky(httpx.ReadTimeout("slow"))
-    with pytest.raises(LabelStudioUnavailable, match="not retried"):
+    flaky = _Flaky(lost)
+    with pytest.raises(LabelStudioMaybeApplied, match=r"import: the connection to Label Studio at "
+                       r"http://127.0.0.1:9 was lost after the request was sent .*may have gone "
+                       r"through, so it was not repeated blindly"):
         offline_client._call("import", flaky, idempotent=False)
     assert flaky.calls == 1
+
+
+@pytest.mark.parametrize("refused", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"),
+                                     httpx.PoolTimeout("busy")], ids=lambda e: type(e).__name__)
+def test_a_request_never_sent_is_retried_even_when_not_idempotent(
+    offline_client: LabelStudioClient, refused: Exception
+) -> None:
+    flaky = _Flaky(refused)
+    assert offline_client._call("import", flaky, idempotent=False) == "ok" and flaky.calls == 2
+
+
+class _Created:
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+@pytest.mark.parametrize(
+    ("applied", "expected_id", "creates"),
+    [(True, 7, 1), (False, 8, 2)],
+    ids=["server-had-created-it", "server-had-not"],
+)
+def test_find_or_create_looks_again_after_a_lost_reply(
+    offline_client: LabelStudioClient, applied: bool, expected_id: int, creates: int
+) -> None:
+    """A create whose reply was lost is not repeated when the thing exists after all."""
+    creates_seen: list[int] = []
+
+    def create() -> _Created:
+        creates_seen.append(1)
+        if len(creates_seen) == 1:  # the first reply is lost
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return _Created(8)
+
+    def find() -> int | None:  # the server kept the first create, or it did not
+        return 7 if applied and creates_seen else None
+
+    assert offline_client._find_or_create("create thing", find, create) == expected_id
+    assert len(creates_seen) == creates
 
 
 def test_import_validates_tasks(offline_client: LabelStudioClient) -> None:

@@ -15,8 +15,6 @@ reload changes the served model).
 from __future__ import annotations
 
 import io
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,59 +38,13 @@ from labelwise.runtime import open_catalog
 from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
 from labelwise.serving import ServingSettings, create_app
 from labelwise.serving.auth import create_api_key
-from tests.labelstudio_server import free_port
+from tests.relay import TcpRelay
 
 pytestmark = pytest.mark.integration
 
 CLASSES = [str(d) for d in range(10)]
 GROUP = "field-cam-1"
 MAX_UPLOAD = 256 * 1024
-
-
-def _copy(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-class TcpRelay:
-    """Forwards 127.0.0.1:<port> to a target port while started; refused while stopped."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port, self.target = free_port(), ("127.0.0.1", target_port)
-        self._server: socketserver.ThreadingTCPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        target = self.target
-
-        class Pipe(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                with socket.create_connection(target, timeout=30) as upstream:
-                    back = threading.Thread(
-                        target=_copy, args=(upstream, self.request), daemon=True
-                    )
-                    back.start()
-                    _copy(self.request, upstream)
-                    back.join(30)
-
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address, daemon_threads, block_on_close = True, True, False
-
-        self._server = Server(("127.0.0.1", self.port), Pipe)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 @dataclass

@@ -72,6 +72,20 @@ class ProjectsMixin(CatalogMixin):
             s.execute(update(ProjectRow).where(ProjectRow.id == project.id).values(ls_project_id=ls_project_id))
         return self.project(project.name)
 
+    def claim_ls_project(
+        self, project: ProjectRecord, expected: int | None, ls_project_id: int
+    ) -> ProjectRecord:
+        """Record ``ls_project_id`` only if the project still maps to ``expected`` (None: no
+        Label Studio project yet), a compare-and-set; returns the project as stored, so when two
+        processes created a Label Studio project at once, both go on with the one that won."""
+        with self.session() as s, s.begin():
+            current = ProjectRow.ls_project_id
+            s.execute(update(ProjectRow)
+                      .where(ProjectRow.id == project.id,
+                             current.is_(None) if expected is None else current == expected)
+                      .values(ls_project_id=ls_project_id))
+        return self.project(project.name)
+
     def set_holdout(self, project: ProjectRecord, data_yaml: Path, split: str = "test") -> ProjectRecord:
         """Fix the held-out evaluation set: a YOLO data.yaml and the split to evaluate on."""
         path = Path(data_yaml).expanduser().resolve()

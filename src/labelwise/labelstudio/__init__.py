@@ -21,6 +21,7 @@ from labelwise.labelstudio.boxes import (
 from labelwise.labelstudio.errors import (
     LabelStudioAuthError,
     LabelStudioError,
+    LabelStudioMaybeApplied,
     LabelStudioRequestError,
     LabelStudioUnavailable,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "LabelStudioAuthError",
     "LabelStudioClient",
     "LabelStudioError",
+    "LabelStudioMaybeApplied",
     "LabelStudioRequestError",
     "LabelStudioUnavailable",
     "build_label_config",

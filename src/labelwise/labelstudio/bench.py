@@ -53,7 +53,8 @@ def bench_import(
     for i in range(n_tasks):
         dets = _random_detections(rng, boxes_per_task, width, height, len(class_names))
         tasks.append({
-            "data": {"image": f"/data/local-files/?d=bench/{i:06d}.png", "group": "bench"},
+            "data": {"image": f"/data/local-files/?d=bench/{i:06d}.png", "group": "bench",
+                     "image_id": f"bench-{i:06d}"},
             "predictions": [{
                 "model_version": "bench",
                 "score": float(dets.confidence.min()),
@@ -65,7 +66,8 @@ def bench_import(
     )
     try:
         start = time.perf_counter()
-        ids = client.import_tasks(project_id, tasks, chunk_size=chunk_size)
+        ids = client.import_tasks(project_id, tasks, key="image_id",
+                                  chunk_size=chunk_size).task_ids
         seconds = time.perf_counter() - start
     finally:
         client.delete_project(project_id)

@@ -5,7 +5,10 @@ Error policy (the SDK's own retries are switched off; this module does them):
 * connection errors (refused, reset, connect timeout) and HTTP 5xx are retried with exponential
   backoff, ``retries`` times, ``retry_base_delay_s * 2**attempt`` apart (capped); then
   :class:`LabelStudioUnavailable` names the URL;
-* a read timeout is retried only for idempotent calls (a bulk import may have gone through);
+* a lost reply (the server disconnecting, a read timeout) is retried only for idempotent calls;
+  a state-changing call raises :class:`LabelStudioMaybeApplied` instead, because it may have gone
+  through: the task import is keyed and reconciles (:mod:`~labelwise.labelstudio.task_import`),
+  the find-or-create calls look again before they create again;
 * 401/403 raise :class:`LabelStudioAuthError` at once, any other 4xx
   :class:`LabelStudioRequestError` with the server's body.
 
@@ -15,7 +18,7 @@ Results come back as plain ``dict``s (JSON-ready), ids as ``int``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +26,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 
 from labelwise.config import LabelStudioSettings
-from labelwise.labelstudio.errors import LabelStudioRequestError
+from labelwise.labelstudio.errors import LabelStudioMaybeApplied, LabelStudioRequestError
 from labelwise.labelstudio.local_files import check_storage_path
 from labelwise.labelstudio.retry import _CONNECT_ERRORS as _CONNECT_ERRORS  # re-exported
 from labelwise.labelstudio.retry import MAX_RETRY_DELAY_S as MAX_RETRY_DELAY_S  # re-exported
@@ -33,6 +36,7 @@ from labelwise.labelstudio.retry import (
     all_pages,
     call_with_retries,
 )
+from labelwise.labelstudio.task_import import TaskImport, chunks, import_keyed
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +50,6 @@ def _dump(obj: Any) -> dict[str, Any]:
     if isinstance(obj, Mapping):
         return dict(obj)
     return obj.model_dump(mode="json", by_alias=True)
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class LabelStudioClient:
@@ -144,6 +143,25 @@ class LabelStudioClient:
         """
         return all_pages(action, fetch, self._call, page_size)
 
+    def _find_or_create(
+        self, action: str, find: Callable[[], int | None], create: Callable[[], Any]
+    ) -> int:
+        """``find()``, else the id of ``create()``; when the create's reply is lost
+        (:class:`LabelStudioMaybeApplied`), look again before creating again, so a lost reply
+        never leaves two of a thing."""
+        attempt = 0
+        while True:
+            found = find()
+            if found is not None:
+                return found
+            try:
+                return int(self._call(action, create, idempotent=False).id)
+            except LabelStudioMaybeApplied as exc:
+                if attempt >= self.retries:
+                    raise
+                log.warning("%s: reply lost (%s); looking before creating again", action, exc)
+                attempt += 1
+
     # -- server ------------------------------------------------------------------------------
     def check(self) -> dict[str, Any]:
         """Fail fast unless the server answers and accepts the key.
@@ -174,16 +192,13 @@ class LabelStudioClient:
 
         An existing project is reused as it is (its label config is not changed).
         """
-        existing = self.find_project(title)
-        if existing is not None:
-            return existing
-        project = self._call(
+        project_id = self._find_or_create(
             f"create project {title!r}",
+            lambda: self.find_project(title),
             lambda: self._ls.projects.create(title=title, label_config=label_config),
-            idempotent=False,
         )
-        log.info("created Label Studio project %r (id %s)", title, project.id)
-        return int(project.id)
+        log.info("Label Studio project %r is id %s", title, project_id)
+        return project_id
 
     def get_project(self, project_id: int) -> dict[str, Any]:
         """The project as a dict (``title``, ``label_config``, ``task_number``, ...)."""
@@ -218,15 +233,20 @@ class LabelStudioClient:
         folder = check_storage_path(path, document_root)
         if not folder.is_dir():
             raise ValueError(f"local storage path {folder} must be an existing folder; it is not")
-        storages = self._call(
-            f"list local storages of project {project_id}",
-            lambda: self._ls.import_storage.local.list(project=project_id),
-        )
-        for storage in storages:
-            if storage.path and Path(storage.path).resolve() == folder:
-                return int(storage.id)
-        created = self._call(
+
+        def find() -> int | None:
+            storages = self._call(
+                f"list local storages of project {project_id}",
+                lambda: self._ls.import_storage.local.list(project=project_id),
+            )
+            for storage in storages:
+                if storage.path and Path(storage.path).resolve() == folder:
+                    return int(storage.id)
+            return None
+
+        return self._find_or_create(
             f"create local storage {folder} for project {project_id}",
+            find,
             lambda: self._ls.import_storage.local.create(
                 project=project_id,
                 path=str(folder),
@@ -234,48 +254,69 @@ class LabelStudioClient:
                 use_blob_urls=True,
                 recursive_scan=True,
             ),
-            idempotent=False,
         )
-        return int(created.id)
 
     # -- tasks -------------------------------------------------------------------------------
     def import_tasks(
         self, project_id: int, tasks: Sequence[Mapping[str, Any]], *,
-        chunk_size: int = IMPORT_CHUNK_SIZE,
-    ) -> list[int]:
+        key: str | None = None, chunk_size: int = IMPORT_CHUNK_SIZE,
+    ) -> TaskImport:
         """Bulk-import tasks (with inline ``predictions``), one request per ``chunk_size`` tasks.
 
         Args:
             tasks: dicts with a ``data`` dict (``{"image": url, ...}``) and optionally
                 ``predictions``: ``[{"model_version", "score", "result": [...]}]``.
+            key: a ``data`` field unique per task (``"image_id"``): the import is then
+                exactly-once, reconciled by that key when a reply is lost
+                (:mod:`labelwise.labelstudio.task_import`). Without a key a lost reply raises
+                :class:`LabelStudioMaybeApplied`, never a blind re-send.
 
         Returns:
-            The new task ids, in the order of ``tasks``.
+            The new task ids in the order of ``tasks``, and what was reconciled.
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
         for i, task in enumerate(tasks):
             if not isinstance(task.get("data"), Mapping):
                 raise ValueError(f"tasks[{i}] must have a 'data' dict; got keys {sorted(task)}")
+        if key is not None:
+            return import_keyed(self, project_id, tasks, key, chunk_size)
         ids: list[int] = []
-        for chunk in _chunks(list(tasks), chunk_size):
-            response = self._call(
-                f"import {len(chunk)} tasks into project {project_id}",
-                lambda c=chunk: self._ls.projects.import_tasks(
-                    project_id, request=list(c), return_task_ids=True
-                ),
-                idempotent=False,
+        for chunk in chunks(list(tasks), chunk_size):
+            ids.extend(self.import_chunk(project_id, chunk))
+        return TaskImport(ids)
+
+    def import_chunk(self, project_id: int, tasks: Sequence[Mapping[str, Any]]) -> list[int]:
+        """One import request; its new task ids. Never re-sent after a lost reply
+        (:class:`LabelStudioMaybeApplied`); prefer :meth:`import_tasks` with a ``key``."""
+        response = self._call(
+            f"import {len(tasks)} tasks into project {project_id}",
+            lambda: self._ls.projects.import_tasks(
+                project_id, request=[dict(t) for t in tasks], return_task_ids=True
+            ),
+            idempotent=False,
+        )
+        got = _dump(response).get("task_ids")
+        if got is None or len(got) != len(tasks):
+            raise LabelStudioRequestError(
+                f"import into project {project_id} at {self.url}: expected {len(tasks)} task "
+                f"ids; got {None if got is None else len(got)}",
+                status_code=200,
+                body=_dump(response),
             )
-            got = _dump(response).get("task_ids")
-            if got is None or len(got) != len(chunk):
-                raise LabelStudioRequestError(
-                    f"import into project {project_id} at {self.url}: expected {len(chunk)} task "
-                    f"ids; got {None if got is None else len(got)}",
-                    status_code=200,
-                    body=_dump(response),
-                )
-            ids.extend(int(t) for t in got)
-        return ids
+        return [int(t) for t in got]
+
+    def delete_tasks(self, project_id: int, task_ids: Sequence[int]) -> None:
+        """Delete tasks (and anything on them) in one Data Manager action; ids already gone are
+        ignored, so a repeat is harmless."""
+        if not task_ids:
+            return
+        selected = {"all": False, "included": [int(t) for t in task_ids]}
+        self._call(
+            f"delete {len(task_ids)} task(s) of project {project_id}",
+            lambda: self._ls.actions.create(id="delete_tasks", project=project_id,
+                                            selected_items=selected),  # type: ignore[arg-type]
+        )
 
     def list_tasks(
         self, project_id: int, fields: str = "all", *, view_id: int | None = None,
@@ -377,24 +418,27 @@ class LabelStudioClient:
             },
             "ordering": list(ordering),
         }
-        for view in self.list_views(project_id):
-            current = view.get("data") or {}
-            if current.get("title") != title:
-                continue
-            if (current.get("filters") != data["filters"]
-                    or list(current.get("ordering") or []) != data["ordering"]):
-                self._call(
-                    f"update view {view['id']} of project {project_id}",
-                    lambda v=view: self._ls.views.update(
-                        str(v["id"]), project=project_id, data={**current, **data}),
-                )
-            return int(view["id"])
-        created = self._call(
+
+        def find() -> int | None:
+            for view in self.list_views(project_id):
+                current = view.get("data") or {}
+                if current.get("title") != title:
+                    continue
+                if (current.get("filters") != data["filters"]
+                        or list(current.get("ordering") or []) != data["ordering"]):
+                    self._call(
+                        f"update view {view['id']} of project {project_id}",
+                        lambda v=view, c=current: self._ls.views.update(
+                            str(v["id"]), project=project_id, data={**c, **data}),
+                    )
+                return int(view["id"])
+            return None
+
+        return self._find_or_create(
             f"create view {title!r} in project {project_id}",
+            find,
             lambda: self._ls.views.create(project=project_id, data=data),
-            idempotent=False,
         )
-        return int(created.id)
 
     # -- webhooks ----------------------------------------------------------------------------
     def ensure_webhook(
@@ -412,31 +456,34 @@ class LabelStudioClient:
             headers: sent with every call (e.g. a shared secret).
         """
         wanted_headers = dict(headers or {})
-        hooks = self._call(f"list webhooks of project {project_id}",
-                           lambda: self._ls.webhooks.list(project=str(project_id)))
-        for hook in hooks:
-            if hook.url != url or hook.project is None or int(hook.project) != project_id:
-                continue
-            if (sorted(hook.actions or []) != sorted(actions)
-                    or dict(hook.headers or {}) != wanted_headers or not hook.is_active
-                    or not hook.send_payload):
-                self._call(
-                    f"update webhook {hook.id}",
-                    lambda h=hook: self._ls.webhooks.update(
-                        int(h.id), url=url, actions=list(actions), headers=wanted_headers,
-                        is_active=True, send_payload=True, send_for_all_actions=False,
-                    ),
-                )
-            return int(hook.id)
-        created = self._call(
+
+        def find() -> int | None:
+            hooks = self._call(f"list webhooks of project {project_id}",
+                               lambda: self._ls.webhooks.list(project=str(project_id)))
+            for hook in hooks:
+                if hook.url != url or hook.project is None or int(hook.project) != project_id:
+                    continue
+                if (sorted(hook.actions or []) != sorted(actions)
+                        or dict(hook.headers or {}) != wanted_headers or not hook.is_active
+                        or not hook.send_payload):
+                    self._call(
+                        f"update webhook {hook.id}",
+                        lambda h=hook: self._ls.webhooks.update(
+                            int(h.id), url=url, actions=list(actions), headers=wanted_headers,
+                            is_active=True, send_payload=True, send_for_all_actions=False,
+                        ),
+                    )
+                return int(hook.id)
+            return None
+
+        return self._find_or_create(
             f"create webhook {url} for project {project_id}",
+            find,
             lambda: self._ls.webhooks.create(
                 url=url, project=project_id, actions=list(actions), headers=wanted_headers,
                 send_payload=True, send_for_all_actions=False, is_active=True,
             ),
-            idempotent=False,
         )
-        return int(created.id)
 
     def list_webhooks(self, project_id: int) -> list[dict[str, Any]]:
         """The webhooks of the project."""

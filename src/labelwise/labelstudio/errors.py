@@ -33,3 +33,10 @@ class LabelStudioRequestError(LabelStudioError):
         super().__init__(message)
         self.status_code = status_code
         self.body = body
+
+
+class LabelStudioMaybeApplied(LabelStudioUnavailable):
+    """A request that changes state was sent, then the connection was lost before the reply
+    (server disconnected, read timeout): Label Studio may or may not have applied it, so it is
+    not repeated blindly. Callers that can look the result up (a keyed task import, find-or-create
+    calls) reconcile; the message says so for the others."""

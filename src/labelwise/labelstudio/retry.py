@@ -17,6 +17,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from labelwise.labelstudio.errors import (
     LabelStudioAuthError,
+    LabelStudioMaybeApplied,
     LabelStudioRequestError,
     LabelStudioUnavailable,
 )
@@ -30,12 +31,22 @@ PAGE_SIZE = 100
 DEFAULT_RETRY_BASE_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 8.0
 
-# Transport errors after which the request certainly did not reach the application.
+# Transport errors after which the request certainly did not reach the application: always
+# safe to repeat.
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
     httpx.PoolTimeout,
+)
+# Transport errors after the request was (or may have been) sent: the server may have applied
+# it and the reply was lost ("Server disconnected without sending a response", a read timeout, a
+# connection reset while reading). Repeated only for idempotent calls.
+_LOST_REPLY_ERRORS: tuple[type[Exception], ...] = (
+    httpx.RemoteProtocolError,
+    httpx.ReadTimeout,
+    httpx.ReadError,
+    httpx.WriteTimeout,
+    httpx.WriteError,
 )
 
 
@@ -57,13 +68,16 @@ def call_with_retries(
         retries: retries after the first try (>= 0).
         retry_base_delay_s: first backoff delay in seconds; doubles each retry, capped at
             :data:`MAX_RETRY_DELAY_S`.
-        idempotent: whether a read timeout may be retried (the request may have been applied).
+        idempotent: whether the call may be repeated after the reply was lost (a read timeout,
+            the server disconnecting); a state-changing call is not, because the server may
+            have applied it.
 
     Raises:
         LabelStudioAuthError: HTTP 401/403, at once.
         LabelStudioRequestError: any other HTTP 4xx, at once, with the server's body.
-        LabelStudioUnavailable: when the retries run out, on a read timeout of a non-idempotent
-            call, or on another transport error.
+        LabelStudioMaybeApplied: a non-idempotent call lost its reply after it was sent (the
+            server may have applied it), at once.
+        LabelStudioUnavailable: when the retries run out, or on another transport error.
     """
     attempt = 0
     while True:
@@ -89,12 +103,13 @@ def call_with_retries(
             last: Exception = exc
         except _CONNECT_ERRORS as exc:
             reason, last = f"{type(exc).__name__}: {exc}", exc
-        except httpx.TimeoutException as exc:
+        except _LOST_REPLY_ERRORS as exc:
             if not idempotent:
-                raise LabelStudioUnavailable(
-                    f"{action}: Label Studio at {url} did not answer in time "
-                    f"({type(exc).__name__}); not retried because the request may have been "
-                    "applied"
+                raise LabelStudioMaybeApplied(
+                    f"{action}: the connection to Label Studio at {url} was lost after the "
+                    f"request was sent ({type(exc).__name__}: {exc}); the import or change may "
+                    "have gone through, so it was not repeated blindly: check the project "
+                    "before sending it again"
                 ) from exc
             reason, last = f"{type(exc).__name__}: {exc}", exc
         except httpx.TransportError as exc:

@@ -75,6 +75,25 @@ def _check_labels(info: dict[str, Any], project: ProjectRecord) -> None:
         )
 
 
+def _claim(
+    client: "LabelStudioClient", catalog: Catalog, project: ProjectRecord, ls_id: int,
+    created: bool,
+) -> tuple[ProjectRecord, int, bool]:
+    """Record ``ls_id`` as the project's Label Studio project unless another process (two
+    ``queue`` commands at once) recorded its own first; then the loser deletes the empty project
+    it just created and goes on with the winner's, so the project has one Label Studio project."""
+    stored = catalog.claim_ls_project(project, project.ls_project_id, ls_id)
+    winner = stored.ls_project_id
+    if winner is None or winner == ls_id:
+        return stored, ls_id, created
+    if created:
+        log.warning("Label Studio project %s of %r was created at the same time as %s by "
+                    "another process; deleting %s and using %s", ls_id, project.name, winner,
+                    ls_id, winner)
+        client.delete_project(ls_id)
+    return stored, int(winner), False
+
+
 def ensure_in(
     client: "LabelStudioClient", settings: Settings, catalog: Catalog, project: ProjectRecord
 ) -> tuple[ProjectRecord, dict[str, Any]]:
@@ -95,10 +114,12 @@ def ensure_in(
             ls_id = None
     created = False
     if ls_id is None:
-        existing = client.find_project(ls_title(project))
+        title = ls_title(project)
+        existing = client.find_project(title)
         ls_id = existing if existing is not None else client.ensure_project(
-            ls_title(project), build_label_config(project.class_names))
+            title, build_label_config(project.class_names))
         created = existing is None
+        project, ls_id, created = _claim(client, catalog, project, ls_id, created)
         info = client.get_project(ls_id)
     assert info is not None
     _check_labels(info, project)

@@ -11,12 +11,16 @@ The prediction ``score`` is the image's uncertainty score, so Label Studio's "so
 score" (lowest first) shows the queue in order. Cold-start batches (no model version) get no
 predictions.
 
-Idempotent: tasks already in the Label Studio project (matched by ``data.image_id``) are reused,
-never imported twice; so a crash between the import and the catalog update, or queueing the same
-batch twice, creates no duplicate. A reused task whose data is stale (e.g. imported for a round
-that never got recorded as queued) gets its data rewritten. The catalog changes only after every
-Label Studio call succeeded: images -> ``queued`` with their task ids, round ``proposed ->
-queued``.
+Exactly once per image: tasks already in the Label Studio project (matched by ``data.image_id``)
+are reused, never imported twice; so a crash between the import and the catalog update, or
+queueing the same batch twice, creates no duplicate. The import itself is keyed by
+``image_id``: when its reply is lost after Label Studio saved the tasks, the project is listed
+and only the missing tasks are sent again (:mod:`labelwise.labelstudio.task_import`); the result's
+``reconciled`` says what happened. A reused task whose data is stale (e.g. imported for a round a
+killed queue never recorded as queued) is replaced in bulk when nobody has answered it (one delete
+action, then the one import, which also refreshes its pre-annotations) and has its data rewritten
+in place when it holds a reviewer's answer. The catalog changes only after every Label Studio
+call succeeded: images -> ``queued`` with their task ids, round ``proposed -> queued``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from labelwise.config import Settings
 from labelwise.domain import Detections, ImageStatus
 from labelwise.labelstudio.boxes import detections_to_ls_result
 from labelwise.labelstudio.local_files import local_files_url
+from labelwise.labelstudio.task_import import TaskImport
 from labelwise.review.media import check_sources, place_all
 from labelwise.review.project import ensure_in, open_client, project_url
 from labelwise.rounds import PROPOSED, QUEUED
@@ -113,6 +118,11 @@ def _prediction(
     return {"model_version": model_version, "score": round(score, 6), "result": result}
 
 
+def _has_answers(task: Mapping[str, Any]) -> bool:
+    """Whether a task holds annotations (submitted or skipped) a reviewer made."""
+    return bool(task.get("total_annotations") or task.get("cancelled_annotations"))
+
+
 def _existing_tasks(client: "LabelStudioClient", ls_id: int) -> dict[str, dict[str, Any]]:
     """``{data.image_id: task}`` of the project's tasks (the oldest task when several)."""
     found: dict[str, dict[str, Any]] = {}
@@ -139,9 +149,10 @@ def queue_batch(
         group: an upload group; it gets its own Data Manager tab ``group: <group>``.
 
     Returns:
-        ``{"round", "ls_project_id", "created", "reused", "task_ids": {image_id: task_id},
-        "view_id", "url"}``; ``url`` opens the group's tab (the project's data page without a
-        group).
+        ``{"round", "ls_project_id", "created", "reused", "refreshed", "reconciled",
+        "task_ids": {image_id: task_id}, "view_id", "url"}``: ``refreshed`` stale tasks replaced,
+        ``reconciled`` the import's lost replies (:meth:`TaskImport.as_json`); ``url`` opens the
+        group's tab (the project's data page without a group).
 
     Raises:
         ProjectNotFound / CatalogError: unknown project or round.
@@ -176,6 +187,7 @@ def queue_batch(
         task_ids: dict[str, int] = {}
         new_tasks: list[dict[str, Any]] = []
         new_ids: list[str] = []
+        stale: list[int] = []  # unannotated tasks with outdated data: replaced in bulk
         for img, item in zip(images, items, strict=True):
             data = {
                 "image": local_files_url(Path(served[img.image_id]), root),
@@ -186,11 +198,15 @@ def queue_batch(
                 "uncertainty_score": round(item["uncertainty_score"], 6),
             }
             known = existing.get(img.image_id)
-            if known is not None:
+            if known is not None and dict(known.get("data") or {}) == data:
                 task_ids[img.image_id] = int(known["id"])
-                if dict(known.get("data") or {}) != data:
-                    client.update_task_data(int(known["id"]), data)
                 continue
+            if known is not None and _has_answers(known):
+                task_ids[img.image_id] = int(known["id"])  # keep a reviewer's work on it
+                client.update_task_data(int(known["id"]), data)
+                continue
+            if known is not None:
+                stale.append(int(known["id"]))
             task: dict[str, Any] = {"data": data}
             if model_version:
                 task["predictions"] = [_prediction(preds.get(img.image_id), record, img,
@@ -198,9 +214,14 @@ def queue_batch(
                                                    floor)]
             new_tasks.append(task)
             new_ids.append(img.image_id)
-        if new_tasks:
-            created = client.import_tasks(ls_id, new_tasks)
-            task_ids.update(zip(new_ids, created, strict=True))
+        # Delete before importing: a crash in between leaves no task for those images (the next
+        # queue imports them), never two.
+        client.delete_tasks(ls_id, stale)
+        imported = client.import_tasks(ls_id, new_tasks, key="image_id") if new_tasks else None
+        if imported is not None:
+            task_ids.update(zip(new_ids, imported.task_ids, strict=True))
+            if imported.note():
+                log.warning("round %d of project %r: %s", number, record.name, imported.note())
         view_id = None
         if group:
             view_id = client.ensure_view(ls_id, title=f"group: {group}", field="group", value=group)
@@ -212,8 +233,10 @@ def queue_batch(
     return {
         "round": number,
         "ls_project_id": ls_id,
-        "created": len(new_tasks),
+        "created": len(new_tasks) - len(stale),
         "reused": len(ids) - len(new_tasks),
+        "refreshed": len(stale),
+        "reconciled": (imported or TaskImport([])).as_json(),
         "task_ids": ordered,
         "view_id": view_id,
         "url": url,
