@@ -1,7 +1,9 @@
 """The hook the webhook receiver calls when a round's batch is fully reviewed: one learn run.
 
 ``run_deployment`` with ``timeout=0`` returns as soon as the run is created; the idempotency
-key (project + round) makes Prefect hand back the same run if the hook fires twice.
+key (project + round) makes Prefect hand back the same run if the hook fires twice (the webhook
+receiver's learn-request worker repeats it until Prefect answers, e.g. after an outage, or
+after a reply from Prefect was lost).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ def idempotency_key(project: str, round_number: int) -> str:
 
 
 def start_learn_run(config: str | None, campaign: str = "default") -> Callable[[str, int], None]:
-    """A hook that starts the learn deployment for (project, round)."""
+    """A hook that starts the learn deployment for (project, round) and returns the run's name
+    and id; raises when Prefect cannot be reached (the caller retries)."""
 
-    def hook(project: str, round_number: int) -> None:
+    def hook(project: str, round_number: int) -> str:
         from prefect.deployments import run_deployment
 
         run = run_deployment(
@@ -32,5 +35,6 @@ def start_learn_run(config: str | None, campaign: str = "default") -> Callable[[
             as_subflow=False,
         )
         log.info("learn run %s (%s) for %s round %s", run.name, run.id, project, round_number)
+        return f"{run.name} ({run.id})"
 
     return hook

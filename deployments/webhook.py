@@ -13,8 +13,15 @@ Label Studio sends every annotation event of a Labelwise project here (registere
    such as ``1e23`` or ``2**63``, included); unknown actions/projects are answered 200
    ``handled: false``;
 3. when the event completed a batch and won the round's ``queued -> reviewed`` compare-and-set
-   (``fire``), schedules ``on_batch_complete(project, round)`` as a background task, so the
-   answer is immediate; the hook runs once per batch however often Label Studio retries.
+   (``fire``), that same transaction wrote the round's learn request
+   (:mod:`labelwise.review.learn_requests`); the answer is immediate, and the receiver's delivery
+   worker calls ``on_batch_complete(project, round)`` off the request path. A failed call (Prefect
+   down) is retried with backoff (``labelstudio.learn_retry_base_s`` .. ``learn_retry_max_s``),
+   pending requests are delivered again after a restart, and the hook's idempotency key keeps it
+   to one learn run per batch however often Label Studio retries or the hook is repeated.
+
+``GET /health`` also reports the learn requests: delivered and failed calls of this process, the
+last error, and how many are pending.
 
 Run it with ``python -m deployments.webhook`` (127.0.0.1, port ``$LABELWISE_WEBHOOK_PORT`` or
 8091). Nothing is read at import time: :func:`create_app` is the factory.
@@ -29,7 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -43,12 +50,14 @@ SECRET_HEADER = "X-Labelwise-Secret"
 DEFAULT_PORT = 8091
 PORT_ENV = "LABELWISE_WEBHOOK_PORT"
 
-BatchHook = Callable[[str, int], None]
+BatchHook = Callable[[str, int], "str | None"]
+"""``(project, round) -> the learn run's name (or None)``; raises when it could not start it."""
 
 
 def log_batch_complete(project: str, round_number: int) -> None:
     """The default hook: log only (the Prefect wiring replaces it)."""
     log.info("batch reviewed: project %r round %d", project, round_number)
+    return None
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -65,39 +74,61 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def create_app(settings: Settings, on_batch_complete: BatchHook = log_batch_complete) -> FastAPI:
-    """The receiver app for ``settings`` (its catalog is opened here, closed at shutdown).
+def create_app(
+    settings: Settings,
+    on_batch_complete: BatchHook = log_batch_complete,
+    *,
+    idle_s: float = 5.0,
+) -> FastAPI:
+    """The receiver app for ``settings`` (its catalog is opened here, its delivery worker started
+    at startup; both closed at shutdown).
 
     Args:
-        on_batch_complete: called as ``(project name, round number)`` in the background, once
-            per batch whose review just completed.
+        on_batch_complete: called as ``(project name, round number)`` by the delivery worker,
+            once per batch whose review completed, until it returns without raising.
+        idle_s: longest pause, in seconds, between looks at pending learn requests.
 
     Raises:
         ValueError: ``labelstudio.webhook_secret`` is empty (every call would be unauthenticated).
     """
+    from labelwise.outbox_worker import OutboxWorker
     from labelwise.review import process_webhook
+    from labelwise.review.learn_requests import LearnRequest, learn_requests
     from labelwise.runtime import open_catalog
 
     secret = settings.labelstudio.webhook_secret
     if not secret:
         raise ValueError("labelstudio.webhook_secret must be set; got an empty secret")
     catalog = open_catalog(settings)
+    requests = learn_requests(catalog)
+
+    def deliver(request: LearnRequest) -> dict[str, Any]:
+        return {"run": on_batch_complete(request.project, request.round_number)}
+
+    ls = settings.labelstudio
+    worker = OutboxWorker(requests, deliver, base_s=ls.learn_retry_base_s,
+                          max_s=ls.learn_retry_max_s, idle_s=idle_s,
+                          name="labelwise-learn-requests")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
         try:
             yield
         finally:
+            worker.stop()
             catalog.close()
 
     app = FastAPI(title="Labelwise webhook receiver", lifespan=lifespan)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "learn_requests": {
+            "pending": requests.pending_count(), "delivered": worker.delivered,
+            "failed_attempts": worker.failures, "last_error": worker.last_error}}
 
     @app.post(WEBHOOK_PATH)
-    async def labelstudio_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
+    async def labelstudio_webhook(request: Request) -> JSONResponse:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
             return JSONResponse({"detail": f"missing or wrong {SECRET_HEADER} header"}, 401)
@@ -115,10 +146,9 @@ def create_app(settings: Settings, on_batch_complete: BatchHook = log_batch_comp
             errors = _errors(exc)
             return JSONResponse({"detail": "invalid Label Studio webhook payload: "
                                            f"{_summary(errors)}", "errors": errors}, 422)
-        if outcome.fire and outcome.project is not None:
-            for number in outcome.fired_rounds or (outcome.round_number,):
-                background.add_task(on_batch_complete, outcome.project, int(number))
-        return JSONResponse(outcome.as_dict(), background=background)
+        if outcome.fire:
+            worker.wake()  # its learn request is stored: deliver it now
+        return JSONResponse(outcome.as_dict())
 
     return app
 

@@ -149,6 +149,11 @@ class LabelStudioSettings(BaseModel):
     )
     webhook_url: str = "http://127.0.0.1:8091/webhooks/labelstudio"
     webhook_secret: str = "change-me"
+    learn_retry_base_s: float = Field(
+        1.0, gt=0, description="The webhook receiver's first retry delay when starting a learn "
+        "run fails (Prefect down); doubles per try."
+    )
+    learn_retry_max_s: float = Field(60.0, gt=0, description="Longest such retry delay.")
 
 
 class TrackingSettings(BaseModel):

@@ -150,7 +150,7 @@ def test_deliver_sends_a_one_item_batch_of_the_serving_round(catalog, pool, tmp_
     )
     catalog.save_predictions(project, "v1", [(ids[0], dets)])
     outbox.add_flag(catalog, project, ids[0], "v1", "g", 0.12345678, {"entropy": 0.12345678})
-    item = outbox.due_items(catalog, datetime.now(timezone.utc))[0]
+    item = outbox.flag_outbox(catalog).due(datetime.now(timezone.utc))[0]
     sent = []
 
     def queue(settings_, catalog_, project_name, batch, group):
@@ -175,8 +175,8 @@ def test_a_row_is_claimed_by_one_worker_only(catalog, pool):
     project, ids = pool
     outbox.add_flag(catalog, project, ids[0], "v1", "g", 0.1, {})
     now = datetime.now(timezone.utc) + timedelta(seconds=1)
-    item = outbox.due_items(catalog, now)[0]
-    assert outbox.claim(catalog, item, now, lease_s=60) is True
-    assert outbox.claim(catalog, item, now, lease_s=60) is False  # a second replica backs off
-    assert outbox.due_items(catalog, now) == []
-    assert outbox.due_items(catalog, now + timedelta(seconds=61))[0].id == item.id  # lease expired
+    item = outbox.flag_outbox(catalog).due(now)[0]
+    assert outbox.flag_outbox(catalog).claim(item, now, lease_s=60) is True
+    assert outbox.flag_outbox(catalog).claim(item, now, lease_s=60) is False  # a second replica backs off
+    assert outbox.flag_outbox(catalog).due(now) == []
+    assert outbox.flag_outbox(catalog).due(now + timedelta(seconds=61))[0].id == item.id  # lease expired

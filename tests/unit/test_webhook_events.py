@@ -6,6 +6,7 @@ A real SQLite catalog, no Label Studio (process_webhook never calls it).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from deployments.webhook import SECRET_HEADER, WEBHOOK_PATH, create_app
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import LabelStudioSettings, Settings
 from labelwise.review import WebhookOutcome, process_webhook
+from labelwise.review.learn_requests import learn_requests
 from labelwise.runtime import open_catalog
 from tests.conftest import write_png
 
@@ -30,7 +32,9 @@ OTHER_ROUND_TASK = 201  # round 1
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(state_dir=tmp_path / "state",
-                    labelstudio=LabelStudioSettings(webhook_secret=SECRET, webhook_url=""))
+                    labelstudio=LabelStudioSettings(webhook_secret=SECRET, webhook_url="",
+                                                    learn_retry_base_s=0.05,
+                                                    learn_retry_max_s=0.2))
 
 
 @pytest.fixture
@@ -182,9 +186,19 @@ def test_concurrent_final_events_fire_exactly_once(settings, setup):
 @pytest.fixture
 def app_client(settings, setup) -> Iterator[tuple[TestClient, list[tuple[str, int]]]]:
     calls: list[tuple[str, int]] = []
-    app = create_app(settings, lambda project, number: calls.append((project, number)))
+    app = create_app(settings, lambda project, number: calls.append((project, number)),
+                     idle_s=0.05)
     with TestClient(app) as client:
         yield client, calls
+
+
+def wait_for(check: Any, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.02)
+    return check()
 
 
 def post(client: TestClient, payload: Any, secret: str | None = SECRET, **kwargs: Any):
@@ -195,13 +209,85 @@ def post(client: TestClient, payload: Any, secret: str | None = SECRET, **kwargs
 def test_app_fires_the_hook_once_per_batch(app_client, setup):
     client, calls = app_client
     catalog, project = setup
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "learn_requests": {
+        "pending": 0, "delivered": 0, "failed_attempts": 0, "last_error": None}}
     for k, task in enumerate(TASKS):
         answer = post(client, created(task, k + 1))
         assert answer.status_code == 200
     assert answer.json()["fire"] is True and answer.json()["round_number"] == 0
     assert post(client, created(TASKS[-1], 3)).json()["fire"] is False  # retry
+    assert wait_for(lambda: calls) == [("webhooks", 0)]
+    assert wait_for(lambda: client.get("/health").json()["learn_requests"]["delivered"] == 1)
+    time.sleep(0.2)
     assert calls == [("webhooks", 0)]
+    assert round_status(catalog, project) == "reviewed"
+
+
+class PrefectDown:
+    """A hook that fails like ``run_deployment`` with Prefect stopped, until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.calls: list[tuple[str, int]] = []
+        self.failures = 0
+
+    def __call__(self, project: str, number: int) -> str:
+        if not self.up:
+            self.failures += 1
+            raise ConnectionError("All connection attempts failed (Prefect at 127.0.0.1:4200)")
+        self.calls.append((project, number))
+        return f"learn-run-{number}"
+
+
+def complete_round_0(client: TestClient) -> None:
+    for k, task in enumerate(TASKS):
+        assert post(client, created(task, k + 1)).status_code == 200
+
+
+def test_a_batch_reviewed_while_prefect_is_down_is_learnt_once_it_is_back(settings, setup):
+    """Issue 12, item 5: the request is stored with the round's move to reviewed; the answer to
+    Label Studio is 200 at once; the worker retries until the hook works, then stops."""
+    catalog, project = setup
+    hook = PrefectDown()
+    with TestClient(create_app(settings, hook, idle_s=0.05)) as client:
+        complete_round_0(client)
+        assert round_status(catalog, project) == "reviewed"
+        health = wait_for(lambda: (h := client.get("/health").json()["learn_requests"])
+                          ["failed_attempts"] >= 2 and h)
+        assert health["pending"] == 1 and "Prefect at 127.0.0.1:4200" in health["last_error"]
+        assert learn_requests(catalog).counts(project)["pending"] == 1
+        hook.up = True
+        assert wait_for(lambda: hook.calls) == [("webhooks", 0)]
+        assert wait_for(lambda: learn_requests(catalog).counts(project)["delivered"] == 1)
+        time.sleep(0.3)
+        assert hook.calls == [("webhooks", 0)]
+        assert client.get("/health").json()["learn_requests"]["pending"] == 0
+
+
+def test_pending_learn_requests_survive_a_receiver_restart(settings, setup):
+    catalog, project = setup
+    down = PrefectDown()
+    with TestClient(create_app(settings, down, idle_s=0.05)) as client:
+        complete_round_0(client)
+        wait_for(lambda: down.failures >= 1)
+    assert down.calls == [] and learn_requests(catalog).counts(project)["pending"] == 1
+    up = PrefectDown()
+    up.up = True
+    with TestClient(create_app(settings, up, idle_s=0.05)):
+        assert wait_for(lambda: up.calls) == [("webhooks", 0)]
+        wait_for(lambda: learn_requests(catalog).counts(project)["delivered"] == 1)
+    with TestClient(create_app(settings, up, idle_s=0.05)):  # delivered: never again
+        time.sleep(0.3)
+    assert up.calls == [("webhooks", 0)]
+
+
+@pytest.mark.parametrize("request_learn", [True, False])
+def test_mark_reviewed_writes_one_learn_request_with_the_move(setup, request_learn):
+    catalog, project = setup
+    assert catalog.mark_reviewed(project, 0, request_learn=request_learn) is True
+    assert catalog.mark_reviewed(project, 0, request_learn=request_learn) is False  # moved once
+    counts = learn_requests(catalog).counts(project)
+    assert counts["pending"] == (1 if request_learn else 0)
     assert round_status(catalog, project) == "reviewed"
 
 

@@ -144,19 +144,12 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-class FlagOutboxRow(Base):
-    """An image the serving API flagged, waiting to be (or already) delivered to Label Studio."""
-
-    __tablename__ = "flag_outbox"
-    __table_args__ = (UniqueConstraint("project_id", "image_id"),)
+class OutboxColumns:
+    """The columns every outbox table has (:mod:`labelwise.catalog.outbox`): a row is
+    ``pending`` until delivered, retried with backoff, its last error kept for the status pages."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
-    image_id: Mapped[str] = mapped_column(String(64))
-    model_version: Mapped[str] = mapped_column(String(200))
-    upload_group: Mapped[str] = mapped_column(String(200))
-    evaluation_score: Mapped[float] = mapped_column(Float)
-    scores: Mapped[dict] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -164,6 +157,30 @@ class FlagOutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+
+class FlagOutboxRow(OutboxColumns, Base):
+    """An image the serving API flagged, waiting to be (or already) delivered to Label Studio."""
+
+    __tablename__ = "flag_outbox"
+    __table_args__ = (UniqueConstraint("project_id", "image_id"),)
+
+    image_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(200))
+    upload_group: Mapped[str] = mapped_column(String(200))
+    evaluation_score: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class LearnRequestRow(OutboxColumns, Base):
+    """A reviewed round whose learn run the webhook receiver must start (exactly once): written
+    in the same transaction as the round's ``queued -> reviewed``, so a Prefect outage, a crash
+    or a restart of the receiver never strands the batch."""
+
+    __tablename__ = "learn_requests"
+    __table_args__ = (UniqueConstraint("project_id", "round_number"),)
+
+    round_number: Mapped[int] = mapped_column(Integer)
+    run: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class ReviewEventRow(Base):

@@ -48,12 +48,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labelwise.catalog.base import CatalogMixin
-from labelwise.catalog.models import ImageRow, ProjectRow, RoundRow, ScoreRow
+from labelwise.catalog.models import ImageRow, LearnRequestRow, ProjectRow, RoundRow, ScoreRow
 from labelwise.catalog.proposals import (
     ABANDONED,
     CREATE_ATTEMPTS,
     PROPOSED,
     QUEUED,
+    REVIEWED,
     STALE_PROPOSAL_AGE,
     Proposal,
     RoundConflict,
@@ -325,6 +326,26 @@ class RoundsMixin(CatalogMixin):
                 .values(status=to_status)
             )
             return (result.rowcount or 0) == 1
+
+    def mark_reviewed(self, project: ProjectRecord, number: int, *, request_learn: bool) -> bool:
+        """Move a round ``queued -> reviewed`` (compare-and-set, True for exactly one caller);
+        with ``request_learn``, write its learn request (:mod:`labelwise.review.learn_requests`)
+        in the same transaction, so the move and the request exist together or not at all."""
+        with self.session() as s, s.begin():
+            result = s.execute(
+                update(RoundRow)
+                .where(RoundRow.project_id == project.id, RoundRow.number == number,
+                       RoundRow.status == QUEUED)
+                .values(status=REVIEWED)
+            )
+            moved = (result.rowcount or 0) == 1
+            if moved and request_learn:
+                exists = s.scalar(select(LearnRequestRow.id).where(
+                    LearnRequestRow.project_id == project.id,
+                    LearnRequestRow.round_number == number))
+                if exists is None:
+                    s.add(LearnRequestRow(project_id=project.id, round_number=number))
+            return moved
 
     def rounds(self, project: ProjectRecord, status: str | None = None) -> list[dict[str, Any]]:
         """Every round of the project (number, strategy, model_version, status), oldest first."""

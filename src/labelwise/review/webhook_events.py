@@ -21,9 +21,10 @@ Recording is idempotent: an event's key is (action, task, annotation id, annotat
 A round is complete when every task queued in it has a final answer per the recorded events
 (replayed in order: created/updated set an annotation, deleted removes it; a task is answered
 while it has any annotation, cancelled or not). Then ``fire`` is the compare-and-set
-``queued -> reviewed`` of the round: True for exactly one request per batch, whatever the
-retries, duplicates or races (a poller, :func:`~labelwise.review.status.wait_for_review`, may win
-instead). Events lost while the receiver was down are not replayed: the poller is the
+``queued -> reviewed`` of the round, which writes the round's learn request in the same
+transaction (:mod:`labelwise.review.learn_requests`): True for exactly one request per batch,
+whatever the retries, duplicates or races (a poller, :func:`~labelwise.review.status.
+wait_for_review`, may win instead; its flow learns the round itself). Events lost while the receiver was down are not replayed: the poller is the
 reconciler.
 """
 
@@ -36,7 +37,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
-from labelwise.rounds import QUEUED, REVIEWED
 
 SINGLE_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 BULK_CREATED = "ANNOTATIONS_CREATED"
@@ -284,7 +284,7 @@ def process_webhook(
                               detail="no queued Labelwise task in this event")
     complete_rounds = [r for r in rounds if round_complete(catalog, project, r)]
     fired = tuple(r for r in complete_rounds
-                  if catalog.transition_round(project, r, QUEUED, REVIEWED))
+                  if catalog.mark_reviewed(project, r, request_learn=True))
     number = fired[0] if fired else (complete_rounds[0] if complete_rounds else rounds[0])
     return WebhookOutcome(event.action, True, project.name, number, number in complete_rounds,
                           bool(fired), recorded, "recorded" if recorded else "duplicate", fired)
