@@ -7,7 +7,7 @@ LS_VENV := .venv-labelstudio
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup venv labelstudio-install labelstudio-start labelstudio-stop test test-unit demo \
+.PHONY: setup venv labelstudio-install labelstudio-start labelstudio-stop test test-unit test-faults demo \
         bench up down status clean
 
 setup: venv labelstudio-install
@@ -37,6 +37,10 @@ test: setup
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+# The fault suite alone (docs/reliability.md); `make test` runs it too.
+test-faults: setup
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 DEMO_CONFIG := $(CURDIR)/.labelwise/demo.yaml
 

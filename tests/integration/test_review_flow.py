@@ -219,6 +219,7 @@ def test_queue_again_creates_no_duplicate(flow: dict[str, Any]) -> None:
         assert len(client.list_tasks(again["ls_project_id"], fields="task_only")) == LIMIT
 
 
+@pytest.mark.faults
 def test_crash_after_import_is_recovered_without_duplicates(
     flow: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -261,6 +262,7 @@ def test_group_tab_shows_only_its_group(flow: dict[str, Any]) -> None:
             assert scores == sorted(scores)  # most uncertain first
 
 
+@pytest.mark.faults
 def test_webhooks_complete_each_batch_exactly_once(flow: dict[str, Any]) -> None:
     settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
     calls: list[tuple[str, int]] = []
@@ -404,6 +406,7 @@ def small(ls_settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     catalog.close()
 
 
+@pytest.mark.faults
 def test_vanished_image_queues_nothing(small: dict[str, Any]) -> None:
     settings, catalog, name = small["settings"], small["catalog"], small["name"]
     victim_id, victim = next(iter(small["paths"].items()))
@@ -437,6 +440,7 @@ def test_vanished_image_queues_nothing(small: dict[str, Any]) -> None:
         ({"api_key": "not-the-token"}, LabelStudioAuthError, "refused the API key"),
     ],
 )
+@pytest.mark.faults
 def test_server_trouble_leaves_the_catalog_unchanged(
     small: dict[str, Any], overrides: dict[str, Any], error: type[Exception], message: str
 ) -> None:

@@ -43,6 +43,8 @@ from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
 from labelwise.serving.delivery import record_assignment_round, serving_round
 from tests.conftest import write_png
 
+pytestmark = pytest.mark.faults
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ["a", "b", "c"]
 

@@ -35,6 +35,8 @@ from labelwise.serving.holder import ServingModel
 from labelwise.serving.uploads import UploadError, decode_upload
 from tests.conftest import solid_png, write_png
 
+pytestmark = pytest.mark.faults
+
 
 # ------------------------------------------------------------------------------ fault makers
 def test_solid_png_is_a_valid_image(tmp_path):

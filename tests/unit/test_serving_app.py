@@ -241,6 +241,7 @@ def test_rate_caps_suppress_and_report(tmp_path, catalog, admin):
 ADMIN_ENDPOINTS = [("POST", "/v1/admin/reload"), ("GET", "/v1/serving/stats")]
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(("method", "path"), ADMIN_ENDPOINTS, ids=["reload", "stats"])
 @pytest.mark.parametrize("query", ["", "?project_id=p"], ids=["default-project", "named-project"])
 def test_admin_endpoints_refuse_a_single_project_key(app_env, method, path, query):
@@ -275,6 +276,7 @@ REPEATED_PARTS = [
 ]
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(("parts", "field", "count"), [c[1:] for c in REPEATED_PARTS],
                          ids=[c[0] for c in REPEATED_PARTS])
 def test_repeated_upload_parts_are_422_not_the_last_one(app_env, admin, parts, field, count):

@@ -1,7 +1,8 @@
 """The HTTP contract in-process (ASGI, TestClient) on a real yaml-built YOLO (random weights,
 imgsz 96): auth 401/403, every bad input a 4xx naming its field, ids never leaving the image
-store, and a schemathesis run over the published OpenAPI schema asserting no 5xx (bounded: a few
-examples per operation and mode). Label Studio is never reached (delivery is a no-op here).
+store, and a schemathesis run over the published OpenAPI schema asserting no 5xx and that every
+status answered is documented for its operation (bounded: a few examples per operation and
+mode). Label Studio is never reached (delivery is a no-op here).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     catalog.close()
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_no_input_gives_a_server_error(served, mode):
     """Every operation, schema-valid (positive) and schema-violating (negative) inputs."""
@@ -94,9 +96,12 @@ def test_no_input_gives_a_server_error(served, mode):
     api = schemathesis.openapi.from_asgi("/openapi.json", app)
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     failures: list[str] = []
+    undocumented: set[str] = set()
     seen: dict[str, set[int]] = {}
+    paths = app.openapi()["paths"]
     for result in api.get_all_operations():
         operation = result.ok()
+        documented = set(paths[operation.path][operation.method.lower()]["responses"])
 
         @given(case=operation.as_strategy(generation_mode=generation))
         @settings(
@@ -115,12 +120,17 @@ def test_no_input_gives_a_server_error(served, mode):
             seen.setdefault(operation.label, set()).add(response.status_code)
             if response.status_code >= 500:
                 failures.append(f"{operation.label}: {response.status_code} {response.text[:300]}")
+            if str(response.status_code) not in documented and "default" not in documented:
+                undocumented.add(f"{operation.label}: {response.status_code} (documented: "
+                                 f"{sorted(documented)}) {response.text[:120]}")
 
         try:
             check()
         except Unsatisfiable:  # nothing to violate (an operation without inputs)
             assert mode == "negative", operation.label
     assert not failures, "\n".join(failures)
+    assert not undocumented, "responses missing from /openapi.json:\n" + "\n".join(
+        sorted(undocumented))
     assert len(seen) >= (10 if mode == "positive" else 8), seen
     print({label: sorted(codes) for label, codes in seen.items()})
 
@@ -266,6 +276,7 @@ BAD_INPUTS = [  # id, method, path, body, key ("key": project key, "all": --all 
     [case[1:] for case in BAD_INPUTS],
     ids=[case[0] for case in BAD_INPUTS],
 )
+@pytest.mark.faults
 def test_bad_inputs_are_4xx_naming_the_field(served, method, path, build, who, status, field):
     key = served.all_key if who == "all" else served.key
     response = served.client.request(
@@ -283,6 +294,7 @@ def test_bad_inputs_are_4xx_naming_the_field(served, method, path, build, who, s
         "/v1/thumbnails/..%5c..%5cwin.ini",
     ],
 )
+@pytest.mark.faults
 def test_ids_never_reach_paths_outside_the_store(served, path):
     response = served.client.get(
         path, params={"project_id": "digits"}, headers={"Authorization": f"Bearer {served.key}"}

@@ -18,6 +18,8 @@ from labelwise.serving.outbox import DeliveryWorker, retry_delay
 from labelwise.serving.settings import ServingSettings
 from tests.conftest import write_png
 
+pytestmark = pytest.mark.faults
+
 
 class Clock:
     def __init__(self) -> None:

@@ -206,6 +206,7 @@ def post(client: TestClient, payload: Any, secret: str | None = SECRET, **kwargs
     return client.post(WEBHOOK_PATH, json=payload, headers=headers, **kwargs)
 
 
+@pytest.mark.faults
 def test_app_fires_the_hook_once_per_batch(app_client, setup):
     client, calls = app_client
     catalog, project = setup
@@ -244,6 +245,7 @@ def complete_round_0(client: TestClient) -> None:
         assert post(client, created(task, k + 1)).status_code == 200
 
 
+@pytest.mark.faults
 def test_a_batch_reviewed_while_prefect_is_down_is_learnt_once_it_is_back(settings, setup):
     """Issue 12, item 5: the request is stored with the round's move to reviewed; the answer to
     Label Studio is 200 at once; the worker retries until the hook works, then stops."""
@@ -264,6 +266,7 @@ def test_a_batch_reviewed_while_prefect_is_down_is_learnt_once_it_is_back(settin
         assert client.get("/health").json()["learn_requests"]["pending"] == 0
 
 
+@pytest.mark.faults
 def test_pending_learn_requests_survive_a_receiver_restart(settings, setup):
     catalog, project = setup
     down = PrefectDown()
@@ -291,6 +294,7 @@ def test_mark_reviewed_writes_one_learn_request_with_the_move(setup, request_lea
     assert round_status(catalog, project) == "reviewed"
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("secret", [None, "", "wrong", SECRET + "x"])
 def test_app_refuses_a_wrong_secret(app_client, setup, secret):
     client, calls = app_client
@@ -361,6 +365,7 @@ BAD_IDS = [
 ]
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(("payload", "field", "got"), [c[1:] for c in BAD_IDS],
                          ids=[c[0] for c in BAD_IDS])
 def test_app_answers_422_for_ids_sqlite_cannot_hold(app_client, settings, setup, payload, field,
@@ -378,6 +383,7 @@ def test_app_answers_422_for_ids_sqlite_cannot_hold(app_client, settings, setup,
         process_webhook(settings, catalog, payload)
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("value", [1, 2**63 - 1, "77"], ids=["one", "max", "digit-string"])
 def test_ids_at_the_edges_of_the_range_are_accepted(settings, setup, value):
     catalog, _ = setup

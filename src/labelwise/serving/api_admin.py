@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from labelwise.serving import outbox
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project, require_admin
+from labelwise.serving.responses import error_responses
 
 router = APIRouter(tags=["operations"])
 OptionalProject = Annotated[
@@ -25,11 +26,7 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key"},
-    403: {"description": "Not an all-projects key"},
-    404: {"description": "Unknown project"},
-}
+ADMIN_RESPONSES = error_responses(503, _403="Not an all-projects key")
 
 
 @router.post("/v1/admin/reload", responses=ADMIN_RESPONSES)

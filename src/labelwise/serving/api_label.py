@@ -23,6 +23,7 @@ from labelwise.scorebatch import (
 from labelwise.scoring import score_image
 from labelwise.serving.delivery import queue_item, record_assignment_round
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.responses import error_responses
 from labelwise.serving.ids import IMAGE_ID_PATTERN, UnsafePathError, safe_child
 from labelwise.serving.jobs import JobConflict
 from labelwise.serving.state import check_model_ref
@@ -39,7 +40,7 @@ def _thumbnail_url(request: Request, project: str, image_id: str) -> str:
     return f"{request.url_for('thumbnail', image_id=image_id)}?project_id={quote(project)}"
 
 
-@router.get("/label/score-batch")
+@router.get("/label/score-batch", responses=error_responses(409))
 def score_batch(
     request: Request,
     state: StateDep,
@@ -82,7 +83,7 @@ def score_batch(
     "/thumbnails/{image_id}",
     name="thumbnail",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses()},
 )
 def thumbnail(
     state: StateDep,
@@ -127,7 +128,8 @@ class AutoLabelStatus(BaseModel):
     error: str | None
 
 
-@router.post("/labeling/auto", status_code=202, response_model=AutoLabelStatus)
+@router.post("/labeling/auto", status_code=202, response_model=AutoLabelStatus,
+             responses=error_responses(400, 409, 503))
 def start_auto_label(body: AutoLabelStart, state: StateDep, key: KeyDep) -> dict[str, Any]:
     """Start auto-label (predict + embed the unlabelled pool) in the background."""
     project = authorized_project(state, key, body.project_id, "project_id")
@@ -141,7 +143,8 @@ def start_auto_label(body: AutoLabelStart, state: StateDep, key: KeyDep) -> dict
     return run.as_json()
 
 
-@router.get("/labeling/auto/{run_id}", response_model=AutoLabelStatus)
+@router.get("/labeling/auto/{run_id}", response_model=AutoLabelStatus,
+            responses=error_responses())
 def auto_label_status(
     state: StateDep,
     key: KeyDep,
@@ -161,7 +164,7 @@ class AssignmentRequest(BaseModel):
     group: str | None = Field(None, min_length=1, max_length=200)
 
 
-@router.post("/assignments/queue")
+@router.post("/assignments/queue", responses=error_responses(400, 409, 503))
 def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> dict[str, Any]:
     """Queue exactly these images to Label Studio, with their stored predictions."""
     project = authorized_project(state, key, body.project_id, "project_id")
@@ -238,7 +241,7 @@ def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> 
     }
 
 
-@router.get("/rounds")
+@router.get("/rounds", responses=error_responses())
 def rounds(state: StateDep, key: KeyDep, project_id: ProjectQuery) -> dict[str, Any]:
     """Metrics per round from MLflow (one child run per round)."""
     from labelwise.learn import tracker_for

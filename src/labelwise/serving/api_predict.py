@@ -14,6 +14,7 @@ from labelwise.domain import Detections
 from labelwise.scorebatch import scoring_rule
 from labelwise.scoring import score_image
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.responses import error_responses
 from labelwise.serving.state import ServingState
 from labelwise.serving.uploads import (
     UploadError,
@@ -71,17 +72,8 @@ def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
 @router.post(
     "/predict",
     response_model=Prediction,
-    responses={
-        401: {"description": "Missing or invalid API key"},
-        403: {"description": "No access"},
-        404: {"description": "Unknown project"},
-        413: {"description": "Upload too large"},
-        422: {
-            "description": "Not an image, truncated, too many pixels, more than one file "
-            "part, or bad parameters"
-        },
-        503: {"description": "The model cannot be loaded"},
-    },
+    responses=error_responses(400, 413, 503, _422="Not an image, truncated, too many pixels, "
+                              "more than one file part, or bad parameters"),
 )
 async def predict(
     request: Request,

@@ -49,6 +49,7 @@ def test_two_rounds_land_in_mlflow_and_move_the_champion_by_the_rule(prefect_har
     assert [r["status"] for r in catalog.rounds(project)] == ["learned", "learned"]
 
 
+@pytest.mark.faults
 def test_label_studio_down_during_queue_fails_the_run_and_changes_no_image(prefect_harness, make_loop_project, monkeypatch):
     from flows.params import ProposeParams
     from flows.propose_round import propose_round
@@ -66,6 +67,7 @@ def test_label_studio_down_during_queue_fails_the_run_and_changes_no_image(prefe
     assert [r["status"] for r in catalog.rounds(project)] == ["proposed"]  # never queued
 
 
+@pytest.mark.faults
 def test_training_crash_leaves_the_champion_untouched(prefect_harness, make_loop_project):
     from flows.closed_loop import closed_loop
     from flows.learn_round import learn_round

@@ -113,6 +113,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@pytest.mark.faults
 def test_ui_run_then_webhook_start_exactly_one_learn_run(prefect_server, trigger_project):
     from labelwise.review import annotate_simulated
 
@@ -159,3 +160,42 @@ def test_the_scheduler_creates_runs_from_the_cron_schedule(prefect_server, trigg
                                   and r.expected_start_time and r.expected_start_time <= soon], 60,
                          "the scheduler to create runs from the minute schedule")
     assert scheduled
+
+
+def _receiver_health(port: int) -> dict:
+    return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+
+
+@pytest.mark.faults
+def test_a_batch_reviewed_while_prefect_is_down_starts_one_learn_run_when_it_is_back(
+        prefect_server, trigger_project):
+    """Issue 12, item 5: Prefect stopped -> the batch's last webhook -> Prefect started -> exactly
+    one learn run, and it learns the round (the receiver kept the request and retried)."""
+    from labelwise.review import annotate_simulated
+
+    lp, port = trigger_project
+    propose = deployment(prefect_server, "propose-round/propose")
+    created = api(prefect_server, lambda c: c.create_flow_run_from_deployment(propose.id))
+    assert final_run(prefect_server, created.id, 240).state.type.value == "COMPLETED"
+    catalog = open_catalog(lp.settings)
+    project = catalog.project(lp.name)
+    learn = deployment(prefect_server, "learn-round/learn")
+
+    prefect_server.__exit__()  # Prefect is down
+    try:
+        annotate_simulated(lp.settings, catalog, lp.name, str(lp.truth_dir), 0.0, 0)
+        assert catalog.round_info(project, 0)["status"] == "reviewed"
+        failed = wait_for(lambda: (h := _receiver_health(port)["learn_requests"])
+                          ["failed_attempts"] >= 1 and h, 180, "a failed learn-run request")
+        assert failed["pending"] == 1 and failed["delivered"] == 0
+    finally:
+        prefect_server.__enter__()  # Prefect is back, same port and database
+    wait_for(lambda: _receiver_health(port)["learn_requests"]["delivered"] == 1, 180,
+             "the receiver to deliver the stored learn request")
+    runs = wait_for(lambda: runs_of(prefect_server, learn.id), 60, "the learn run")
+    assert len(runs) == 1
+    learned = final_run(prefect_server, runs[0].id, 300)
+    assert learned.state.type.value == "COMPLETED", learned.state.message
+    assert len(runs_of(prefect_server, learn.id)) == 1
+    assert catalog.round_info(project, 0)["status"] == "learned"
+    assert _receiver_health(port)["learn_requests"]["pending"] == 0
