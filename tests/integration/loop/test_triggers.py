@@ -100,10 +100,21 @@ def trigger_project(request, make_loop_project, prefect_server, tmp_path):  # ty
     try:
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/health"), 60, "the webhook receiver")
         with DeploymentRunner(prefect_server, env, tmp_path / "runner.log"):
-            wait_for(lambda: deployment(prefect_server, "learn-round/learn"), 90, "deployments to register")
+            # The module's server still holds the previous test's deployments (same names, that
+            # test's project): wait until this runner has re-registered them for this project.
+            wait_for(lambda: all(_registered_for(prefect_server, name, lp.name) for name in OURS), 90,
+                     "deployments to register for this test's project")
             yield lp, port
     finally:
         stop_group(receiver)
+
+
+OURS = ("propose-round/propose", "learn-round/learn", "reconcile/reconcile")
+
+
+def _registered_for(server: PrefectServer, name: str, project: str) -> bool:
+    dep = deployment(server, name)
+    return bool(dep) and (dep.parameters or {}).get("params", {}).get("project") == project
 
 
 def _healthy(url: str) -> bool:
