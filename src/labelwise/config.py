@@ -149,6 +149,12 @@ class LabelStudioSettings(BaseModel):
     )
     webhook_url: str = "http://127.0.0.1:8091/webhooks/labelstudio"
     webhook_secret: str = "change-me"
+    preannotation_conf: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="Boxes at or above this confidence are sent to reviewers as pre-annotations "
+        "(each with its score). Its own threshold, lower than scoring.confidence_floor: a "
+        "reviewer corrects a faint box faster than drawing it, while scoring ignores it.",
+    )
     learn_retry_base_s: float = Field(
         1.0, gt=0, description="The webhook receiver's first retry delay when starting a learn "
         "run fails (Prefect down); doubles per try."

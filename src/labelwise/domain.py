@@ -183,6 +183,10 @@ class QueueItem:
     uncertainty_score: float
     scores: dict[str, float]
     thumbnail: str
+    reason: str = "uncertain"
+    """Machine-readable code of why it was picked (:data:`labelwise.reasons.REASON_CODES`)."""
+    reason_text: str = ""
+    """The same as one human sentence."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -190,6 +194,8 @@ class QueueItem:
             "uncertainty_score": round(float(self.uncertainty_score), 6),
             "scores": {k: round(float(v), 6) for k, v in self.scores.items()},
             "thumbnail": self.thumbnail,
+            "reason": self.reason,
+            "reason_text": self.reason_text,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +16,16 @@ PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
            "#bfef45", "#fabed4", "#469990"]
 
 
+CAPTION_LINE_PX = 12
+"""Height of one caption line under a tile (PIL's default bitmap font)."""
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` broken into lines of at most ``width`` characters (at spaces)."""
+    plain = text.replace("\u2014", "-").replace("\u2013", "-")  # the default font lacks dashes
+    return textwrap.wrap(plain, width=max(8, width), break_long_words=True) or [""]
+
+
 def contact_sheet(
     items: Sequence[tuple[str, Path, float, Detections | None]],
     class_names: Sequence[str],
@@ -22,31 +33,43 @@ def contact_sheet(
     tile: int = 192,
     columns: int = 5,
     confidence_floor: float = 0.25,
+    captions: Sequence[str] | None = None,
 ) -> Path:
     """A grid of images (id, path, uncertainty score, predicted boxes) with boxes drawn.
 
-    Boxes below ``confidence_floor`` are not drawn (they were not scored either).
+    Boxes at or above ``confidence_floor`` are drawn with their class and confidence (pass the
+    pre-annotation threshold to show what reviewers get). Under each tile: the id and score,
+    then its caption from ``captions`` (aligned with ``items``; e.g. why it was picked),
+    wrapped to the tile's width.
     """
     if not items:
         raise ValueError("contact sheet needs at least one image; got none")
+    if captions is not None and len(captions) != len(items):
+        raise ValueError(f"captions must align with items ({len(items)}); got {len(captions)}")
+    chars = tile // 6  # the default font is about 6 px wide
+    wrapped = [_wrap(c, chars) for c in captions] if captions is not None else [[] for _ in items]
+    below = CAPTION_LINE_PX * (1 + max(len(w) for w in wrapped)) + 6
     rows = math.ceil(len(items) / columns)
-    sheet = Image.new("RGB", (columns * tile, rows * (tile + 18)), "white")
+    sheet = Image.new("RGB", (columns * tile, rows * (tile + below)), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (image_id, path, score, dets) in enumerate(items):
         with Image.open(path) as img:  # oriented: the boxes are in the oriented image's pixels
             img = oriented(img).convert("RGB")
             scale = tile / max(img.size)
             thumb = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
-        x0, y0 = (i % columns) * tile, (i // columns) * (tile + 18)
+        x0, y0 = (i % columns) * tile, (i // columns) * (tile + below)
         sheet.paste(thumb, (x0, y0))
         if dets is not None:
             kept = dets.above(confidence_floor)
-            for box, cls in zip(kept.xyxy, kept.class_id):
+            for box, cls, conf in zip(kept.xyxy, kept.class_id, kept.confidence):
                 colour = PALETTE[int(cls) % len(PALETTE)]
                 x1, y1, x2, y2 = (float(v) * scale for v in box)
                 draw.rectangle([x0 + x1, y0 + y1, x0 + x2, y0 + y2], outline=colour, width=2)
-                draw.text((x0 + x1 + 2, y0 + y1), class_names[int(cls)], fill=colour)
-        draw.text((x0 + 2, y0 + tile + 3), f"{image_id[:10]}  {score:.3f}", fill="black")
+                draw.text((x0 + x1 + 2, y0 + y1), f"{class_names[int(cls)]} {float(conf):.2f}",
+                          fill=colour)
+        draw.text((x0 + 2, y0 + tile + 3), f"{image_id[:10]}  score {score:.3f}", fill="black")
+        for k, line in enumerate(wrapped[i]):
+            draw.text((x0 + 2, y0 + tile + 3 + CAPTION_LINE_PX * (k + 1)), line, fill="#333333")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     return out

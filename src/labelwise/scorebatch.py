@@ -19,6 +19,7 @@ from labelwise.catalog.proposals import STALE_PROPOSAL_AGE, SettledRounds
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
+from labelwise.reasons import explain_queue
 from labelwise.scoring import ScoringRule, score_image, unscored
 from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
 
@@ -197,18 +198,27 @@ def build_score_batch(
                     catalog.images(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])]
             found = catalog.embeddings(project, embedder, done + sorted(held))
             labelled = np.stack(list(found.values())) if found else None
+        labelled_counts = class_box_counts(catalog.labels(project).values(), len(project.class_names))
         order = select_queue(
             strategy, scores, request.limit, np.random.default_rng(request.seed),
             diversity_weight=request.diversity_weight, candidate_factor=request.candidate_factor,
             class_balance=request.class_balance, embeddings=embeddings, labelled_embeddings=labelled,
-            labelled_class_counts=class_box_counts(catalog.labels(project).values(),
-                                                   len(project.class_names)),
+            labelled_class_counts=labelled_counts,
         )
         held_back = len(scorable) - len(candidates)
         if record and not order and held_back:
             raise RoundConflict(_all_held_message(catalog, project, held, held_back), held,
                                 sorted(set(held.values())))
         chosen = [(candidates[i], scores[i]) for i in order]
+        reasons = explain_queue(
+            strategy, [sc for _, sc in chosen],
+            [predictions.get(img.image_id) if predictions is not None else None for img, _ in chosen],
+            rule.confidence_floor, project.class_names,
+            picked_embeddings=embeddings[order] if embeddings is not None and order else None,
+            labelled_embeddings=labelled, labelled_counts=labelled_counts,
+            candidate_mass=(np.asarray([s.class_mass for s in scores], np.float64)
+                            if strategy.weighs_rarity and scores and scores[0].class_mass else None),
+        )
         thumbs = settings.thumbnails_dir
         queue = [
             QueueItem(
@@ -216,8 +226,10 @@ def build_score_batch(
                 uncertainty_score=score_value(sc, strategy.score_key),
                 scores=dict(sc.scores),
                 thumbnail=str(make_thumbnail(img.path, thumbs, img.image_id, request.thumbnail_size)),
+                reason=why.code,
+                reason_text=why.text,
             )
-            for img, sc in chosen
+            for (img, sc), why in zip(chosen, reasons, strict=True)
         ]
         params: dict[str, object] = {
             "limit": request.limit,
@@ -276,7 +288,9 @@ def thumbnail_path(settings: Settings, image_id: str, size: int = 128) -> Path:
 def write_batch_artifacts(
     settings: Settings, catalog: Catalog, batch: ScoreBatch | dict, out_dir: Path | None = None
 ) -> dict[str, str]:
-    """The queue as JSON and a contact sheet PNG of the queued images with predicted boxes."""
+    """The queue as JSON and a contact sheet PNG of the queued images: the boxes reviewers get
+    as pre-annotations (``labelstudio.preannotation_conf``), each image's score and why it was
+    picked."""
     import json
 
     from labelwise.reports import contact_sheet
@@ -297,6 +311,7 @@ def write_batch_artifacts(
         items = [(r.image_id, r.path, float(item["uncertainty_score"]), preds.get(r.image_id))
                  for r, item in zip(records, queue)]
         sheet = contact_sheet(items, project.class_names, out / f"round-{number}-queue.png",
-                              confidence_floor=settings.scoring.confidence_floor)
+                              confidence_floor=settings.labelstudio.preannotation_conf,
+                              captions=[str(item.get("reason_text") or "") for item in queue])
         paths["contact_sheet"] = str(sheet)
     return paths

@@ -192,8 +192,12 @@ def _rare_class(req: SelectionRequest) -> np.ndarray:
 
 
 def _labelled_counts(req: SelectionRequest, mass: np.ndarray) -> np.ndarray:
-    """(C,) labelled boxes per class; the pool's expected boxes (``mass`` summed) when none."""
-    counts = req.labelled_class_counts
+    return rarity_basis(req.labelled_class_counts, mass)
+
+
+def rarity_basis(counts: np.ndarray | None, mass: np.ndarray) -> np.ndarray:
+    """(C,) the box counts rarity is measured on: ``counts`` (labelled boxes per class), or
+    the pool's expected boxes (the (N, C) ``mass`` summed over images) when none are labelled."""
     if counts is None or float(np.sum(counts)) <= 0:
         return mass.sum(axis=0)
     if np.asarray(counts).shape != (mass.shape[1],):
@@ -235,6 +239,8 @@ class Strategy:
         needs_predictions: False only for strategies usable before any model exists.
         description: one line for ``--help`` and docs.
         needs_embeddings: True when ``select`` reads ``embeddings`` (callers must supply them).
+        weighs_rarity: True when the gain weighs expected boxes by class rarity (the pick
+            reason then names the rare class).
     """
 
     name: str
@@ -243,6 +249,7 @@ class Strategy:
     needs_predictions: bool
     description: str
     needs_embeddings: bool = False
+    weighs_rarity: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -266,10 +273,11 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("rare_class_diverse", COMBINED, _rare_class, True,
                  "uncertainty x expected boxes of the classes the labelled set lacks "
                  "(inverse labelled frequency), diversified like adaptive_diverse",
-                 needs_embeddings=True),
+                 needs_embeddings=True, weighs_rarity=True),
         Strategy("edit_aware_diverse", COMBINED, _edit_aware, True,
                  "rare_class_diverse's gain per expected reviewer edit (wrong sent boxes plus "
-                 "objects under the floor), diversified", needs_embeddings=True),
+                 "objects under the floor), diversified", needs_embeddings=True,
+                 weighs_rarity=True),
         Strategy("cold_start", COMBINED, _cold_start, False,
                  "diversity only (k-center greedy on embeddings), for when no model exists",
                  needs_embeddings=True),

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from labelwise.catalog import Catalog
 from labelwise.cli import app
 from labelwise.domain import Detections
+from labelwise.reasons import REASON_CODES
 from labelwise.strategies import STRATEGIES
 from tests.conftest import solid_png, write_png
 
@@ -59,7 +60,9 @@ def test_score_batch_prints_a_sorted_queue(scored_project, strategy):
     scores = [q["uncertainty_score"] for q in queue]
     assert scores == sorted(scores)
     for q in queue:
-        assert set(q) == {"image_id", "uncertainty_score", "scores", "thumbnail"}
+        assert set(q) == {"image_id", "uncertainty_score", "scores", "thumbnail", "reason", "reason_text"}
+        assert q["reason"] in REASON_CODES and q["reason_text"], q
+        assert (q["reason"] == "random") == (strategy == "random")
         assert set(q["scores"]) == {"lowest_confidence", "margin_sampling", "entropy"}
         assert 0 <= q["uncertainty_score"] <= 1
         with open(q["thumbnail"], "rb") as fh:

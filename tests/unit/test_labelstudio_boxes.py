@@ -232,6 +232,24 @@ def test_label_config_structure() -> None:
     assert [lab.get("value") for lab in rect.findall("Label")] == NAMES
 
 
+@pytest.mark.parametrize(("names", "keys"), [
+    ([str(i) for i in range(10)], [str(i) for i in range(10)]),  # class "0" is key 0, not key 1
+    (["a", "B", "c"], ["a", "b", "c"]),
+    (["cat", "dog"], [None, None]),
+    (["0", "a"], [None, None]),  # mixed: Label Studio's own numbering
+    (["a", "A"], [None, None]),  # the same key twice
+])
+def test_single_character_classes_get_their_own_hotkeys(names: list[str], keys: list) -> None:
+    labels = ET.fromstring(build_label_config(names)).find("RectangleLabels").findall("Label")  # type: ignore[union-attr]
+    assert [lab.get("hotkey") for lab in labels] == keys
+
+
+def test_the_label_view_shows_why_the_image_was_picked() -> None:
+    header = ET.fromstring(build_label_config(NAMES)).find("Header")
+    assert header is not None and "$reason_text" in str(header.get("value"))
+    assert ET.fromstring(build_label_config(NAMES, reason_field=None)).find("Header") is None
+
+
 @pytest.mark.parametrize(
     "name", ['a "quoted" name', "it's", "R&D", "<script>", "tab\u00e9 \u732b", "x' onload='y"]
 )

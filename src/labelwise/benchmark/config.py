@@ -114,8 +114,10 @@ class BenchmarkConfig:
         duplicate_fraction: share of its pool in near-duplicate clusters.
         data: a custom data set; None = the bundled long-tail digits set under ``out/data``.
         aggregation, confidence_floor, top_k, no_box_score: the product's scoring rule
-            (``ScoringSettings``; None = default). ``confidence_floor`` is also the
-            pre-annotation threshold (boxes at or above it are sent to reviewers).
+            (``ScoringSettings``; None = default).
+        preannotation_conf: the pre-annotation threshold (``labelstudio.preannotation_conf``:
+            boxes at or above it are sent to reviewers, so reviewer edits count against them;
+            None = the product's default).
         diversity_weight, candidate_factor, class_balance: ``SelectionSettings`` (None = default).
         conf: prediction threshold for scoring.
         ceiling: train once per protocol and seed on the whole pool (cached) to know how far
@@ -153,6 +155,7 @@ class BenchmarkConfig:
     data: DataSpec | None = None
     aggregation: str | None = None
     confidence_floor: float | None = None
+    preannotation_conf: float | None = None
     top_k: int | None = None
     no_box_score: float | None = None
     diversity_weight: float | None = None
@@ -216,6 +219,7 @@ class BenchmarkConfig:
         from labelwise.config import (
             DetectorSettings,
             EmbedderSettings,
+            LabelStudioSettings,
             ScoringSettings,
             SelectionSettings,
             Settings,
@@ -236,6 +240,7 @@ class BenchmarkConfig:
             selection=SelectionSettings(**given(limit=self.per_round, diversity_weight=self.diversity_weight,
                                                 candidate_factor=self.candidate_factor,
                                                 class_balance=self.class_balance)),
+            labelstudio=LabelStudioSettings(**given(preannotation_conf=self.preannotation_conf)),
             training=TrainingSettings(start_from="base", **given(
                 epochs=self.epochs, min_image_passes=self.min_image_passes, batch=self.batch,
                 lr0=self.lr0, optimizer=self.optimizer)),
@@ -253,6 +258,7 @@ class BenchmarkConfig:
         values = {name: getattr(st, name).model_dump(mode="json")
                   for name in ("detector", "embedder", "scoring", "selection")}
         values["selection"].pop("strategy")  # every trajectory names its own strategy
+        values["preannotation_conf"] = st.labelstudio.preannotation_conf  # what edits count against
         return {**values, "training": training_values(st.training)}
 
     def as_dict(self) -> dict[str, Any]:

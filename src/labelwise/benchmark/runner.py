@@ -265,7 +265,7 @@ def finish(cfg: BenchmarkConfig, rows: list[dict[str, Any]], class_names: tuple[
               f"recipe: epochs max({st.training.epochs}, ceil({st.training.min_image_passes} / images)), "
               f"batch {st.training.batch}, {st.training.optimizer} lr0 {st.training.lr0}, restarting from "
               f"the start model every round. Pre-annotations: boxes at or above "
-              f"{st.scoring.confidence_floor}. Ceiling (whole pool, mean mAP50): {ceiling_text}. "
+              f"{st.labelstudio.preannotation_conf}. Ceiling (whole pool, mean mAP50): {ceiling_text}. "
               f"Targets: random's final mean mAP50 and 90% of the ceiling. Ratio = labels needed / "
               f"random's labels (lower is better); random_sprint = random's images with no "
               f"pre-annotations (edits = boxes).")

@@ -7,7 +7,7 @@ the selection (:func:`labelwise.scorebatch.select_queue`) and the embedder.
 
 Reviewer edits: every image the oracle labels is counted against the pre-annotations it would
 have been queued with — the boxes of the model that picked it (round 0: the warm base; none from
-scratch) at or above ``scoring.confidence_floor``, the product's pre-annotation threshold — by
+scratch) at or above ``labelstudio.preannotation_conf``, the product's pre-annotation threshold — by
 :func:`labelwise.review.corrections.reviewer_edits` (added, deleted, relabelled, moved).
 
 All state of the job lives in ``job.job_dir``: the round's training set, the ultralytics run
@@ -128,7 +128,7 @@ def image_edits(settings: Settings, data: PreparedData, index: int, dets: Detect
         pre = np.zeros((0, 5))
     else:
         width, height = data.size_of(index)
-        pre = detections_to_yolo(dets.above(settings.scoring.confidence_floor), width, height)
+        pre = detections_to_yolo(dets.above(settings.labelstudio.preannotation_conf), width, height)
     return reviewer_edits(pre, truth), len(pre)
 
 

@@ -118,6 +118,9 @@ def benchmark(
     diversity_weight: Optional[float] = typer.Option(None, "--diversity-weight", min=0.0, max=1.0),
     confidence_floor: Optional[float] = typer.Option(
         None, "--confidence-floor", min=0.0, max=1.0, help="Scoring: boxes below it are not aggregated (0.25)."),
+    preannotation_conf: Optional[float] = typer.Option(
+        None, "--preannotation-conf", min=0.0, max=1.0,
+        help="Boxes at or above it are pre-annotations; reviewer edits count against them (0.1)."),
     aggregation: Optional[str] = typer.Option(None, "--aggregation", help="Scoring: min, mean, topk_mean or sum."),
     pool: Optional[Path] = typer.Option(None, "--pool", help="Custom data: folder of pool images."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="Custom data: the pool's YOLO labels folder."),
@@ -169,7 +172,8 @@ def benchmark(
                       protocols=PROTOCOL_CHOICES[protocol], rounds=rounds, per_round=per_round,
                       initial=initial, workers=workers, threads=threads, imgsz=imgsz, epochs=epochs,
                       min_image_passes=min_image_passes, diversity_weight=diversity_weight, data=spec,
-                      confidence_floor=confidence_floor, aggregation=aggregation,
+                      confidence_floor=confidence_floor, preannotation_conf=preannotation_conf,
+                      aggregation=aggregation,
                       base_weights=base_weights, base_epochs=base_epochs)
 
     if ctx.invoked_subcommand is not None:

@@ -45,6 +45,16 @@ T = TypeVar("T")
 IMPORT_CHUNK_SIZE = 500
 
 
+def _view_value(data: Mapping[str, Any], key: str) -> Any:
+    """A tab setting as compared when ensuring a view (lists for orderings, {} when unset)."""
+    value = data.get(key)
+    if key == "ordering":
+        return list(value or [])
+    if key == "columnsDisplayType":
+        return dict(value or {})
+    return value
+
+
 def _dump(obj: Any) -> dict[str, Any]:
     """An SDK model (or dict) as a plain JSON-ready dict."""
     if isinstance(obj, Mapping):
@@ -204,6 +214,17 @@ class LabelStudioClient:
         """The project as a dict (``title``, ``label_config``, ``task_number``, ...)."""
         return _dump(self._call(f"get project {project_id}",
                                 lambda: self._ls.projects.get(project_id)))
+
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        """PATCH project fields (``model_version``, ``show_collab_predictions``,
+        ``label_config``, ...); safe to repeat."""
+        self._call(f"update project {project_id} ({', '.join(sorted(fields))})",
+                   lambda: self._ls.projects.update(project_id, **fields))
+
+    def set_prelabel_model(self, project_id: int, model_version: str) -> None:
+        """Make ``model_version``'s predictions the ones Label Studio prefills tasks with
+        (the project's ``model_version``, with predictions shown to annotators)."""
+        self.update_project(project_id, model_version=model_version, show_collab_predictions=True)
 
     def delete_project(self, project_id: int, *, missing_ok: bool = True) -> None:
         """Delete a project and its tasks; a missing one is fine unless ``missing_ok=False``."""
@@ -396,13 +417,17 @@ class LabelStudioClient:
         value: str | int | float,
         *,
         ordering: Sequence[str] = ("tasks:predictions_score",),
+        numbers: Sequence[str] = (),
     ) -> int:
         """Id of the Data Manager tab ``title`` that shows tasks whose ``data.<field>`` equals
-        ``value``; created, or its filter/ordering updated, as needed.
+        ``value``; created, or its filter/ordering/column types updated, as needed.
 
         Args:
             field: a key of the tasks' ``data`` (e.g. ``"group"``).
             ordering: Data Manager ordering, default lowest prediction score first.
+            numbers: ``data`` keys shown, filtered and sorted as numbers (Label Studio types
+                every task data column as text unless the tab's ``columnsDisplayType`` says
+                ``Number``; sorting ``data.<key>`` is numeric only then).
         """
         kind = "String" if isinstance(value, str) else "Number"
         data = {
@@ -417,15 +442,16 @@ class LabelStudioClient:
                 }],
             },
             "ordering": list(ordering),
+            "columnsDisplayType": {f"tasks:data.{key}": "Number" for key in numbers},
         }
+        compared = ("filters", "ordering", "columnsDisplayType")
 
         def find() -> int | None:
             for view in self.list_views(project_id):
                 current = view.get("data") or {}
                 if current.get("title") != title:
                     continue
-                if (current.get("filters") != data["filters"]
-                        or list(current.get("ordering") or []) != data["ordering"]):
+                if any(_view_value(current, k) != _view_value(data, k) for k in compared):
                     self._call(
                         f"update view {view['id']} of project {project_id}",
                         lambda v=view, c=current: self._ls.views.update(

@@ -10,6 +10,7 @@ a local-files storage on ``<state_dir>/media/<P>`` (see :mod:`labelwise.review.m
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from labelwise.catalog import Catalog, ProjectRecord
@@ -75,6 +76,20 @@ def _check_labels(info: dict[str, Any], project: ProjectRecord) -> None:
         )
 
 
+def _upgrade_label_config(
+    client: "LabelStudioClient", info: dict[str, Any], project: ProjectRecord
+) -> None:
+    """An unchanged label config written by an older Labelwise (no pick-reason header, no
+    explicit hotkeys) is replaced by the current one; a config a user edited is left alone."""
+    current = str(info.get("label_config") or "")
+    wanted = build_label_config(project.class_names)
+    older = re.sub(r' hotkey="[^"]*"', "", build_label_config(project.class_names, reason_field=None))
+    if current.strip() == older.strip() and current.strip() != wanted.strip():
+        log.info("Label Studio project %s: label config upgraded (pick reason shown, hotkeys)",
+                 info.get("id"))
+        client.update_project(int(info["id"]), label_config=wanted)
+
+
 def _claim(
     client: "LabelStudioClient", catalog: Catalog, project: ProjectRecord, ls_id: int,
     created: bool,
@@ -123,6 +138,7 @@ def ensure_in(
         info = client.get_project(ls_id)
     assert info is not None
     _check_labels(info, project)
+    _upgrade_label_config(client, info, project)
     if project.ls_project_id != ls_id:
         project = catalog.set_ls_project(project, ls_id)
     folder.mkdir(parents=True, exist_ok=True)

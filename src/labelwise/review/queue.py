@@ -2,14 +2,18 @@
 
 One task per queue item::
 
-    data:        {"image": "/data/local-files/?d=<media path>", "image_id", "round", "strategy",
-                  "group", "uncertainty_score"}
+    data:        {"image": "/data/local-files/?d=<media path>", "image_id", "round" (int),
+                  "strategy", "group", "uncertainty_score" (float), "reason" (code),
+                  "reason_text" (why it was picked, shown above the image)}
     predictions: [{"model_version", "score": uncertainty_score,
-                   "result": boxes at/above scoring.confidence_floor, each with its score}]
+                   "result": boxes at/above labelstudio.preannotation_conf, each with its score}]
 
 The prediction ``score`` is the image's uncertainty score, so Label Studio's "sort by prediction
-score" (lowest first) shows the queue in order. Cold-start batches (no model version) get no
-predictions.
+score" (lowest first) shows the queue in order. Each round gets a Data Manager tab ``round <n>``
+(and an upload group its tab ``group: <g>``) sorted by ``data.uncertainty_score`` ascending, with
+``round`` and ``uncertainty_score`` typed as numbers. The project's prelabel model version becomes
+the batch's model version, so Label Studio prefills each task with that round's boxes. Cold-start
+batches (no model version) get no predictions.
 
 Exactly once per image: tasks already in the Label Studio project (matched by ``data.image_id``)
 are reused, never imported twice; so a crash between the import and the catalog update, or
@@ -44,6 +48,11 @@ if TYPE_CHECKING:
     from labelwise.labelstudio.client import LabelStudioClient
 
 log = logging.getLogger(__name__)
+
+QUEUE_ORDER = ("tasks:data.uncertainty_score",)
+"""Data Manager order of a round's or group's tab: most uncertain first."""
+NUMERIC_DATA = ("uncertainty_score", "round")
+"""Task data keys the tabs show, filter and sort as numbers."""
 
 
 def _parse_batch(
@@ -89,7 +98,9 @@ def _parse_batch(
                 f"batch['queue'][{k}]['uncertainty_score'] must be a number; "
                 f"got {item.get('uncertainty_score')!r}"
             ) from None
-        items.append({"image_id": image_id, "uncertainty_score": score})
+        items.append({"image_id": image_id, "uncertainty_score": score,
+                      "reason": str(item.get("reason") or "uncertain"),
+                      "reason_text": str(item.get("reason_text") or "")})
     return items, number
 
 
@@ -150,9 +161,10 @@ def queue_batch(
 
     Returns:
         ``{"round", "ls_project_id", "created", "reused", "refreshed", "reconciled",
-        "task_ids": {image_id: task_id}, "view_id", "url"}``: ``refreshed`` stale tasks replaced,
-        ``reconciled`` the import's lost replies (:meth:`TaskImport.as_json`); ``url`` opens the
-        group's tab (the project's data page without a group).
+        "task_ids": {image_id: task_id}, "view_id", "round_view_id", "url"}``: ``refreshed``
+        stale tasks replaced, ``reconciled`` the import's lost replies
+        (:meth:`TaskImport.as_json`); ``url`` opens the group's tab (the round's tab without a
+        group).
 
     Raises:
         ProjectNotFound / CatalogError: unknown project or round.
@@ -175,7 +187,7 @@ def queue_batch(
     check_sources(images)
     strategy = batch.get("strategy")
     model_version = batch.get("model_version")
-    floor = settings.scoring.confidence_floor
+    floor = settings.labelstudio.preannotation_conf
     root = settings.labelstudio_document_root
     preds = catalog.predictions(record, str(model_version), ids) if model_version else {}
 
@@ -196,6 +208,8 @@ def queue_batch(
                 "strategy": strategy,
                 "group": group,
                 "uncertainty_score": round(item["uncertainty_score"], 6),
+                "reason": item["reason"],
+                "reason_text": item["reason_text"],
             }
             known = existing.get(img.image_id)
             if known is not None and dict(known.get("data") or {}) == data:
@@ -222,10 +236,15 @@ def queue_batch(
             task_ids.update(zip(new_ids, imported.task_ids, strict=True))
             if imported.note():
                 log.warning("round %d of project %r: %s", number, record.name, imported.note())
+        if model_version:  # reviewers are prefilled with this round's model's boxes
+            client.set_prelabel_model(ls_id, str(model_version))
+        round_view = client.ensure_view(ls_id, title=f"round {number}", field="round", value=number,
+                                        ordering=QUEUE_ORDER, numbers=NUMERIC_DATA)
         view_id = None
         if group:
-            view_id = client.ensure_view(ls_id, title=f"group: {group}", field="group", value=group)
-        url = project_url(client, ls_id, view_id)
+            view_id = client.ensure_view(ls_id, title=f"group: {group}", field="group", value=group,
+                                         ordering=QUEUE_ORDER, numbers=NUMERIC_DATA)
+        url = project_url(client, ls_id, view_id if view_id is not None else round_view)
 
     ordered = {image_id: task_ids[image_id] for image_id in ids}
     catalog.mark_queued(record, ordered, number, group)
@@ -239,5 +258,6 @@ def queue_batch(
         "reconciled": (imported or TaskImport([])).as_json(),
         "task_ids": ordered,
         "view_id": view_id,
+        "round_view_id": round_view,
         "url": url,
     }
