@@ -55,7 +55,7 @@ pytestmark = pytest.mark.integration
 MODEL = "fake-v1"
 POOL = 24
 LIMIT = 6
-LOW_CONFIDENCE = 0.1  # one extra box per image, below the default floor 0.25: never sent
+LOW_CONFIDENCE = 0.05  # one extra box per image, below the pre-annotation threshold: never sent
 
 
 def fake_detections(truth: np.ndarray, width: int, height: int, num_classes: int,
@@ -191,16 +191,30 @@ def test_queue_sends_tasks_with_predictions(flow: dict[str, Any]) -> None:
         assert data["image_id"] == item["image_id"] and data["round"] == 0
         assert (data["strategy"], data["group"]) == ("entropy", "g0")
         assert data["uncertainty_score"] == pytest.approx(item["uncertainty_score"])
+        # Typed data: numbers stay numbers (sortable), and the task says why it was picked.
+        assert type(data["round"]) is int and type(data["uncertainty_score"]) is float
+        assert (data["reason"], data["reason_text"]) == (item["reason"], item["reason_text"])
+        assert data["reason_text"]
         (pred,) = task["predictions"]
         assert pred["model_version"] == MODEL
         assert pred["score"] == pytest.approx(item["uncertainty_score"])
         truth = flow["truths"][item["image_id"]]
         assert len(pred["result"]) == len(truth)  # the low-confidence box stayed home
-        assert all(r["score"] >= 0.25 for r in pred["result"])
+        assert all(r["score"] >= settings.labelstudio.preannotation_conf for r in pred["result"])
         sent = ls_result_to_yolo(pred["result"], flow["dataset"].class_names)
         np.testing.assert_array_equal(sent[:, 0], truth[:, 0])
     assert order == sorted(order, key=lambda i: dict(
         (it["image_id"], it["uncertainty_score"]) for it in batch["queue"])[i])
+    with ls_client(settings) as client:
+        # Label Studio prefills tasks with this round's model, and the round has its own tab,
+        # most uncertain first, its numbers typed as numbers.
+        assert client.get_project(out["ls_project_id"])["model_version"] == MODEL
+        views = {v["id"]: v["data"] for v in client.list_views(out["ls_project_id"])}
+        tab = views[out["round_view_id"]]
+        assert tab["title"] == "round 0" and tab["ordering"] == ["tasks:data.uncertainty_score"]
+        assert tab["columnsDisplayType"]["tasks:data.uncertainty_score"] == "Number"
+        in_tab = client.list_tasks(out["ls_project_id"], view_id=out["round_view_id"])
+        assert [t["data"]["image_id"] for t in in_tab] == order
 
     # The local-files URL serves the queued copy of the pool image.
     first = catalog.image(project, order[0])
@@ -430,6 +444,38 @@ def test_vanished_image_queues_nothing(small: dict[str, Any]) -> None:
     answer = httpx.get(settings.labelstudio.url + task["data"]["image"],
                        headers={"Authorization": f"Token {settings.labelstudio.api_key}"})
     assert answer.status_code == 200 and answer.content == data
+
+
+def test_a_faint_box_is_pre_annotated_though_scoring_ignores_it(ls_settings: Settings,
+                                                                tmp_path: Path) -> None:
+    """Issue 17, item 1: an image whose only box is under the scoring floor (0.25) but at or
+    above labelstudio.preannotation_conf (0.1) reaches the reviewer with that box and its score;
+    a box under the pre-annotation threshold does not. Both tasks say why they were picked."""
+    catalog = open_catalog(ls_settings)
+    name = f"faint-{uuid.uuid4().hex[:6]}"
+    project = catalog.create_project(name, ["a", "b"])
+    paths = [write_png(tmp_path / f"faint{i}.png", seed=300 + i) for i in range(2)]
+    ids = catalog.add_images(project, paths).added
+    probs = np.array([[0.9, 0.1]], np.float32)
+    faint = {ids[0]: 0.15, ids[1]: 0.05}
+    catalog.save_predictions(project, "faint-v1", [
+        (i, Detections(np.array([[4.0, 4.0, 20.0, 20.0]]), np.array([c]), np.array([0]), probs))
+        for i, c in faint.items()])
+    batch = build_score_batch(catalog, ls_settings, ScoreBatchRequest(
+        project=name, strategy="weighted_combination", limit=2, diversity_weight=0.0),
+        record=True).as_json()
+    out = queue_batch(ls_settings, catalog, name, batch, None)
+    with ls_client(ls_settings) as client:
+        tasks = {t["data"]["image_id"]: t for t in client.list_tasks(out["ls_project_id"])}
+        assert client.get_project(out["ls_project_id"])["model_version"] == "faint-v1"
+    (sent,) = tasks[ids[0]]["predictions"][0]["result"]
+    assert sent["score"] == pytest.approx(0.15) and sent["value"]["rectanglelabels"] == ["a"]
+    assert tasks[ids[1]]["predictions"][0]["result"] == []
+    for image_id, conf in faint.items():
+        data = tasks[image_id]["data"]
+        assert data["reason"] == "no_box"
+        assert f"best guess: class a at {conf:.2f}" in data["reason_text"], data
+    catalog.close()
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,12 @@ def runs_of(server: PrefectServer, deployment_id) -> list:  # type: ignore[no-un
     return api(server, read)
 
 
+def runs_for(server: PrefectServer, deployment_id, project: str) -> list:  # type: ignore[no-untyped-def]
+    """The deployment's runs for ``project`` (the module's server keeps earlier tests' runs)."""
+    return [r for r in runs_of(server, deployment_id)
+            if (r.parameters or {}).get("params", {}).get("project") == project]
+
+
 def final_run(server: PrefectServer, run_id, timeout: float):  # type: ignore[no-untyped-def]
     def done():  # type: ignore[no-untyped-def]
         run = api(server, lambda c: c.read_flow_run(run_id))
@@ -142,7 +148,7 @@ def test_ui_run_then_webhook_start_exactly_one_learn_run(prefect_server, trigger
     #    receiver, which starts the learn deployment once.
     annotate_simulated(lp.settings, catalog, lp.name, str(lp.truth_dir), 0.0, 0)
     learn = deployment(prefect_server, "learn-round/learn")
-    runs = wait_for(lambda: runs_of(prefect_server, learn.id), 60, "a learn run")
+    runs = wait_for(lambda: runs_for(prefect_server, learn.id, lp.name), 60, "a learn run")
     # A repeated delivery of the last event must not start a second run.
     payload = {"action": "ANNOTATION_CREATED", "project": {"id": project.ls_project_id},
                "task": {"id": catalog.images(project)[0].ls_task_id}, "annotation": {"id": 1}}
@@ -150,7 +156,7 @@ def test_ui_run_then_webhook_start_exactly_one_learn_run(prefect_server, trigger
                headers={"X-Labelwise-Secret": "trigger-secret", "Content-Type": "application/json"})
     learned = final_run(prefect_server, runs[0].id, 300)
     assert learned.state.type.value == "COMPLETED", learned.state.message
-    assert len(runs_of(prefect_server, learn.id)) == 1
+    assert len(runs_for(prefect_server, learn.id, lp.name)) == 1
     assert [r["round"] for r in tracker_for(lp.settings, lp.name).round_metrics()] == [0]
     assert catalog.round_info(project, 0)["status"] == "learned"
 
@@ -203,10 +209,10 @@ def test_a_batch_reviewed_while_prefect_is_down_starts_one_learn_run_when_it_is_
         prefect_server.__enter__()  # Prefect is back, same port and database
     wait_for(lambda: _receiver_health(port)["learn_requests"]["delivered"] == 1, 180,
              "the receiver to deliver the stored learn request")
-    runs = wait_for(lambda: runs_of(prefect_server, learn.id), 60, "the learn run")
+    runs = wait_for(lambda: runs_for(prefect_server, learn.id, lp.name), 60, "the learn run")
     assert len(runs) == 1
     learned = final_run(prefect_server, runs[0].id, 300)
     assert learned.state.type.value == "COMPLETED", learned.state.message
-    assert len(runs_of(prefect_server, learn.id)) == 1
+    assert len(runs_for(prefect_server, learn.id, lp.name)) == 1
     assert catalog.round_info(project, 0)["status"] == "learned"
     assert _receiver_health(port)["learn_requests"]["pending"] == 0
