@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import requests
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -276,6 +277,49 @@ def test_assignments_queue_exactly_those_images(deployment):
     assert all(dep.catalog.image(project, i).status is ImageStatus.QUEUED for i in ids)
     again = dep.http.post("/v1/assignments/queue", json={"project_id": "digits", "image_ids": ids})
     assert again.status_code == 409 and "image_ids" in again.text
+
+
+def test_the_product_pages_client_runs_verbatim(deployment):
+    """The product page's closed-loop client, its three calls unchanged (``requests``, real
+    HTTP): the queue to label next, auto-label with a form body, then the assignment of that
+    queue as JSON without ``project_id`` (the key is limited to the project)."""
+    dep = deployment
+    base, pid = dep.url, "digits"
+    auth = {"Authorization": f"Bearer {dep.key}"}
+    # --- the client's call 1 ---
+    batch = requests.get(f"{base}/v1/label/score-batch", headers=auth,
+                         params={"project_id": pid, "strategy": "entropy", "limit": 10}).json()
+    queue = batch["queue"]
+    ids = [item["image_id"] for item in queue]
+    assert queue and batch["strategy"] == "entropy", batch
+    scores = [item["uncertainty_score"] for item in queue]
+    assert scores == sorted(scores)
+    for item in queue:
+        assert set(item["scores"]) == {"lowest_confidence", "margin_sampling", "entropy"}, item
+        thumb = requests.get(item["thumbnail"], headers=auth)
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(thumb.content)).format == "JPEG"
+    # --- the client's call 2 ---
+    started = requests.post(f"{base}/v1/labeling/auto", headers=auth,
+                            data={"project_id": pid, "tasks": "detect"})
+    assert started.status_code == 202, started.text
+    run = started.json()
+    assert (run["project_id"], run["tasks"]) == (pid, ["detect"])
+
+    def finished() -> dict[str, Any] | None:
+        s = dep.http.get(f"/v1/labeling/auto/{run['run_id']}").json()
+        return s if s["status"] != "running" else None
+
+    assert wait_for(finished, 90, "auto-label to finish")["status"] == "completed"
+    # --- the client's call 3 ---
+    assigned = requests.post(f"{base}/v1/assignments/queue", headers=auth,
+                             json={"image_ids": ids})
+    assert assigned.status_code == 200, assigned.text
+    body = assigned.json()
+    assert body["project_id"] == pid and sorted(body["image_ids"]) == sorted(ids)
+    assert body["result"]["created"] == len(ids)
+    project = dep.catalog.project(pid)
+    assert all(dep.catalog.image(project, i).status is ImageStatus.QUEUED for i in ids)
 
 
 # ------------------------------------------------------------------------------- MLflow

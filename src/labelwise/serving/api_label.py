@@ -1,13 +1,18 @@
-"""The labelling API: score-batch, thumbnails, auto-label runs, assignments, rounds."""
+"""The labelling API: score-batch, thumbnails, auto-label runs, assignments, rounds.
+
+``POST /v1/labeling/auto`` and ``POST /v1/assignments/queue`` take their fields as JSON or as a
+form (urlencoded or multipart; :mod:`labelwise.serving.bodies`) and may leave ``project_id`` out
+when it can be inferred (:func:`labelwise.serving.deps.inferred_project`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from labelwise.catalog import CatalogError, RoundConflict
 from labelwise.domain import ImageStatus
@@ -22,7 +27,8 @@ from labelwise.scorebatch import (
 )
 from labelwise.scoring import score_image
 from labelwise.serving.delivery import queue_item, record_assignment_round
-from labelwise.serving.deps import KeyDep, StateDep, authorized_project
+from labelwise.serving.bodies import body_of, body_openapi
+from labelwise.serving.deps import KeyDep, StateDep, authorized_project, inferred_project
 from labelwise.serving.responses import error_responses
 from labelwise.serving.ids import IMAGE_ID_PATTERN, UnsafePathError, safe_child
 from labelwise.serving.jobs import JobConflict
@@ -105,8 +111,54 @@ def thumbnail(
     return FileResponse(path, media_type="image/jpeg")
 
 
+TASK_TYPES: tuple[str, ...] = ("detect",)
+"""What an auto-label run can produce: boxes with class vectors (and the embeddings scoring
+uses). The only one today."""
+TaskType = Literal["detect"]
+_TASK_SCHEMA = {"type": "string", "enum": list(TASK_TYPES)}
+
+
+def _one_or_many(value: Any) -> Any:
+    """``"detect"`` and ``["detect"]`` alike (a form sends one value as a string)."""
+    return [value] if isinstance(value, str) else value
+
+
+Tasks = Annotated[
+    list[TaskType],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                _TASK_SCHEMA,
+                {"type": "array", "items": _TASK_SCHEMA, "minItems": 1, "maxItems": 10},
+            ]
+        }
+    ),
+]
+_PROJECT_DOC = (
+    "Project name. Optional: default the key's project when it is limited to one; with an "
+    "all-projects key or a key for several projects, the one of them holding every image_ids "
+    "entry (422 naming the candidates when several fit)."
+)
+
+
 class AutoLabelStart(BaseModel):
-    project_id: str = Field(min_length=1, max_length=200)
+    """``POST /v1/labeling/auto`` fields (JSON or form)."""
+
+    project_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Project name. Optional when the API key is limited to one project "
+        "(422 naming the candidates otherwise).",
+    )
+    tasks: Tasks = Field(
+        default_factory=lambda: list(TASK_TYPES),
+        min_length=1,
+        max_length=10,
+        description=f"Task types to run, one or a list; accepted: {list(TASK_TYPES)} "
+        "(the default).",
+    )
     model: str | None = Field(
         None,
         max_length=500,
@@ -121,6 +173,7 @@ class AutoLabelStatus(BaseModel):
     run_id: str
     project_id: str
     model: str | None
+    tasks: list[str] = Field(description="The task types of the run.")
     status: str = Field(description="running, completed or failed.")
     started_at: float
     finished_at: float | None
@@ -128,14 +181,25 @@ class AutoLabelStatus(BaseModel):
     error: str | None
 
 
-@router.post("/labeling/auto", status_code=202, response_model=AutoLabelStatus,
-             responses=error_responses(400, 409, 503))
-def start_auto_label(body: AutoLabelStart, state: StateDep, key: KeyDep) -> dict[str, Any]:
-    """Start auto-label (predict + embed the unlabelled pool) in the background."""
-    project = authorized_project(state, key, body.project_id, "project_id")
+AutoLabelBody = Annotated[AutoLabelStart, Depends(body_of(AutoLabelStart))]
+
+
+@router.post(
+    "/labeling/auto",
+    status_code=202,
+    response_model=AutoLabelStatus,
+    responses=error_responses(400, 409, 415, 503),
+    openapi_extra=body_openapi(AutoLabelStart, required=False),
+)
+def start_auto_label(body: AutoLabelBody, state: StateDep, key: KeyDep) -> dict[str, Any]:
+    """Start auto-label (predict + embed the unlabelled pool) in the background.
+
+    The fields come as JSON or as a form; ``project_id`` may be left out with a key limited to
+    one project."""
+    project = inferred_project(state, key, body.project_id, "project_id")
     try:
         model = check_model_ref(state.settings, body.model)
-        run = state.jobs.start(project.name, model)
+        run = state.jobs.start(project.name, model, tasks=tuple(dict.fromkeys(body.tasks)))
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     except JobConflict as exc:
@@ -159,15 +223,27 @@ def auto_label_status(
 
 
 class AssignmentRequest(BaseModel):
-    project_id: str = Field(min_length=1, max_length=200)
+    """``POST /v1/assignments/queue`` fields (JSON or form)."""
+
+    project_id: str | None = Field(None, min_length=1, max_length=200, description=_PROJECT_DOC)
     image_ids: list[ImageId] = Field(min_length=1, max_length=MAX_ASSIGN)
     group: str | None = Field(None, min_length=1, max_length=200)
 
 
-@router.post("/assignments/queue", responses=error_responses(400, 409, 503))
-def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> dict[str, Any]:
-    """Queue exactly these images to Label Studio, with their stored predictions."""
-    project = authorized_project(state, key, body.project_id, "project_id")
+AssignmentBody = Annotated[AssignmentRequest, Depends(body_of(AssignmentRequest))]
+
+
+@router.post(
+    "/assignments/queue",
+    responses=error_responses(400, 409, 415, 502, 503),
+    openapi_extra=body_openapi(AssignmentRequest, required=True),
+)
+def queue_assignments(body: AssignmentBody, state: StateDep, key: KeyDep) -> dict[str, Any]:
+    """Queue exactly these images to Label Studio, with their stored predictions.
+
+    The fields come as JSON or as a form; ``project_id`` may be left out when it can be
+    inferred from the key or the image ids."""
+    project = inferred_project(state, key, body.project_id, "project_id", body.image_ids)
     ids = list(dict.fromkeys(body.image_ids))
     try:
         records = state.catalog.require_images(project, ids)
@@ -186,8 +262,8 @@ def queue_assignments(body: AssignmentRequest, state: StateDep, key: KeyDep) -> 
     if missing:
         raise HTTPException(
             409,
-            f"image_ids: no stored prediction of model {version!r} for "
-            f"{missing[:10]}; run auto-label first",
+            f"image_ids: no stored prediction of model {version!r} in project "
+            f"{project.name!r} for {missing[:10]}; run auto-label first",
         )
     rule = scoring_rule(state.settings)
     scores = sorted(

@@ -2,10 +2,16 @@
 
 Error bodies are FastAPI's ``{"detail": ...}``; every message starts with the field it is about
 (``project_id: unknown project 'x'; known projects: [...]``).
+
+Where a body may leave ``project_id`` out, :func:`inferred_project` applies the inference rule:
+the key's project when the key is limited to one; else (an all-projects key, or a key for
+several projects) the one project among those the key may use that holds the request's image
+ids; else 422 naming the candidates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -72,3 +78,77 @@ def authorized_project(
         return state.project(name)
     except ProjectNotFound as exc:
         raise HTTPException(404, f"{field}: {exc}") from None
+
+
+def _usable_projects(state: ServingState, key: ApiKey) -> list[ProjectRecord]:
+    """The existing projects ``key`` may use, by name (every project for an all-projects key)."""
+    if key.all_projects:
+        return state.catalog.projects()
+    found: list[ProjectRecord] = []
+    for name in sorted(key.projects):
+        try:
+            found.append(state.project(name))
+        except ProjectNotFound:
+            continue  # deleted since the key was made
+    return found
+
+
+def inferred_project(
+    state: ServingState,
+    key: ApiKey,
+    name: str | None,
+    field: str = "project_id",
+    image_ids: Sequence[str] = (),
+) -> ProjectRecord:
+    """The project a request means: ``name`` when given (:func:`authorized_project`), else
+    inferred.
+
+    * A key limited to one project: that project.
+    * Otherwise (an all-projects key, or a key for several projects), with ``image_ids``: the
+      one usable project holding every id; when no usable project holds them all but exactly
+      one holds some, that one (its missing ids are then the route's 404).
+    * Otherwise 422 naming the candidates (no ids, ids from several projects, or ids that are
+      in each of several projects); 404 when no usable project holds any of the ids.
+    """
+    if name is not None:
+        return authorized_project(state, key, name, field)
+    if not key.all_projects and len(key.projects) == 1:
+        return authorized_project(state, key, key.projects[0], field)
+    candidates = _usable_projects(state, key)
+    names = [p.name for p in candidates]
+    scope = "every project" if key.all_projects else f"projects {sorted(key.projects)}"
+    if not image_ids:
+        raise HTTPException(
+            422,
+            f"{field}: expected a project name: API key {key.key_id} may use {scope}, so the "
+            f"project cannot be inferred; candidates: {names}",
+        )
+    wanted = list(dict.fromkeys(image_ids))
+    holding = {
+        p.name: (p, {r.image_id for r in state.catalog.images(p, image_ids=wanted)})
+        for p in candidates
+    }
+    holding = {n: v for n, v in holding.items() if v[1]}
+    complete = [n for n, (_, ids) in holding.items() if len(ids) == len(wanted)]
+    if len(complete) == 1:
+        return holding[complete[0]][0]
+    if len(complete) > 1:
+        raise HTTPException(
+            422,
+            f"{field}: expected a project name: every image id is in each of projects "
+            f"{complete}; candidates: {complete}",
+        )
+    if len(holding) == 1:
+        return next(iter(holding.values()))[0]
+    if not holding:
+        raise HTTPException(
+            404,
+            f"image_ids: no project API key {key.key_id} may use ({scope}) has image(s) "
+            f"{wanted[:10]}; known candidates: {names}",
+        )
+    where = {n: sorted(ids)[:5] for n, (_, ids) in sorted(holding.items())}
+    raise HTTPException(
+        422,
+        f"{field}: expected a project name: the image ids belong to several projects "
+        f"({where}); candidates: {sorted(holding)}",
+    )

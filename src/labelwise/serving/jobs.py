@@ -25,6 +25,7 @@ class AutoLabelRun:
     run_id: str
     project_id: str
     model: str | None
+    tasks: tuple[str, ...] = ("detect",)
     status: str = "running"
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -36,6 +37,7 @@ class AutoLabelRun:
             "run_id": self.run_id,
             "project_id": self.project_id,
             "model": self.model,
+            "tasks": list(self.tasks),
             "status": self.status,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
@@ -53,8 +55,11 @@ class AutoLabelJobs:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def start(self, project: str, model: str | None) -> AutoLabelRun:
-        """Start a run; JobConflict when the project already has one running."""
+    def start(
+        self, project: str, model: str | None, tasks: tuple[str, ...] = ("detect",)
+    ) -> AutoLabelRun:
+        """Start a run of ``tasks`` (validated by the route; ``detect`` is what ``work`` does);
+        JobConflict when the project already has one running."""
         with self._lock:
             busy = [
                 r for r in self._runs.values() if r.project_id == project and r.status == "running"
@@ -64,7 +69,7 @@ class AutoLabelJobs:
                     f"project_id: auto-label run {busy[0].run_id} for {project!r} is "
                     "still running; poll it or wait for it to finish"
                 )
-            run = AutoLabelRun(uuid.uuid4().hex, project, model)
+            run = AutoLabelRun(uuid.uuid4().hex, project, model, tasks)
             self._runs[run.run_id] = run
             thread = threading.Thread(
                 target=self._run,
