@@ -1,5 +1,8 @@
 """closed_loop: rounds of propose -> review -> learn in one run (demo and simulated studies).
 
+The loop holds one MLflow campaign run: started before the first round, ended after the last
+(FINISHED), or FAILED with the error when a round fails.
+
 For real reviewers use the propose deployment and let the Label Studio webhook start
 learn-round: waiting for people must not hold a process for days.
 """
@@ -12,11 +15,11 @@ from flows.learn_round import learn_round
 from flows.naming import run_name
 from flows.params import LearnParams, LoopParams, ProposeParams
 from flows.propose_round import propose_round
+from tasks.learn import end_campaign, start_campaign
 from tasks.review import annotate_simulated, wait_for_review
 
 
-@flow(name="closed-loop", flow_run_name=run_name("closed-loop"))
-def closed_loop(params: LoopParams) -> list[dict]:
+def _rounds(params: LoopParams) -> list[dict]:
     table: list[dict] = []
     for _ in range(params.rounds):
         proposed = propose_round(ProposeParams(
@@ -30,4 +33,18 @@ def closed_loop(params: LoopParams) -> list[dict]:
         table.append({**learned, "strategy": proposed["strategy"], "queued": proposed["queued"]})
         if params.stop_on_plateau and learned.get("plateau", {}).get("plateaued"):
             break
+    return table
+
+
+@flow(name="closed-loop", flow_run_name=run_name("closed-loop"))
+def closed_loop(params: LoopParams) -> list[dict]:
+    campaign = start_campaign(params.config, params.project, params.campaign,
+                              {"rounds": params.rounds, "annotator": params.annotator,
+                               "strategy": params.strategy or "from config", "seed": params.seed})
+    try:
+        table = _rounds(params)
+    except BaseException as exc:
+        end_campaign(params.config, params.project, campaign, f"{type(exc).__name__}: {exc}")
+        raise
+    end_campaign(params.config, params.project, campaign, None)
     return table

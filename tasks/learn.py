@@ -1,4 +1,4 @@
-"""Learn tasks: retrain, evaluate, track (MLflow), promote."""
+"""Learn tasks: retrain, evaluate, track (MLflow), promote; a closed loop's campaign run."""
 
 from __future__ import annotations
 
@@ -50,6 +50,22 @@ def promote(config: str | None, project: str, version: str, map50_95: float) -> 
     from labelwise.learn import promote as run
 
     return run(task_settings(config), project, version, map50_95)
+
+
+@task(name="start-campaign", retries=2, retry_delay_seconds=5)
+def start_campaign(config: str | None, project: str, campaign: str, params: dict[str, Any]) -> str:
+    """A campaign run the calling flow holds open; returns its run id."""
+    from labelwise.learn import start_campaign as run
+
+    return run(task_settings(config), project, campaign, params)
+
+
+@task(name="end-campaign", retries=2, retry_delay_seconds=5)
+def end_campaign(config: str | None, project: str, run_id: str, error: str | None) -> dict:
+    """End the campaign run: FINISHED, or FAILED with ``error`` recorded."""
+    from labelwise.learn import end_campaign as run
+
+    return run(task_settings(config), project, run_id, error)
 
 
 @task(name="plateau-check")

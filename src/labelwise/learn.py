@@ -286,6 +286,9 @@ def track_round(
 
     Every round also records its pseudo-label rule and counts (:func:`pseudo_tracking`) and,
     when it trained on pseudo-labels, their contact sheet under the artifact path ``pseudo``.
+    The run ends FINISHED with its description (:func:`labelwise.tracking.round_description`),
+    or FAILED with the error when tracking fails half-way; either way a campaign that only
+    its rounds hold open ends with its last running round (:meth:`Tracker.end_run`).
     """
     from labelwise.reports import learning_curve
 
@@ -294,44 +297,65 @@ def track_round(
     pseudo_params, pseudo_metrics = pseudo_tracking(retrained)
     run_id = tracker.start_round(parent, round_number, {**params, "base_model": retrained["base_model"],
                                                          "epochs": retrained["epochs"], **pseudo_params})
-    metrics = round_metrics(evaluation)
-    metrics.update({f"AP50/{k}": v for k, v in evaluation.get("per_class_ap50", {}).items()})
-    metrics.update({
-        "labelled_images": retrained["labelled_images"],
-        "labelled_boxes": retrained["labelled_boxes"],
-        "seconds/train": retrained["seconds"],
-        "seconds/evaluate": evaluation.get("seconds", 0.0),
-    })
-    metrics.update(pseudo_metrics)
-    metrics.update(extra_metrics or {})
-    tracker.log_metrics(run_id, metrics, step=round_number)
-    tracker.log_metrics(parent, round_metrics(evaluation), step=round_number)
-    for name, path in (artifacts or {}).items():
-        if path and Path(path).exists():
-            tracker.log_artifact(run_id, Path(path), name)
-    sheet = retrained.get("pseudo_sheet")
-    if sheet and Path(sheet).exists():
-        tracker.log_artifact(run_id, Path(sheet), "pseudo")
-    history = [r for r in tracker.round_metrics() if "mAP50-95" in r["metrics"]]
-    points = sorted((r["metrics"].get("labelled_images", 0.0), r["metrics"]["mAP50-95"]) for r in history)
-    curve = learning_curve({project.name: points}, settings.state_dir / "reports" / project.name /
-                           f"learning-curve-round-{round_number}.png", title=f"{project.name}: mAP50-95 vs labels")
-    tracker.log_artifact(run_id, curve, "plots")
-    (settings.state_dir / "reports" / project.name).mkdir(parents=True, exist_ok=True)
-    summary = settings.state_dir / "reports" / project.name / f"round-{round_number}.json"
-    summary.write_text(json.dumps({"params": params, "retrain": retrained, "evaluation": evaluation}, indent=2, default=str))
-    tracker.log_artifact(run_id, summary, "summary")
-    version = tracker.register_weights(run_id, Path(retrained["weights"]))
+    try:
+        metrics = round_metrics(evaluation)
+        metrics.update({f"AP50/{k}": v for k, v in evaluation.get("per_class_ap50", {}).items()})
+        metrics.update({
+            "labelled_images": retrained["labelled_images"],
+            "labelled_boxes": retrained["labelled_boxes"],
+            "seconds/train": retrained["seconds"],
+            "seconds/evaluate": evaluation.get("seconds", 0.0),
+        })
+        metrics.update(pseudo_metrics)
+        metrics.update(extra_metrics or {})
+        tracker.log_metrics(run_id, metrics, step=round_number)
+        tracker.log_metrics(parent, round_metrics(evaluation), step=round_number)
+        for name, path in (artifacts or {}).items():
+            if path and Path(path).exists():
+                tracker.log_artifact(run_id, Path(path), name)
+        sheet = retrained.get("pseudo_sheet")
+        if sheet and Path(sheet).exists():
+            tracker.log_artifact(run_id, Path(sheet), "pseudo")
+        history = [r for r in tracker.round_metrics() if "mAP50-95" in r["metrics"]]
+        points = sorted((r["metrics"].get("labelled_images", 0.0), r["metrics"]["mAP50-95"]) for r in history)
+        curve = learning_curve({project.name: points}, settings.state_dir / "reports" / project.name /
+                               f"learning-curve-round-{round_number}.png", title=f"{project.name}: mAP50-95 vs labels")
+        tracker.log_artifact(run_id, curve, "plots")
+        (settings.state_dir / "reports" / project.name).mkdir(parents=True, exist_ok=True)
+        summary = settings.state_dir / "reports" / project.name / f"round-{round_number}.json"
+        summary.write_text(json.dumps({"params": params, "retrain": retrained, "evaluation": evaluation}, indent=2, default=str))
+        tracker.log_artifact(run_id, summary, "summary")
+        version = tracker.register_weights(run_id, Path(retrained["weights"]))
+    except BaseException as exc:
+        from labelwise.tracking import error_text
+
+        tracker.end_run(run_id, "FAILED", error=error_text(exc))
+        raise
     tracker.end_run(run_id)
     return TrackedRound(run_id, version)
 
 
+def start_campaign(settings: Settings, project: str, campaign: str, params: dict[str, Any]) -> str:
+    """A new MLflow campaign run that its caller holds open (a closed loop) until
+    :func:`end_campaign`; rounds logged under ``campaign`` meanwhile nest under it."""
+    return tracker_for(settings, project).start_campaign(campaign, {"project": project, **params})
+
+
+def end_campaign(settings: Settings, project: str, run_id: str, error: str | None = None) -> dict[str, Any]:
+    """End a campaign run: FINISHED, or FAILED with ``error`` recorded (tag ``labelwise.error``
+    and the description). Returns the run id, status and the UI route of the ``Rounds`` view."""
+    tracker = tracker_for(settings, project)
+    status = tracker.end_campaign(run_id, error)
+    return {"run_id": run_id, "status": status, "error": error, "rounds_view": tracker.rounds_view_path()}
+
+
 def promote(settings: Settings, project: str, version: str, map50_95: float) -> dict[str, Any]:
-    """Move the ``champion`` alias if mAP50-95 did not drop more than the tolerance."""
+    """Move the ``champion`` alias if mAP50-95 did not drop more than the tolerance; the
+    decision is recorded on the version and its round run (:meth:`Tracker.promote`)."""
     tracker = tracker_for(settings, project)
     decision, moved = tracker.promote(version, map50_95, settings.tracking.promote_tolerance)
     return {"version": version, "moved": moved, "promote": decision.promote, "reason": decision.reason,
-            "champion_metric": decision.champion}
+            "explanation": decision.explanation, "champion_metric": decision.champion}
 
 
 def metric_history(settings: Settings, project: str, metric: str = "mAP50-95") -> list[float]:

@@ -8,10 +8,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PromotionDecision:
+    """The promotion rule's verdict on a candidate: whether ``champion`` moves, and why.
+
+    Attributes:
+        promote: whether the alias moves to the candidate.
+        reason: the rule's arithmetic (or ``no champion yet`` / ``already champion``).
+        candidate: the candidate's mAP50-95; champion: the champion's (None: no champion).
+    """
+
     promote: bool
     reason: str
     candidate: float
     champion: float | None
+
+    @property
+    def explanation(self) -> str:
+        """``promoted because <reason>`` or ``not promoted because <reason>`` (how the registry
+        records the decision on the candidate version)."""
+        return f"{'promoted' if self.promote else 'not promoted'} because {self.reason}"
 
 
 def decide_promotion(candidate: float, champion: float | None, tolerance: float) -> PromotionDecision:

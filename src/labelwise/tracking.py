@@ -3,13 +3,43 @@ registered model per project whose ``champion`` alias marks the deployed weights
 
 Uses ``MlflowClient`` with explicit run ids throughout (no fluent active run: that is
 thread-local and breaks under Prefect's task runners).
+
+What the MLflow UI shows (MLflow 3.17):
+
+- The experiment carries ``mlflow.experimentKind = custom_model_development`` (the value the
+  UI's experiment-kind selector writes for "Machine learning"). The UI's sidebar switch
+  (GenAI / Machine learning, kept per browser) still decides which tab an experiment opens on,
+  so links to the rounds carry ``workflowType=machine_learning`` (:meth:`Tracker.rounds_view_path`).
+- Round runs are children of their campaign run (``mlflow.parentRunId``), so the default runs
+  table shows the campaign as one row whose expander lists its rounds; the campaign run holds
+  the headline metrics per round (step = round), i.e. the learning curve. The experiment also
+  carries a saved view, ``Rounds`` (experiment tag ``mlflow.sharedViewState.labelwise-rounds``):
+  only the round runs, one row each, oldest first, with the columns of
+  :data:`ROUND_COLUMNS` (description, strategy, labelled images, P/R/mAP50/mAP50-95, champion,
+  registered model). Rows of children whose parent is filtered out are shown flat, which is
+  what the view relies on. MLflow does not let a shared view expand a parent row.
+- Every round run has a description (``mlflow.note.content``, :func:`round_description`);
+  every campaign run gets one when it ends (:func:`campaign_description`).
+- Every registered version has a description and the tags :data:`VERSION_TAG_KEYS`.
+
+Campaign runs end (no run stays RUNNING once nothing runs under it):
+
+- a closed loop holds its campaign (``labelwise.held_by = loop``): :meth:`Tracker.start_campaign`
+  at the start, :meth:`Tracker.end_campaign` at the end (FINISHED, or FAILED with the error in
+  the tag ``labelwise.error`` and in the description);
+- a learn round started on its own (webhook, reconciler) under no running campaign opens one
+  (``labelwise.held_by = rounds``: the newest such campaign of that name is reopened, else a new
+  one) and :meth:`Tracker.end_run` of its round run ends it again once no round under it runs.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +48,42 @@ from labelwise.promotion import PromotionDecision, decide_promotion
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 CHAMPION = "champion"
 PRIMARY_METRIC = "mAP50-95"
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"
+PARENT_TAG = "mlflow.parentRunId"
+KIND_TAG = "labelwise.kind"
+ROUND_TAG = "labelwise.round"
+HELD_BY_TAG = "labelwise.held_by"
+HELD_BY_LOOP = "loop"
+HELD_BY_ROUNDS = "rounds"
+ERROR_TAG = "labelwise.error"
+CHAMPION_TAG = "labelwise.champion"
+VERSION_TAG = "labelwise.registered_version"
+SAVED_VIEW_KEY = "labelwise-rounds"
+SAVED_VIEW_TAG = f"mlflow.sharedViewState.{SAVED_VIEW_KEY}"
+SAVED_VIEW_NAME = "Rounds"
+
+HEADLINE_METRICS = ("precision", "recall", "mAP50", "mAP50-95")
+"""Held-out metrics of every round, under these names (round runs and the campaign run)."""
+ROUND_METRICS = (*HEADLINE_METRICS, "labelled_images", "labelled_boxes")
+"""Metrics every round run has, under these names."""
+ROUND_COLUMNS = (
+    "attributes.`Description`", "params.`strategy`",
+    *(f"metrics.`{m}`" for m in ("labelled_images", "labelled_boxes", *HEADLINE_METRICS)),
+    f"tags.`{CHAMPION_TAG}`", "attributes.`Models`",
+)
+"""Columns of the ``Rounds`` saved view (the runs table's column keys)."""
+VERSION_TAG_KEYS = ("round", "mAP50", "mAP50-95", "promotion")
+"""Tags of every registered version; ``promotion`` is ``pending`` until the rule has decided,
+then ``promoted because …`` or ``not promoted because …``."""
+PENDING = "pending"
+TAG_LIMIT = 8000  # MLflow's run tag value limit
 
 
 @dataclass(frozen=True)
@@ -33,6 +96,94 @@ class ChampionInfo:
 
 def model_name_for(project: str) -> str:
     return f"labelwise-{project}"
+
+
+def error_text(error: BaseException) -> str:
+    """``Type: message``, how a failed run records its error."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _count(value: float | None) -> str:
+    return "n/a" if value is None else str(int(value))
+
+
+def _clip(text: str, limit: int = TAG_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def round_description(
+    round_number: int, strategy: str | None, metrics: Mapping[str, float], champion: str,
+    campaign: str | None = None, version: str | None = None,
+) -> str:
+    """A round run's description (markdown): round, strategy, labelled images, held-out
+    P/R/mAP50/mAP50-95 and what happened to the champion (``champion``: e.g. ``moved to v3
+    (promoted because …)``)."""
+    pseudo = metrics.get("pseudo/images")
+    labels = (f"{_count(metrics.get('labelled_images'))} labelled images "
+              f"({_count(metrics.get('labelled_boxes'))} boxes)")
+    if pseudo:
+        labels += f" + {_count(pseudo)} pseudo-labelled images"
+    head = f"**Round {round_number}**" + (f" of campaign {campaign}" if campaign else "")
+    registered = f"Registered as v{version}. " if version else ""
+    return (f"{head}: strategy {strategy or 'n/a'}, {labels}.\n\n"
+            f"Held-out: P {_fmt(metrics.get('precision'))}, R {_fmt(metrics.get('recall'))}, "
+            f"mAP50 {_fmt(metrics.get('mAP50'))}, mAP50-95 {_fmt(metrics.get('mAP50-95'))}.\n\n"
+            f"{registered}Champion: {champion}.")
+
+
+def version_description(
+    round_number: int, metrics: Mapping[str, float], run_id: str, promotion: str
+) -> str:
+    """A registered version's description: its round, held-out metrics and the promotion."""
+    return (f"Round {round_number} (run {run_id}): mAP50 {_fmt(metrics.get('mAP50'), 4)}, "
+            f"mAP50-95 {_fmt(metrics.get('mAP50-95'), 4)} on the project's held-out split, "
+            f"{_count(metrics.get('labelled_images'))} labelled images. Promotion: {promotion}.")
+
+
+def campaign_description(
+    name: str, project: str, status: str, rounds: Sequence[Mapping[str, Any]],
+    error: str | None = None, rounds_view: str | None = None,
+) -> str:
+    """A campaign run's description (markdown): status (with the error), one table row per
+    round (``rounds``: :meth:`Tracker.campaign_rounds`) and a link to the ``Rounds`` view."""
+    lines = [f"**Campaign {name}** of project {project}: {len(rounds)} round(s), {status}."]
+    if error:
+        lines.append(f"\nError: `{error}`")
+    if rounds:
+        lines += ["", "| round | strategy | labelled images | P | R | mAP50 | mAP50-95 | champion |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rounds:
+            m = r["metrics"]
+            lines.append(f"| {r['round']} | {r['params'].get('strategy', 'n/a')} | "
+                         f"{_count(m.get('labelled_images'))} | {_fmt(m.get('precision'))} | "
+                         f"{_fmt(m.get('recall'))} | {_fmt(m.get('mAP50'))} | "
+                         f"{_fmt(m.get('mAP50-95'))} | {r['tags'].get(CHAMPION_TAG, PENDING)} |")
+    if rounds_view:
+        lines.append(f"\n[The rounds as rows, with their metrics]({rounds_view})")
+    return "\n".join(lines)
+
+
+def rounds_view_state() -> dict[str, Any]:
+    """The ``Rounds`` saved view: the UI's view state (search facets and columns)."""
+    return {
+        "searchFilter": f"tags.`{KIND_TAG}` = 'round'",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": True,
+        "selectedColumns": list(ROUND_COLUMNS),
+    }
+
+
+def saved_view_envelope(name: str, state: Mapping[str, Any], created_ms: int) -> str:
+    """A saved view as the MLflow UI stores it in an experiment tag: ``{name, createdAt,
+    updatedAt, state}`` with ``state`` the view state as a JSON string."""
+    return json.dumps({"name": name, "createdAt": created_ms, "updatedAt": created_ms,
+                       "state": json.dumps(dict(state))})
 
 
 class Tracker:
@@ -52,38 +203,83 @@ class Tracker:
         self.experiment_name = f"{experiment_prefix}/{project}"
         self.experiment_id = self._ensure_experiment()
 
+    def _experiment_tags(self) -> dict[str, str]:
+        """What the experiment is tagged with: model training, and the ``Rounds`` view."""
+        return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+                SAVED_VIEW_TAG: saved_view_envelope(SAVED_VIEW_NAME, rounds_view_state(),
+                                                    int(time.time() * 1000))}
+
     def _ensure_experiment(self) -> str:
+        """The project's experiment (created when missing); tags it is missing are added
+        (experiments from before these tags), a tag someone set differently is kept."""
         exp = self.client.get_experiment_by_name(self.experiment_name)
         if exp is not None:
+            for key, value in self._experiment_tags().items():
+                if key not in exp.tags:
+                    self.client.set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
         artifact_location = None
         if self.tracking_uri.startswith("sqlite:///"):
             root = Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
             artifact_location = root.resolve().as_uri()
-        return self.client.create_experiment(self.experiment_name, artifact_location=artifact_location)
+        return self.client.create_experiment(self.experiment_name, artifact_location=artifact_location,
+                                             tags=self._experiment_tags())
+
+    def rounds_view_path(self) -> str:
+        """The UI route of the ``Rounds`` view (append it to the UI's address, e.g.
+        ``http://127.0.0.1:5000/`` + this; inside the UI it works as a relative link)."""
+        return (f"#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+                f"&viewStateShareKey={SAVED_VIEW_KEY}")
 
     # Runs -------------------------------------------------------------------------------
-    def start_campaign(self, name: str, params: Mapping[str, Any]) -> str:
-        """A parent run for a series of rounds; returns its run id (left open)."""
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={"labelwise.kind": "campaign"})
+    def start_campaign(self, name: str, params: Mapping[str, Any], held_by: str = HELD_BY_LOOP) -> str:
+        """A new parent run for a series of rounds; returns its run id (left RUNNING).
+
+        ``held_by``: ``loop`` (whoever starts it ends it, :meth:`end_campaign`) or ``rounds``
+        (its rounds end it, :meth:`end_run`). A loop's start first ends the stale campaigns of
+        that name that rounds held (RUNNING with no round running: e.g. left by an older version
+        that never ended its campaigns; :meth:`release_campaign`).
+        """
+        if held_by == HELD_BY_LOOP:
+            stale = self.client.search_runs(
+                [self.experiment_id], max_results=100,
+                filter_string=(f"tags.`{KIND_TAG}` = 'campaign' and attributes.run_name = '{name}' "
+                               "and attributes.status = 'RUNNING'"))
+            for old in stale:
+                self.release_campaign(old.info.run_id)
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={KIND_TAG: "campaign", HELD_BY_TAG: held_by})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def find_campaign(self, name: str) -> str | None:
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`labelwise.kind` = 'campaign' and attributes.run_name = '{name}'",
-            max_results=1,
-        )
+    def find_campaign(self, name: str, status: str | None = None, held_by: str | None = None) -> str | None:
+        """The newest campaign run called ``name`` (with that status / holder when given)."""
+        filters = [f"tags.`{KIND_TAG}` = 'campaign'", f"attributes.run_name = '{name}'"]
+        if status:
+            filters.append(f"attributes.status = '{status}'")
+        if held_by:
+            filters.append(f"tags.`{HELD_BY_TAG}` = '{held_by}'")
+        runs = self.client.search_runs([self.experiment_id], filter_string=" and ".join(filters),
+                                       max_results=1, order_by=["attributes.start_time DESC"])
         return runs[0].info.run_id if runs else None
 
     def ensure_campaign(self, name: str, params: Mapping[str, Any]) -> str:
-        return self.find_campaign(name) or self.start_campaign(name, params)
+        """The campaign a round is logged under: the newest RUNNING one called ``name`` (a loop's,
+        or one another round holds open), else the newest one its rounds held, reopened, else a
+        new one held by its rounds. A campaign a loop held and ended is history: not reopened."""
+        running = self.find_campaign(name, status="RUNNING")
+        if running:
+            return running
+        held = self.find_campaign(name, held_by=HELD_BY_ROUNDS)
+        if held:
+            self.client.update_run(held, status="RUNNING")
+            return held
+        return self.start_campaign(name, params, held_by=HELD_BY_ROUNDS)
 
     def start_round(self, parent_run_id: str | None, round_number: int, params: Mapping[str, Any]) -> str:
-        tags = {"labelwise.kind": "round", "labelwise.round": str(round_number)}
+        tags = {KIND_TAG: "round", ROUND_TAG: str(round_number)}
         if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id
+            tags[PARENT_TAG] = parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=f"round-{round_number}", tags=tags)
         self.log_params(run.info.run_id, params)
         return run.info.run_id
@@ -100,36 +296,124 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+    def describe_round(self, run_id: str, champion: str | None = None) -> str:
+        """Write a round run's description from what it logged; ``champion`` (e.g. ``moved to
+        v3 (…)``) also goes to the tag ``labelwise.champion``; without it the tag (or
+        ``pending``) is used. Returns the description."""
+        run = self.client.get_run(run_id)
+        if champion is not None:
+            self.client.set_tag(run_id, CHAMPION_TAG, champion)
+        else:
+            champion = run.data.tags.get(CHAMPION_TAG, PENDING)
+        parent = run.data.tags.get(PARENT_TAG)
+        campaign = self.client.get_run(parent).info.run_name if parent else None
+        text = round_description(int(run.data.tags.get(ROUND_TAG, -1)), run.data.params.get("strategy"),
+                                 run.data.metrics, champion, campaign, run.data.tags.get(VERSION_TAG))
+        self.client.set_tag(run_id, NOTE_TAG, _clip(text))
+        return text
+
+    def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+        """End a run (``error``: recorded in the tag ``labelwise.error``). A round run gets its
+        description first, and the campaign that only its rounds held open ends with the last
+        of them (:meth:`release_campaign`)."""
+        run = self.client.get_run(run_id)
+        if error:
+            self.client.set_tag(run_id, ERROR_TAG, _clip(error))
+        is_round = run.data.tags.get(KIND_TAG) == "round"
+        if is_round:
+            if CHAMPION_TAG not in run.data.tags:
+                champion = PENDING if status == "FINISHED" else "kept (round failed)"
+                self.client.set_tag(run_id, CHAMPION_TAG, champion)
+            self.describe_round(run_id)
         self.client.set_terminated(run_id, status=status)
+        parent = run.data.tags.get(PARENT_TAG)
+        if is_round and parent:
+            self.release_campaign(parent)
+
+    def campaign_rounds(self, campaign_run_id: str) -> list[dict[str, Any]]:
+        """The round runs under a campaign run, in round order (as :meth:`round_metrics`, with
+        their tags)."""
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=1000,
+            filter_string=f"tags.`{KIND_TAG}` = 'round' and tags.`{PARENT_TAG}` = '{campaign_run_id}'")
+        return sorted((self._round_row(r, tags=True) for r in runs), key=lambda r: (r["round"], r["run_id"]))
+
+    def release_campaign(self, campaign_run_id: str) -> bool:
+        """End a RUNNING campaign its rounds hold (not a loop's) once none of its rounds is
+        RUNNING; returns whether it ended. Campaigns from before ``labelwise.held_by`` count as
+        held by their rounds (rounds opened them lazily)."""
+        run = self.client.get_run(campaign_run_id)
+        if run.info.status != "RUNNING" or run.data.tags.get(HELD_BY_TAG, HELD_BY_ROUNDS) != HELD_BY_ROUNDS:
+            return False
+        rounds = self.campaign_rounds(campaign_run_id)
+        if any(r["status"] == "RUNNING" for r in rounds):
+            return False
+        self._describe_campaign(run, "FINISHED", rounds, None)
+        self.client.set_terminated(campaign_run_id, status="FINISHED")
+        return True
+
+    def end_campaign(self, campaign_run_id: str, error: str | None = None) -> str:
+        """End a campaign run: FINISHED, or FAILED with ``error`` in the tag ``labelwise.error``
+        and in its description (which lists its rounds). Returns the status."""
+        status = "FAILED" if error else "FINISHED"
+        run = self.client.get_run(campaign_run_id)
+        if error:
+            self.client.set_tag(campaign_run_id, ERROR_TAG, _clip(error))
+        self._describe_campaign(run, status, self.campaign_rounds(campaign_run_id), error)
+        self.client.set_terminated(campaign_run_id, status=status)
+        return status
+
+    def _describe_campaign(self, run: Run, status: str, rounds: Sequence[Mapping[str, Any]],
+                           error: str | None) -> None:
+        text = campaign_description(run.info.run_name or run.info.run_id, self.project, status, rounds, error,
+                                    self.rounds_view_path())
+        self.client.set_tag(run.info.run_id, NOTE_TAG, _clip(text))
+
+    @staticmethod
+    def _round_row(run: Run, tags: bool = False) -> dict[str, Any]:
+        row = {
+            "run_id": run.info.run_id,
+            "round": int(run.data.tags.get(ROUND_TAG, -1)),
+            "status": run.info.status,
+            "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics),
+        }
+        if tags:
+            row["tags"] = dict(run.data.tags)
+        return row
 
     def round_metrics(self) -> list[dict[str, Any]]:
-        """Every finished round run of this project: round number, params and metrics."""
+        """Every round run of this project: run id, round number, status, params and metrics."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string="tags.`labelwise.kind` = 'round'", max_results=1000
+            [self.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'round'", max_results=1000
         )
-        out = []
-        for run in runs:
-            out.append({
-                "run_id": run.info.run_id,
-                "round": int(run.data.tags.get("labelwise.round", -1)),
-                "status": run.info.status,
-                "params": dict(run.data.params),
-                "metrics": dict(run.data.metrics),
-            })
-        return sorted(out, key=lambda r: (r["round"], r["run_id"]))
+        return sorted((self._round_row(r) for r in runs), key=lambda r: (r["round"], r["run_id"]))
 
     # Registry ---------------------------------------------------------------------------
     def register_weights(self, run_id: str, weights: Path) -> str:
-        """Log ``weights`` under the run's ``weights/`` and register them; returns the version."""
+        """Log ``weights`` under the run's ``weights/`` and register them; returns the version.
+
+        The version gets the tags ``round``, ``mAP50``, ``mAP50-95`` (from the run) and
+        ``promotion = pending``, and a description (:func:`version_description`); the run gets
+        the tag ``labelwise.registered_version``.
+        """
         self.client.log_artifact(run_id, str(weights), "weights")
         try:
             self.client.get_registered_model(self.model_name)
         except Exception:  # noqa: BLE001 - MLflow raises its own RestException subtypes
-            self.client.create_registered_model(self.model_name)
+            self.client.create_registered_model(
+                self.model_name, description=f"Detectors of project {self.project}, one version per "
+                                             f"learn round; alias `{CHAMPION}`: the deployed one.")
         run = self.client.get_run(run_id)
         source = f"{run.info.artifact_uri}/weights"
-        mv = self.client.create_model_version(self.model_name, source, run_id=run_id)
+        number = int(run.data.tags.get(ROUND_TAG, -1))
+        metrics = run.data.metrics
+        tags = {"round": str(number), "mAP50": _fmt(metrics.get("mAP50"), 4),
+                "mAP50-95": _fmt(metrics.get("mAP50-95"), 4), "promotion": PENDING}
+        mv = self.client.create_model_version(
+            self.model_name, source, run_id=run_id, tags=tags,
+            description=version_description(number, metrics, run_id, "not decided yet"))
+        self.client.set_tag(run_id, VERSION_TAG, str(mv.version))
         return str(mv.version)
 
     def champion(self) -> ChampionInfo | None:
@@ -145,15 +429,45 @@ class Tracker:
     def promote(self, version: str, candidate_metric: float, tolerance: float) -> tuple[PromotionDecision, bool]:
         """Move ``champion`` to ``version`` if the rule allows; returns (decision, moved).
 
-        Idempotent: when the alias already points at ``version`` nothing moves again.
+        The decision is written before the alias moves: the version's tag ``promotion``
+        (``promoted because …`` / ``not promoted because …``) and description, and its round
+        run's tag ``labelwise.champion`` (``moved to v<n> (…)`` / ``kept v<m> (…)``) and
+        description. Idempotent: when the alias already points at ``version`` nothing moves
+        or is rewritten.
         """
         current = self.champion()
         if current is not None and current.version == str(version):
             return PromotionDecision(True, "already champion", candidate_metric, current.metric), False
         decision = decide_promotion(candidate_metric, current.metric if current else None, tolerance)
+        self._record_promotion(str(version), decision, current)
         if decision.promote:
             self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
         return decision, decision.promote
+
+    def _record_promotion(
+        self, version: str, decision: PromotionDecision, current: ChampionInfo | None
+    ) -> None:
+        explanation = decision.explanation
+        if current is not None:
+            explanation += f" (champion was v{current.version})"
+        self.client.set_model_version_tag(self.model_name, version, "promotion", explanation)
+        mv = self.client.get_model_version(self.model_name, version)
+        if not mv.run_id:
+            self.client.update_model_version(self.model_name, version, description=explanation)
+            return
+        run = self.client.get_run(mv.run_id)
+        number = int(run.data.tags.get(ROUND_TAG, mv.tags.get("round", -1)))
+        self.client.update_model_version(
+            self.model_name, version,
+            description=version_description(number, run.data.metrics, mv.run_id, explanation))
+        # The rule always promotes when there is no champion, so "kept" has a current one.
+        kept = f"v{current.version}" if current is not None else "the champion"
+        champion = (f"moved to v{version} ({explanation})" if decision.promote
+                    else f"kept {kept} ({explanation})")
+        if run.data.tags.get(KIND_TAG) == "round":
+            self.describe_round(mv.run_id, champion)
+        else:
+            self.client.set_tag(mv.run_id, CHAMPION_TAG, champion)
 
     def download_champion(self, dst: Path) -> Path | None:
         """Download the champion's weights file into ``dst``; None when there is no champion."""
