@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start/stop Labelwise's local services, all on 127.0.0.1, detached, with PID files:
-#   Prefect server (UI + API), the deployment runner (serve), the Label Studio webhook
-#   receiver, the MLflow UI; Label Studio itself through scripts/labelstudio.sh.
+#   Prefect server (UI + API) and the `labelwise` work pool prefect.yaml names, the deployment
+#   runner (serve), the Label Studio webhook receiver, the MLflow UI; Label Studio itself
+#   through scripts/labelstudio.sh.
 # Usage: scripts/services.sh up|down|status
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +27,8 @@ export LABELWISE_PROPOSE_CRON="${LABELWISE_PROPOSE_CRON:-0 6 * * *}"
 export LABELWISE_RECONCILE_CRON="${LABELWISE_RECONCILE_CRON:-*/15 * * * *}"
 export LABELWISE_WEBHOOK_PORT="$WEBHOOK_PORT"
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+export LW_MLFLOW_URL="http://127.0.0.1:$MLFLOW_PORT"  # learn artifacts link their MLflow run here
+WORK_POOL=labelwise  # the pool prefect.yaml names
 
 alive() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -59,6 +62,15 @@ stop() {  # TERM the whole process group, KILL it after 10 s
   rm -f "$RUN/$name.pid"
 }
 
+ensure_work_pool() {  # prefect.yaml's pool, for `prefect deploy --all`; serve itself needs none
+  if "$BIN/prefect" work-pool inspect "$WORK_POOL" >/dev/null 2>&1; then
+    echo "work pool $WORK_POOL: exists"
+  else
+    "$BIN/prefect" work-pool create "$WORK_POOL" --type process >/dev/null
+    echo "work pool $WORK_POOL: created (process type; the runner serves the deployments without it)"
+  fi
+}
+
 write_env() {  # what a client process needs to talk to these services
   cat >"$RUN/env" <<ENV
 PREFECT_HOME=$PREFECT_HOME
@@ -75,6 +87,7 @@ case "${1:-}" in
     bash "$ROOT/scripts/labelstudio.sh" start
     start prefect-server "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
     wait_http "$PREFECT_API_URL/health" 90
+    ensure_work_pool
     start runner "$BIN/python" -m deployments.serve_flows
     start webhook "$BIN/python" -m deployments.webhook
     start mlflow-ui "$BIN/mlflow" ui --backend-store-uri "sqlite:///$STATE/mlflow.db" \

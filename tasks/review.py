@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from tasks.artifacts import step_logger
 from tasks.settings import task_settings
 
 LS_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 10])
@@ -12,10 +13,13 @@ LS_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 10])
 @task(name="queue-for-review", **LS_RETRIES)
 def queue_for_review(config: str | None, project: str, batch: dict, group: str | None) -> dict:
     from labelwise.review import queue_batch
+    from labelwise.round_story import queue_line
     from labelwise.runtime import open_catalog
 
     settings = task_settings(config)
-    return queue_batch(settings, open_catalog(settings), project, batch, group)
+    queued = queue_batch(settings, open_catalog(settings), project, batch, group)
+    step_logger().info(queue_line(queued))
+    return queued
 
 
 @task(name="review-status", **LS_RETRIES)
@@ -24,16 +28,23 @@ def review_status(config: str | None, project: str, round_number: int | None) ->
     from labelwise.runtime import open_catalog
 
     settings = task_settings(config)
-    return run(settings, open_catalog(settings), project, round_number)
+    status = run(settings, open_catalog(settings), project, round_number)
+    step_logger().info(f"review-status: round {status['round']}: {status['annotated']} annotated, "
+                       f"{status['skipped']} skipped, {status['pending']} pending of "
+                       f"{status['total']} tasks ({'complete' if status['complete'] else 'not complete'})")
+    return status
 
 
 @task(name="pull-annotations", **LS_RETRIES)
 def pull_annotations(config: str | None, project: str, round_number: int | None) -> dict:
     from labelwise.review import pull_annotations as run
+    from labelwise.round_story import pull_line
     from labelwise.runtime import open_catalog
 
     settings = task_settings(config)
-    return run(settings, open_catalog(settings), project, round_number)
+    pulled = run(settings, open_catalog(settings), project, round_number)
+    step_logger().info(pull_line(pulled))
+    return pulled
 
 
 @task(name="annotate-simulated", **LS_RETRIES)
@@ -42,7 +53,12 @@ def annotate_simulated(config: str | None, project: str, truth_dir: str | None, 
     from labelwise.runtime import open_catalog
 
     settings = task_settings(config)
-    return run(settings, open_catalog(settings), project, truth_dir, noise, seed)
+    done = run(settings, open_catalog(settings), project, truth_dir, noise, seed)
+    step_logger().info(f"annotate-simulated: {done['annotated']} tasks answered from the truth "
+                       f"(noise {noise:g}), {done['already_annotated']} already answered, "
+                       f"{done['missing_truth']} without a truth file, "
+                       f"{done['relabelled_boxes']} boxes relabelled by the noise")
+    return done
 
 
 @task(name="wait-for-review")
@@ -52,4 +68,9 @@ def wait_for_review(config: str | None, project: str, round_number: int, timeout
     from labelwise.runtime import open_catalog
 
     settings = task_settings(config)
-    return run(settings, open_catalog(settings), project, round_number, timeout_s, poll_s)
+    status = run(settings, open_catalog(settings), project, round_number, timeout_s, poll_s)
+    who = ("moved by this poll" if status.get("transitioned")
+           else "already moved by the webhook or another poller")
+    step_logger().info(f"review: round {status['round']} complete: {status['annotated']} annotated, "
+                       f"{status['skipped']} skipped; round is {status.get('round_status')} ({who})")
+    return status

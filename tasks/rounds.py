@@ -6,16 +6,20 @@ from typing import Any
 
 from prefect import task
 
+from tasks.artifacts import step_logger
 from tasks.settings import task_settings
 
 
 @task(name="write-batch-artifacts")
 def write_batch_artifacts(config: str | None, batch: dict) -> dict:
+    from labelwise.round_story import batch_files_line
     from labelwise.runtime import open_catalog
     from labelwise.scorebatch import write_batch_artifacts as run
 
     settings = task_settings(config)
-    return run(settings, open_catalog(settings), batch)
+    files = run(settings, open_catalog(settings), batch)
+    step_logger().info(batch_files_line(files))
+    return files
 
 
 @task(name="record-round-figures")
@@ -31,7 +35,11 @@ def round_info(config: str | None, project: str, round_number: int | None) -> di
     """The round (default: the newest one not learned yet)."""
     from labelwise.rounds import find_round
 
-    return find_round(task_settings(config), project, round_number)
+    info = find_round(task_settings(config), project, round_number)
+    step_logger().info(f"round {info['number']} of {project}: {info['status']}, strategy "
+                       f"{info['strategy']}, {len(info.get('selected') or [])} images selected"
+                       + ("" if round_number is not None else " (the newest round not learned yet)"))
+    return info
 
 
 @task(name="move-round")
@@ -39,7 +47,11 @@ def move_round(config: str | None, project: str, round_number: int, from_status:
     from labelwise.runtime import open_catalog
 
     catalog = open_catalog(task_settings(config))
-    return catalog.transition_round(catalog.project(project), round_number, from_status, to_status)
+    moved = catalog.transition_round(catalog.project(project), round_number, from_status, to_status)
+    source = " or ".join(from_status)
+    step_logger().info(f"round {round_number}: {source} -> {to_status}" if moved else
+                       f"round {round_number}: not moved to {to_status} (it is not {source})")
+    return moved
 
 
 @task(name="list-rounds")
@@ -47,4 +59,6 @@ def list_rounds(config: str | None, project: str, status: str) -> list[int]:
     from labelwise.runtime import open_catalog
 
     catalog = open_catalog(task_settings(config))
-    return [r["number"] for r in catalog.rounds(catalog.project(project), status)]
+    numbers = [r["number"] for r in catalog.rounds(catalog.project(project), status)]
+    step_logger().info(f"rounds of {project} {status}: {numbers or 'none'}")
+    return numbers

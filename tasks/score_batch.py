@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from tasks.artifacts import step_logger
 from tasks.settings import task_settings
 
 
@@ -12,6 +13,7 @@ def score_batch(
     config: str | None, project: str, strategy: str, limit: int, diversity_weight: float,
     model_version: str | None, seed: int = 0,
 ) -> dict:
+    from labelwise.round_story import score_batch_line
     from labelwise.runtime import open_catalog
     from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
 
@@ -19,4 +21,6 @@ def score_batch(
     request = ScoreBatchRequest.from_settings(settings, project, strategy=strategy, limit=limit,
                                               diversity_weight=diversity_weight,
                                               model_version=model_version, seed=seed)
-    return build_score_batch(open_catalog(settings), settings, request, record=True).as_json()
+    batch = build_score_batch(open_catalog(settings), settings, request, record=True).as_json()
+    step_logger().info(score_batch_line(batch))
+    return batch

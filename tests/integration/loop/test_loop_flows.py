@@ -12,6 +12,97 @@ from labelwise.strategies import DEFAULT_STRATEGY
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def flow_runs_named(client, names: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)))
+    return {run.name: run for run in runs}
+
+
+def artifacts_of(client, flow_run_id) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """key -> data of the artifacts a flow run (or its tasks) created."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a.data for a in found}
+
+
+def log_lines_of(client, flow_run_id) -> list[str]:  # type: ignore[no-untyped-def]
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    return [log.message for log in client.read_logs(
+        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+
+
+def assert_round_story(lp, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    """Each propose run is named after its round and has the queue and contact-sheet artifacts;
+    each learn run has its learn page with metrics before -> after and its MLflow run; both log
+    their steps' figures."""
+    from prefect import get_client
+
+    limit = lp.settings.selection.limit
+    names = [f"{kind}-{lp.name}-round-{r['round']}" for r in rows for kind in ("propose", "learn")]
+    with get_client(sync_client=True) as client:
+        runs = flow_runs_named(client, names)
+        assert sorted(runs) == sorted(names)  # propose renamed itself once score-batch knew
+        for i, row in enumerate(rows):
+            n = row["round"]
+            propose = artifacts_of(client, runs[f"propose-{lp.name}-round-{n}"].id)
+            assert sorted(propose) == [f"contact-sheet-{lp.name}", f"queue-{lp.name}"]
+            queue = propose[f"queue-{lp.name}"].splitlines()
+            assert queue[0] == f"# Round {n} queue of {lp.name}"
+            for line in (f"| strategy | {row['strategy']} |", f"| limit | {limit} |",
+                         f"| diversity weight | {lp.settings.selection.diversity_weight} |",
+                         "| seed | 0 |", f"| scoring floor (confidence) | "
+                                           f"{lp.settings.scoring.confidence_floor} |"):
+                assert line in queue, line
+            items = [line for line in queue if line.startswith("| ") and "| `" in line]
+            assert len(items) == row["queued"] == limit
+            assert any(line.startswith("**Ties:** ") and f"of {limit} queued images" in line
+                       for line in queue)
+            assert any(line.startswith(f"- contact sheet: `") and line.endswith(f"round-{n}-queue.png`")
+                       for line in queue)
+            assert any(line.startswith("- Label Studio: project ") and f"{limit} tasks created" in line
+                       for line in queue)
+            assert propose[f"contact-sheet-{lp.name}"].endswith(f"round-{n}-queue.png)")
+            assert propose[f"contact-sheet-{lp.name}"].startswith(f"[round {n} contact sheet: ")
+
+            learn = artifacts_of(client, runs[f"learn-{lp.name}-round-{n}"].id)
+            assert list(learn) == [f"learn-{lp.name}"]
+            page = learn[f"learn-{lp.name}"].splitlines()
+            assert page[0] == f"# Round {n} learned: {lp.name}"
+            before = ("before (first round)" if i == 0 else
+                      f"before (champion v{rows[0]['registered_version']}, round {rows[0]['round']})")
+            assert (f"| held-out metric | {before} | after (v{row['registered_version']}) | change |"
+                    in page)
+            for label, key in (("precision", "precision"), ("recall", "recall"),
+                               ("mAP50", "mAP50"), ("mAP50-95", "mAP50-95")):
+                after = f"{row[key]:.3f}"
+                if i == 0:
+                    assert f"| {label} | – | {after} | n/a |" in page, label
+                else:
+                    prior = f"{rows[0][key]:.3f}"
+                    change = f"{row[key] - rows[0][key]:+.3f}"
+                    assert f"| {label} | {prior} | {after} | {change} |" in page, label
+            moved = f"**Promotion:** champion moved to v{row['registered_version']} ("
+            assert any(line.startswith(moved) for line in page) is row["champion_moved"]
+            assert any(line.startswith(f"**Labels used:** {row['labelled_images']} labelled images "
+                                       f"({row['labelled_boxes']} boxes) + ") for line in page)
+            assert any(line.startswith("**Reviewer corrections:** ") for line in page)
+            assert any(line.startswith(f"**MLflow:** run `{row['run_id']}`") for line in page)
+
+            logs = log_lines_of(client, runs[f"propose-{lp.name}-round-{n}"].id)
+            assert any(line.startswith(f"score-batch: round {n}, {limit} of ") for line in logs), logs
+            assert any(line.startswith(f"queue: {limit} tasks created in Label Studio project ")
+                       for line in logs), logs
+            logs = log_lines_of(client, runs[f"learn-{lp.name}-round-{n}"].id)
+            for step in ("pull: ", "retrain: ", "evaluate: mAP50 ", "promote: champion "):
+                assert any(line.startswith(step) for line in logs), (step, logs)
+
+
 def test_two_rounds_land_in_mlflow_and_move_the_champion_by_the_rule(prefect_harness, make_loop_project):
     from flows.closed_loop import closed_loop
     from flows.params import LoopParams
@@ -47,6 +138,7 @@ def test_two_rounds_land_in_mlflow_and_move_the_champion_by_the_rule(prefect_har
     project = catalog.project(lp.name)
     assert catalog.status_counts(project)["labelled"] == 12
     assert [r["status"] for r in catalog.rounds(project)] == ["learned", "learned"]
+    assert_round_story(lp, rows)
 
 
 @pytest.mark.faults
@@ -92,10 +184,16 @@ def test_training_crash_leaves_the_champion_untouched(prefect_harness, make_loop
     broken = victim.path.with_suffix(".moved")
     victim.path.rename(broken)
     try:
-        with pytest.raises(FileNotFoundError, match="is gone"):
-            learn_round(LearnParams(project=lp.name, round_number=proposed["round"], config=lp.config))
+        with pytest.raises(FileNotFoundError, match="is gone"):  # no round_number: the newest
+            learn_round(LearnParams(project=lp.name, config=lp.config))
     finally:
         broken.rename(victim.path)
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:  # the run renamed itself once it found the round
+        assert list(flow_runs_named(client, [f"learn-{lp.name}-round-{proposed['round']}"])) == [
+            f"learn-{lp.name}-round-{proposed['round']}"]
+        assert not flow_runs_named(client, [f"learn-{lp.name}"])
     after = tracker.champion()
     assert after is not None and after.version == before.version
     assert catalog.round_info(project, proposed["round"])["status"] == "reviewed"  # can be retried
