@@ -28,7 +28,7 @@ def print_table(rows: list[dict]) -> None:
     """One line per round: labelled (reviewed) images and boxes, pseudo-labelled images and
     boxes (0 unless ``training.pseudo_labels`` is on), reviewer edits, held-out metrics."""
     header = (f"{'round':>5} {'strategy':<20} {'labels(img)':>11} {'boxes':>6} {'pseudo(img)':>11} "
-              f"{'pseudo(box)':>11} {'edits':>5} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  champion")
+              f"{'pseudo(box)':>11} {'edits':>5} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  {'champion':<11} learnt by")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -40,7 +40,14 @@ def print_table(rows: list[dict]) -> None:
               f"{r.get('pseudo_images', 0):>11} {r.get('pseudo_boxes', 0):>11} "
               f"{'-' if edits is None else edits:>5} "
               f"{r['precision']:6.3f} {r['recall']:6.3f} {r['mAP50']:6.3f} {r['mAP50-95']:8.3f}  "
-              f"{'moved to v' + str(r['registered_version']) if r['champion_moved'] else 'kept'}")
+              f"{'moved to v' + str(r['registered_version']) if r['champion_moved'] else 'kept':<11} "
+              f"{learnt_by(r)}")
+
+
+def learnt_by(row: dict) -> str:
+    """Who learnt the round: the learn run the webhook started (a deployment run) or the loop."""
+    who = str(row.get("learnt_by") or "")
+    return "webhook: " + who.split(" (deployment")[0] if "(deployment" in who else "the loop"
 
 
 def print_next_queue(settings, config_file: str, project: str, limit: int = 8) -> None:  # type: ignore[no-untyped-def]
@@ -55,11 +62,11 @@ def print_next_queue(settings, config_file: str, project: str, limit: int = 8) -
     request = ScoreBatchRequest.from_settings(settings, project, limit=limit)
     batch = build_score_batch(open_catalog(settings), settings, request, record=False)
     print(f"\nNext queue ({batch.strategy}, model {batch.model_version}), most uncertain first:")
-    print(f"{'image_id':<17} {'score':>6} {'lowest_conf':>11} {'margin':>6} {'entropy':>7}  thumbnail")
+    print(f"{'image_id':<17} {'score':>6} {'lowest_conf':>11} {'margin':>6} {'entropy':>7}  why")
     for item in batch.queue:
         sc = item.scores
         print(f"{item.image_id:<17} {item.uncertainty_score:6.3f} {sc['lowest_confidence']:11.3f} "
-              f"{sc['margin_sampling']:6.3f} {sc['entropy']:7.3f}  {item.thumbnail}")
+              f"{sc['margin_sampling']:6.3f} {sc['entropy']:7.3f}  {item.reason_text}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,9 +84,8 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("YOLO_VERBOSE", "False")  # per-epoch progress bars would drown the table
     if args.write_config:
-        # The loop polls Label Studio; no webhook, so a runner from `make up` does not start a
-        # second learn run for the same batch.
-        os.environ["LABELWISE_LABELSTUDIO__WEBHOOK_URL"] = ""
+        # The Label Studio webhook stays on: each finished batch reaches the receiver `make up`
+        # starts, which starts the learn deployment; the loop hands the round to that run.
         os.environ.pop("LABELWISE_CONFIG", None)
         path = write_settings(demo_settings(load_settings()), Path(args.write_config))
         print(f"demo config: {path}")
@@ -104,19 +110,51 @@ def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # typ
     on = settings.training.pseudo_labels
     print(f"pseudo-labels: {'on' if on else 'off'} (training.pseudo_labels; "
           f"LABELWISE_TRAINING__PSEUDO_LABELS={'false' if on else 'true'} switches them {'off' if on else 'on'})")
+    webhook = bool(settings.labelstudio.webhook_url.strip())
+    print(f"webhook: {settings.labelstudio.webhook_url or 'off'} (a finished batch starts the learn "
+          "deployment; the loop hands the round to that run)" if webhook else "webhook: off")
     rows = closed_loop(LoopParams(project=demo.name, config=config_file, rounds=rounds,
                                   annotator="simulated", truth_dir=str(demo.truth_dir),
-                                  review_timeout_s=600, campaign="demo"))
+                                  review_timeout_s=600, campaign=settings.tracking.campaign,
+                                  handoff_s=HANDOFF_S if webhook else 0.0))
     print()
     print_table(rows)
     print_next_queue(settings, config_file, demo.name)
     minutes = (time.perf_counter() - started) / 60
-    print(f"\n{len(rows)} rounds in {minutes:.1f} min. Where to look:")
-    print(f"  Label Studio  {settings.labelstudio.url}  (tab 'group: active-learning')")
-    print(f"  MLflow UI     {os.environ.get('LW_MLFLOW_URL', 'http://127.0.0.1:5000')}  "
-          f"(experiment labelwise/{demo.name}); or: .venv/bin/mlflow ui --backend-store-uri {settings.resolved_tracking_uri}")
-    print(f"  Prefect UI    {os.environ.get('PREFECT_API_URL', 'http://127.0.0.1:4200/api').removesuffix('/api')}")
-    print(f"  Queues        {settings.state_dir / 'reports' / demo.name}")
+    print(f"\n{len(rows)} rounds in {minutes:.1f} min.")
+    print_where_to_look(settings, demo.name, rows)
+
+
+HANDOFF_S = 120.0
+"""How long the demo's loop waits for the webhook's learn run to take a reviewed round."""
+
+
+def print_where_to_look(settings, project: str, rows: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    """Where each part of the story is: the review, the runs, the models, the files."""
+    from labelwise.learn import tracker_for
+    from labelwise.runtime import open_catalog
+    from labelwise.tracking import model_name_for
+
+    catalog = open_catalog(settings)
+    record = catalog.project(project)
+    ls = settings.labelstudio.url
+    data = f"{ls}/projects/{record.ls_project_id}/data" if record.ls_project_id else ls
+    mlflow_ui = os.environ.get("LW_MLFLOW_URL", "http://127.0.0.1:5000")
+    prefect_ui = os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api").removesuffix("/api")
+    reports = settings.state_dir / "reports" / project
+    last = rows[-1]["round"] if rows else 0
+    print("Where to look:")
+    print(f"  Label Studio   {data}  tabs 'round <n>' and 'group: active-learning', most uncertain "
+          "first; each task shows why it was picked above the image and the round model's boxes")
+    print(f"  Prefect UI     {prefect_ui}/runs  propose-{project}-round-<n> (Artifacts: the queue with "
+          f"reasons, the contact sheet) and learn-{project}-round-<n> (Artifacts: metrics before -> "
+          f"after, promotion); Deployments -> learn-round/learn lists the runs the webhook started")
+    print(f"  MLflow UI      {mlflow_ui}/{tracker_for(settings, project).rounds_view_path()}  "
+          f"(one row per round with its metrics; Models -> {model_name_for(project)}: versions with round, mAP and "
+          "why promoted)")
+    print(f"  Contact sheet  {reports / f'round-{last}-queue.png'}  (boxes, score and reason per image)")
+    print(f"  Webhook        {settings.labelstudio.webhook_url or 'off'}  "
+          f"(health: {settings.labelstudio.webhook_url.rsplit('/webhooks', 1)[0]}/health)")
     print("  Stop the services with: make down")
 
 

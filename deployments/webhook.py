@@ -168,5 +168,6 @@ def main(on_batch_complete: BatchHook | None = None) -> None:
 
 if __name__ == "__main__":
     from deployments.continuation import start_learn_run
+    from labelwise.config import load_settings as _load
 
-    main(start_learn_run(os.environ.get("LABELWISE_CONFIG") or None))
+    main(start_learn_run(os.environ.get("LABELWISE_CONFIG") or None, _load().tracking.campaign))

@@ -45,3 +45,14 @@ def name_after_round(kind: str, project: str, round_number: int) -> str | None:
         client.update_flow_run(UUID(str(run_id)), name=name)
     get_run_logger().info(f"run named {name} (round {round_number})")
     return name
+
+
+def current_run_name() -> str:
+    """``<flow run name>``, plus `` (deployment <name>)`` for a run of a deployment (e.g. the
+    learn run the webhook started), or ``"local"`` outside a flow run."""
+    from prefect.runtime import deployment, flow_run
+
+    name = flow_run.get_name() if flow_run.get_id() else None
+    if not name:
+        return "local"
+    return f"{name} (deployment {deployment.get_name()})" if deployment.get_id() else str(name)

@@ -48,6 +48,9 @@ class LoopParams(BaseModel):
     review_timeout_s: float = Field(3600.0, gt=0)
     poll_s: float = Field(2.0, gt=0)
     campaign: str = "default"
+    handoff_s: float = Field(
+        0.0, ge=0.0, description="Seconds to wait for the learn run the webhook started to take a "
+        "round the webhook marked reviewed, before learning it in the loop (0 = always here).")
     stop_on_plateau: bool = False
     seed: int = 0
 

@@ -62,3 +62,16 @@ def list_rounds(config: str | None, project: str, status: str) -> list[int]:
     numbers = [r["number"] for r in catalog.rounds(catalog.project(project), status)]
     step_logger().info(f"rounds of {project} {status}: {numbers or 'none'}")
     return numbers
+
+
+@task(name="wait-for-learned")
+def wait_for_learned(config: str | None, project: str, round_number: int, timeout_s: float,
+                     poll_s: float, idle_s: float) -> dict | None:
+    """What another run learnt for the round, once learned; None if none took it in idle_s."""
+    from labelwise.rounds import wait_for_learned as run
+
+    learned = run(task_settings(config), project, round_number, timeout_s, poll_s, idle_s)
+    step_logger().info(f"handoff: round {round_number} " + (
+        "was not taken by another run: learning it here" if learned is None
+        else f"learnt by {learned.get('learnt_by', 'another run')}"))
+    return learned

@@ -167,6 +167,10 @@ class TrackingSettings(BaseModel):
 
     tracking_uri: str | None = Field(None, description="Defaults to sqlite in the state folder.")
     experiment_prefix: str = "labelwise"
+    campaign: str = Field(
+        "default", description="MLflow campaign (parent run) of the learn runs the webhook "
+        "receiver starts; a closed loop of the same campaign holds them under its own run."
+    )
     promote_tolerance: float = Field(
         0.0, ge=0.0, description="Champion moves unless mAP50-95 drops by more than this."
     )

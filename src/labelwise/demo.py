@@ -15,6 +15,8 @@ DEMO_OVERRIDES: dict[str, dict[str, object]] = {
     "detector": {"model": "yolov8n.yaml", "imgsz": 128, "batch": 32},
     "training": {"epochs": 20, "min_image_passes": 1200, "batch": 8},
     "selection": {"limit": 20, "diversity_weight": 0.3},
+    # Rounds the webhook's learn runs learn are logged under the loop's campaign run.
+    "tracking": {"campaign": "demo"},
 }
 
 

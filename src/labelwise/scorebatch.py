@@ -20,6 +20,7 @@ from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
 from labelwise.reasons import explain_queue
+from labelwise.round_story import tied_count
 from labelwise.scoring import ScoringRule, score_image, unscored
 from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
 
@@ -239,6 +240,7 @@ def build_score_batch(
             "candidate_factor": request.candidate_factor,
             "embedder": embedder if needs_embeddings else None,
             "candidates": len(candidates),
+            "tied_candidates": tied_count(score_value(sc, strategy.score_key) for sc in scores),
             "unlabelled_without_prediction": len(unlabelled) - len(scorable),
             "held_back": held_back,
             "scoring": rule.as_params(),

@@ -216,3 +216,31 @@ def test_a_batch_reviewed_while_prefect_is_down_starts_one_learn_run_when_it_is_
     assert len(runs_for(prefect_server, learn.id, lp.name)) == 1
     assert catalog.round_info(project, 0)["status"] == "learned"
     assert _receiver_health(port)["learn_requests"]["pending"] == 0
+
+
+def test_the_loop_hands_a_batch_the_webhook_reviewed_to_the_webhooks_learn_run(
+        prefect_server, trigger_project):
+    """Issue 17, item 7 (the demo's path): the loop's simulated reviewer finishes the batch in
+    Label Studio, Label Studio's webhook reaches the receiver, which starts the learn deployment;
+    the loop hands the round to that run and reports what it learnt. One learn run in all."""
+    import os
+
+    lp, _ = trigger_project
+    code = (
+        "import json; from flows.closed_loop import closed_loop; from flows.params import LoopParams; "
+        f"rows = closed_loop(LoopParams(project={lp.name!r}, config={str(lp.config)!r}, rounds=1, "
+        f"annotator='simulated', truth_dir={str(lp.truth_dir)!r}, review_timeout_s=300, poll_s=1, "
+        "handoff_s=120)); print('ROWS=' + json.dumps(rows, default=str))"
+    )
+    env = {**os.environ, **prefect_server.env(), "LABELWISE_CONFIG": str(lp.config)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    (row,) = json.loads(done.stdout.split("ROWS=")[-1])
+    assert "(deployment" in row["learnt_by"], row
+    assert row["round"] == 0 and row["mAP50"] >= 0.0
+    learn = deployment(prefect_server, "learn-round/learn")
+    (run,) = runs_for(prefect_server, learn.id, lp.name)
+    assert run.state.type.value == "COMPLETED"
+    assert row["learnt_by"].startswith(run.name)
+    assert open_catalog(lp.settings).round_info(open_catalog(lp.settings).project(lp.name), 0)["status"] == "learned"
