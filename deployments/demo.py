@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     from labelwise.demo import demo_settings
 
     os.environ.setdefault("YOLO_VERBOSE", "False")  # per-epoch progress bars would drown the table
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # so would downloads
     if args.write_config:
         # The Label Studio webhook stays on: each finished batch reaches the receiver `make up`
         # starts, which starts the learn deployment; the loop hands the round to that run.

@@ -1,4 +1,4 @@
-"""MLflow: one experiment per project, a parent run per campaign, a child run per round, and a
+"""MLflow: one experiment per project, a campaign run per loop, a run per round, and a
 registered model per project whose ``champion`` alias marks the deployed weights.
 
 Uses ``MlflowClient`` with explicit run ids throughout (no fluent active run: that is
@@ -10,14 +10,13 @@ What the MLflow UI shows (MLflow 3.17):
   UI's experiment-kind selector writes for "Machine learning"). The UI's sidebar switch
   (GenAI / Machine learning, kept per browser) still decides which tab an experiment opens on,
   so links to the rounds carry ``workflowType=machine_learning`` (:meth:`Tracker.rounds_view_path`).
-- Round runs are children of their campaign run (``mlflow.parentRunId``), so the default runs
-  table shows the campaign as one row whose expander lists its rounds; the campaign run holds
+- Round runs link to their campaign run by the tag ``labelwise.campaign_run`` (not
+  ``mlflow.parentRunId``: the UI would fold them under one collapsed campaign row), so the default
+  runs table lists every round as a row with its metrics, next to the campaign runs, which hold
   the headline metrics per round (step = round), i.e. the learning curve. The experiment also
   carries a saved view, ``Rounds`` (experiment tag ``mlflow.sharedViewState.labelwise-rounds``):
-  only the round runs, one row each, oldest first, with the columns of
-  :data:`ROUND_COLUMNS` (description, strategy, labelled images, P/R/mAP50/mAP50-95, champion,
-  registered model). Rows of children whose parent is filtered out are shown flat, which is
-  what the view relies on. MLflow does not let a shared view expand a parent row.
+  only the round runs, oldest first, with the columns of :data:`ROUND_COLUMNS` (description,
+  strategy, labelled images, P/R/mAP50/mAP50-95, champion, registered model).
 - Every round run has a description (``mlflow.note.content``, :func:`round_description`);
   every campaign run gets one when it ends (:func:`campaign_description`).
 - Every registered version has a description and the tags :data:`VERSION_TAG_KEYS`.
@@ -56,7 +55,9 @@ PRIMARY_METRIC = "mAP50-95"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = "labelwise.campaign_run"
+"""The round run's link to its campaign run. Not ``mlflow.parentRunId``: the UI would nest the
+rounds under a collapsed campaign row (one row, no metric columns) in every view."""
 KIND_TAG = "labelwise.kind"
 ROUND_TAG = "labelwise.round"
 HELD_BY_TAG = "labelwise.held_by"

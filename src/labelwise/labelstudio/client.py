@@ -50,7 +50,7 @@ def _view_value(data: Mapping[str, Any], key: str) -> Any:
     value = data.get(key)
     if key == "ordering":
         return list(value or [])
-    if key == "columnsDisplayType":
+    if key in ("columnsDisplayType", "hiddenColumns"):
         return dict(value or {})
     return value
 
@@ -418,6 +418,7 @@ class LabelStudioClient:
         *,
         ordering: Sequence[str] = ("tasks:predictions_score",),
         numbers: Sequence[str] = (),
+        hidden: Sequence[str] = (),
     ) -> int:
         """Id of the Data Manager tab ``title`` that shows tasks whose ``data.<field>`` equals
         ``value``; created, or its filter/ordering/column types updated, as needed.
@@ -428,6 +429,8 @@ class LabelStudioClient:
             numbers: ``data`` keys shown, filtered and sorted as numbers (Label Studio types
                 every task data column as text unless the tab's ``columnsDisplayType`` says
                 ``Number``; sorting ``data.<key>`` is numeric only then).
+            hidden: task columns the tab hides (``inner_id``, ``annotations_results``,
+                ``data.<key>``, ...), in the table and in the labelling view's task list.
         """
         kind = "String" if isinstance(value, str) else "Number"
         data = {
@@ -444,7 +447,11 @@ class LabelStudioClient:
             "ordering": list(ordering),
             "columnsDisplayType": {f"tasks:data.{key}": "Number" for key in numbers},
         }
-        compared = ("filters", "ordering", "columnsDisplayType")
+        compared: tuple[str, ...] = ("filters", "ordering", "columnsDisplayType")
+        if hidden:
+            columns = [f"tasks:{c}" for c in hidden]
+            data["hiddenColumns"] = {"explore": columns, "labeling": columns}
+            compared += ("hiddenColumns",)
 
         def find() -> int | None:
             for view in self.list_views(project_id):

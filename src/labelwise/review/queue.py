@@ -53,6 +53,13 @@ QUEUE_ORDER = ("tasks:data.uncertainty_score",)
 """Data Manager order of a round's or group's tab: most uncertain first."""
 NUMERIC_DATA = ("uncertainty_score", "round")
 """Task data keys the tabs show, filter and sort as numbers."""
+HIDDEN_COLUMNS = (
+    "inner_id", "annotations_results", "annotations_ids", "predictions_results",
+    "predictions_model_versions", "file_upload", "storage_filename", "created_at", "updated_at",
+    "updated_by", "avg_lead_time", "draft_exists", "allow_skip", "data.reason", "data.strategy",
+)
+"""Columns a round's or group's tab hides, so the image, its score and why it was picked show
+without scrolling past raw annotation JSON."""
 
 
 def _parse_batch(
@@ -239,11 +246,13 @@ def queue_batch(
         if model_version:  # reviewers are prefilled with this round's model's boxes
             client.set_prelabel_model(ls_id, str(model_version))
         round_view = client.ensure_view(ls_id, title=f"round {number}", field="round", value=number,
-                                        ordering=QUEUE_ORDER, numbers=NUMERIC_DATA)
+                                        ordering=QUEUE_ORDER, numbers=NUMERIC_DATA,
+                                        hidden=HIDDEN_COLUMNS)
         view_id = None
         if group:
             view_id = client.ensure_view(ls_id, title=f"group: {group}", field="group", value=group,
-                                         ordering=QUEUE_ORDER, numbers=NUMERIC_DATA)
+                                         ordering=QUEUE_ORDER, numbers=NUMERIC_DATA,
+                                        hidden=HIDDEN_COLUMNS)
         url = project_url(client, ls_id, view_id if view_id is not None else round_view)
 
     ordered = {image_id: task_ids[image_id] for image_id in ids}
