@@ -110,8 +110,9 @@ def tasks_by_key(client: "LabelStudioClient", project_id: int, key: str,
     return found
 
 
-def _unannotated(task: Mapping[str, Any]) -> bool:
-    return not (task.get("total_annotations") or task.get("cancelled_annotations"))
+def has_answers(task: Mapping[str, Any]) -> bool:
+    """Whether a Label Studio task holds annotations (submitted or skipped) a reviewer made."""
+    return bool(task.get("total_annotations") or task.get("cancelled_annotations"))
 
 
 def import_keyed(
@@ -174,7 +175,7 @@ def _remove_duplicates(client: "LabelStudioClient", project_id: int, key: str,
         if k not in ids or len(copies) < 2:
             continue
         ids[k] = int(copies[0]["id"])
-        extra.extend(int(t["id"]) for t in copies[1:] if _unannotated(t))
+        extra.extend(int(t["id"]) for t in copies[1:] if not has_answers(t))
     if extra:
         log.warning("import into project %s: deleting %d duplicate task(s) a lost reply left "
                     "behind: %s", project_id, len(extra), extra)

@@ -39,7 +39,7 @@ from labelwise.config import Settings
 from labelwise.domain import Detections, ImageStatus
 from labelwise.labelstudio.boxes import detections_to_ls_result
 from labelwise.labelstudio.local_files import local_files_url
-from labelwise.labelstudio.task_import import TaskImport
+from labelwise.labelstudio.task_import import TaskImport, has_answers
 from labelwise.review.media import check_sources, place_all
 from labelwise.review.project import ensure_in, open_client, project_url
 from labelwise.rounds import PROPOSED, QUEUED
@@ -136,11 +136,6 @@ def _prediction(
     return {"model_version": model_version, "score": round(score, 6), "result": result}
 
 
-def _has_answers(task: Mapping[str, Any]) -> bool:
-    """Whether a task holds annotations (submitted or skipped) a reviewer made."""
-    return bool(task.get("total_annotations") or task.get("cancelled_annotations"))
-
-
 def _existing_tasks(client: "LabelStudioClient", ls_id: int) -> dict[str, dict[str, Any]]:
     """``{data.image_id: task}`` of the project's tasks (the oldest task when several)."""
     found: dict[str, dict[str, Any]] = {}
@@ -222,7 +217,7 @@ def queue_batch(
             if known is not None and dict(known.get("data") or {}) == data:
                 task_ids[img.image_id] = int(known["id"])
                 continue
-            if known is not None and _has_answers(known):
+            if known is not None and has_answers(known):
                 task_ids[img.image_id] = int(known["id"])  # keep a reviewer's work on it
                 client.update_task_data(int(known["id"]), data)
                 continue
