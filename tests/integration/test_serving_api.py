@@ -35,6 +35,7 @@ from labelwise.config import DetectorSettings, EmbedderSettings, Settings
 from labelwise.datasets.digits import DigitsConfig, generate_digits
 from labelwise.domain import ImageStatus
 from labelwise.labelstudio import LabelStudioClient
+from labelwise.reasons import REASON_CODES
 from labelwise.runtime import open_catalog
 from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
 from labelwise.serving import ServingSettings, create_app
@@ -296,6 +297,7 @@ def test_the_product_pages_client_runs_verbatim(deployment):
     assert scores == sorted(scores)
     for item in queue:
         assert set(item["scores"]) == {"lowest_confidence", "margin_sampling", "entropy"}, item
+        assert item["reason"] in REASON_CODES and item["reason_text"], item  # why it was picked
         thumb = requests.get(item["thumbnail"], headers=auth)
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(thumb.content)).format == "JPEG"
