@@ -11,6 +11,7 @@ from prefect import flow
 from flows.learn_round import learn_round
 from flows.naming import run_name
 from flows.params import LearnParams, ReconcileParams
+from labelwise.rounds import QUEUED, REVIEWED
 from tasks.review import review_status
 from tasks.rounds import list_rounds, move_round
 
@@ -19,11 +20,11 @@ from tasks.rounds import list_rounds, move_round
 def reconcile(params: ReconcileParams) -> list[dict]:
     cfg, project = params.config, params.project
     learned = []
-    for number in list_rounds(cfg, project, "queued"):
+    for number in list_rounds(cfg, project, QUEUED):
         status = review_status(cfg, project, number)
         if status["complete"]:
-            move_round(cfg, project, number, ["queued"], "reviewed")
-    for number in list_rounds(cfg, project, "reviewed"):
+            move_round(cfg, project, number, [QUEUED], REVIEWED)
+    for number in list_rounds(cfg, project, REVIEWED):
         learned.append(learn_round(LearnParams(project=project, round_number=number, config=cfg,
                                                campaign=params.campaign)))
     return learned

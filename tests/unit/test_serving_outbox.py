@@ -11,7 +11,7 @@ import pytest
 from labelwise.config import Settings
 from labelwise.domain import Detections, ImageStatus
 from labelwise.labelstudio.errors import LabelStudioUnavailable
-from labelwise.rounds import LEARNED, QUEUED
+from labelwise.rounds import LEARNED, LEARNING, PROPOSED, QUEUED, REVIEWED
 from labelwise.serving import outbox
 from labelwise.serving.delivery import make_deliver, serving_round
 from labelwise.serving.outbox import DeliveryWorker, retry_delay
@@ -133,9 +133,10 @@ def test_serving_round_is_reused_until_review_closes_it(catalog, pool):
     assert serving_round(catalog, project, "g", "v1") == first
     other = serving_round(catalog, project, "other", "v1")
     assert other != first
-    catalog.set_round_status(project, first, QUEUED)
+    assert catalog.transition_round(project, first, PROPOSED, QUEUED)
     assert serving_round(catalog, project, "g", "v1") == first
-    catalog.set_round_status(project, first, LEARNED)
+    for src, dst in ((QUEUED, REVIEWED), (REVIEWED, LEARNING), (LEARNING, LEARNED)):
+        assert catalog.transition_round(project, first, src, dst)
     fresh = serving_round(catalog, project, "g", "v1")
     assert fresh not in (first, other)
     assert catalog.round_info(project, fresh)["params"]["upload_group"] == "g"

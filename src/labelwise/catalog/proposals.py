@@ -13,9 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from labelwise.catalog.records import CatalogError
+from labelwise.rounds.status import (  # noqa: F401 - the statuses' one definition, re-exported
+    ABANDONED,
+    LEARNED,
+    LEARNING,
+    PROPOSED,
+    QUEUED,
+    REVIEWED,
+)
 
-PROPOSED, QUEUED, REVIEWED, LEARNING, LEARNED = "proposed", "queued", "reviewed", "learning", "learned"
-ABANDONED = "abandoned"  # a proposal whose batch never reached Label Studio
 SERVING_SOURCE = "serving"  # params.source of the serving API's rounds (their outbox owns them)
 STALE_PROPOSAL_AGE = timedelta(hours=1)  # a proposal this old is closed whoever owns it
 CREATE_ATTEMPTS = 8  # numbers tried by create_round when a writer bypasses the lock row

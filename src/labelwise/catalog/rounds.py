@@ -63,6 +63,8 @@ from labelwise.catalog.proposals import (
 )
 from labelwise.catalog.records import CatalogError, ProjectRecord
 from labelwise.domain import ImageScore, ImageStatus
+from labelwise.rounds.status import check_transition
+
 
 def _utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
@@ -316,14 +318,20 @@ class RoundsMixin(CatalogMixin):
 
         True for exactly one caller when several race (webhook retries, reconciler, UI), so a
         continuation guarded by it runs once per batch.
+
+        Raises:
+            IllegalTransition: a move :data:`labelwise.rounds.status.TRANSITIONS` does not allow
+                (from any of ``from_status``), before anything is written.
         """
         allowed = [from_status] if isinstance(from_status, str) else list(from_status)
+        check_transition(allowed, to_status)  # IllegalTransition names the move and what is allowed
+        allowed = [str(a) for a in allowed]
         with self.session() as s, s.begin():
             result = s.execute(
                 update(RoundRow)
                 .where(RoundRow.project_id == project.id, RoundRow.number == number,
                        RoundRow.status.in_(allowed))
-                .values(status=to_status)
+                .values(status=str(to_status))
             )
             return (result.rowcount or 0) == 1
 
@@ -365,8 +373,3 @@ class RoundsMixin(CatalogMixin):
                 raise CatalogError(f"project {project.name!r} has no round {number}")
             row.params = {**(row.params or {}), **extra}
             return dict(row.params)
-
-    def set_round_status(self, project: ProjectRecord, number: int, status: str) -> None:
-        with self.session() as s, s.begin():
-            s.execute(update(RoundRow).where(RoundRow.project_id == project.id, RoundRow.number == number)
-                      .values(status=status))

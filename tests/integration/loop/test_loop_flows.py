@@ -197,3 +197,21 @@ def test_training_crash_leaves_the_champion_untouched(prefect_harness, make_loop
     after = tracker.champion()
     assert after is not None and after.version == before.version
     assert catalog.round_info(project, proposed["round"])["status"] == "reviewed"  # can be retried
+
+    # The round was given back: `labelwise learn` (no Prefect: the same use case) learns it, once.
+    import json
+
+    from typer.testing import CliRunner
+
+    from labelwise.cli.main import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["--config", lp.config, "learn", "--project", lp.name])
+    assert done.exit_code == 0, done.output
+    learned = json.loads(done.stdout[done.stdout.index("{"):])
+    assert learned["round"] == proposed["round"] and learned["learnt_by"] == "labelwise learn"
+    assert catalog.round_info(project, proposed["round"])["status"] == "learned"
+    assert tracker.champion() is not None
+    again = runner.invoke(app, ["--config", lp.config, "learn", "--project", lp.name,
+                                "--round", str(proposed["round"])])
+    assert again.exit_code == 2 and "was not learnt: round is learned" in again.output

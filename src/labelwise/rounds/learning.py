@@ -1,0 +1,252 @@
+"""The learn use case: pull -> retrain -> evaluate -> track -> promote, once per batch.
+
+:func:`learn_round` is the one recipe of the learn half of a round, for every caller: the
+``labelwise learn`` command, a notebook, the ``learn-round`` Prefect flow and the reconciler. It
+owns the round's moves: it claims the round (``queued``/``reviewed -> learning``, a
+compare-and-set, so of several runs racing for one batch exactly one learns it), gives it back
+(``learning -> reviewed``) when a step fails, records what it learnt with the round
+(``params.learned``, :data:`~labelwise.rounds.status.LEARNED_SUMMARY`) and moves it ``learning ->
+learned``.
+
+Each step is a library call run through a :data:`StepRunner`: :func:`run_directly` calls it; the
+flow passes one that runs it as a named Prefect task (its own run in the UI, retries only where
+the step is safe to repeat), so the flow and the command run the same code in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from labelwise.config import Settings
+from labelwise.rounds.status import LEARNED, LEARNED_SUMMARY, LEARNING, OPEN_STATUSES, REVIEWED
+
+log = logging.getLogger(__name__)
+
+
+class StepRunner(Protocol):
+    """Runs one named step of the use case: ``runner(name, fn, *args) -> fn(*args)``."""
+
+    def __call__(self, name: str, fn: Callable[..., Any], /, *args: Any) -> Any: ...
+
+
+def run_directly(name: str, fn: Callable[..., Any], /, *args: Any) -> Any:
+    """The plain step runner: call ``fn(*args)``."""
+    return fn(*args)
+
+
+LEARN_STEPS = ("claim", "pull", "resolve-model", "champion-before", "retrain", "evaluate",
+               "track-round", "promote", "plateau-check", "record-learned", "finish")
+"""The steps of :func:`learn_round`, in order (the names the runner gets)."""
+
+RETRYABLE_STEPS = frozenset({"pull", "resolve-model", "champion-before", "track-round",
+                             "promote", "plateau-check"})
+"""Steps safe to repeat after a failure (IO that finds what an earlier attempt wrote, or only
+reads); a runner may retry these and no others."""
+
+
+@dataclass(frozen=True)
+class LearnOutcome:
+    """What one :func:`learn_round` call did.
+
+    Attributes:
+        round: the round number.
+        skipped: why nothing was learnt (the round was not open: another run holds or learnt
+            it), else None.
+        summary: the learnt round's figures (also recorded with the round): labelled and pseudo
+            images/boxes, P/R/mAP50/mAP50-95, champion moved, registered version, MLflow run,
+            plateau, what was pulled, who learnt it.
+        evaluation, retrained, promoted, tracked, pulled, before: each step's result (before:
+            the champion before promotion, None on a first round), for reports.
+    """
+
+    round: int
+    skipped: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    retrained: dict[str, Any] = field(default_factory=dict)
+    promoted: dict[str, Any] = field(default_factory=dict)
+    tracked: dict[str, Any] = field(default_factory=dict)
+    pulled: dict[str, Any] = field(default_factory=dict)
+    before: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary (what flows return), or ``{"round", "skipped"}``."""
+        return {"round": self.round, "skipped": self.skipped} if self.skipped else dict(self.summary)
+
+
+# -- steps: one library call each --------------------------------------------------------------
+def claim(settings: Settings, project: str, number: int) -> bool:
+    """``queued``/``reviewed -> learning`` (compare-and-set): True for the one caller that wins."""
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    return catalog.transition_round(catalog.project(project), number, OPEN_STATUSES, LEARNING)
+
+
+def give_back(settings: Settings, project: str, number: int) -> bool:
+    """``learning -> reviewed`` after a failed step, so a later run can learn the batch."""
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    return catalog.transition_round(catalog.project(project), number, LEARNING, REVIEWED)
+
+
+def finish(settings: Settings, project: str, number: int) -> bool:
+    """``learning -> learned``."""
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    return catalog.transition_round(catalog.project(project), number, LEARNING, LEARNED)
+
+
+def record_learned(settings: Settings, project: str, number: int, summary: dict[str, Any]) -> None:
+    """Keep the summary with the round (a loop that handed the round over reads it there)."""
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    catalog.update_round_params(catalog.project(project), number, {LEARNED_SUMMARY: summary})
+
+
+def pull(settings: Settings, project: str, number: int) -> dict[str, Any]:
+    from labelwise.review import pull_annotations
+    from labelwise.runtime import open_catalog
+
+    return pull_annotations(settings, open_catalog(settings), project, number)
+
+
+def resolve_model(settings: Settings, project: str) -> dict[str, Any]:
+    from labelwise.learn import resolve_base_model
+
+    return asdict(resolve_base_model(settings, project))
+
+
+def champion_before(settings: Settings, project: str) -> dict[str, Any] | None:
+    from labelwise.round_story import champion_before as read
+
+    return read(settings, project)
+
+
+def retrain(settings: Settings, project: str, number: int, base_model: str) -> dict[str, Any]:
+    from labelwise.learn import retrain as run
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    return run(settings, catalog, catalog.project(project), number, base_model).as_dict()
+
+
+def evaluate(settings: Settings, project: str, weights: str) -> dict[str, Any]:
+    from labelwise.learn import evaluate as run
+    from labelwise.runtime import open_catalog
+
+    return run(settings, open_catalog(settings).project(project), weights)
+
+
+def track(settings: Settings, project: str, number: int, campaign: str, params: dict[str, Any],
+          retrained: dict[str, Any], evaluation: dict[str, Any], extra: dict[str, float],
+          artifacts: dict[str, str]) -> dict[str, Any]:
+    from labelwise.learn import track_round
+    from labelwise.runtime import open_catalog
+
+    record = open_catalog(settings).project(project)
+    return asdict(track_round(settings, record, number, campaign, params, retrained, evaluation,
+                              extra, artifacts))
+
+
+def promote(settings: Settings, project: str, version: str, map50_95: float) -> dict[str, Any]:
+    from labelwise.learn import promote as run
+
+    return run(settings, project, version, map50_95)
+
+
+def plateau(settings: Settings, project: str) -> dict[str, Any]:
+    from labelwise.learn import metric_history
+    from labelwise.promotion import has_plateaued
+
+    history = metric_history(settings, project)
+    t = settings.tracking
+    return {"plateaued": has_plateaued(history, t.plateau_epsilon, t.plateau_rounds), "history": history}
+
+
+# -- the use case ------------------------------------------------------------------------------
+def learn_round(
+    settings: Settings,
+    project: str,
+    number: int,
+    campaign: str = "default",
+    *,
+    run: StepRunner = run_directly,
+    say: Callable[[str], None] = log.info,
+    learnt_by: str = "local",
+) -> LearnOutcome:
+    """Learn round ``number`` of ``project`` unless another run holds or learnt it.
+
+    Args:
+        campaign: the MLflow campaign the round is logged under.
+        run: how each step runs (:func:`run_directly`, or the flow's Prefect-task runner).
+        say: where the one line per step goes (a logger's ``info``).
+        learnt_by: who is learning (recorded with the summary, e.g. the flow run's name).
+
+    Returns:
+        The outcome; ``skipped`` says why when the round was not open (nothing changed).
+
+    Raises:
+        Whatever a step raised, after the round was given back (``learning -> reviewed``).
+    """
+    from labelwise.round_story import (
+        evaluate_line,
+        model_line,
+        promote_line,
+        pull_line,
+        retrain_line,
+        track_line,
+    )
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    info = catalog.round_info(catalog.project(project), number)
+    if not run("claim", claim, settings, project, number):
+        return LearnOutcome(number, skipped=f"round is {info['status']}, not one of "
+                                            f"{[s.value for s in OPEN_STATUSES]}")
+    try:
+        pulled = run("pull", pull, settings, project, number)
+        say(pull_line(pulled))
+        base = run("resolve-model", resolve_model, settings, project)
+        say(model_line(base))
+        before = run("champion-before", champion_before, settings, project)
+        retrained = run("retrain", retrain, settings, project, number, base["ref"])
+        say(retrain_line(retrained))
+        evaluation = run("evaluate", evaluate, settings, project, retrained["weights"])
+        say(evaluate_line(evaluation))
+        params = dict(info["params"])
+        figures = {k: v for k, v in params.items() if k.startswith("seconds/")}
+        tracked_params = {"strategy": info["strategy"],
+                          **{k: v for k, v in params.items()
+                             if not k.startswith(("seconds/", "artifacts")) and k != LEARNED_SUMMARY}}
+        tracked = run("track-round", track, settings, project, number, campaign, tracked_params,
+                      retrained, evaluation, {**figures, **pulled.get("corrections", {})},
+                      params.get("artifacts", {}))
+        say(track_line(tracked, number))
+        promoted = run("promote", promote, settings, project, tracked["registered_version"],
+                       evaluation["map50_95"])
+        say(promote_line(promoted, before))
+        summary = {
+            "round": number, "labelled_images": retrained["labelled_images"],
+            "labelled_boxes": retrained["labelled_boxes"],
+            "pseudo_images": retrained.get("pseudo_images", 0),
+            "pseudo_boxes": retrained.get("pseudo_boxes", 0),
+            "precision": evaluation["precision"], "recall": evaluation["recall"],
+            "mAP50": evaluation["map50"], "mAP50-95": evaluation["map50_95"],
+            "champion_moved": promoted["moved"], "registered_version": tracked["registered_version"],
+            "run_id": tracked["run_id"], "plateau": run("plateau-check", plateau, settings, project),
+            "pulled": pulled, "learnt_by": learnt_by,
+        }
+        run("record-learned", record_learned, settings, project, number, summary)
+    except BaseException:
+        give_back(settings, project, number)
+        raise
+    run("finish", finish, settings, project, number)
+    return LearnOutcome(number, None, summary, evaluation, retrained, promoted, tracked, pulled,
+                        before)
