@@ -12,12 +12,14 @@ LS_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 10])
 
 @task(name="queue-for-review", **LS_RETRIES)
 def queue_for_review(config: str | None, project: str, batch: dict, group: str | None) -> dict:
+    from labelwise.domain import ScoreBatch
     from labelwise.review import queue_batch
     from labelwise.round_story import queue_line
     from labelwise.runtime import open_catalog
 
     settings = task_settings(config)
-    queued = queue_batch(settings, open_catalog(settings), project, batch, group)
+    typed = ScoreBatch.from_json(batch)  # parsed once, at the task boundary
+    queued = queue_batch(settings, open_catalog(settings), project, typed, group)
     step_logger().info(queue_line(queued))
     return queued
 

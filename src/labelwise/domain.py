@@ -8,7 +8,7 @@ library's types into these at the boundary: nothing here knows ultralytics, Labe
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,6 +187,14 @@ class QueueItem:
     """Machine-readable code of why it was picked (:data:`labelwise.reasons.REASON_CODES`)."""
     reason_text: str = ""
     """The same as one human sentence."""
+    rank: int | None = None
+    """Its place in the selector's pick order (1 = picked first); the queue itself is sorted by
+    ``uncertainty_score``. None when the item was not made by a selector."""
+
+    def __post_init__(self) -> None:
+        if self.rank is not None and (isinstance(self.rank, bool) or int(self.rank) != self.rank
+                                      or self.rank < 1):
+            raise ValueError(f"rank must be an integer >= 1 or None; got {self.rank!r}")
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -196,7 +204,37 @@ class QueueItem:
             "thumbnail": self.thumbnail,
             "reason": self.reason,
             "reason_text": self.reason_text,
+            "rank": None if self.rank is None else int(self.rank),
         }
+
+
+def _number(value: object, where: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{where} must be a number; got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a number; got {value!r}") from None
+
+
+def queue_item_from_json(item: object, where: str = "item") -> QueueItem:
+    """A :class:`QueueItem` from its ``as_json`` dict (missing optional keys default);
+    ValueError naming ``where`` and the bad field otherwise."""
+    if not isinstance(item, Mapping) or "image_id" not in item:
+        raise ValueError(f"{where} must be a dict with an image_id; got {item!r}")
+    scores = item.get("scores") or {}
+    if not isinstance(scores, Mapping):
+        raise ValueError(f"{where}['scores'] must be a dict of numbers; got {scores!r}")
+    rank = item.get("rank")
+    return QueueItem(
+        image_id=str(item["image_id"]),
+        uncertainty_score=_number(item.get("uncertainty_score", 0.0), f"{where}['uncertainty_score']"),
+        scores={str(k): _number(v, f"{where}['scores'][{k!r}]") for k, v in scores.items()},
+        thumbnail=str(item.get("thumbnail") or ""),
+        reason=str(item.get("reason") or "uncertain"),
+        reason_text=str(item.get("reason_text") or ""),
+        rank=None if rank is None else int(_number(rank, f"{where}['rank']")),
+    )
 
 
 @dataclass(frozen=True)
@@ -208,6 +246,43 @@ class ScoreBatch:
     model_version: str | None
     queue: list[QueueItem] = field(default_factory=list)
     params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def round_number(self) -> int | None:
+        """``params.round``: the recorded round's number (None: not recorded)."""
+        number = self.params.get("round")
+        return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+    @classmethod
+    def from_json(cls, data: object) -> "ScoreBatch":
+        """Parse :meth:`as_json` output (what crosses a task or HTTP boundary) once.
+
+        Raises:
+            ValueError: not a dict, a queue that is not a list, an item without an image id or
+                with a non-numeric score, or an image twice; each message names the field.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(
+                "batch must be a score-batch dict (ScoreBatch.as_json()); "
+                f"got {type(data).__name__}"
+            )
+        queue = data.get("queue")
+        if not isinstance(queue, Sequence) or isinstance(queue, (str, bytes)):
+            raise ValueError(f"batch['queue'] must be a list of items; got {type(queue).__name__}")
+        items: list[QueueItem] = []
+        seen: set[str] = set()
+        for k, raw in enumerate(queue):
+            item = queue_item_from_json(raw, f"batch['queue'][{k}]")
+            if item.image_id in seen:
+                raise ValueError(f"image {item.image_id!r} appears twice in the batch queue")
+            seen.add(item.image_id)
+            items.append(item)
+        params = data.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"batch['params'] must be a dict; got {type(params).__name__}")
+        model_version = data.get("model_version")
+        return cls(str(data.get("project_id") or ""), str(data.get("strategy") or ""),
+                   None if model_version is None else str(model_version), items, dict(params))
 
     def as_json(self) -> dict[str, object]:
         return {

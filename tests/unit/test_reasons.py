@@ -110,3 +110,27 @@ def test_every_strategy_gives_every_pick_a_known_code_and_a_sentence(name: str) 
 def test_a_reason_with_an_unknown_code_is_refused() -> None:
     with pytest.raises(ValueError, match="codes must start with code"):
         PickReason("bored", "?", ("bored",))
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    ([], "batch must be a score-batch dict"),
+    ({"queue": "x"}, r"batch\['queue'\] must be a list"),
+    ({"queue": [{"uncertainty_score": 0.1}]}, r"batch\['queue'\]\[0\] must be a dict with an image_id"),
+    ({"queue": [{"image_id": "a", "uncertainty_score": "high"}]}, r"\['uncertainty_score'\] must be a number"),
+    ({"queue": [{"image_id": "a"}, {"image_id": "a"}]}, "appears twice"),
+])
+def test_a_batch_crossing_a_boundary_is_parsed_once_with_messages_naming_the_field(data, match) -> None:
+    from labelwise.domain import ScoreBatch
+
+    with pytest.raises(ValueError, match=match):
+        ScoreBatch.from_json(data)
+
+
+def test_a_batch_survives_its_json_round_trip() -> None:
+    from labelwise.domain import QueueItem, ScoreBatch
+
+    batch = ScoreBatch("p", "entropy", "v1", [QueueItem("a", 0.25, {"entropy": 0.25}, "t.jpg",
+                                                       "no_box", "no box above 0.25", rank=1)],
+                       {"round": 3, "limit": 1})
+    again = ScoreBatch.from_json(batch.as_json())
+    assert again == batch and again.round_number == 3

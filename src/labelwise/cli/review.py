@@ -51,7 +51,7 @@ def queue(
         settings, project, strategy=strategy, limit=limit, diversity_weight=diversity_weight
     )
     batch = build_score_batch(catalog, settings, request, record=True)
-    result = queue_batch(settings, catalog, project, batch.as_json(), group)
+    result = queue_batch(settings, catalog, project, batch, group)
     for key in ("closed_stale_rounds", "resumed_stale_rounds"):
         result[key] = batch.params.get(key, [])
     print_json(result)

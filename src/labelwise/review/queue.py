@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
-from labelwise.domain import Detections, ImageStatus
+from labelwise.domain import Detections, ImageStatus, ScoreBatch
 from labelwise.labelstudio.boxes import detections_to_ls_result
 from labelwise.labelstudio.local_files import local_files_url
 from labelwise.labelstudio.task_import import TaskImport, has_answers
@@ -62,53 +62,24 @@ HIDDEN_COLUMNS = (
 without scrolling past raw annotation JSON."""
 
 
-def _parse_batch(
-    batch: Mapping[str, Any], project: ProjectRecord
-) -> tuple[list[dict[str, Any]], int]:
-    """The queue items and round number of a score-batch dict; ValueError on a bad shape."""
-    if not isinstance(batch, Mapping):
-        raise ValueError(
-            "batch must be a score-batch dict (ScoreBatch.as_json()); "
-            f"got {type(batch).__name__}"
-        )
-    named = batch.get("project_id")
-    if named is not None and str(named) != project.name:
-        raise ValueError(f"batch is for project {named!r}; expected {project.name!r}")
-    queue = batch.get("queue")
-    if not isinstance(queue, Sequence) or isinstance(queue, (str, bytes)):
-        raise ValueError(f"batch['queue'] must be a list of items; got {type(queue).__name__}")
-    if not queue:
+def _parse_batch(batch: ScoreBatch | Mapping[str, Any], project: ProjectRecord) -> tuple[ScoreBatch, int]:
+    """The typed batch and its round number; ValueError on a bad shape, another project's
+    batch, an empty queue or a batch that was never recorded as a round."""
+    typed = batch if isinstance(batch, ScoreBatch) else ScoreBatch.from_json(batch)
+    if typed.project_id and typed.project_id != project.name:
+        raise ValueError(f"batch is for project {typed.project_id!r}; expected {project.name!r}")
+    if not typed.queue:
         raise ValueError(
             f"nothing to queue: the score batch for project {project.name!r} selected no images "
             "(no unlabelled image with predictions left?)"
         )
-    params = batch.get("params") or {}
-    number = params.get("round") if isinstance(params, Mapping) else None
-    if isinstance(number, bool) or not isinstance(number, int):
+    number = typed.round_number
+    if number is None:
         raise ValueError(
-            f"batch['params']['round'] must be the recorded round number; got {number!r} "
-            "(build the batch with record=True)"
+            f"batch['params']['round'] must be the recorded round number; got "
+            f"{typed.params.get('round')!r} (build the batch with record=True)"
         )
-    items: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for k, item in enumerate(queue):
-        if not isinstance(item, Mapping) or "image_id" not in item:
-            raise ValueError(f"batch['queue'][{k}] must be a dict with an image_id; got {item!r}")
-        image_id = str(item["image_id"])
-        if image_id in seen:
-            raise ValueError(f"image {image_id!r} appears twice in the batch queue")
-        seen.add(image_id)
-        try:
-            score = float(item.get("uncertainty_score", 0.0))
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"batch['queue'][{k}]['uncertainty_score'] must be a number; "
-                f"got {item.get('uncertainty_score')!r}"
-            ) from None
-        items.append({"image_id": image_id, "uncertainty_score": score,
-                      "reason": str(item.get("reason") or "uncertain"),
-                      "reason_text": str(item.get("reason_text") or "")})
-    return items, number
+    return typed, number
 
 
 def _check_queueable(project: ProjectRecord, images: Sequence[ImageRecord], number: int) -> None:
@@ -152,13 +123,14 @@ def _existing_tasks(client: "LabelStudioClient", ls_id: int) -> dict[str, dict[s
 
 
 def queue_batch(
-    settings: Settings, catalog: Catalog, project: str, batch: Mapping[str, Any], group: str | None
+    settings: Settings, catalog: Catalog, project: str, batch: ScoreBatch | Mapping[str, Any],
+    group: str | None,
 ) -> dict[str, Any]:
     """Import a recorded score batch into the project's Label Studio project.
 
     Args:
-        batch: ``ScoreBatch.as_json()`` of a batch built with ``record=True`` (its
-            ``params.round`` names the round).
+        batch: a :class:`ScoreBatch` built with ``record=True`` (its ``params.round`` names
+            the round), or its ``as_json()`` dict (parsed once, :meth:`ScoreBatch.from_json`).
         group: an upload group; it gets its own Data Manager tab ``group: <group>``.
 
     Returns:
@@ -176,9 +148,10 @@ def queue_batch(
         LabelStudioUnavailable, LabelStudioAuthError: nothing is marked queued.
     """
     record = catalog.project(project)
-    items, number = _parse_batch(batch, record)
+    typed, number = _parse_batch(batch, record)
+    items = typed.queue
     info = catalog.round_info(record, number)  # the round must exist
-    ids = [item["image_id"] for item in items]
+    ids = [item.image_id for item in items]
     images = catalog.require_images(record, ids)
     _check_queueable(record, images, number)
     if info["status"] not in (PROPOSED, QUEUED):  # e.g. closed as stale by another score-batch
@@ -187,8 +160,8 @@ def queue_batch(
             f"{PROPOSED!r} or {QUEUED!r} round can be queued (run score-batch again for a new round)"
         )
     check_sources(images)
-    strategy = batch.get("strategy")
-    model_version = batch.get("model_version")
+    strategy = typed.strategy
+    model_version = typed.model_version
     floor = settings.labelstudio.preannotation_conf
     root = settings.labelstudio_document_root
     preds = catalog.predictions(record, str(model_version), ids) if model_version else {}
@@ -209,9 +182,9 @@ def queue_batch(
                 "round": number,
                 "strategy": strategy,
                 "group": group,
-                "uncertainty_score": round(item["uncertainty_score"], 6),
-                "reason": item["reason"],
-                "reason_text": item["reason_text"],
+                "uncertainty_score": round(item.uncertainty_score, 6),
+                "reason": item.reason,
+                "reason_text": item.reason_text,
             }
             known = existing.get(img.image_id)
             if known is not None and dict(known.get("data") or {}) == data:
@@ -226,7 +199,7 @@ def queue_batch(
             task: dict[str, Any] = {"data": data}
             if model_version:
                 task["predictions"] = [_prediction(preds.get(img.image_id), record, img,
-                                                   str(model_version), item["uncertainty_score"],
+                                                   str(model_version), item.uncertainty_score,
                                                    floor)]
             new_tasks.append(task)
             new_ids.append(img.image_id)
