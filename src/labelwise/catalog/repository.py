@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelwise.catalog.api_keys import ApiKeysMixin
+from labelwise.catalog.flags import FlagsMixin
 from labelwise.catalog.images import ImagesMixin
 from labelwise.catalog.labels import LabelsMixin
 from labelwise.catalog.models import Base
@@ -45,7 +47,8 @@ __all__ = [
 ]
 
 
-class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, LabelsMixin, ReviewEventsMixin):
+class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, LabelsMixin, ReviewEventsMixin,
+              ApiKeysMixin, FlagsMixin):
     """Repository over one database. Open with :meth:`open`; safe to share across threads."""
 
     def __init__(self, engine: Engine) -> None:

@@ -14,19 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
-from labelwise.catalog import CatalogError, RoundConflict
-from labelwise.domain import ImageStatus
+from labelwise.catalog import CatalogError
 from labelwise.images import ImageReadError, make_thumbnail
 from labelwise.labelstudio.errors import LabelStudioError, LabelStudioUnavailable
-from labelwise.rounds import ABANDONED, PROPOSED
 from labelwise.scorebatch import (
     NoPredictionsError,
     ScoreBatchRequest,
     build_score_batch,
-    scoring_rule,
 )
-from labelwise.scoring import score_image
-from labelwise.serving.delivery import queue_item, record_assignment_round
 from labelwise.serving.bodies import body_of, body_openapi
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project, inferred_project
 from labelwise.serving.responses import error_responses
@@ -242,78 +237,32 @@ def queue_assignments(body: AssignmentBody, state: StateDep, key: KeyDep) -> dic
     """Queue exactly these images to Label Studio, with their stored predictions.
 
     The fields come as JSON or as a form; ``project_id`` may be left out when it can be
-    inferred from the key or the image ids."""
-    project = inferred_project(state, key, body.project_id, "project_id", body.image_ids)
-    ids = list(dict.fromkeys(body.image_ids))
-    try:
-        records = state.catalog.require_images(project, ids)
-    except CatalogError as exc:
-        raise HTTPException(404, f"image_ids: {exc}") from None
-    taken = [
-        f"{r.image_id} ({r.status.value})"
-        for r in records
-        if r.status is not ImageStatus.UNLABELLED
-    ]
-    if taken:
-        raise HTTPException(409, f"image_ids: expected unlabelled images; got {taken[:10]}")
-    version = state.catalog.latest_model_version(project)
-    preds = state.catalog.predictions(project, version, ids) if version else {}
-    missing = [i for i in ids if i not in preds]
-    if missing:
-        raise HTTPException(
-            409,
-            f"image_ids: no stored prediction of model {version!r} in project "
-            f"{project.name!r} for {missing[:10]}; run auto-label first",
-        )
-    rule = scoring_rule(state.settings)
-    scores = sorted(
-        (score_image(r.image_id, preds[r.image_id], rule) for r in records),
-        key=lambda sc: (sc.uncertainty_score, sc.image_id),
-    )
-    by_id = {r.image_id: r for r in records}
-    try:
-        queue = [
-            queue_item(
-                state.settings,
-                by_id[sc.image_id],
-                sc.uncertainty_score,
-                sc.scores,
-                state.serving.thumbnail_size,
-            )
-            for sc in scores
-        ]
-    except ImageReadError as exc:
-        raise HTTPException(409, f"image_ids: {exc}") from None
-    try:
-        number = record_assignment_round(state.catalog, project, version, scores, body.group)
-    except RoundConflict as exc:  # taken by a concurrent round since the check above
-        raise HTTPException(409, f"image_ids: {exc}") from None
-    batch = {
-        "project_id": project.name,
-        "strategy": "manual",
-        "model_version": version,
-        "params": {"round": number},
-        "queue": queue,
-    }
-    from labelwise.review import queue_batch
+    inferred from the key or the image ids. The use case is
+    :func:`labelwise.review.queue_assignments`; here its errors become statuses: unknown
+    images 404, images that cannot be queued 409, Label Studio unreachable 503, another Label
+    Studio failure 502."""
+    from labelwise.review import NotAssignable, UnknownImages
+    from labelwise.review import queue_assignments as queue
 
+    project = inferred_project(state, key, body.project_id, "project_id", body.image_ids)
     try:
-        result = queue_batch(state.settings, state.catalog, project.name, batch, body.group)
-    except (LabelStudioError, ValueError) as exc:
-        # nothing was marked queued; compare-and-set, as every round status change
-        state.catalog.transition_round(project, number, PROPOSED, ABANDONED)
-        if isinstance(exc, LabelStudioUnavailable):
-            raise HTTPException(503, f"labelstudio: {exc}") from None
-        if isinstance(exc, LabelStudioError):
-            raise HTTPException(502, f"labelstudio: {exc}") from None
+        done = queue(state.settings, state.catalog, project, body.image_ids, body.group,
+                     thumbnail_size=state.serving.thumbnail_size)
+    except UnknownImages as exc:
+        raise HTTPException(404, f"image_ids: {exc}") from None
+    except NotAssignable as exc:
         raise HTTPException(409, f"image_ids: {exc}") from None
+    except LabelStudioUnavailable as exc:
+        raise HTTPException(503, f"labelstudio: {exc}") from None
+    except LabelStudioError as exc:
+        raise HTTPException(502, f"labelstudio: {exc}") from None
     return {
-        "project_id": project.name,
-        "group": body.group,
-        "model_version": version,
-        "round": number,
-        "image_ids": [item["image_id"] for item in queue],
-        "result": result,
+        "project_id": done.project,
+        "group": done.group,
+        "model_version": done.model_version,
+        "round": done.round_number,
+        "image_ids": list(done.image_ids),
+        "result": done.queued,
     }
 
 

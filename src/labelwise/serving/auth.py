@@ -2,7 +2,8 @@
 
 A key looks like ``lw_<key_id>_<secret>``: ``key_id`` (12 hex characters) is a public lookup
 handle, ``secret`` 32 random bytes (URL-safe base64). The catalog stores ``key_id``, a random
-16-byte salt and ``HMAC-SHA256(salt, secret)``; the secret itself is shown once, at creation.
+16-byte salt and ``HMAC-SHA256(salt, secret)`` (:mod:`labelwise.catalog.api_keys`: add, look up,
+revoke); the secret itself is shown once, at creation.
 Verification recomputes the HMAC and compares with :func:`hmac.compare_digest` (also against a
 dummy digest when the ``key_id`` is unknown, so both paths cost the same).
 """
@@ -16,10 +17,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
-
 from labelwise.catalog import Catalog, CatalogError
-from labelwise.catalog.models import ApiKeyRow, utcnow
 
 KEY_PREFIX = "lw"
 _KEY = re.compile(r"^lw_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -71,57 +69,40 @@ def create_api_key(
     all_projects: bool = False,
     label: str | None = None,
 ) -> tuple[str, ApiKey]:
-    """Store a new key; returns (the full key, shown only now, and its record).
+    """Store a new key (:meth:`Catalog.add_api_key`); returns (the full key, shown only now,
+    and its record).
 
     Raises:
-        CatalogError: no project and not ``all_projects``, or an unknown project name.
+        CatalogError: no project and not ``all_projects``.
+        ProjectNotFound: an unknown project name (the message lists the known ones).
     """
     names = list(dict.fromkeys(str(p) for p in projects))
     if not names and not all_projects:
         raise CatalogError("an API key needs at least one --project or --all; got neither")
-    for name in names:
-        catalog.project(name)  # ProjectNotFound names the known projects
     key, key_id, secret = new_key()
     salt = secrets.token_bytes(16)
-    with catalog.session() as s, s.begin():
-        s.add(
-            ApiKeyRow(
-                key_id=key_id,
-                salt=salt.hex(),
-                digest=hash_secret(secret, salt),
-                projects=names,
-                all_projects=all_projects,
-                label=label,
-            )
-        )
-    return key, ApiKey(key_id, tuple(names), all_projects, label)
+    stored = catalog.add_api_key(key_id, salt, hash_secret(secret, salt), names, all_projects,
+                                 label)
+    return key, ApiKey(stored.key_id, stored.projects, stored.all_projects, stored.label)
 
 
 def verify_api_key(catalog: Catalog, key: str | None) -> ApiKey | None:
     """The key's record when ``key`` is a valid, unrevoked key; None otherwise."""
     parsed = parse_key(key) if key else None
     key_id, secret = parsed if parsed else ("", "")
-    row = None
-    if parsed:
-        with catalog.session() as s:
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
-    salt = bytes.fromhex(row.salt) if row is not None else _DUMMY_SALT
-    expected = row.digest if row is not None else hash_secret("", _DUMMY_SALT)
+    stored = catalog.api_key(key_id) if parsed else None
+    salt = stored.salt if stored is not None else _DUMMY_SALT
+    expected = stored.digest if stored is not None else hash_secret("", _DUMMY_SALT)
     matches = hmac.compare_digest(hash_secret(secret, salt), expected)
-    if row is None or not parsed or not matches or row.revoked_at is not None:
+    if stored is None or not parsed or not matches or stored.revoked:
         return None
-    return ApiKey(row.key_id, tuple(row.projects or ()), bool(row.all_projects), row.label)
+    return ApiKey(stored.key_id, stored.projects, stored.all_projects, stored.label)
 
 
 def revoke_api_key(catalog: Catalog, key_id: str) -> bool:
-    """Revoke by public ``key_id``; True when a key was revoked."""
-    with catalog.session() as s, s.begin():
-        done = s.execute(
-            update(ApiKeyRow)
-            .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-        return (done.rowcount or 0) == 1
+    """Revoke by public ``key_id`` (:meth:`Catalog.revoke_api_key`); True when a key was
+    revoked, False when there is no active key with that id."""
+    return catalog.revoke_api_key(key_id)
 
 
 class KeyCache:

@@ -10,45 +10,25 @@ pending row due at once (drain after a restart).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
-from labelwise.catalog import Catalog, ProjectRecord
-from labelwise.catalog.models import FlagOutboxRow, utcnow
-from labelwise.catalog.outbox import DELIVERED, PENDING, Outbox, aware, retry_delay
+from labelwise.catalog import Catalog, FlaggedImage, ProjectRecord, utcnow
+from labelwise.catalog.outbox import DELIVERED, PENDING, Outbox, retry_delay
 from labelwise.outbox_worker import OutboxWorker
 
 log = logging.getLogger(__name__)
 __all__ = ["DELIVERED", "PENDING", "DeliveryWorker", "OutboxItem", "add_flag", "flag_outbox",
            "retry_delay"]
 
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """One flagged image to deliver."""
-
-    id: int
-    project: str
-    image_id: str
-    model_version: str
-    group: str
-    evaluation_score: float
-    scores: dict[str, float] = field(default_factory=dict)
-    attempts: int = 0
-
-
-def _item(row: FlagOutboxRow, project: str) -> OutboxItem:
-    return OutboxItem(row.id, project, row.image_id, row.model_version, row.upload_group,
-                      row.evaluation_score, dict(row.scores or {}), row.attempts)
+OutboxItem = FlaggedImage
+"""One flagged image to deliver: the catalog's :class:`~labelwise.catalog.FlaggedImage`."""
 
 
 def flag_outbox(catalog: Catalog) -> Outbox[OutboxItem]:
-    """The ``flag_outbox`` table's rows as :class:`OutboxItem`."""
-    return Outbox(catalog, FlagOutboxRow, _item, lambda i: f"{i.project}/{i.image_id}")
+    """The ``flag_outbox`` table's rows as :class:`OutboxItem` (:meth:`Catalog.flag_outbox`)."""
+    return catalog.flag_outbox()
 
 
 def add_flag(
@@ -58,60 +38,25 @@ def add_flag(
     model_version: str,
     group: str,
     evaluation_score: float,
-    scores: dict[str, float],
+    scores: Mapping[str, float],
 ) -> bool:
     """Insert a pending row; False when the image was flagged before (rows are unique)."""
-    with catalog.session() as s, s.begin():
-        exists = s.scalar(
-            select(FlagOutboxRow.id).where(
-                FlagOutboxRow.project_id == project.id, FlagOutboxRow.image_id == image_id
-            )
-        )
-        if exists is not None:
-            return False
-        s.add(
-            FlagOutboxRow(
-                project_id=project.id,
-                image_id=image_id,
-                model_version=model_version,
-                upload_group=group,
-                evaluation_score=float(evaluation_score),
-                scores={k: float(v) for k, v in scores.items()},
-            )
-        )
-        return True
+    return catalog.add_flag(project, image_id, model_version, group, evaluation_score, scores)
 
 
 def is_flagged(catalog: Catalog, project: ProjectRecord, image_id: str) -> bool:
-    with catalog.session() as s:
-        return (
-            s.scalar(
-                select(FlagOutboxRow.id).where(
-                    FlagOutboxRow.project_id == project.id, FlagOutboxRow.image_id == image_id
-                )
-            )
-            is not None
-        )
+    """Whether ``image_id`` was flagged in ``project`` (delivered or not)."""
+    return catalog.has_flag(project, image_id)
 
 
 def flagged_image_ids(catalog: Catalog, project: ProjectRecord) -> list[str]:
-    with catalog.session() as s:
-        return list(
-            s.scalars(
-                select(FlagOutboxRow.image_id).where(FlagOutboxRow.project_id == project.id)
-            ).all()
-        )
+    """Ids of the project's flagged images (delivered or not)."""
+    return catalog.flagged_image_ids(project)
 
 
 def flag_times(catalog: Catalog, project: ProjectRecord, since: datetime) -> list[float]:
     """Creation times (seconds since the epoch) of the project's rows since ``since``."""
-    with catalog.session() as s:
-        found = s.scalars(
-            select(FlagOutboxRow.created_at).where(
-                FlagOutboxRow.project_id == project.id, FlagOutboxRow.created_at >= since
-            )
-        ).all()
-    return [aware(t).timestamp() for t in found]
+    return [t.timestamp() for t in catalog.flags_since(project, since)]
 
 
 def outbox_counts(catalog: Catalog, project: ProjectRecord) -> dict[str, Any]:
