@@ -475,8 +475,8 @@ def test_the_queue_command_says_what_it_settled_and_refuses_in_one_line(tmp_path
     sent: list[dict[str, Any]] = []
 
     def fake_queue(settings_, catalog_, name, batch, group):  # Label Studio is not needed here
-        sent.append(batch)
-        return {"round": batch["params"]["round"], "created": len(batch["queue"])}
+        sent.append(batch.as_json())  # the CLI hands over the typed ScoreBatch
+        return {"round": batch.round_number, "created": len(batch.queue)}
 
     monkeypatch.setattr(labelwise.review, "queue_batch", fake_queue)
     runner = CliRunner()
