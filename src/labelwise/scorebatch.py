@@ -2,7 +2,8 @@
 
 Reads predictions and embeddings from the catalog (it never runs a model), scores every
 unlabelled image, lets the strategy select, and returns a queue sorted ascending by
-``uncertainty_score`` with a thumbnail per item.
+``uncertainty_score`` with a thumbnail per item; each item's ``rank`` keeps the selector's order
+(1 = its first pick).
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from labelwise.images import make_thumbnail
 from labelwise.reasons import explain_queue
 from labelwise.round_story import tied_count
 from labelwise.scoring import ScoringRule, score_image, unscored
-from labelwise.strategies import SelectionRequest, Strategy, get_strategy, score_value, select
+from labelwise.strategies import (
+    AppliedKnobs,
+    Selection,
+    SelectionRequest,
+    Strategy,
+    choose,
+    get_strategy,
+    score_value,
+)
 
 
 SELECT_ATTEMPTS = 25  # selections of one recording score-batch racing concurrent rounds
@@ -95,6 +104,55 @@ def _embedding_matrix(
     return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
 
 
+@dataclass(frozen=True)
+class QueueSelection:
+    """What :func:`select_queue` returns: the queue order, the selector's order, applied knobs.
+
+    Attributes:
+        picks: indices into the candidates' ``scores`` in the selector's order (first pick first).
+        order: the same indices in queue order: ascending by the strategy's score (ties by image
+            id), the order of the queue and of ``uncertainty_score``.
+        applied: the diversity weight and class balance the strategy actually applied
+            (``Selection.applied``; see :mod:`labelwise.strategies` for the rule per strategy).
+    """
+
+    picks: tuple[int, ...]
+    order: tuple[int, ...]
+    applied: AppliedKnobs
+
+    def __post_init__(self) -> None:
+        if sorted(self.picks) != sorted(self.order) or len(set(self.picks)) != len(self.picks):
+            raise ValueError(f"order must be the distinct picks reordered; got picks {self.picks}, "
+                             f"order {self.order}")
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        """(len(order),) the selector's rank of each queue entry: 1 = its first pick; a
+        permutation of 1..k aligned with ``order``."""
+        rank_of = {index: r for r, index in enumerate(self.picks, 1)}
+        return tuple(rank_of[i] for i in self.order)
+
+
+def knob_params(
+    applied: AppliedKnobs, diversity_weight: float, class_balance: bool
+) -> dict[str, object]:
+    """The round params of the selection knobs: what was applied, and what was asked when that
+    differs.
+
+    ``diversity_weight`` / ``class_balance`` are the values the strategy applied (a
+    ``diversity_weight`` of None: the strategy has no uncertainty/diversity trade, e.g.
+    random); ``requested_diversity_weight`` / ``requested_class_balance`` are added only when the
+    request asked for something else (a strategy that sets that knob itself).
+    """
+    params: dict[str, object] = {"diversity_weight": applied.diversity_weight,
+                                 "class_balance": applied.class_balance}
+    if applied.diversity_weight != float(diversity_weight):
+        params["requested_diversity_weight"] = float(diversity_weight)
+    if applied.class_balance != bool(class_balance):
+        params["requested_class_balance"] = bool(class_balance)
+    return params
+
+
 def select_queue(
     strategy: Strategy,
     scores: Sequence[ImageScore],
@@ -107,8 +165,13 @@ def select_queue(
     embeddings: np.ndarray | None = None,
     labelled_embeddings: np.ndarray | None = None,
     labelled_class_counts: np.ndarray | None = None,
-) -> list[int]:
-    """The pure part of score-batch: which candidates the strategy queues, in queue order.
+) -> QueueSelection:
+    """The pure part of score-batch: which candidates the strategy queues, in which orders, and
+    the knob values it applied.
+
+    ``diversity_weight`` and ``class_balance`` are the request; a strategy honours them or sets
+    its own (``Strategy.honours``), and ``QueueSelection.applied`` says which values were used
+    (score-batch records those, see :func:`knob_params`).
 
     Args:
         scores: one ImageScore per candidate; ``embeddings`` (N, d) rows align with it.
@@ -116,25 +179,34 @@ def select_queue(
         labelled_class_counts: (C,) labelled boxes per class.
 
     Returns:
-        At most ``limit`` indices into ``scores``, sorted ascending by the strategy's score
-        (ties by image id): the order of the queue and of ``uncertainty_score``.
+        At most ``limit`` indices into ``scores``: ``order`` sorted ascending by the strategy's
+        score (ties by image id), the order of the queue and of ``uncertainty_score``;
+        ``picks`` in the selector's order; ``ranks`` the selector's rank of each ``order`` entry.
     """
-    if not scores:
-        return []
-    picked = select(strategy, SelectionRequest(
+    request = SelectionRequest(
         scores=scores, limit=limit, rng=rng, embeddings=embeddings,
         labelled_embeddings=labelled_embeddings, diversity_weight=diversity_weight,
         candidate_factor=candidate_factor, class_balance=class_balance,
         labelled_class_counts=labelled_class_counts,
-    ))
-    return sorted((int(i) for i in picked),
-                  key=lambda i: (score_value(scores[i], strategy.score_key), scores[i].image_id))
+    )
+    chosen: Selection = choose(strategy, request)
+    picks = tuple(int(i) for i in chosen.indices)
+    order = tuple(sorted(picks, key=lambda i: (score_value(scores[i], strategy.score_key),
+                                               scores[i].image_id)))
+    return QueueSelection(picks, order, chosen.applied)
 
 
 def build_score_batch(
     catalog: Catalog, settings: Settings, request: ScoreBatchRequest, record: bool = True
 ) -> ScoreBatch:
     """Score the project's unlabelled images and select a queue.
+
+    The queue is sorted ascending by ``uncertainty_score``; each item's ``rank`` is its place in
+    the selector's order (1 = first pick). ``params.diversity_weight`` / ``params.class_balance``
+    are the values the strategy APPLIED; when the request asked for other values (a strategy
+    that sets a knob itself, see :mod:`labelwise.strategies`) they are in
+    ``params.requested_diversity_weight`` / ``params.requested_class_balance``
+    (:func:`knob_params`).
 
     Images already queued or labelled are never candidates, nor are images selected in another
     round that is still open (``proposed`` and not stale: the rule is in
@@ -200,12 +272,13 @@ def build_score_batch(
             found = catalog.embeddings(project, embedder, done + sorted(held))
             labelled = np.stack(list(found.values())) if found else None
         labelled_counts = class_box_counts(catalog.labels(project).values(), len(project.class_names))
-        order = select_queue(
+        selected = select_queue(
             strategy, scores, request.limit, np.random.default_rng(request.seed),
             diversity_weight=request.diversity_weight, candidate_factor=request.candidate_factor,
             class_balance=request.class_balance, embeddings=embeddings, labelled_embeddings=labelled,
             labelled_class_counts=labelled_counts,
         )
+        order = list(selected.order)
         held_back = len(scorable) - len(candidates)
         if record and not order and held_back:
             raise RoundConflict(_all_held_message(catalog, project, held, held_back), held,
@@ -229,14 +302,17 @@ def build_score_batch(
                 thumbnail=str(make_thumbnail(img.path, thumbs, img.image_id, request.thumbnail_size)),
                 reason=why.code,
                 reason_text=why.text,
+                rank=rank,
             )
-            for (img, sc), why in zip(chosen, reasons, strict=True)
+            for (img, sc), why, rank in zip(chosen, reasons, selected.ranks, strict=True)
         ]
+        knobs = knob_params(selected.applied, request.diversity_weight, request.class_balance)
         params: dict[str, object] = {
             "limit": request.limit,
-            "diversity_weight": request.diversity_weight,
+            "diversity_weight": knobs.pop("diversity_weight"),
             "seed": request.seed,
-            "class_balance": request.class_balance,
+            "class_balance": knobs.pop("class_balance"),
+            **knobs,  # requested_* where the strategy set its own
             "candidate_factor": request.candidate_factor,
             "embedder": embedder if needs_embeddings else None,
             "candidates": len(candidates),

@@ -4,9 +4,12 @@ queue (idempotent, crash-safe, group tabs) -> simulated annotator -> webhooks ->
 "batch reviewed" per round -> review status -> pull (labels == ground truth, skip -> rejected,
 correction metrics); plus the failure paths.
 
-The flow tests share one module-scoped project and run in file order (each step builds on the
-previous one); the failure tests at the bottom use projects of their own. Predictions are
-fake-but-valid (jittered ground truth), so no YOLO model runs here.
+The flow tests share one module-scoped project whose stages are module fixtures (round 0
+queued -> round 1 queued -> reviewed through the webhook receiver -> pulled): each test asks for
+the stage it checks and gets it set up whatever ran before, in any order and under any `-m`
+selection. The idempotent re-queue, the crash recovery and the failure tests at the bottom use
+projects of their own. Predictions are fake-but-valid (jittered ground truth), so no YOLO model
+runs here.
 """
 
 from __future__ import annotations
@@ -126,36 +129,59 @@ def snapshot(catalog: Catalog, name: str) -> dict[str, Any]:
 
 
 # -- the shared flow -----------------------------------------------------------------------
+# Each stage of the flow is a module fixture built on the stage before it: round 0 queued ->
+# round 1 queued -> both reviewed through the webhook receiver -> pulled. A test asks for the
+# stage it checks, so it sets up what it needs whichever tests ran before it (any order, any
+# `-m` selection); what a later stage changes (statuses, webhooks) is snapshot by the stage
+# that the test checks, right after its step.
 @pytest.fixture(scope="module")
-def flow(make_ls_settings: Callable[..., Settings], labelstudio: tuple[str, str, Path]
-         ) -> Iterator[dict[str, Any]]:
-    """A digits pool of 24 images in the catalog with fake predictions and embeddings."""
-    began = time.perf_counter()
+def dataset(labelstudio: tuple[str, str, Path]) -> Any:
+    """A digits pool of 24 images (with ground truth), generated once for the module."""
     _, _, root = labelstudio
-    name = f"digits-{uuid.uuid4().hex[:6]}"
-    settings = make_ls_settings(name)
-    dataset = generate_digits(root / f"data-{name}", DigitsConfig(
+    return generate_digits(root / f"data-{uuid.uuid4().hex[:6]}", DigitsConfig(
         pool_images=POOL, val_images=1, test_images=0, duplicate_cluster_fraction=0.0, seed=5))
-    catalog = open_catalog(settings)
-    project = catalog.create_project(name, dataset.class_names)
-    report = catalog.add_images(project, dataset.pool_images)
-    assert len(report.added) == POOL, report
-    rng = np.random.default_rng(0)
-    truths: dict[str, np.ndarray] = {}
-    items = []
-    for img in catalog.images(project):
-        truth = read_yolo_labels(dataset.truth_path(img.path))
-        truths[img.image_id] = truth
-        items.append((img.image_id, fake_detections(truth, img.width, img.height,
-                                                    len(dataset.class_names), rng)))
-    catalog.save_predictions(project, MODEL, items)
-    ids = [i for i, _ in items]
-    catalog.save_embeddings(project, "fake-embedder", ids, rng.normal(size=(len(ids), 8)))
-    state: dict[str, Any] = {"name": name, "settings": settings, "catalog": catalog,
-                             "dataset": dataset, "truths": truths}
-    print(f"\nflow setup: {time.perf_counter() - began:.1f} s")
-    yield state
-    catalog.close()
+
+
+@pytest.fixture(scope="module")
+def new_pool(make_ls_settings: Callable[..., Settings], dataset: Any
+             ) -> Iterator[Callable[[], dict[str, Any]]]:
+    """Factory: a new project (own state folder and catalog) of the 24 images, with fake
+    predictions (the same for every project) and embeddings."""
+    catalogs: list[Catalog] = []
+
+    def make() -> dict[str, Any]:
+        began = time.perf_counter()
+        name = f"digits-{uuid.uuid4().hex[:6]}"
+        settings = make_ls_settings(name)
+        catalog = open_catalog(settings)
+        catalogs.append(catalog)
+        project = catalog.create_project(name, dataset.class_names)
+        report = catalog.add_images(project, dataset.pool_images)
+        assert len(report.added) == POOL, report
+        rng = np.random.default_rng(0)
+        truths: dict[str, np.ndarray] = {}
+        items = []
+        for img in catalog.images(project):
+            truth = read_yolo_labels(dataset.truth_path(img.path))
+            truths[img.image_id] = truth
+            items.append((img.image_id, fake_detections(truth, img.width, img.height,
+                                                        len(dataset.class_names), rng)))
+        catalog.save_predictions(project, MODEL, items)
+        ids = [i for i, _ in items]
+        catalog.save_embeddings(project, "fake-embedder", ids, rng.normal(size=(len(ids), 8)))
+        print(f"\npool setup: {time.perf_counter() - began:.1f} s")
+        return {"name": name, "settings": settings, "catalog": catalog, "dataset": dataset,
+                "truths": truths}
+
+    yield make
+    for catalog in catalogs:
+        catalog.close()
+
+
+@pytest.fixture(scope="module")
+def flow(new_pool: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The shared project, before any round."""
+    return new_pool()
 
 
 def new_batch(flow: dict[str, Any]) -> dict[str, Any]:
@@ -164,25 +190,95 @@ def new_batch(flow: dict[str, Any]) -> dict[str, Any]:
     return build_score_batch(flow["catalog"], flow["settings"], request, record=True).as_json()
 
 
-def test_queue_sends_tasks_with_predictions(flow: dict[str, Any]) -> None:
-    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+def queue_round(flow: dict[str, Any], group: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A recorded batch of the next round and ``queue_batch``'s reply for it."""
     batch = new_batch(flow)
+    return batch, queue_batch(flow["settings"], flow["catalog"], flow["name"], batch, group)
+
+
+@pytest.fixture(scope="module")
+def round0(flow: dict[str, Any]) -> dict[str, Any]:
+    """Round 0 selected and queued in group g0; the catalog and the webhooks right after."""
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    batch, out = queue_round(flow, "g0")
+    project = catalog.project(name)
+    with ls_client(settings) as client:
+        webhooks = client.list_webhooks(out["ls_project_id"])
+    return {"batch": batch, "out": out,
+            "queued": {i.image_id: (i.ls_task_id, i.queued_round, i.upload_group)
+                       for i in catalog.images(project, ImageStatus.QUEUED)},
+            "status": catalog.round_info(project, 0)["status"], "webhooks": webhooks}
+
+
+@pytest.fixture(scope="module")
+def round1(flow: dict[str, Any], round0: dict[str, Any]) -> dict[str, Any]:
+    """Round 1 selected and queued in group g1, after round 0."""
+    batch, out = queue_round(flow, "g1")
+    return {"batch": batch, "out": out}
+
+
+@pytest.fixture(scope="module")
+def reviewed(flow: dict[str, Any], round0: dict[str, Any], round1: dict[str, Any]
+             ) -> Iterator[dict[str, Any]]:
+    """Both rounds answered with the webhook receiver serving (it keeps serving for the rest of
+    the module): the receiver is registered, one task of round 0 is skipped, the simulated
+    annotator answers the rest, and the receiver's batch-complete calls are awaited."""
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    calls: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def on_batch_complete(project: str, number: int) -> None:
+        with lock:
+            calls.append((project, number))
+
+    secret = f"secret-{uuid.uuid4().hex}"
+    receiver = with_ls(settings, webhook_secret=secret)
+    with serve(create_app(receiver, on_batch_complete)) as base:
+        hooked = with_ls(settings, webhook_url=base + WEBHOOK_PATH, webhook_secret=secret)
+        info = ensure_ls_project(hooked, catalog, name)
+        again = ensure_ls_project(hooked, catalog, name)
+        skipped_id = round0["batch"]["queue"][-1]["image_id"]
+        with ls_client(settings) as client:
+            client.create_annotation(round0["out"]["task_ids"][skipped_id], [], was_cancelled=True)
+        began = time.perf_counter()
+        done = annotate_simulated(settings, catalog, name, None, 0.0, seed=0)
+        completed = wait_until(lambda: len(calls) == 2)
+        print(f"\nannotate + webhooks until both batches complete: "
+              f"{time.perf_counter() - began:.2f} s")
+        project = catalog.project(name)
+        yield {"base": base, "secret": secret, "calls": calls, "info": info,
+               "again_webhook_id": again["webhook_id"], "skipped": skipped_id, "done": done,
+               "completed": completed, "statuses": [r["status"] for r in catalog.rounds(project)],
+               "events": len(catalog.review_events(project))}
+
+
+@pytest.fixture(scope="module")
+def pulled(flow: dict[str, Any], reviewed: dict[str, Any]) -> dict[str, Any]:
+    """The reviewed answers pulled once (``pull_annotations(..., 0)``); its reply."""
+    began = time.perf_counter()
+    out = pull_annotations(flow["settings"], flow["catalog"], flow["name"], 0)
+    print(f"\npull of {2 * LIMIT} tasks: {time.perf_counter() - began:.2f} s")
+    return out
+
+
+def test_queue_sends_tasks_with_predictions(flow: dict[str, Any], round0: dict[str, Any]) -> None:
+    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
+    batch, out = round0["batch"], round0["out"]
     assert batch["params"]["round"] == 0
-    out = queue_batch(settings, catalog, name, batch, "g0")
-    flow["batch0"], flow["queue0"] = batch, out
     assert (out["round"], out["created"], out["reused"]) == (0, LIMIT, 0)
     data_page = f"{settings.labelstudio.url}/projects/{out['ls_project_id']}/data"
     assert out["url"] == f"{data_page}?tab={out['view_id']}"
     project = catalog.project(name)
     assert project.ls_project_id == out["ls_project_id"]
-    queued = {i.image_id: i for i in catalog.images(project, ImageStatus.QUEUED)}
-    assert {i: r.ls_task_id for i, r in queued.items()} == out["task_ids"]
-    assert {(r.queued_round, r.upload_group) for r in queued.values()} == {(0, "g0")}
-    assert catalog.round_info(project, 0)["status"] == "queued"
+    queued = round0["queued"]  # the catalog right after the queue
+    assert {i: task_id for i, (task_id, _, _) in queued.items()} == out["task_ids"]
+    assert {(number, group) for _, number, group in queued.values()} == {(0, "g0")}
+    assert round0["status"] == "queued"
+    assert round0["webhooks"] == []  # webhook_url is empty
 
     with ls_client(settings) as client:
-        tasks = {t["id"]: t for t in client.list_tasks(out["ls_project_id"])}
-        assert client.list_webhooks(out["ls_project_id"]) == []  # webhook_url is empty
+        tasks = {t["id"]: t for t in client.list_tasks(out["ls_project_id"])
+                 if t["data"]["round"] == 0}
     assert sorted(tasks) == sorted(out["task_ids"].values())
     order = [item["image_id"] for item in batch["queue"]]
     for item in batch["queue"]:
@@ -223,22 +319,27 @@ def test_queue_sends_tasks_with_predictions(flow: dict[str, Any]) -> None:
     assert answer.status_code == 200 and answer.content == first.path.read_bytes()
 
 
-def test_queue_again_creates_no_duplicate(flow: dict[str, Any]) -> None:
-    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
-    again = queue_batch(settings, catalog, name, flow["batch0"], "g0")
+def test_queue_again_creates_no_duplicate(new_pool: Callable[[], dict[str, Any]]) -> None:
+    pool = new_pool()  # its own project: the second queue must find round 0 still queued
+    settings, catalog, name = pool["settings"], pool["catalog"], pool["name"]
+    batch, first = queue_round(pool, "g0")
+    assert (first["created"], first["reused"]) == (LIMIT, 0)
+    again = queue_batch(settings, catalog, name, batch, "g0")
     assert (again["created"], again["reused"]) == (0, LIMIT)
-    assert again["task_ids"] == flow["queue0"]["task_ids"]
-    assert again["view_id"] == flow["queue0"]["view_id"]
+    assert again["task_ids"] == first["task_ids"]
+    assert again["view_id"] == first["view_id"]
     with ls_client(settings) as client:
         assert len(client.list_tasks(again["ls_project_id"], fields="task_only")) == LIMIT
 
 
 @pytest.mark.faults
 def test_crash_after_import_is_recovered_without_duplicates(
-    flow: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    new_pool: Callable[[], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
-    batch = new_batch(flow)
+    pool = new_pool()  # its own project: round 0 queued, then round 1 crashes after its import
+    settings, catalog, name = pool["settings"], pool["catalog"], pool["name"]
+    queue_round(pool, "g0")
+    batch = new_batch(pool)
     assert batch["params"]["round"] == 1
     ids = [item["image_id"] for item in batch["queue"]]
 
@@ -256,7 +357,6 @@ def test_crash_after_import_is_recovered_without_duplicates(
         assert len(client.list_tasks(project.ls_project_id, fields="task_only")) == 2 * LIMIT
 
     out = queue_batch(settings, catalog, name, batch, "g1")
-    flow["batch1"], flow["queue1"] = batch, out
     assert (out["round"], out["created"], out["reused"]) == (1, 0, LIMIT)
     assert {i.status for i in catalog.images(project, image_ids=ids)} == {ImageStatus.QUEUED}
     assert catalog.round_info(project, 1)["status"] == "queued"
@@ -264,9 +364,10 @@ def test_crash_after_import_is_recovered_without_duplicates(
         assert len(client.list_tasks(project.ls_project_id, fields="task_only")) == 2 * LIMIT
 
 
-def test_group_tab_shows_only_its_group(flow: dict[str, Any]) -> None:
+def test_group_tab_shows_only_its_group(flow: dict[str, Any], round0: dict[str, Any],
+                                        round1: dict[str, Any]) -> None:
     settings = flow["settings"]
-    q0, q1 = flow["queue0"], flow["queue1"]
+    q0, q1 = round0["out"], round1["out"]
     assert q0["view_id"] != q1["view_id"]
     with ls_client(settings) as client:
         for queued in (q0, q1):
@@ -277,63 +378,49 @@ def test_group_tab_shows_only_its_group(flow: dict[str, Any]) -> None:
 
 
 @pytest.mark.faults
-def test_webhooks_complete_each_batch_exactly_once(flow: dict[str, Any]) -> None:
-    settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
-    calls: list[tuple[str, int]] = []
-    lock = threading.Lock()
+def test_webhooks_complete_each_batch_exactly_once(
+    flow: dict[str, Any], round0: dict[str, Any], round1: dict[str, Any],
+    reviewed: dict[str, Any],
+) -> None:
+    catalog, name = flow["catalog"], flow["name"]
+    info, calls = reviewed["info"], reviewed["calls"]
+    assert info["webhook_id"] and info["ls_project_id"] == round0["out"]["ls_project_id"]
+    assert reviewed["again_webhook_id"] == info["webhook_id"]  # registered once
 
-    def on_batch_complete(project: str, number: int) -> None:
-        with lock:
-            calls.append((project, number))
+    # One reviewer skip in round 0, then the simulated annotator answered the rest.
+    assert reviewed["done"] == {"annotated": 2 * LIMIT - 1, "already_annotated": 1,
+                                "missing_truth": 0, "relabelled_boxes": 0}
+    assert reviewed["completed"], f"webhooks did not complete the rounds: {calls}"
+    assert sorted(calls) == [(name, 0), (name, 1)]
+    assert reviewed["statuses"] == ["reviewed", "reviewed"]
+    assert reviewed["events"] == 2 * LIMIT
 
-    secret = f"secret-{uuid.uuid4().hex}"
-    receiver = with_ls(settings, webhook_secret=secret)
-    with serve(create_app(receiver, on_batch_complete)) as base:
-        hooked = with_ls(settings, webhook_url=base + WEBHOOK_PATH, webhook_secret=secret)
-        info = ensure_ls_project(hooked, catalog, name)
-        assert info["webhook_id"] and info["ls_project_id"] == flow["queue0"]["ls_project_id"]
-        assert ensure_ls_project(hooked, catalog, name)["webhook_id"] == info["webhook_id"]
-
-        # One reviewer skip in round 0, then the simulated annotator answers the rest.
-        skipped_id = flow["batch0"]["queue"][-1]["image_id"]
-        flow["skipped"] = skipped_id
-        with ls_client(settings) as client:
-            client.create_annotation(flow["queue0"]["task_ids"][skipped_id], [], was_cancelled=True)
-        began = time.perf_counter()
-        done = annotate_simulated(settings, catalog, name, None, 0.0, seed=0)
-        assert done == {"annotated": 2 * LIMIT - 1, "already_annotated": 1, "missing_truth": 0,
-                        "relabelled_boxes": 0}
-        project = catalog.project(name)
-        assert wait_until(lambda: len(calls) == 2), f"webhooks did not complete the rounds: {calls}"
-        print(f"\nannotate + webhooks until both batches complete: "
-              f"{time.perf_counter() - began:.2f} s")
-        assert sorted(calls) == [(name, 0), (name, 1)]
-        assert [r["status"] for r in catalog.rounds(project)] == ["reviewed", "reviewed"]
-        assert len(catalog.review_events(project)) == 2 * LIMIT
-
-        # A replay of a delivered event (as Label Studio retries) is recorded once, fires nothing.
-        task_id = flow["queue1"]["task_ids"][flow["batch1"]["queue"][0]["image_id"]]
-        with ls_client(settings) as client:
-            (annotation,) = client.task_annotations(task_id)
-        replay = {"action": "ANNOTATION_CREATED", "project": {"id": project.ls_project_id},
-                  "task": {"id": task_id}, "annotation": annotation}
-        url = base + WEBHOOK_PATH
-        answer = httpx.post(url, json=replay, headers={SECRET_HEADER: secret})
-        assert answer.status_code == 200
-        body = answer.json()
-        got = (body["handled"], body["complete"], body["fire"], body["recorded"])
-        assert got == (True, True, False, 0)
-        wrong = httpx.post(url, json=replay, headers={SECRET_HEADER: "not-the-secret"})
-        assert wrong.status_code == 401
-        unknown = httpx.post(url, json={"action": "PROJECT_UPDATED", "project": {"id": 1}},
-                             headers={SECRET_HEADER: secret})
-        assert unknown.status_code == 200 and unknown.json()["handled"] is False
-        time.sleep(0.3)
-        assert sorted(calls) == [(name, 0), (name, 1)]
-        assert len(catalog.review_events(project)) == 2 * LIMIT
+    # A replay of a delivered event (as Label Studio retries) is recorded once, fires nothing.
+    project = catalog.project(name)
+    events = len(catalog.review_events(project))
+    task_id = round1["out"]["task_ids"][round1["batch"]["queue"][0]["image_id"]]
+    with ls_client(flow["settings"]) as client:
+        (annotation,) = client.task_annotations(task_id)
+    replay = {"action": "ANNOTATION_CREATED", "project": {"id": project.ls_project_id},
+              "task": {"id": task_id}, "annotation": annotation}
+    url = reviewed["base"] + WEBHOOK_PATH
+    secret = reviewed["secret"]
+    answer = httpx.post(url, json=replay, headers={SECRET_HEADER: secret})
+    assert answer.status_code == 200
+    body = answer.json()
+    got = (body["handled"], body["complete"], body["fire"], body["recorded"])
+    assert got == (True, True, False, 0)
+    wrong = httpx.post(url, json=replay, headers={SECRET_HEADER: "not-the-secret"})
+    assert wrong.status_code == 401
+    unknown = httpx.post(url, json={"action": "PROJECT_UPDATED", "project": {"id": 1}},
+                         headers={SECRET_HEADER: secret})
+    assert unknown.status_code == 200 and unknown.json()["handled"] is False
+    time.sleep(0.3)
+    assert sorted(calls) == [(name, 0), (name, 1)]
+    assert len(catalog.review_events(project)) == events == 2 * LIMIT
 
 
-def test_review_status_counts_the_answers(flow: dict[str, Any]) -> None:
+def test_review_status_counts_the_answers(flow: dict[str, Any], reviewed: dict[str, Any]) -> None:
     settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
     r0 = review_status(settings, catalog, name, 0)
     assert r0 == {"round": 0, "queued": LIMIT, "annotated": LIMIT - 1, "skipped": 1, "pending": 0,
@@ -345,18 +432,19 @@ def test_review_status_counts_the_answers(flow: dict[str, Any]) -> None:
     assert waited["round_status"] == "reviewed"
 
 
-def test_pull_brings_back_the_ground_truth(flow: dict[str, Any]) -> None:
+def test_pull_brings_back_the_ground_truth(flow: dict[str, Any], round0: dict[str, Any],
+                                           reviewed: dict[str, Any], pulled: dict[str, Any]
+                                           ) -> None:
     settings, catalog, name = flow["settings"], flow["catalog"], flow["name"]
-    began = time.perf_counter()
-    out = pull_annotations(settings, catalog, name, 0)
-    print(f"\npull of {2 * LIMIT} tasks: {time.perf_counter() - began:.2f} s")
+    out = pulled
     got = (out["labelled"], out["rejected"], out["pending"], out["invalid"])
     assert got == (2 * LIMIT - 1, 1, 0, [])
     project = catalog.project(name)
-    assert catalog.image(project, flow["skipped"]).status is ImageStatus.REJECTED
+    skipped = reviewed["skipped"]
+    assert catalog.image(project, skipped).status is ImageStatus.REJECTED
     stored = catalog.labels(project)
     labelled = catalog.images(project, ImageStatus.LABELLED)
-    assert len(labelled) == 2 * LIMIT - 1 and flow["skipped"] not in stored
+    assert len(labelled) == 2 * LIMIT - 1 and skipped not in stored
     for img in labelled:
         truth = flow["truths"][img.image_id]
         written = read_yolo_labels(Path(out["labels_dir"]) / f"{img.image_id}.txt")
@@ -364,7 +452,7 @@ def test_pull_brings_back_the_ground_truth(flow: dict[str, Any]) -> None:
         np.testing.assert_allclose(stored[img.image_id], truth, atol=1e-6)
 
     figures = out["corrections"]
-    boxes = sum(len(flow["truths"][i["image_id"]]) for i in flow["batch0"]["queue"][:-1])
+    boxes = sum(len(flow["truths"][i["image_id"]]) for i in round0["batch"]["queue"][:-1])
     assert figures["corrections/images"] == LIMIT - 1
     assert figures["corrections/boxes_predicted"] == figures["corrections/boxes_final"] == boxes
     assert figures["corrections/kept"] == boxes
@@ -380,26 +468,27 @@ def test_pull_brings_back_the_ground_truth(flow: dict[str, Any]) -> None:
 
 
 # -- failure paths -------------------------------------------------------------------------
-def test_unknown_project_and_empty_selection(flow: dict[str, Any]) -> None:
-    settings, catalog = flow["settings"], flow["catalog"]
-    for call in (lambda: queue_batch(settings, catalog, "nope", flow["batch0"], None),
+def test_unknown_project_and_empty_selection(flow: dict[str, Any], round0: dict[str, Any],
+                                             pulled: dict[str, Any]) -> None:
+    settings, catalog, batch0 = flow["settings"], flow["catalog"], round0["batch"]
+    for call in (lambda: queue_batch(settings, catalog, "nope", batch0, None),
                  lambda: review_status(settings, catalog, "nope", None),
                  lambda: pull_annotations(settings, catalog, "nope", None),
                  lambda: annotate_simulated(settings, catalog, "nope", None, 0.0, 0)):
         with pytest.raises(ProjectNotFound, match="unknown project 'nope'"):
             call()
-    empty = {**flow["batch0"], "queue": []}
+    empty = {**batch0, "queue": []}
     with pytest.raises(ValueError, match="nothing to queue: .*selected no images"):
         queue_batch(settings, catalog, flow["name"], empty, None)
-    unrecorded = {**flow["batch0"], "params": {}}
+    unrecorded = {**batch0, "params": {}}
     with pytest.raises(ValueError, match=r"params'\]\['round'\] must be the recorded round"):
         queue_batch(settings, catalog, flow["name"], unrecorded, None)
     with pytest.raises(CatalogError, match="has no round 5"):
-        queue_batch(settings, catalog, flow["name"], {**flow["batch0"], "params": {"round": 5}},
-                    None)
-    # Round 0 was pulled: its images are labelled/rejected now and cannot be queued again.
+        queue_batch(settings, catalog, flow["name"], {**batch0, "params": {"round": 5}}, None)
+    # Round 0 was pulled (the `pulled` stage): its images are labelled/rejected now and cannot
+    # be queued again.
     with pytest.raises(ValueError, match=r"6 image\(s\) of the batch cannot be queued in round 0"):
-        queue_batch(settings, catalog, flow["name"], flow["batch0"], None)
+        queue_batch(settings, catalog, flow["name"], batch0, None)
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ Auth and bad-input tables run in-process in tests/unit/test_serving_contract.py.
 Studio URL the app uses goes through a small TCP relay owned by this module, so a test
 can take "Label Studio" away (nothing listens on that port: connection refused) and bring it
 back without restarting the session's server. The random model finds no box above the floor on
-these images, so every image scores 0: a deployment with threshold 1 flags everything and one
-with threshold 0 flags nothing.
+these images, so every image scores 0 and the deployment (threshold 1) flags everything; the
+confident-image test runs a second replica whose scripted model is sure of one upload.
 
 Tests share one module-scoped deployment and run in file order (score-batch before the hot
 reload changes the served model).
@@ -173,23 +173,70 @@ def test_low_score_image_is_flagged_and_lands_in_the_group_view(deployment):
 
 
 def test_confident_image_is_not_flagged(deployment):
+    """A second replica whose model is sure of one upload and unsure of another, with a real
+    threshold between their scores: the confident image is answered and left alone, the
+    uncertain one is flagged, stored and reaches its group's tab in Label Studio."""
+    from labelwise.domain import Detections
+    from labelwise.serving.holder import ServingModel
+
     dep = deployment
-    confident = ServingSettings(project="digits", model="yolov8n.yaml", evaluation_threshold=0.0,
-                                upload_group=GROUP, poll_interval_s=0)
-    app = create_app(dep.settings, confident, catalog=dep.catalog)  # a second replica
+    confident_path, uncertain_path = dep.uploads[1], dep.uploads[4]
+    rgb = {path: np.array(Image.open(path).convert("RGB"))
+           for path in (confident_path, uncertain_path)}
+    top = {confident_path: 0.991, uncertain_path: 1.0 / len(CLASSES)}  # top class probability
+
+    class ScriptedDetector:
+        """One box at confidence 0.9 over the two uploads; sure or unsure of its class."""
+
+        version = "scripted-v1"
+
+        def predict(self, sources: list[Any]) -> list[Detections]:
+            out = []
+            for pixels in sources:  # (H, W, 3) BGR arrays, as YoloDetector.predict takes
+                (path,) = [p for p, x in rgb.items() if np.array_equal(pixels[:, :, ::-1], x)]
+                rest = (1.0 - top[path]) / (len(CLASSES) - 1)
+                probs = np.full((1, len(CLASSES)), rest, np.float32)
+                probs[0, 0] = top[path]
+                out.append(Detections(np.array([[1, 1, 40, 40]], np.float32),
+                                      np.array([0.9], np.float32), np.array([0]), probs))
+            return out
+
+    def source(project):  # type: ignore[no-untyped-def]
+        return (lambda: ServingModel(ScriptedDetector(), "scripted.pt", "explicit")), None
+
+    group = "replica-2"
+    threshold = 0.5
+    replica = ServingSettings(
+        project="digits", evaluation_threshold=threshold, upload_group=group,
+        rate_per_minute=None, rate_per_hour=None, rate_per_day=None,
+        poll_interval_s=0, delivery_retry_base_s=0.2, delivery_retry_max_s=1.0,
+    )
+    app = create_app(dep.settings, replica, catalog=dep.catalog, model_source=source)
+    project = dep.catalog.project("digits")
     with TestClient(app) as client:
-        response = client.post(
-            "/v1/predict",
-            files={"file": ("x.png", png_bytes(dep.uploads[1]), "image/png")},
-            headers={"Authorization": f"Bearer {dep.key}"},
-        )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    decision = (body["flagged"], body["queued_for_review"], body["flag_suppressed_reason"])
-    assert decision == (False, False, None)
-    assert body["evaluation_score"] >= 0.0
-    assert not dep.catalog.images(dep.catalog.project("digits"), image_ids=[body["image_id"]])
-    assert body["image_id"] not in group_tasks(dep, GROUP)
+        def post(path: Path) -> dict[str, Any]:
+            response = client.post(
+                "/v1/predict",
+                files={"file": ("x.png", png_bytes(path), "image/png")},
+                headers={"Authorization": f"Bearer {dep.key}"},
+            )
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        sure, unsure = post(confident_path), post(uncertain_path)
+        assert sure["evaluation_threshold"] == unsure["evaluation_threshold"] == threshold
+        assert unsure["evaluation_score"] < threshold < sure["evaluation_score"], (sure, unsure)
+        decision = (sure["flagged"], sure["queued_for_review"], sure["flag_suppressed_reason"])
+        assert decision == (False, False, None)
+        flagged = (unsure["flagged"], unsure["queued_for_review"], unsure["flag_suppressed_reason"])
+        assert flagged == (True, True, None)
+        wait_for(lambda: unsure["image_id"] in group_tasks(dep, group), 30,
+                 "the uncertain image in the replica's group tab")
+        wait_for(lambda: stats(dep)["outbox"]["pending"] == 0, 30, "the outbox to drain")
+    assert not dep.catalog.images(project, image_ids=[sure["image_id"]])
+    assert dep.catalog.images(project, image_ids=[unsure["image_id"]])
+    assert sure["image_id"] not in group_tasks(dep, group)
+    assert sure["image_id"] not in group_tasks(dep, GROUP)
 
 
 @pytest.mark.faults

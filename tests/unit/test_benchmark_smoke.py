@@ -9,7 +9,9 @@ import math
 import pytest
 
 from labelwise.benchmark.config import BenchmarkConfig
+from labelwise.benchmark.oracle import Oracle
 from labelwise.benchmark.outputs import csv_columns, read_csv
+from labelwise.domain import class_box_counts
 
 
 @pytest.mark.slow
@@ -35,7 +37,7 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
         assert rnd["labelled_images"] == div["labelled_images"] == 8
         assert rnd["labelled_boxes"] == div["labelled_boxes"]  # same set
         assert by[(protocol, "random", 1)]["labelled_images"] == 12 and by[(protocol, "random", 1)]["new_images"] == 4
-        assert by[(protocol, "rare_class_diverse", 1)]["labelled_images"] == 12  # with labelled class counts
+        assert by[(protocol, "rare_class_diverse", 1)]["labelled_images"] == 12
         for r in range(2):
             sprint, random_row = by[(protocol, "random_sprint", r)], by[(protocol, "random", r)]
             # random_sprint shares random's images and trainings, and draws every box by hand
@@ -51,6 +53,20 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
     # the labelled sets of round 0 are the same images for every strategy and protocol
     results = [json.loads(p.read_text()) for p in (cfg.out / "jobs").glob("*/result.json")]
     assert len(results) == 8 and all(r["labelled"][:8] == results[0]["labelled"][:8] for r in results)
+    # rare_class_diverse with labelled class counts: round 1 adds 4 images it had not labelled
+    # (12 distinct), and each row's boxes per class (the counts its selection was given) are the
+    # ground truth's boxes per class of exactly the images labelled by then.
+    names = [str(i) for i in range(10)]
+    oracle = Oracle(cfg.out / "data" / "target" / "pool_truth" / "labels", len(names))
+    rare = [r for r in results if r["job"]["strategy"] == "rare_class_diverse"]
+    assert sorted(r["job"]["protocol"] for r in rare) == ["scratch", "warm"]
+    for res in rare:
+        assert len(res["labelled"]) == len(set(res["labelled"])) == 12
+        for r, size in ((0, 8), (1, 12)):
+            row = by[(res["job"]["protocol"], "rare_class_diverse", r)]
+            truth = class_box_counts([oracle.reveal(stem) for stem in res["labelled"][:size]], len(names))
+            assert [row[f"boxes/{n}"] for n in names] == truth.tolist()
+            assert row["labelled_boxes"] == int(truth.sum()) > 0
     assert len(result.plots) == 6 and all(p.is_file() and p.stat().st_size > 0 for p in result.plots)
     assert {p.name for p in result.plots} >= {"learning-curve-warm-edits.png", "learning-curve-scratch-boxes.png"}
     ceilings = json.loads((cfg.out / "ceilings.json").read_text())

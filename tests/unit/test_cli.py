@@ -60,7 +60,8 @@ def test_score_batch_prints_a_sorted_queue(scored_project, strategy):
     scores = [q["uncertainty_score"] for q in queue]
     assert scores == sorted(scores)
     for q in queue:
-        assert set(q) == {"image_id", "uncertainty_score", "scores", "thumbnail", "reason", "reason_text"}
+        assert set(q) == {"image_id", "uncertainty_score", "scores", "thumbnail", "reason", "reason_text",
+                          "rank"}
         assert q["reason"] in REASON_CODES and q["reason_text"], q
         assert (q["reason"] == "random") == (strategy == "random")
         assert set(q["scores"]) == {"lowest_confidence", "margin_sampling", "entropy"}

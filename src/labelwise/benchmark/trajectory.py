@@ -113,7 +113,7 @@ def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetecto
     order = select_queue(strategy, scores, settings.selection.limit, round_rng(job.seed, round_number + 1),
                          diversity_weight=sel.diversity_weight, candidate_factor=sel.candidate_factor,
                          class_balance=sel.class_balance, embeddings=emb, labelled_embeddings=lab,
-                         labelled_class_counts=labelled_counts)
+                         labelled_class_counts=labelled_counts).order
     picks = [unlabelled[i] for i in order]
     missing = [i for i in picks if i not in detections]
     if missing:  # strategies that select without predictions still send pre-annotations
