@@ -74,6 +74,14 @@ def batch_params(batch: Mapping[str, Any]) -> Mapping[str, Any]:
     return batch.get("params") or {}
 
 
+def _applied(params: Mapping[str, Any], knob: str) -> str:
+    """A selection knob as applied, with the request when the strategy set its own value."""
+    applied = params.get(knob, NA)
+    requested = params.get(f"requested_{knob}")
+    return f"{applied} (requested {requested}; the strategy sets its own)" if requested is not None \
+        else str(applied)
+
+
 def queue_ties(batch: Mapping[str, Any]) -> int:
     """Queue items sharing their ``uncertainty_score`` with another queue item."""
     return tied_count(float(item["uncertainty_score"]) for item in queue_items(batch))
@@ -265,11 +273,11 @@ def queue_markdown(
     rows = [
         ("strategy", batch.get("strategy", NA)),
         ("limit", params.get("limit", NA)),
-        ("diversity weight", params.get("diversity_weight", NA)),
+        ("diversity weight (applied)", _applied(params, "diversity_weight")),
         ("seed", params.get("seed", NA)),
         ("scoring floor (confidence)", scoring.get("confidence_floor", NA)),
         ("aggregation", scoring.get("aggregation", NA)),
-        ("class balance", params.get("class_balance", NA)),
+        ("class balance (applied)", _applied(params, "class_balance")),
         ("candidates", params.get("candidates", NA)),
         ("held back by open rounds", params.get("held_back", 0)),
         ("unlabelled without prediction", params.get("unlabelled_without_prediction", 0)),

@@ -175,13 +175,24 @@ def test_champion_text_says_whether_it_moved_and_why(promoted, before, expected)
     assert champion_text(promoted, before) == expected
 
 
+@pytest.mark.parametrize(("params", "row"), [
+    ({"diversity_weight": 0.8, "requested_diversity_weight": 0.3},
+     "| diversity weight (applied) | 0.8 (requested 0.3; the strategy sets its own) |"),
+    ({"diversity_weight": 0.3}, "| diversity weight (applied) | 0.3 |"),
+])
+def test_queue_markdown_says_what_was_applied_and_what_was_asked(params, row):
+    batch = make_batch([item("a1", 0.1)])
+    batch = {**batch, "params": {**batch["params"], **params}}
+    assert row in queue_markdown(batch, FILES, QUEUED).splitlines()
+
+
 def test_queue_markdown_shows_parameters_ties_reasons_and_where():
     queue = [item("a1", 0.1, "no box above 0.25 | the model may be missing objects"),
              item("b2", 0.1), item("c3", 0.3, "uncertainty score 0.300")]
     md = queue_markdown(make_batch(queue), FILES, QUEUED, top=2)
     lines = md.splitlines()
     assert lines[0] == "# Round 2 queue of Digits_Demo"
-    for row in ("| strategy | rare_class_diverse |", "| limit | 20 |", "| diversity weight | 0.3 |",
+    for row in ("| strategy | rare_class_diverse |", "| limit | 20 |", "| diversity weight (applied) | 0.3 |",
                 "| seed | 7 |", "| scoring floor (confidence) | 0.25 |", "| candidates | 140 |"):
         assert row in lines, row
     assert ("**Ties:** 2 of 3 queued images share their uncertainty score with another queued "
