@@ -42,11 +42,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from labelwise.config import Settings
+from labelwise.review.project import SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhooks/labelstudio"
-SECRET_HEADER = "X-Labelwise-Secret"
 DEFAULT_PORT = 8091
 PORT_ENV = "LABELWISE_WEBHOOK_PORT"
 

@@ -52,7 +52,7 @@ def promote(config: str | None, project: str, version: str, map50_95: float) -> 
     return run(task_settings(config), project, version, map50_95)
 
 
-@task(name="start-campaign", retries=2, retry_delay_seconds=5)
+@task(name="start-campaign")  # not retried: a retry would open a second campaign run
 def start_campaign(config: str | None, project: str, campaign: str, params: dict[str, Any]) -> str:
     """A campaign run the calling flow holds open; returns its run id."""
     from labelwise.learn import start_campaign as run

@@ -16,16 +16,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
 
 from labelwise.images import DEFAULT_MAX_PIXELS, PIL_HARD_LIMIT
-from labelwise.serving.settings import ServingSettings
+from labelwise.scoring import SCORE_NAMES, ScoreName
 
 DEFAULT_CONFIG_FILE = "labelwise.yaml"
-SCORE_NAMES = ("lowest_confidence", "margin_sampling", "entropy")
+CONFIG_FILE_KWARG = "_config_file"
+"""The keyword argument of :class:`Settings` that names its YAML file (None = no file):
+``Settings(_config_file=path, **values)``, what :func:`load_settings` calls."""
+
+EvaluationStrategy = Literal[ScoreName, "weighted_combination"]
+EVALUATION_STRATEGIES: tuple[str, ...] = (*SCORE_NAMES, "weighted_combination")
+"""What ``serving.evaluation_strategy`` may be: one of the scores, or their weighted combination."""
 
 
 class DetectorSettings(BaseModel):
@@ -237,6 +244,77 @@ class TrainingSettings(BaseModel):
         return PseudoLabelRule(self.pseudo_threshold, self.pseudo_band_floor, self.pseudo_cap)
 
 
+class ServingSettings(BaseModel):
+    """How one deployment of ``labelwise serve`` serves predictions and flags images for review
+    (the ``serving:`` section, ``LABELWISE_SERVING__...`` in the environment; or built explicitly
+    and handed to :func:`labelwise.serving.create_app`).
+
+    Scores are on [0, 1], lower = more uncertain (see :mod:`labelwise.scoring`); an image is
+    *flagged* when its evaluation score is strictly below ``evaluation_threshold``.
+    """
+
+    project: str | None = Field(
+        None, description="Default project of /v1/predict (its model is loaded at start)."
+    )
+    model: str | None = Field(
+        None,
+        description="A .pt path or model yaml; default: the registry champion of the "
+        "project, else detector.model. A models:/ ref means the champion.",
+    )
+    host: str = Field("127.0.0.1", description="Bind address of `labelwise serve`.")
+    port: int = Field(8000, ge=1, le=65535)
+    evaluation_strategy: EvaluationStrategy = Field(
+        "entropy",
+        description="The image score compared with the threshold "
+        "(weighted_combination = scoring.weights over the three scores).",
+    )
+    evaluation_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Flag an image when its score is below this."
+    )
+    upload_group: str = Field(
+        "serving",
+        min_length=1,
+        max_length=200,
+        description="Label Studio group (Data Manager tab) that flagged images go to.",
+    )
+    rate_per_minute: int | None = Field(
+        30, ge=0, description="Most images flagged per project per minute (None = no cap)."
+    )
+    rate_per_hour: int | None = Field(300, ge=0, description="... per hour (None = no cap).")
+    rate_per_day: int | None = Field(2000, ge=0, description="... per day (None = no cap).")
+    near_duplicate_distance: float = Field(
+        0.01,
+        ge=0.0,
+        le=2.0,
+        description="Suppress a flag when the cosine distance (1 - cos) of the image's embedding "
+        "to an image already queued or flagged is below this (0 = off). Embedder-dependent: "
+        "a one-pixel change measured ~1e-5 with untrained yolov8n features at 96 px, distinct "
+        "digit images 0.009-0.04; calibrate on your own data.",
+    )
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="413 above this.")
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="422 above width x height (checked from the header, before decoding); "
+        "the pool's images.max_pixels applies too when it is lower.",
+    )
+    poll_interval_s: float = Field(
+        30.0, ge=0.0, description="Seconds between champion checks (0 = only /v1/admin/reload)."
+    )
+    delivery_retry_base_s: float = Field(
+        1.0, gt=0.0, description="First delay before retrying a failed delivery; doubles."
+    )
+    delivery_retry_max_s: float = Field(60.0, gt=0.0, description="Longest retry delay.")
+    thumbnail_size: int = Field(128, ge=16, le=1024, description="Long side of thumbnails, px.")
+
+    @field_validator("upload_group")
+    @classmethod
+    def _group_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(f"upload_group must be non-blank; got {value!r}")
+        return value.strip()
+
+
 class Settings(BaseSettings):
     """All of Labelwise's configuration."""
 
@@ -270,10 +348,20 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = _CONFIG_FILE_FOR_LOAD.get("path")
+        """Keyword arguments, then ``LABELWISE_*``, then the YAML file this call names.
+
+        The file comes with the call itself (the keyword argument :data:`CONFIG_FILE_KWARG`, taken
+        out of the values before they are validated), never from module state: loads of
+        different files on different threads cannot see each other's file.
+        """
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if yaml_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        given = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        if CONFIG_FILE_KWARG in given:
+            values = dict(given)
+            yaml_file = values.pop(CONFIG_FILE_KWARG)
+            sources[0] = InitSettingsSource(settings_cls, init_kwargs=values)
+            if yaml_file is not None:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=Path(yaml_file)))
         return tuple(sources)
 
     # Derived locations -------------------------------------------------------------------
@@ -306,11 +394,6 @@ class Settings(BaseSettings):
         return (self.labelstudio.document_root or self.state_dir).expanduser().resolve()
 
 
-# The YAML path for the settings being built. pydantic-settings asks the class for its sources,
-# so the chosen file is handed over here for the duration of one load_settings() call.
-_CONFIG_FILE_FOR_LOAD: dict[str, Path | None] = {"path": None}
-
-
 def find_config_file(explicit: Path | str | None = None) -> Path | None:
     """The config file to read: explicit, else $LABELWISE_CONFIG, else ./labelwise.yaml."""
     if explicit is not None:
@@ -329,12 +412,9 @@ def find_config_file(explicit: Path | str | None = None) -> Path | None:
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
-    """Build settings from the config file, the environment and ``overrides``."""
-    _CONFIG_FILE_FOR_LOAD["path"] = find_config_file(config_file)
-    try:
-        return Settings(**overrides)
-    finally:
-        _CONFIG_FILE_FOR_LOAD["path"] = None
+    """Build settings from the config file (:func:`find_config_file`), the environment and
+    ``overrides``. Safe to call from many threads at once: the file travels with the call."""
+    return Settings(**{CONFIG_FILE_KWARG: find_config_file(config_file)}, **overrides)
 
 
 def write_settings(settings: Settings, path: Path) -> Path:

@@ -251,6 +251,8 @@ def round_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
 
 
 PSEUDO_PARAM_KEYS = tuple(PseudoLabelRule().as_params())
+TRAINED_MODEL_PARAM = "trained_model_version"
+"""The round run's param naming the retrained weights (:attr:`RetrainResult.model_version`)."""
 
 
 def pseudo_tracking(retrained: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
@@ -289,14 +291,24 @@ def track_round(
     The run ends FINISHED with its description (:func:`labelwise.tracking.round_description`),
     or FAILED with the error when tracking fails half-way; either way a campaign that only
     its rounds hold open ends with its last running round (:meth:`Tracker.end_run`).
+
+    Safe to call again for the same round (the track task's retries): the round run and the
+    registered version that an earlier call left are found by their tags and reused (the run's
+    params include :data:`TRAINED_MODEL_PARAM`, the retrained weights' content version, so the
+    same weights reuse it and other weights get a run of their own), points already logged are
+    not logged again, and the call finishes what the earlier one left undone. Either way one
+    round run and one registered version per round and model.
     """
     from labelwise.reports import learning_curve
 
     tracker = tracker_for(settings, project.name)
     parent = tracker.ensure_campaign(campaign, {"project": project.name})
     pseudo_params, pseudo_metrics = pseudo_tracking(retrained)
-    run_id = tracker.start_round(parent, round_number, {**params, "base_model": retrained["base_model"],
-                                                         "epochs": retrained["epochs"], **pseudo_params})
+    round_params = {**params, "base_model": retrained["base_model"], "epochs": retrained["epochs"],
+                    **pseudo_params}
+    if retrained.get("model_version") is not None:
+        round_params[TRAINED_MODEL_PARAM] = retrained["model_version"]
+    run_id = tracker.start_round(parent, round_number, round_params)
     try:
         metrics = round_metrics(evaluation)
         metrics.update({f"AP50/{k}": v for k, v in evaluation.get("per_class_ap50", {}).items()})

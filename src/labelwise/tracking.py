@@ -29,6 +29,14 @@ Campaign runs end (no run stays RUNNING once nothing runs under it):
 - a learn round started on its own (webhook, reconciler) under no running campaign opens one
   (``labelwise.held_by = rounds``: the newest such campaign of that name is reopened, else a new
   one) and :meth:`Tracker.end_run` of its round run ends it again once no round under it runs.
+
+Safe to repeat (a retried Prefect task, a learn run started again for the same round): what a
+round writes is found before it is created. :meth:`Tracker.start_round` reuses the round run an
+earlier attempt left (tags ``labelwise.kind = round``, ``labelwise.round = <n>``, the same
+campaign, and params that agree), :meth:`Tracker.register_weights` the version it registered from
+that run (tag ``round = <n>``, same run id), :meth:`Tracker.log_metrics` skips a point already
+logged at that step; so an attempt that died half-way is finished by the next one, with one run
+and one version per round.
 """
 
 from __future__ import annotations
@@ -84,6 +92,8 @@ VERSION_TAG_KEYS = ("round", "mAP50", "mAP50-95", "promotion")
 """Tags of every registered version; ``promotion`` is ``pending`` until the rule has decided,
 then ``promoted because …`` or ``not promoted because …``."""
 PENDING = "pending"
+ROUND_FAILED = "kept (round failed)"
+"""The champion tag of a round run that ended FAILED before promotion."""
 TAG_LIMIT = 8000  # MLflow's run tag value limit
 
 
@@ -112,6 +122,11 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def _count(value: float | None) -> str:
     return "n/a" if value is None else str(int(value))
+
+
+def _param_text(value: Any) -> str:
+    """A param as MLflow stores it (text, cut to 6000 characters)."""
+    return str(value)[:6000]
 
 
 def _clip(text: str, limit: int = TAG_LIMIT) -> str:
@@ -250,7 +265,12 @@ class Tracker:
                 self.release_campaign(old.info.run_id)
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={KIND_TAG: "campaign", HELD_BY_TAG: held_by})
-        self.log_params(run.info.run_id, params)
+        try:
+            self.log_params(run.info.run_id, params)
+        except BaseException as exc:  # the run is no one's: it must not stay RUNNING
+            self.client.set_tag(run.info.run_id, ERROR_TAG, _clip(error_text(exc)))
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+            raise
         return run.info.run_id
 
     def find_campaign(self, name: str, status: str | None = None, held_by: str | None = None) -> str | None:
@@ -278,6 +298,16 @@ class Tracker:
         return self.start_campaign(name, params, held_by=HELD_BY_ROUNDS)
 
     def start_round(self, parent_run_id: str | None, round_number: int, params: Mapping[str, Any]) -> str:
+        """The run of round ``round_number`` under the campaign run ``parent_run_id``.
+
+        A new run, unless an earlier attempt of the same round left one (:meth:`find_round`): that
+        run is reused, reopened (RUNNING, its ``labelwise.error`` and failed-round champion tag
+        cleared) and given the params it lacks. Returns the run id.
+        """
+        found = self.find_round(parent_run_id, round_number, params)
+        if found is not None:
+            self._reopen_round(found, params)
+            return found
         tags = {KIND_TAG: "round", ROUND_TAG: str(round_number)}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
@@ -285,14 +315,53 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def find_round(
+        self, parent_run_id: str | None, round_number: int, params: Mapping[str, Any]
+    ) -> str | None:
+        """The newest run of round ``round_number`` under ``parent_run_id`` (None: under no
+        campaign) whose logged params agree with ``params`` (every key it has is logged with the
+        same value: an attempt of the same work; a param is never overwritten). Any status."""
+        filters = [f"tags.`{KIND_TAG}` = 'round'", f"tags.`{ROUND_TAG}` = '{round_number}'"]
+        if parent_run_id:
+            filters.append(f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+        runs = self.client.search_runs([self.experiment_id], filter_string=" and ".join(filters),
+                                       max_results=100, order_by=["attributes.start_time DESC"])
+        wanted = {key: _param_text(value) for key, value in params.items()}
+        for run in runs:
+            if run.data.tags.get(PARENT_TAG) != (parent_run_id or None):
+                continue
+            logged = run.data.params
+            if all(logged.get(key, text) == text for key, text in wanted.items()):
+                return run.info.run_id
+        return None
+
+    def _reopen_round(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Make an earlier attempt's round run this attempt's: RUNNING, without the failure's
+        marks (``labelwise.error``, champion ``kept (round failed)``), with every param."""
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        if ERROR_TAG in run.data.tags:
+            self.client.delete_tag(run_id, ERROR_TAG)
+        if run.data.tags.get(CHAMPION_TAG) == ROUND_FAILED:
+            self.client.delete_tag(run_id, CHAMPION_TAG)
+        self.log_params(run_id, {k: v for k, v in params.items() if k not in run.data.params})
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         for key, value in params.items():
-            self.client.log_param(run_id, key, str(value)[:6000])
+            self.client.log_param(run_id, key, _param_text(value))
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int) -> None:
+        """Log ``metrics`` at ``step`` (None values skipped). A metric that already has this
+        value at this step (an earlier attempt logged it) is not logged twice."""
+        present = self.client.get_run(run_id).data.metrics
         for key, value in metrics.items():
-            if value is not None:
-                self.client.log_metric(run_id, key, float(value), step=step)
+            if value is None:
+                continue
+            if key in present and any(m.step == step and m.value == float(value)
+                                      for m in self.client.get_metric_history(run_id, key)):
+                continue
+            self.client.log_metric(run_id, key, float(value), step=step)
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
@@ -323,7 +392,7 @@ class Tracker:
         is_round = run.data.tags.get(KIND_TAG) == "round"
         if is_round:
             if CHAMPION_TAG not in run.data.tags:
-                champion = PENDING if status == "FINISHED" else "kept (round failed)"
+                champion = PENDING if status == "FINISHED" else ROUND_FAILED
                 self.client.set_tag(run_id, CHAMPION_TAG, champion)
             self.describe_round(run_id)
         self.client.set_terminated(run_id, status=status)
@@ -396,26 +465,58 @@ class Tracker:
 
         The version gets the tags ``round``, ``mAP50``, ``mAP50-95`` (from the run) and
         ``promotion = pending``, and a description (:func:`version_description`); the run gets
-        the tag ``labelwise.registered_version``.
+        the tag ``labelwise.registered_version``. When the run already registered its round's
+        version (:meth:`find_version`: an earlier attempt died after registering) that version
+        is returned and given what it lacks (tags, description); nothing is registered twice.
         """
-        self.client.log_artifact(run_id, str(weights), "weights")
-        try:
-            self.client.get_registered_model(self.model_name)
-        except Exception:  # noqa: BLE001 - MLflow raises its own RestException subtypes
-            self.client.create_registered_model(
-                self.model_name, description=f"Detectors of project {self.project}, one version per "
-                                             f"learn round; alias `{CHAMPION}`: the deployed one.")
         run = self.client.get_run(run_id)
-        source = f"{run.info.artifact_uri}/weights"
         number = int(run.data.tags.get(ROUND_TAG, -1))
         metrics = run.data.metrics
         tags = {"round": str(number), "mAP50": _fmt(metrics.get("mAP50"), 4),
                 "mAP50-95": _fmt(metrics.get("mAP50-95"), 4), "promotion": PENDING}
-        mv = self.client.create_model_version(
-            self.model_name, source, run_id=run_id, tags=tags,
-            description=version_description(number, metrics, run_id, "not decided yet"))
-        self.client.set_tag(run_id, VERSION_TAG, str(mv.version))
-        return str(mv.version)
+        description = version_description(number, metrics, run_id, "not decided yet")
+        version = self.find_version(run_id, number)
+        if version is None:
+            self.client.log_artifact(run_id, str(weights), "weights")
+            self._ensure_registered_model()
+            mv = self.client.create_model_version(
+                self.model_name, f"{run.info.artifact_uri}/weights", run_id=run_id, tags=tags,
+                description=description)
+            version = str(mv.version)
+        else:
+            mv = self.client.get_model_version(self.model_name, version)
+            for key, value in tags.items():
+                if key not in mv.tags:
+                    self.client.set_model_version_tag(self.model_name, version, key, value)
+            if not mv.description:
+                self.client.update_model_version(self.model_name, version, description=description)
+        self.client.set_tag(run_id, VERSION_TAG, version)
+        return version
+
+    def find_version(self, run_id: str, round_number: int) -> str | None:
+        """The registered version of round ``round_number`` from the run ``run_id`` (tag
+        ``round`` and the run id), else None; the oldest if there were ever several."""
+        found = self.client.search_model_versions(
+            f"name = '{self.model_name}' and run_id = '{run_id}'")
+        numbers = sorted(int(mv.version) for mv in found
+                         if mv.tags.get("round") == str(round_number))
+        return str(numbers[0]) if numbers else None
+
+    def _ensure_registered_model(self) -> None:
+        """The project's registered model (created when missing; a concurrent creation is fine)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.model_name)
+            return
+        except MlflowException:
+            pass
+        try:
+            self.client.create_registered_model(
+                self.model_name, description=f"Detectors of project {self.project}, one version "
+                                             f"per learn round; alias `{CHAMPION}`: the deployed one.")
+        except MlflowException:
+            self.client.get_registered_model(self.model_name)  # created meanwhile, else raise
 
     def champion(self) -> ChampionInfo | None:
         try:

@@ -6,7 +6,7 @@ uvicorn on 127.0.0.1). Importing this package does no I/O and does not import Fa
 
 from typing import TYPE_CHECKING, Any
 
-from labelwise.serving.settings import ServingSettings
+from labelwise.config import ServingSettings
 
 if TYPE_CHECKING:
     from labelwise.serving.app import create_app

@@ -17,13 +17,12 @@ from fastapi.responses import JSONResponse
 
 from labelwise import __version__
 from labelwise.catalog import Catalog
-from labelwise.config import Settings
+from labelwise.config import ServingSettings, Settings
 from labelwise.labelstudio.errors import LabelStudioUnavailable
 from labelwise.serving import api_admin, api_label, api_predict
 from labelwise.serving.holder import ChampionWatcher
 from labelwise.serving.middleware import MULTIPART_ENVELOPE_BYTES, ServingMiddleware
 from labelwise.serving.outbox import OutboxItem
-from labelwise.serving.settings import ServingSettings
 from labelwise.serving.state import ModelSource, ServingState, build_state
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def create_app(
     deliver: Callable[[OutboxItem], None] | None = None,
     preload: bool = True,
 ) -> FastAPI:
-    """A FastAPI app serving ``settings`` with ``serving`` (see :mod:`labelwise.serving.settings`).
+    """A FastAPI app serving ``settings`` with ``serving`` (a :class:`ServingSettings`).
 
     Args:
         catalog: share an open catalog (default: open ``settings``' catalog, closed at shutdown).

@@ -24,13 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
-from labelwise.config import Settings
+from labelwise.config import ServingSettings, Settings
 from labelwise.domain import ImageScore, ImageStatus
 from labelwise.images import make_thumbnail
 from labelwise.catalog.proposals import SERVING_SOURCE
 from labelwise.rounds import PROPOSED, QUEUED
 from labelwise.serving.outbox import OutboxItem
-from labelwise.serving.settings import ServingSettings
 
 _round_lock = threading.Lock()
 

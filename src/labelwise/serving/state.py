@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labelwise.catalog import Catalog, ProjectRecord
-from labelwise.config import Settings
+from labelwise.config import ServingSettings, Settings
 from labelwise.serving.auth import KeyCache
 from labelwise.serving.delivery import make_deliver
 from labelwise.serving.flagging import FlagService, ServingStats
@@ -25,7 +25,6 @@ from labelwise.serving.holder import ChampionWatcher, ModelHolder, ServingModel
 from labelwise.serving.ids import UnsafePathError, safe_child
 from labelwise.serving.jobs import AutoLabelJobs
 from labelwise.serving.outbox import DeliveryWorker, OutboxItem, flag_times
-from labelwise.serving.settings import ServingSettings
 
 ModelSource = Callable[
     [ProjectRecord], tuple[Callable[[], ServingModel], Callable[[], str | None] | None]

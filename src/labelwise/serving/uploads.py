@@ -29,8 +29,7 @@ from labelwise.images import ImageTooLarge, content_id, open_capped, oriented
 from labelwise.serving.ids import folder_name, safe_child
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labelwise.config import Settings
-    from labelwise.serving.settings import ServingSettings
+    from labelwise.config import ServingSettings, Settings
 
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 
