@@ -6,22 +6,21 @@ events); the records and errors in :mod:`labelwise.catalog.records`.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelwise.catalog.api_keys import ApiKeysMixin
 from labelwise.catalog.flags import FlagsMixin
 from labelwise.catalog.images import ImagesMixin
 from labelwise.catalog.labels import LabelsMixin
-from labelwise.catalog.models import Base
+from labelwise.catalog.migrations import upgrade_catalog
 from labelwise.catalog.predictions import PredictionsMixin
 from labelwise.catalog.projects import ProjectsMixin
+from labelwise.catalog.proposals import RoundConflict
 from labelwise.catalog.records import (
     AddReport,
     CatalogError,
@@ -33,7 +32,6 @@ from labelwise.catalog.records import _detections as _detections
 from labelwise.catalog.records import _image_record as _image_record
 from labelwise.catalog.records import _project_record as _project_record
 from labelwise.catalog.review_events import ReviewEventsMixin
-from labelwise.catalog.proposals import RoundConflict
 from labelwise.catalog.rounds import RoundsMixin
 
 __all__ = [
@@ -57,12 +55,16 @@ class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, LabelsM
 
     @classmethod
     def open(cls, url: str) -> "Catalog":
-        """Connect (creating the SQLite file and tables when missing).
+        """Connect, creating the SQLite file when missing, and bring the schema to the newest
+        migration (:mod:`labelwise.catalog.migrations`: a new catalog is created by the
+        migrations, one created before migrations existed is adopted with its rows, an older
+        revision is upgraded; a revision newer than this code is refused with a
+        :class:`CatalogError`).
 
         SQLite files get WAL journaling (readers never block the one writer), foreign keys and
         a 30 s busy timeout (a writer waits for another's transaction instead of failing).
-        Several processes may open a new catalog at the same instant: creating the tables is
-        retried when another process created one first.
+        Several processes may open a catalog at the same instant: the upgrade runs under a lock
+        and whoever comes second finds the schema up to date.
         """
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,11 @@ class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, LabelsM
                 cur.close()
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        _create_tables(engine)
+        try:
+            upgrade_catalog(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def session(self) -> Session:
@@ -84,17 +90,3 @@ class Catalog(ProjectsMixin, ImagesMixin, PredictionsMixin, RoundsMixin, LabelsM
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """``create_all``, retried when another process created a table between its check and its
-    ``CREATE`` (two first commands at once): the retry finds the table and skips it."""
-    for attempt in range(1, attempts + 1):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except DBAPIError as exc:
-            text = str(exc.orig).lower()
-            if attempt == attempts or not ("already exists" in text or "duplicate key" in text):
-                raise
-            time.sleep(0.05 * attempt)
