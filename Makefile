@@ -37,7 +37,7 @@ lint: venv
 	$(BIN)/ruff check src flows tasks deployments
 	$(BIN)/mypy
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
