@@ -17,7 +17,6 @@ Results come back as plain ``dict``s (JSON-ready), ids as ``int``.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,13 +29,13 @@ from labelwise.config import LabelStudioSettings
 from labelwise.labelstudio.errors import LabelStudioMaybeApplied, LabelStudioRequestError
 from labelwise.labelstudio.local_files import check_storage_path
 from labelwise.labelstudio.retry import _CONNECT_ERRORS as _CONNECT_ERRORS  # re-exported
+from labelwise.labelstudio.retry import MAX_RETRY_DELAY_S as MAX_RETRY_DELAY_S  # re-exported
 from labelwise.labelstudio.retry import (
     DEFAULT_RETRY_BASE_DELAY_S,
     PAGE_SIZE,
     all_pages,
     call_with_retries,
 )
-from labelwise.labelstudio.retry import MAX_RETRY_DELAY_S as MAX_RETRY_DELAY_S  # re-exported
 from labelwise.labelstudio.task_import import TaskImport, chunks, import_keyed
 
 log = logging.getLogger(__name__)
@@ -314,8 +313,7 @@ class LabelStudioClient:
         response = self._call(
             f"import {len(tasks)} tasks into project {project_id}",
             lambda: self._ls.projects.import_tasks(
-                # The SDK sends plain dicts as they are; its stub names only ImportApiRequest models.
-                project_id, request=[dict(t) for t in tasks], return_task_ids=True,  # type: ignore[misc]
+                project_id, request=[dict(t) for t in tasks], return_task_ids=True
             ),
             idempotent=False,
         )
@@ -463,8 +461,8 @@ class LabelStudioClient:
                 if any(_view_value(current, k) != _view_value(data, k) for k in compared):
                     self._call(
                         f"update view {view['id']} of project {project_id}",
-                        functools.partial(self._ls.views.update, str(view["id"]), project=project_id,
-                                          data={**current, **data}),
+                        lambda v=view, c=current: self._ls.views.update(
+                            str(v["id"]), project=project_id, data={**c, **data}),
                     )
                 return int(view["id"])
             return None
@@ -503,10 +501,9 @@ class LabelStudioClient:
                         or not hook.send_payload):
                     self._call(
                         f"update webhook {hook.id}",
-                        functools.partial(
-                            self._ls.webhooks.update, int(hook.id), url=url, actions=list(actions),
-                            headers=wanted_headers, is_active=True, send_payload=True,
-                            send_for_all_actions=False,
+                        lambda h=hook: self._ls.webhooks.update(
+                            int(h.id), url=url, actions=list(actions), headers=wanted_headers,
+                            is_active=True, send_payload=True, send_for_all_actions=False,
                         ),
                     )
                 return int(hook.id)
