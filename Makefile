@@ -7,7 +7,7 @@ LS_VENV := .venv-labelstudio
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup venv labelstudio-install labelstudio-start labelstudio-stop test test-unit test-faults demo \
+.PHONY: setup venv labelstudio-install labelstudio-start labelstudio-stop lint test test-unit test-faults demo \
         bench up down status clean
 
 setup: venv labelstudio-install
@@ -32,7 +32,12 @@ labelstudio-start: labelstudio-install
 labelstudio-stop:
 	bash scripts/labelstudio.sh stop
 
-test: setup
+# Static checks; `make test` runs them first. mypy reads its file list from pyproject.toml.
+lint: venv
+	$(BIN)/ruff check src flows tasks deployments
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: venv

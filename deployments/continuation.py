@@ -19,11 +19,12 @@ def idempotency_key(project: str, round_number: int) -> str:
     return f"labelwise-learn-{project}-round-{round_number}"
 
 
-def start_learn_run(config: str | None, campaign: str = "default") -> Callable[[str, int], None]:
+def start_learn_run(config: str | None, campaign: str = "default") -> Callable[[str, int], str]:
     """A hook that starts the learn deployment for (project, round) and returns the run's name
     and id; raises when Prefect cannot be reached (the caller retries)."""
 
     def hook(project: str, round_number: int) -> str:
+        from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
 
         run = run_deployment(
@@ -34,6 +35,8 @@ def start_learn_run(config: str | None, campaign: str = "default") -> Callable[[
             idempotency_key=idempotency_key(project, round_number),
             as_subflow=False,
         )
+        if not isinstance(run, FlowRun):  # run_deployment hands back a coroutine inside an event loop
+            raise TypeError("start_learn_run's hook must be called outside an event loop")
         log.info("learn run %s (%s) for %s round %s", run.name, run.id, project, round_number)
         return f"{run.name} ({run.id})"
 

@@ -21,14 +21,17 @@ def reviewer_edits(row: dict) -> int | None:
     its ``corrections/*`` summary (``pulled["corrections"]``); None when the round has none."""
     corrections = (row.get("pulled") or {}).get("corrections") or {}
     parts = [corrections.get(f"corrections/{k}") for k in ("added", "removed", "relabelled")]
-    return None if any(v is None for v in parts) else int(sum(parts))
+    if any(v is None for v in parts):
+        return None
+    return sum(int(v) for v in parts if v is not None)
 
 
 def print_table(rows: list[dict]) -> None:
     """One line per round: labelled (reviewed) images and boxes, pseudo-labelled images and
     boxes (0 unless ``training.pseudo_labels`` is on), reviewer edits, held-out metrics."""
     header = (f"{'round':>5} {'strategy':<20} {'labels(img)':>11} {'boxes':>6} {'pseudo(img)':>11} "
-              f"{'pseudo(box)':>11} {'edits':>5} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  {'champion':<11} learnt by")
+              f"{'pseudo(box)':>11} {'edits':>5} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  "
+              f"{'champion':<11} learnt by")
     print(header)
     print("-" * len(header))
     for r in rows:

@@ -19,10 +19,14 @@ PROTOCOLS = {"scratch": ("scratch",), "warm": ("warm",), "both": ("scratch", "wa
 class BenchmarkParams(BaseModel):
     """Benchmark parameters (None = the preset's value)."""
 
-    preset: Literal["quick", "full", "pool"] = Field("quick", description="See docs/benchmarks.md for measured durations.")
+    preset: Literal["quick", "full", "pool"] = Field(
+        "quick", description="See docs/benchmarks.md for measured durations."
+    )
     out: str = Field(".labelwise/benchmark", description="Output folder (CSV, PNGs, summary, MLflow).")
     strategies: list[str] | None = Field(None, description="Default: every registered strategy but cold_start.")
-    pseudo: list[str] | None = Field(None, description="Strategies that also run as a '+pseudo' twin (default: the preset's).")
+    pseudo: list[str] | None = Field(
+        None, description="Strategies that also run as a '+pseudo' twin (default: the preset's)."
+    )
     seeds: int | None = Field(None, ge=1)
     protocol: Literal["scratch", "warm", "both"] = "both"
     rounds: int | None = Field(None, ge=0)

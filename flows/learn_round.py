@@ -12,7 +12,8 @@ from prefect import flow, get_run_logger
 
 from flows.naming import current_run_name, name_after_round, run_name
 from flows.params import LearnParams
-from labelwise.rounds.learning import RETRYABLE_STEPS, learn_round as learn
+from labelwise.rounds.learning import RETRYABLE_STEPS
+from labelwise.rounds.learning import learn_round as learn
 from tasks.artifacts import publish_learn
 from tasks.rounds import round_info
 from tasks.settings import task_settings

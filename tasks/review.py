@@ -7,10 +7,11 @@ from prefect import task
 from tasks.artifacts import step_logger
 from tasks.settings import task_settings
 
-LS_RETRIES = dict(retries=3, retry_delay_seconds=[2, 5, 10])
+LS_RETRIES = 3
+LS_RETRY_DELAYS_S: list[float] = [2, 5, 10]
 
 
-@task(name="queue-for-review", **LS_RETRIES)
+@task(name="queue-for-review", retries=LS_RETRIES, retry_delay_seconds=LS_RETRY_DELAYS_S)
 def queue_for_review(config: str | None, project: str, batch: dict, group: str | None) -> dict:
     from labelwise.domain import ScoreBatch
     from labelwise.review import queue_batch
@@ -24,7 +25,7 @@ def queue_for_review(config: str | None, project: str, batch: dict, group: str |
     return queued
 
 
-@task(name="review-status", **LS_RETRIES)
+@task(name="review-status", retries=LS_RETRIES, retry_delay_seconds=LS_RETRY_DELAYS_S)
 def review_status(config: str | None, project: str, round_number: int | None) -> dict:
     from labelwise.review import review_status as run
     from labelwise.runtime import open_catalog
@@ -37,7 +38,7 @@ def review_status(config: str | None, project: str, round_number: int | None) ->
     return status
 
 
-@task(name="pull-annotations", **LS_RETRIES)
+@task(name="pull-annotations", retries=LS_RETRIES, retry_delay_seconds=LS_RETRY_DELAYS_S)
 def pull_annotations(config: str | None, project: str, round_number: int | None) -> dict:
     from labelwise.review import pull_annotations as run
     from labelwise.round_story import pull_line
@@ -49,7 +50,7 @@ def pull_annotations(config: str | None, project: str, round_number: int | None)
     return pulled
 
 
-@task(name="annotate-simulated", **LS_RETRIES)
+@task(name="annotate-simulated", retries=LS_RETRIES, retry_delay_seconds=LS_RETRY_DELAYS_S)
 def annotate_simulated(config: str | None, project: str, truth_dir: str | None, noise: float, seed: int) -> dict:
     from labelwise.review import annotate_simulated as run
     from labelwise.runtime import open_catalog

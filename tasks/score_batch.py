@@ -10,9 +10,10 @@ from tasks.settings import task_settings
 
 @task(name="score-batch")
 def score_batch(
-    config: str | None, project: str, strategy: str, limit: int, diversity_weight: float,
-    model_version: str | None, seed: int = 0,
+    config: str | None, project: str, strategy: str | None, limit: int | None,
+    diversity_weight: float | None, model_version: str | None, seed: int = 0,
 ) -> dict:
+    """``strategy``, ``limit``, ``diversity_weight``: None = the config's value."""
     from labelwise.round_story import score_batch_line
     from labelwise.runtime import open_catalog
     from labelwise.scorebatch import ScoreBatchRequest, build_score_batch

@@ -15,8 +15,8 @@ def prefect_step(retryable: frozenset[str]) -> Callable[..., Any]:
     settings and results, not keys)."""
 
     def run(name: str, fn: Callable[..., Any], /, *args: Any) -> Any:
-        step = task(fn, name=name, retries=2 if name in retryable else 0, retry_delay_seconds=5,
-                    cache_policy=NO_CACHE)
+        step = task(name=name, retries=2 if name in retryable else 0, retry_delay_seconds=5,
+                    cache_policy=NO_CACHE)(fn)
         return step(*args)
 
     return run

@@ -263,8 +263,9 @@ class YoloDetector:
             torch.manual_seed(seed)
             model = DetectionModel(cfg_dict, nc=len(names), verbose=False)
         model.names = dict(enumerate(names))
-        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": "detect"}
-        model.task = "detect"
+        # torch types Module.__setattr__ values as Tensor | Module; plain attributes are allowed.
+        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": "detect"}  # type: ignore[assignment]
+        model.task = "detect"  # type: ignore[assignment]
         return model.float().eval()
 
     @staticmethod
@@ -599,7 +600,7 @@ class YoloDetector:
             map50_95=float(box.map),
             per_class_ap50=ap50,
             per_class_ap50_95=ap50_95,
-            n_images=int(validator.seen),
+            n_images=int(validator.seen or 0),  # None only before a run
             n_boxes=int(np.sum(nt)) if nt is not None else 0,
             seconds=seconds,
         )

@@ -225,7 +225,7 @@ class PixelEmbedder:
         rows = np.zeros((len(paths), self.dim), np.float32)
         for i, path in enumerate(paths):
             with Image.open(path) as img:  # EXIF orientation applied, as every reader does
-                grey = oriented(img).convert("L").resize((self.size, self.size), Image.BILINEAR)
+                grey = oriented(img).convert("L").resize((self.size, self.size), Image.Resampling.BILINEAR)
             rows[i] = np.asarray(grey, np.float32).ravel()
         rows -= rows.mean(axis=1, keepdims=True)
         return l2_normalise(rows)

@@ -53,8 +53,8 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * tile, rows * (tile + below)), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (image_id, path, score, dets) in enumerate(items):
-        with Image.open(path) as img:  # oriented: the boxes are in the oriented image's pixels
-            img = oriented(img).convert("RGB")
+        with Image.open(path) as raw:  # oriented: the boxes are in the oriented image's pixels
+            img = oriented(raw).convert("RGB")
             scale = tile / max(img.size)
             thumb = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
         x0, y0 = (i % columns) * tile, (i // columns) * (tile + below)
@@ -92,18 +92,18 @@ def learning_curve(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    colours = plt.get_cmap("tab20").colors if len(curves) > 10 else plt.get_cmap("tab10").colors
+    palette = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")  # palette(i): its i-th colour
     for k, (name, points) in enumerate(curves.items()):
         if not points:
             continue
         xs, ys = zip(*points)
         # More curves than one palette has: a second line style keeps neighbours apart.
-        ax.plot(xs, ys, marker="o", markersize=4, label=name, color=colours[k % len(colours)],
+        ax.plot(xs, ys, marker="o", markersize=4, label=name, color=palette(k % palette.N),
                 linestyle="-" if k % 2 == 0 else "--")
         if bands and name in bands:
             lo = [y - b for y, b in zip(ys, bands[name])]
             hi = [y + b for y, b in zip(ys, bands[name])]
-            ax.fill_between(xs, lo, hi, alpha=0.15, color=colours[k % len(colours)])
+            ax.fill_between(xs, lo, hi, alpha=0.15, color=palette(k % palette.N))
     for name, value in (hlines or {}).items():
         ax.axhline(value, linestyle="--", color="0.3", linewidth=1.2, label=name)
     ax.set_xlabel(xlabel)

@@ -121,7 +121,7 @@ def aggregate(box_scores: np.ndarray, how: Aggregation = "min", top_k: int = 3) 
     raise ValueError(f"aggregation must be one of {list(AGGREGATIONS)}; got {how!r}")
 
 
-def normalise_weights(weights: Mapping[str, float] | None) -> dict[ScoreName, float]:
+def normalise_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     """Weights over the three scores, normalised to sum to 1 (equal when None)."""
     if weights is None:
         return {name: 1.0 / len(SCORE_NAMES) for name in SCORE_NAMES}
@@ -199,7 +199,7 @@ def class_mass(detections: Detections) -> np.ndarray:
 
 def blind_scores(
     detections: Detections, rule: ScoringRule
-) -> tuple[dict[ScoreName, float], float, int]:
+) -> tuple[dict[str, float], float, int]:
     """Scores of a blind image (no box at or above ``rule.confidence_floor``).
 
     ``detections`` holds N >= 0 boxes, all below the floor. Returns ``(scores, combined,
@@ -222,7 +222,7 @@ def blind_scores(
     def in_band(value: float) -> float:
         return float(min(low + band, max(low, value)))
 
-    scores: dict[ScoreName, float] = {
+    scores: dict[str, float] = {
         name: in_band(
             low + band * (0.5 * (1.0 - evidence)
                           + 0.5 * aggregate(fn(faint_probs), rule.aggregation, rule.top_k))

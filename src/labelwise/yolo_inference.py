@@ -103,7 +103,7 @@ def class_vector_predictor() -> type:
             self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
         ) -> list:
             raw = preds[0] if isinstance(preds, (list, tuple)) else preds
-            nc = len(self.model.names)
+            nc = len(self.model.names)  # type: ignore[attr-defined]  # ultralytics declares model = None until setup
             if raw.ndim != 3 or raw.shape[1] != 4 + nc:
                 raise RuntimeError(
                     f"detector head output must be (B, 4 + nc, anchors) = (B, {4 + nc}, A) to read "
@@ -133,10 +133,12 @@ def class_vector_predictor() -> type:
                     raise RuntimeError(
                         "class-score rows do not match NMS confidences (index mix-up)"
                     )
-                boxes = ops.scale_boxes(img.shape[2:], det[:, :4].clone(), orig_imgs[b].shape)
+                height, width = int(img.shape[2]), int(img.shape[3])
+                boxes = ops.scale_boxes((height, width), det[:, :4].clone(), orig_imgs[b].shape)
+                xyxy = boxes if isinstance(boxes, np.ndarray) else boxes.cpu().numpy()  # tensor in, tensor out
                 out.append(
                     RawBoxes(
-                        xyxy=boxes.cpu().numpy().astype(np.float32),
+                        xyxy=xyxy.astype(np.float32),
                         confidence=det[:, 4].cpu().numpy().astype(np.float32),
                         class_id=det[:, 5].cpu().numpy().astype(np.int64),
                         scores=rows.cpu().numpy().astype(np.float32),

@@ -13,7 +13,6 @@ import pytest
 import yaml
 from PIL import Image
 
-from labelwise.datasets import digits as digits_mod
 from labelwise.datasets.digits import (
     CLASS_NAMES,
     INK_THRESHOLD,
@@ -25,6 +24,8 @@ from labelwise.datasets.digits import (
     read_yolo_labels,
     resolve_rare_classes,
 )
+from labelwise.datasets.digits.config import _sklearn_digits
+from labelwise.datasets.digits.render import _render_example
 
 SPLITS = ("pool", "val", "test")
 TINY = DigitsConfig(pool_images=10, val_images=3, test_images=3, duplicate_cluster_fraction=0.6)
@@ -159,7 +160,7 @@ def test_manifest_counts_match_the_label_files(dataset, manifest):
 )
 def test_box_is_exactly_the_ink_extent(config, split, index, jitter_seed):
     """Each box is the smallest one holding every pixel whose coverage reaches INK_THRESHOLD."""
-    rendered = digits_mod._render_example(config, split, index, jitter_seed=jitter_seed)
+    rendered = _render_example(config, split, index, jitter_seed=jitter_seed)
     assert len(rendered.boxes) >= 1
     for i, (x0, y0, x1, y1) in enumerate(rendered.boxes.tolist()):
         ink = rendered.coverage(i) >= INK_THRESHOLD
@@ -313,7 +314,7 @@ def test_domain_halves_are_disjoint_and_cover_the_sklearn_digits():
     target, source = domain_sample_indices("target"), domain_sample_indices("source")
     assert not set(target.tolist()) & set(source.tolist())
     assert sorted(target.tolist() + source.tolist()) == list(range(1797))
-    _, labels = digits_mod._sklearn_digits()
+    _, labels = _sklearn_digits()
     for idx in (target, source):
         assert set(labels[idx].tolist()) == set(range(10))
     with pytest.raises(ValueError, match="domain must be one of"):

@@ -142,6 +142,8 @@ class _LeanClient:
         self.headers = {k: v for k, v in encoded.headers.items() if k.lower() != "host"}
         self.path = path
         parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError(f"serving URL must name a host; got {url!r}")
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
 
     def post(self) -> tuple[int, dict[str, Any], str | None]:

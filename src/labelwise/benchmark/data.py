@@ -17,13 +17,13 @@ import numpy as np
 import yaml
 
 from labelwise.benchmark.config import BenchmarkConfig, DataSpec, config_hash, training_values
-from labelwise.domain import class_box_counts
 from labelwise.benchmark.oracle import (
     Oracle,
     pool_image_paths,
     rare_from_counts,
     read_manifest_info,
 )
+from labelwise.domain import class_box_counts
 from labelwise.training import LabelledImage, write_training_set
 
 TARGET_SEED = 0

@@ -61,7 +61,8 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
                     parsed[key] = float("nan")
                 else:
                     number = float(value)
-                    parsed[key] = int(number) if number.is_integer() and not key.startswith(("map", "ap50", "prec", "rec")) else number
+                    fractional = key.startswith(("map", "ap50", "prec", "rec"))
+                    parsed[key] = int(number) if number.is_integer() and not fractional else number
             out.append(parsed)
     return out
 

@@ -22,8 +22,8 @@ from typing import Any
 from labelwise.benchmark.ceiling import Ceiling, CeilingJob, train_ceiling
 from labelwise.benchmark.config import BASELINE, BenchmarkConfig
 from labelwise.benchmark.data import PreparedData, base_weights_path, prepare_data, train_base
-from labelwise.benchmark.outputs import CSV_NAME, MlflowLog, plot_curves, write_csv, write_summary
 from labelwise.benchmark.oracle import scan_labels
+from labelwise.benchmark.outputs import CSV_NAME, MlflowLog, plot_curves, write_csv, write_summary
 from labelwise.benchmark.plan import Job, plan_jobs
 from labelwise.benchmark.shutdown import stop_workers_on_exit, worker_dies_with_parent
 from labelwise.benchmark.summary import UNITS, SummaryRow, summarise, text_table
@@ -191,23 +191,23 @@ def _drive(cfg: BenchmarkConfig, data: PreparedData, n_jobs: int, pending: list[
                    else pool.submit(_job, cfg, data, item))
             running[fut] = item
         finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-        for fut in finished:
-            item = running.pop(fut)
-            key = item if isinstance(item, str) else item.key
+        for done in finished:
+            job = running.pop(done)
+            key = job if isinstance(job, str) else job.key
             elapsed = time.perf_counter() - started
             try:
-                value = fut.result()
+                value = done.result()
             except Exception as exc:  # noqa: BLE001 - one failed trajectory must not end the run
                 state.failed[key] = f"{type(exc).__name__}: {exc}"
                 log(f"[{elapsed:7.0f}s] FAILED {key}: {state.failed[key]}")
                 if key == "base":
                     pending[:] = [j for j in pending if j.protocol != "warm"]
                 continue
-            if key == "base":
+            if isinstance(job, str):  # "base"
                 base_ready = True
                 log(f"[{elapsed:7.0f}s] base detector ready: {value}")
                 continue
-            if isinstance(item, CeilingJob):
+            if isinstance(job, CeilingJob):
                 state.ceilings.append(value)
                 log(f"[{elapsed:7.0f}s] {key}: mAP50 {value.map50:.3f} on all {value.images} pool images "
                     f"({value.epochs} epochs, {value.train_seconds:.0f} s)")
@@ -216,10 +216,10 @@ def _drive(cfg: BenchmarkConfig, data: PreparedData, n_jobs: int, pending: list[
             done_count += 1
             state.rows.extend(value)
             tracker.log_trajectory(key, value)
-            if item.strategy == BASELINE and not item.pseudo:  # random_sprint: same images, by hand
+            if job.strategy == BASELINE and not job.pseudo:  # random_sprint: same images, by hand
                 sprint = as_random_sprint(value)
                 state.rows.extend(sprint)
-                tracker.log_trajectory(f"{item.protocol}-random_sprint-seed{item.seed}", sprint)
+                tracker.log_trajectory(f"{job.protocol}-random_sprint-seed{job.seed}", sprint)
             last = value[-1]
             log(f"[{elapsed:7.0f}s] {done_count}/{n_jobs} {key}: mAP50 "
                 + " ".join(f"{r['map50']:.3f}" for r in value) + f" at {last['labelled_images']} images, "

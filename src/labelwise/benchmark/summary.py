@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from labelwise.benchmark.config import BASELINE, SPRINT
 
@@ -40,7 +41,7 @@ UNITS = ("images", "boxes", "edits")
 CEILING_SHARE = 0.9
 
 
-def labels_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
+def labels_to_reach(xs: ArrayLike, ys: ArrayLike, target: float) -> float | None:
     """First x where the linear interpolation of (xs, ys) reaches ``target``; None if never.
 
     ``xs`` must be non-decreasing (a round that cost no edits repeats its x).
@@ -62,7 +63,7 @@ def labels_to_reach(xs: Sequence[float], ys: Sequence[float], target: float) -> 
     return None
 
 
-def normalised_auc(xs: Sequence[float], ys: Sequence[float]) -> float:
+def normalised_auc(xs: ArrayLike, ys: ArrayLike) -> float:
     """Trapezoid area under (xs, ys) divided by the x span (no span: the first y)."""
     x = np.asarray(xs, dtype=np.float64)
     y = np.asarray(ys, dtype=np.float64)
@@ -114,7 +115,7 @@ def mean_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Curv
         seeds = max(len(v) for v in by_round.values())
         rounds = sorted(r for r, v in by_round.items() if len(v) == seeds)
 
-        def col(name: str, fn=np.mean) -> np.ndarray:
+        def col(name: str, fn=np.mean, by_round=by_round, rounds=rounds) -> np.ndarray:
             return np.asarray([fn([_value(row, name) for row in by_round[r]]) for r in rounds])
 
         x = {"images": col("labelled_images"), "boxes": col("labelled_boxes"), "edits": col("edits")}
@@ -256,8 +257,8 @@ def overview_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
 
 
 def unit_header(unit: str) -> tuple[str, ...]:
-    head = ("protocol", "strategy", f"{unit} to random's final", "ratio", "speed-up",
-            f"{unit} to 90% ceiling", "ratio", "speed-up", f"nAUC ({unit})")
+    head: tuple[str, ...] = ("protocol", "strategy", f"{unit} to random's final", "ratio", "speed-up",
+                             f"{unit} to 90% ceiling", "ratio", "speed-up", f"nAUC ({unit})")
     if unit == "edits":
         head += ("ratio vs random_sprint (random's final)", "ratio vs random_sprint (90% ceiling)")
     return head

@@ -54,7 +54,7 @@ def auto_label(
     total = catalog.status_counts(record)
     with tqdm(total=sum(total.values()), unit="img", disable=not progress, file=None) as bar:
         report = run(catalog, record, detector, emb, batch or settings.detector.batch, progress=bar.update)
-    for path, reason in report.failed:
+    for _path, reason in report.failed:  # the reason names the file
         typer.echo(f"skipped: {reason}", err=True)
     print_json(report.as_dict())
 

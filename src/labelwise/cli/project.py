@@ -48,7 +48,7 @@ def add_images(
     settings = settings_from(ctx)
     catalog = open_catalog(settings)
     report = catalog.add_images(catalog.project(name), source, settings.images.max_pixels)
-    for path, reason in report.failed:
+    for _path, reason in report.failed:  # the reason names the file
         typer.echo(f"skipped: {reason}", err=True)
     print_json({"added": len(report.added), "already_present": len(report.existing),
                 "resized": len(report.resized),

@@ -17,6 +17,7 @@ Results come back as plain ``dict``s (JSON-ready), ids as ``int``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,13 +30,13 @@ from labelwise.config import LabelStudioSettings
 from labelwise.labelstudio.errors import LabelStudioMaybeApplied, LabelStudioRequestError
 from labelwise.labelstudio.local_files import check_storage_path
 from labelwise.labelstudio.retry import _CONNECT_ERRORS as _CONNECT_ERRORS  # re-exported
-from labelwise.labelstudio.retry import MAX_RETRY_DELAY_S as MAX_RETRY_DELAY_S  # re-exported
 from labelwise.labelstudio.retry import (
     DEFAULT_RETRY_BASE_DELAY_S,
     PAGE_SIZE,
     all_pages,
     call_with_retries,
 )
+from labelwise.labelstudio.retry import MAX_RETRY_DELAY_S as MAX_RETRY_DELAY_S  # re-exported
 from labelwise.labelstudio.task_import import TaskImport, chunks, import_keyed
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,8 @@ class LabelStudioClient:
         response = self._call(
             f"import {len(tasks)} tasks into project {project_id}",
             lambda: self._ls.projects.import_tasks(
-                project_id, request=[dict(t) for t in tasks], return_task_ids=True
+                # The SDK sends plain dicts as they are; its stub names only ImportApiRequest models.
+                project_id, request=[dict(t) for t in tasks], return_task_ids=True,  # type: ignore[misc]
             ),
             idempotent=False,
         )
@@ -461,8 +463,8 @@ class LabelStudioClient:
                 if any(_view_value(current, k) != _view_value(data, k) for k in compared):
                     self._call(
                         f"update view {view['id']} of project {project_id}",
-                        lambda v=view, c=current: self._ls.views.update(
-                            str(v["id"]), project=project_id, data={**c, **data}),
+                        functools.partial(self._ls.views.update, str(view["id"]), project=project_id,
+                                          data={**current, **data}),
                     )
                 return int(view["id"])
             return None
@@ -501,9 +503,10 @@ class LabelStudioClient:
                         or not hook.send_payload):
                     self._call(
                         f"update webhook {hook.id}",
-                        lambda h=hook: self._ls.webhooks.update(
-                            int(h.id), url=url, actions=list(actions), headers=wanted_headers,
-                            is_active=True, send_payload=True, send_for_all_actions=False,
+                        functools.partial(
+                            self._ls.webhooks.update, int(hook.id), url=url, actions=list(actions),
+                            headers=wanted_headers, is_active=True, send_payload=True,
+                            send_for_all_actions=False,
                         ),
                     )
                 return int(hook.id)

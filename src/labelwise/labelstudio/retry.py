@@ -7,6 +7,7 @@ Delays are in seconds; nothing happens at import time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -145,7 +146,7 @@ def all_pages(
     page = 1
     while True:
         try:
-            pager = call(f"{action} (page {page})", lambda p=page: fetch(p))
+            pager = call(f"{action} (page {page})", functools.partial(fetch, page))
         except LabelStudioRequestError as exc:
             if exc.status_code == 404 and page > 1:  # Label Studio's "past the last page"
                 break

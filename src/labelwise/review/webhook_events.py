@@ -23,9 +23,9 @@ A round is complete when every task queued in it has a final answer per the reco
 while it has any annotation, cancelled or not). Then ``fire`` is the compare-and-set
 ``queued -> reviewed`` of the round, which writes the round's learn request in the same
 transaction (:mod:`labelwise.review.learn_requests`): True for exactly one request per batch,
-whatever the retries, duplicates or races (a poller, :func:`~labelwise.review.status.
-wait_for_review`, may win instead; its flow learns the round itself). Events lost while the receiver was down are not replayed: the poller is the
-reconciler.
+whatever the retries, duplicates or races (a poller,
+:func:`~labelwise.review.status.wait_for_review`, may win instead; its flow learns the round
+itself). Events lost while the receiver was down are not replayed: the poller is the reconciler.
 """
 
 from __future__ import annotations

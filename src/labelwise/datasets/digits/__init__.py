@@ -41,7 +41,8 @@ Determinism: every image is drawn from a :class:`numpy.random.Generator` seeded 
 ``(seed, domain, split, cluster/image index)``, so the same config writes byte-identical PNGs
 (on the same platform and numpy/Pillow versions). Nothing is read or written at import time;
 scikit-learn is imported on first use.
-Layout of the package (every name importable from ``labelwise.datasets.digits`` as before):
+Layout of the package (every public name importable from ``labelwise.datasets.digits`` as before;
+the private helpers live in their modules):
 ``config`` (DigitsConfig, class prior, domain samples), ``backgrounds`` (backgrounds, ink
 colours), ``render`` (scene planning and rendering), ``labels`` (YOLO label files), ``dataset``
 (DigitsDataset, manifest, load_dataset) and ``generate`` (generate_digits).
@@ -49,11 +50,7 @@ colours), ``render`` (scene planning and rendering), ``labels`` (YOLO label file
 
 from __future__ import annotations
 
-from .backgrounds import _background, _ink_colour, _smooth_noise, _upsample
 from .config import (
-    _CLASS_SEED_TAG,
-    _DOMAIN_CODE,
-    _MIN_DIGIT_SIZE,
     CLASS_NAMES,
     DOMAIN_RULE,
     DOMAINS,
@@ -63,10 +60,6 @@ from .config import (
     DigitsConfig,
     Domain,
     Split,
-    _check_fraction,
-    _check_int,
-    _check_order,
-    _sklearn_digits,
     class_probabilities,
     domain_sample_indices,
     resolve_rare_classes,
@@ -79,52 +72,15 @@ from .dataset import (
     MANIFEST_VERSION,
     OWNED_ENTRIES,
     DigitsDataset,
-    _data_yaml_root,
-    _data_yaml_text,
-    _dataset_for,
-    _read_manifest,
-    _write_atomic,
     load_dataset,
 )
-from .generate import (
-    _MAX_PENDING_WRITES,
-    _WRITER_THREADS,
-    PNG_COMPRESS_LEVEL,
-    _config_diff,
-    _finish,
-    _generate_splits,
-    _is_complete,
-    _prepare_root,
-    _remove_owned,
-    _write_example,
-    generate_digits,
-)
-from .labels import LABEL_DECIMALS, _format_labels, read_yolo_labels
+from .generate import PNG_COMPRESS_LEVEL, generate_digits
+from .labels import LABEL_DECIMALS, read_yolo_labels
 from .render import (
-    _BG_MARGIN,
-    _CAMERA_JITTER_PX,
-    _DIGIT_JITTER_PX,
-    _LUMA,
-    _SPLIT_CODE,
     INK_THRESHOLD,
     PLACEMENT_ATTEMPTS,
     POSITION_ATTEMPTS,
     SHAPE_ATTEMPTS,
-    _cluster_layout,
-    _composite,
-    _Digit,
-    _digit_alpha,
-    _ink_box,
-    _overlap_ok,
-    _plan_scene,
-    _render,
-    _render_example,
-    _Rendered,
-    _rng,
-    _samples_by_class,
-    _Scene,
-    _Stroke,
-    _stroke_alpha,
 )
 
 __all__ = [

@@ -90,8 +90,8 @@ def _background(rng: np.random.Generator, height: int, width: int, domain: Domai
             colour = rng.uniform(0.04, 0.12) * (1.0 + rng.normal(0.0, 0.3, 3))
             img += lines[..., None] * colour.astype(np.float32)
         block = int(rng.integers(3, 9))
-        low = rng.uniform(-1.0, 1.0, size=(height // block + 1, width // block + 1, 1))
-        blocky = np.repeat(np.repeat(low, block, axis=0), block, axis=1)[:height, :width]
+        texture = rng.uniform(-1.0, 1.0, size=(height // block + 1, width // block + 1, 1))
+        blocky = np.repeat(np.repeat(texture, block, axis=0), block, axis=1)[:height, :width]
         img += rng.uniform(0.015, 0.05) * blocky.astype(np.float32)
         blob_cell = rng.uniform(20.0, 50.0)
         img += rng.uniform(0.02, 0.08) * _smooth_noise(rng, height, width, blob_cell, 3)
