@@ -59,14 +59,6 @@ def publish_queue(batch: dict, files: dict, queued: dict | None) -> dict[str, st
     return {"queue": key, "contact_sheet": sheet_key}
 
 
-@task(name="champion-before", retries=2, retry_delay_seconds=5)
-def champion_before(config: str | None, project: str) -> dict | None:
-    """The champion's version and held-out metrics before this round promotes (None: first)."""
-    from labelwise.round_story import champion_before as run
-
-    return run(task_settings(config), project)
-
-
 def mlflow_ui_url(tracking_uri: str) -> str | None:
     """Where the MLflow UI is: the tracking URI when it is http(s), else ``$LW_MLFLOW_URL``
     (``make up`` serves a UI over the sqlite store and exports it), else None."""

@@ -110,7 +110,7 @@ class ScoringSettings(BaseModel):
         "no_box_score + blind_band must be <= 1.",
     )
     weights: dict[str, float] = Field(
-        default_factory=lambda: {name: 1.0 for name in SCORE_NAMES},
+        default_factory=lambda: {str(name): 1.0 for name in SCORE_NAMES},
         description="Weights of the combination; normalised to sum to 1.",
     )
 
@@ -414,7 +414,8 @@ def find_config_file(explicit: Path | str | None = None) -> Path | None:
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build settings from the config file (:func:`find_config_file`), the environment and
     ``overrides``. Safe to call from many threads at once: the file travels with the call."""
-    return Settings(**{CONFIG_FILE_KWARG: find_config_file(config_file)}, **overrides)
+    call: dict[str, Any] = {CONFIG_FILE_KWARG: find_config_file(config_file), **overrides}
+    return Settings(**call)
 
 
 def write_settings(settings: Settings, path: Path) -> Path:

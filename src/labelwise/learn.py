@@ -335,7 +335,8 @@ def track_round(
         tracker.log_artifact(run_id, curve, "plots")
         (settings.state_dir / "reports" / project.name).mkdir(parents=True, exist_ok=True)
         summary = settings.state_dir / "reports" / project.name / f"round-{round_number}.json"
-        summary.write_text(json.dumps({"params": params, "retrain": retrained, "evaluation": evaluation}, indent=2, default=str))
+        summary.write_text(json.dumps({"params": params, "retrain": retrained, "evaluation": evaluation},
+                                      indent=2, default=str))
         tracker.log_artifact(run_id, summary, "summary")
         version = tracker.register_weights(run_id, Path(retrained["weights"]))
     except BaseException as exc:

@@ -8,20 +8,22 @@ unlabelled image, lets the strategy select, and returns a queue sorted ascending
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from labelwise.catalog import Catalog, CatalogError, ProjectRecord, RoundConflict
+from labelwise.catalog import Catalog, CatalogError, ImageRecord, ProjectRecord, RoundConflict
 from labelwise.catalog.proposals import STALE_PROPOSAL_AGE, SettledRounds
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
-from labelwise.reasons import explain_queue
+from labelwise.reasons import PickReason, explain_queue
 from labelwise.round_story import tied_count
+from labelwise.rounds.opening import open_selection_round
+from labelwise.rounds.params import SelectionRecord
 from labelwise.scoring import ScoringRule, score_image, unscored
 from labelwise.strategies import (
     AppliedKnobs,
@@ -32,7 +34,6 @@ from labelwise.strategies import (
     get_strategy,
     score_value,
 )
-
 
 SELECT_ATTEMPTS = 25  # selections of one recording score-batch racing concurrent rounds
 
@@ -133,24 +134,38 @@ class QueueSelection:
         return tuple(rank_of[i] for i in self.order)
 
 
-def knob_params(
-    applied: AppliedKnobs, diversity_weight: float, class_balance: bool
-) -> dict[str, object]:
-    """The round params of the selection knobs: what was applied, and what was asked when that
-    differs.
+def queue_entry(
+    image: ImageRecord,
+    uncertainty_score: float,
+    scores: Mapping[str, float],
+    thumbnails_dir: Path,
+    thumbnail_size: int,
+    *,
+    reason: PickReason | None = None,
+    rank: int | None = None,
+) -> QueueItem:
+    """One queue entry with its thumbnail written (long side ``thumbnail_size`` px, under
+    ``thumbnails_dir``): how every round source builds the items it queues.
 
-    ``diversity_weight`` / ``class_balance`` are the values the strategy applied (a
-    ``diversity_weight`` of None: the strategy has no uncertainty/diversity trade, e.g.
-    random); ``requested_diversity_weight`` / ``requested_class_balance`` are added only when the
-    request asked for something else (a strategy that sets that knob itself).
+    Args:
+        uncertainty_score: the value the queue is sorted by, in [0, 1] (lower = more uncertain).
+        scores: every score of the image by name.
+        reason: why it was picked (None: "uncertain", with no sentence).
+        rank: its place in the selector's order (None: no selector picked it).
+
+    Raises:
+        ImageReadError, ThumbnailWriteError: the thumbnail could not be made.
     """
-    params: dict[str, object] = {"diversity_weight": applied.diversity_weight,
-                                 "class_balance": applied.class_balance}
-    if applied.diversity_weight != float(diversity_weight):
-        params["requested_diversity_weight"] = float(diversity_weight)
-    if applied.class_balance != bool(class_balance):
-        params["requested_class_balance"] = bool(class_balance)
-    return params
+    thumb = make_thumbnail(image.path, thumbnails_dir, image.image_id, thumbnail_size)
+    return QueueItem(
+        image_id=image.image_id,
+        uncertainty_score=float(uncertainty_score),
+        scores={str(k): float(v) for k, v in scores.items()},
+        thumbnail=str(thumb),
+        reason=reason.code if reason is not None else "uncertain",
+        reason_text=reason.text if reason is not None else "",
+        rank=rank,
+    )
 
 
 def select_queue(
@@ -171,7 +186,7 @@ def select_queue(
 
     ``diversity_weight`` and ``class_balance`` are the request; a strategy honours them or sets
     its own (``Strategy.honours``), and ``QueueSelection.applied`` says which values were used
-    (score-batch records those, see :func:`knob_params`).
+    (score-batch records those, see :class:`~labelwise.rounds.params.SelectionRecord`).
 
     Args:
         scores: one ImageScore per candidate; ``embeddings`` (N, d) rows align with it.
@@ -206,7 +221,7 @@ def build_score_batch(
     are the values the strategy APPLIED; when the request asked for other values (a strategy
     that sets a knob itself, see :mod:`labelwise.strategies`) they are in
     ``params.requested_diversity_weight`` / ``params.requested_class_balance``
-    (:func:`knob_params`).
+    (:meth:`~labelwise.rounds.params.SelectionRecord.of_request`).
 
     Images already queued or labelled are never candidates, nor are images selected in another
     round that is still open (``proposed`` and not stale: the rule is in
@@ -295,39 +310,29 @@ def build_score_batch(
         )
         thumbs = settings.thumbnails_dir
         queue = [
-            QueueItem(
-                image_id=img.image_id,
-                uncertainty_score=score_value(sc, strategy.score_key),
-                scores=dict(sc.scores),
-                thumbnail=str(make_thumbnail(img.path, thumbs, img.image_id, request.thumbnail_size)),
-                reason=why.code,
-                reason_text=why.text,
-                rank=rank,
-            )
+            queue_entry(img, score_value(sc, strategy.score_key), sc.scores, thumbs,
+                        request.thumbnail_size, reason=why, rank=rank)
             for (img, sc), why, rank in zip(chosen, reasons, selected.ranks, strict=True)
         ]
-        knobs = knob_params(selected.applied, request.diversity_weight, request.class_balance)
-        params: dict[str, object] = {
-            "limit": request.limit,
-            "diversity_weight": knobs.pop("diversity_weight"),
-            "seed": request.seed,
-            "class_balance": knobs.pop("class_balance"),
-            **knobs,  # requested_* where the strategy set its own
-            "candidate_factor": request.candidate_factor,
-            "embedder": embedder if needs_embeddings else None,
-            "candidates": len(candidates),
-            "tied_candidates": tied_count(score_value(sc, strategy.score_key) for sc in scores),
-            "unlabelled_without_prediction": len(unlabelled) - len(scorable),
-            "held_back": held_back,
-            "scoring": rule.as_params(),
-        }
+        selection = SelectionRecord.of_request(
+            limit=request.limit, seed=request.seed, candidate_factor=request.candidate_factor,
+            requested_weight=request.diversity_weight, requested_balance=request.class_balance,
+            applied_weight=selected.applied.diversity_weight, applied_balance=selected.applied.class_balance,
+            embedder=embedder if needs_embeddings else None,
+            candidates=len(candidates),
+            tied_candidates=tied_count(score_value(sc, strategy.score_key) for sc in scores),
+            unlabelled_without_prediction=len(unlabelled) - len(scorable),
+            held_back=held_back,
+            scoring=rule.as_params(),
+        )
         if not record:
-            return ScoreBatch(str(project.name), strategy.name, model_version, queue, params)
-        params["closed_stale_rounds"] = list(settled.closed)
-        params["resumed_stale_rounds"] = list(settled.resumed)
+            return ScoreBatch(str(project.name), strategy.name, model_version, queue,
+                              selection.as_json(settled=False))
+        selection = selection.with_settled(settled.closed, settled.resumed)
+        params = selection.as_json()
         try:
-            number = catalog.create_round(project, strategy.name, model_version, params, scores,
-                                          [item.image_id for item in queue])
+            number = open_selection_round(catalog, project, strategy.name, model_version, selection,
+                                          scores, [item.image_id for item in queue])
         except RoundConflict as exc:
             if attempt == SELECT_ATTEMPTS:
                 raise RoundConflict(

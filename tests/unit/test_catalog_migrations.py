@@ -40,6 +40,9 @@ from labelwise.catalog.models import Base
 from labelwise.domain import Detections, ImageScore
 from labelwise.serving.auth import create_api_key
 from labelwise.serving.outbox import add_flag
+from labelwise.rounds.params import RoundParams, RoundSource
+
+SCORED = RoundParams(RoundSource.SCORE_BATCH)  # a score-batch round's params, no selection record
 
 REPO = Path(__file__).resolve().parents[2]
 NEWEST_TABLES = ["api_keys", "flag_outbox", "learn_requests", "review_events"]  # added latest
@@ -133,7 +136,7 @@ def pre_migration_catalog(path: Path, image_dir: Path, *, without: tuple[str, ..
     assert catalog.save_predictions(project, "v1", [(i, dets) for i in ids]) == len(ids)
     assert catalog.save_embeddings(project, "e1", ids, np.eye(len(ids), 4)) == len(ids)
     scores = [ImageScore(i, 0.5, {"lowest_confidence": 0.5}, 1, 0) for i in ids]
-    number = catalog.create_round(project, "random", "v1", {"limit": 2}, scores, ids[:2])
+    number = catalog.create_round(project, "random", "v1", SCORED, scores, ids[:2])
     catalog.mark_queued(project, {ids[0]: 100, ids[1]: 101}, number, "g")
     catalog.save_labels(project, {ids[0]: np.array([[0, 0.5, 0.5, 0.2, 0.2]])}, "review", number,
                         {ids[0]: 7})
@@ -302,7 +305,7 @@ def test_a_catalog_at_an_older_revision_is_upgraded_on_open(tmp_path, image_dir,
     catalog = Catalog.open(sqlite_url(path))  # at 0001 with rows in every area
     project = catalog.create_project("p", ["a", "b"])
     ids = catalog.add_images(project, image_dir).added
-    catalog.create_round(project, "random", None, {}, [ImageScore(i, 0.5, {}, 0, 0) for i in ids],
+    catalog.create_round(project, "random", None, SCORED, [ImageScore(i, 0.5, {}, 0, 0) for i in ids],
                          ids[:2])
     rows = all_rows(catalog.engine)
     catalog.close()

@@ -19,6 +19,9 @@ from labelwise.review import NotAssignable, UnknownImages, queue_assignments
 from labelwise.rounds import ABANDONED, PROPOSED
 from labelwise.serving.auth import create_api_key, parse_key, revoke_api_key, verify_api_key
 from tests.conftest import write_png
+from labelwise.rounds.params import RoundParams, RoundSource
+
+SCORED = RoundParams(RoundSource.SCORE_BATCH)  # a score-batch round's params, no selection record
 
 SALT, DIGEST = bytes(range(16)), "ab" * 32
 
@@ -194,9 +197,10 @@ def test_assignments_record_a_round_and_queue_it(tmp_path):
     settings, catalog, project, ids = _pool(tmp_path)
     sent: list[tuple[dict[str, Any], str | None]] = []
 
-    def fake_queue(settings_, catalog_, name, batch, group):
+    def fake_queue(settings_, catalog_, name, typed, group):
+        batch = typed.as_json()  # the typed ScoreBatch, checked as the JSON Label Studio gets
         sent.append((batch, group))
-        return {"round": batch["params"]["round"], "created": len(batch["queue"])}
+        return {"round": typed.round_number, "created": len(typed.queue)}
 
     done = queue_assignments(settings, catalog, project, [ids[1], ids[0], ids[1]], "manual",
                              thumbnail_size=32, queue=fake_queue)
@@ -229,7 +233,7 @@ def test_assignments_refused_record_nothing(tmp_path, case, error, match):
         catalog.mark_queued(project, {ids[0]: 5}, 7, "g")
     if case == "held":
         held = [ImageScore(ids[1], 0.5, {"lowest_confidence": 0.5}, 1, 0)]
-        catalog.create_round(project, "random", None, {}, held, [ids[1]])
+        catalog.create_round(project, "random", None, SCORED, held, [ids[1]])
     rounds_before = catalog.rounds(project)
 
     def never(*_: Any) -> dict[str, Any]:

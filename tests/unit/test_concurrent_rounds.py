@@ -40,8 +40,11 @@ from labelwise.config import Settings
 from labelwise.domain import Detections, ImageScore
 from labelwise.images import ThumbnailWriteError, make_thumbnail
 from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
-from labelwise.serving.delivery import record_assignment_round, serving_round
+from labelwise.rounds.opening import assignment_round, serving_round
 from tests.conftest import write_png
+from labelwise.rounds.params import RoundParams, RoundSource
+
+SCORED = RoundParams(RoundSource.SCORE_BATCH)  # a score-batch round's params, no selection record
 
 pytestmark = pytest.mark.faults
 
@@ -249,7 +252,7 @@ def test_eight_threads_hammering_create_round_get_distinct_numbers(catalog, excl
         start.wait()
         for _ in range(5):
             try:
-                n = catalog.create_round(project, "random", None, {}, [], [], exclusive=exclusive)
+                n = catalog.create_round(project, "random", None, SCORED, [], [], exclusive=exclusive)
             except BaseException as exc:  # noqa: BLE001 - collected: none is allowed
                 with guard:
                     errors.append(exc)
@@ -281,7 +284,7 @@ def test_a_lost_unique_constraint_race_is_retried_with_the_next_number(catalog, 
         return 0 if len(calls) == 1 else real(s, project_)  # 0 is taken: a lost race
 
     monkeypatch.setattr(catalog_rounds, "_next_number", first_one_stale)
-    assert catalog.create_round(project, "random", None, {}, [], []) == 1
+    assert catalog.create_round(project, "random", None, SCORED, [], []) == 1
     assert len(calls) == 2
     assert [r["number"] for r in catalog.rounds(project)] == [0, 1]
 
@@ -410,11 +413,11 @@ def test_the_stale_proposal_rule(tmp_path, owner, kind, age, expected):
         catalog.record_round(project, 0, "random", None, {}, scores, picked)
         number = 0
     elif kind == "serving":
-        number = catalog.create_round(project, "serving", None, {"source": "serving"}, [], [],
+        number = catalog.create_round(project, "serving", None, RoundParams(RoundSource.SERVING, upload_group="g"), [], [],
                                       owner=who)
         picked = []
     else:
-        number = catalog.create_round(project, "random", None, {}, scores, picked, owner=who)
+        number = catalog.create_round(project, "random", None, SCORED, scores, picked, owner=who)
         if kind == "queued-but-left-proposed":  # killed between mark_queued and the transition
             catalog.mark_queued(project, {i: 100 + k for k, i in enumerate(picked)}, number, "g")
     when = datetime.now(timezone.utc) + age
@@ -439,10 +442,10 @@ def test_score_batch_reports_what_it_closed_and_resumed_and_skips_held_images(tm
     settings, catalog, project, ids = scored_pool(tmp_path, 12)
     scores = [ImageScore(i, 0.5, {"lowest_confidence": 0.5}, 1, 0) for i in ids]
     dead = RoundOwner(socket.gethostname(), _dead_pid())
-    r0 = catalog.create_round(project, "random", None, {}, scores, ids[0:3], owner=dead)
-    r1 = catalog.create_round(project, "random", None, {}, scores, ids[3:6])
+    r0 = catalog.create_round(project, "random", None, SCORED, scores, ids[0:3], owner=dead)
+    r1 = catalog.create_round(project, "random", None, SCORED, scores, ids[3:6])
     catalog.mark_queued(project, {i: 10 + k for k, i in enumerate(ids[3:6])}, r1, None)
-    r2 = catalog.create_round(project, "random", None, {}, scores, ids[6:9])  # live: ours
+    r2 = catalog.create_round(project, "random", None, SCORED, scores, ids[6:9])  # live: ours
 
     preview = build_score_batch(catalog, settings, request("random", 12), record=False)
     assert preview.params["held_back"] == 3 and "closed_stale_rounds" not in preview.params
@@ -471,7 +474,7 @@ def test_the_queue_command_says_what_it_settled_and_refuses_in_one_line(tmp_path
     settings, catalog, project, ids = scored_pool(tmp_path, 4)
     scores = [ImageScore(i, 0.5, {"lowest_confidence": 0.5}, 1, 0) for i in ids]
     dead = RoundOwner(socket.gethostname(), _dead_pid())
-    catalog.create_round(project, "random", None, {}, scores, ids[:2], owner=dead)
+    catalog.create_round(project, "random", None, SCORED, scores, ids[:2], owner=dead)
     sent: list[dict[str, Any]] = []
 
     def fake_queue(settings_, catalog_, name, batch, group):  # Label Studio is not needed here
@@ -498,12 +501,12 @@ def test_the_queue_command_says_what_it_settled_and_refuses_in_one_line(tmp_path
 def test_an_assignment_cannot_take_images_an_open_round_holds(tmp_path):
     _, catalog, project, ids = scored_pool(tmp_path, 4)
     scores = [ImageScore(i, 0.5, {"lowest_confidence": 0.5}, 1, 0) for i in ids]
-    held = catalog.create_round(project, "random", None, {}, scores, ids[:2])
+    held = catalog.create_round(project, "random", None, SCORED, scores, ids[:2])
     with pytest.raises(RoundConflict, match=rf"1 of the 2 selected image\(s\) cannot join a new "
                        rf"round: {ids[1]} \(selected in proposed round {held}\); expected"):
-        record_assignment_round(catalog, project, "v1", [scores[1], scores[2]], "manual")
+        assignment_round(catalog, project, "v1", [scores[1], scores[2]], "manual")
     assert [r["number"] for r in catalog.rounds(project)] == [held]
-    number = record_assignment_round(catalog, project, "v1", [scores[2], scores[3]], "manual")
+    number = assignment_round(catalog, project, "v1", [scores[2], scores[3]], "manual")
     assert catalog.round_info(project, number)["selected"] == [ids[2], ids[3]]
     # A serving round selects nothing, so it holds nothing and never conflicts.
     group_round = serving_round(catalog, project, "flagged", "v1")
@@ -517,10 +520,10 @@ def test_create_round_refuses_images_no_longer_unlabelled(catalog, image_dir):
     ids = catalog.add_images(project, image_dir).added
     catalog.mark_queued(project, {ids[0]: 5}, 7, "g")
     with pytest.raises(RoundConflict, match=rf"{ids[0]} \(queued, round 7\)") as caught:
-        catalog.create_round(project, "random", None, {}, [], ids[:2])
+        catalog.create_round(project, "random", None, SCORED, [], ids[:2])
     assert caught.value.held == {ids[0]: None}
     with pytest.raises(CatalogError, match="selected must list each image once; got 2 ids, 1 distinct"):
-        catalog.create_round(project, "random", None, {}, [], [ids[1], ids[1]])
+        catalog.create_round(project, "random", None, SCORED, [], [ids[1], ids[1]])
     assert catalog.rounds(project) == []
 
 

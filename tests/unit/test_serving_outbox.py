@@ -13,7 +13,8 @@ from labelwise.domain import Detections, ImageStatus
 from labelwise.labelstudio.errors import LabelStudioUnavailable
 from labelwise.rounds import LEARNED, LEARNING, PROPOSED, QUEUED, REVIEWED
 from labelwise.serving import outbox
-from labelwise.serving.delivery import make_deliver, serving_round
+from labelwise.rounds.opening import serving_round
+from labelwise.serving.delivery import make_deliver
 from labelwise.serving.outbox import DeliveryWorker, retry_delay
 from labelwise.serving.settings import ServingSettings
 from tests.conftest import write_png
@@ -156,9 +157,9 @@ def test_deliver_sends_a_one_item_batch_of_the_serving_round(catalog, pool, tmp_
     item = outbox.flag_outbox(catalog).due(datetime.now(timezone.utc))[0]
     sent = []
 
-    def queue(settings_, catalog_, project_name, batch, group):
-        sent.append((project_name, batch, group))
-        catalog_.mark_queued(project, {ids[0]: 77}, batch["params"]["round"], group)
+    def queue(settings_, catalog_, project_name, typed, group):
+        sent.append((project_name, typed.as_json(), group))  # the typed batch, as JSON
+        catalog_.mark_queued(project, {ids[0]: 77}, typed.round_number, group)
         return {}
 
     deliver = make_deliver(settings, ServingSettings(), catalog, queue=queue)

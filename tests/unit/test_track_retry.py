@@ -201,12 +201,9 @@ def test_a_campaign_whose_params_could_not_be_logged_does_not_stay_running(
 
 @pytest.mark.parametrize("module, task, retries", [
     # the retry audit of tasks/ (docs/architecture.md): retried tasks are safe to repeat
-    ("tasks.learn", "track_round", 2),      # finds its round run and version (this file)
-    ("tasks.learn", "promote", 2),          # the alias already on the version: nothing moves
     ("tasks.learn", "end_campaign", 2),     # ends the same run with the same description
     ("tasks.learn", "start_campaign", 0),   # a retry would open a second campaign run
     ("tasks.model", "resolve_model", 2),    # reads the registry, downloads to the same file
-    ("tasks.artifacts", "champion_before", 2),  # reads MLflow only
     ("tasks.review", "queue_for_review", 3),    # keyed by image id, reconciled after lost replies
     ("tasks.review", "review_status", 3),       # reads Label Studio only
     ("tasks.review", "pull_annotations", 3),    # labels upserted, pulled images leave the queue

@@ -107,6 +107,9 @@ def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetecto
         from labelwise.embedder import build_embedder
 
         embedder = build_embedder(settings.embedder, model)
+        if embedder is None:
+            raise ValueError(f"strategy {strategy.name!r} needs embeddings; expected an embedder kind "
+                             f"other than {settings.embedder.kind!r} (benchmark settings.embedder.kind)")
         emb = embedder.embed(paths)
         lab = embedder.embed([data.pool_paths[i] for i in labelled]) if labelled else None
     sel = settings.selection

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from labelwise.catalog.base import CatalogMixin
+from labelwise.catalog.base import CatalogMixin, rows_updated
 from labelwise.catalog.models import ApiKeyRow, ProjectRow, utcnow
 from labelwise.catalog.records import CatalogError, ProjectNotFound
 
@@ -129,9 +129,6 @@ class ApiKeysMixin(CatalogMixin):
         """Revoke the key stored under ``key_id`` (compare-and-set); True when this call revoked
         it, False when there is no such key or it was revoked before."""
         with self.session() as s, s.begin():
-            done = s.execute(
-                update(ApiKeyRow)
-                .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
-            return (done.rowcount or 0) == 1
+            return rows_updated(s, update(ApiKeyRow)
+                                .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
+                                .values(revoked_at=utcnow())) == 1

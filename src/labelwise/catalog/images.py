@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 
-from labelwise.catalog.base import CatalogMixin
+from labelwise.catalog.base import CatalogMixin, rows_updated
 from labelwise.catalog.models import ImageRow
 from labelwise.catalog.records import (
     AddReport,
@@ -131,13 +130,10 @@ class ImagesMixin(CatalogMixin):
         self, project: ProjectRecord, image_ids: Sequence[str], status: ImageStatus
     ) -> int:
         with self.session() as s, s.begin():
-            # An UPDATE gives a CursorResult (rowcount); Session.execute's stubs say Result.
-            result = cast(CursorResult[Any], s.execute(
-                update(ImageRow)
-                .where(ImageRow.project_id == project.id, ImageRow.image_id.in_(list(image_ids)))
-                .values(status=status.value)
-            ))
-            return int(result.rowcount or 0)
+            return rows_updated(s, update(ImageRow)
+                                .where(ImageRow.project_id == project.id,
+                                       ImageRow.image_id.in_(list(image_ids)))
+                                .values(status=status.value))
 
     def mark_queued(
         self,

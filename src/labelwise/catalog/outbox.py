@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 
+from labelwise.catalog.base import rows_updated
 from labelwise.catalog.models import OutboxColumns, ProjectRow, utcnow
 from labelwise.catalog.records import ProjectRecord
 from labelwise.catalog.repository import Catalog
@@ -93,14 +94,10 @@ class Outbox(Generic[Item]):
         never deliver the same row at once; False when another worker took it first."""
         m = self.model
         with self.catalog.session() as s, s.begin():
-            # An UPDATE gives a CursorResult (rowcount); Session.execute's stubs say Result.
-            done = cast(CursorResult[Any], s.execute(
-                update(m)
-                .where(m.id == item.id, m.status == PENDING, m.attempts == item.attempts,
-                       m.next_attempt_at <= now)
-                .values(next_attempt_at=now + timedelta(seconds=lease_s))
-            ))
-            return (done.rowcount or 0) == 1
+            return rows_updated(s, update(m)
+                                .where(m.id == item.id, m.status == PENDING, m.attempts == item.attempts,
+                                       m.next_attempt_at <= now)
+                                .values(next_attempt_at=now + timedelta(seconds=lease_s))) == 1
 
     def mark_delivered(self, row_id: int, **values: Any) -> None:
         """The row went through (``values``: extra columns to record, e.g. the run created)."""
@@ -120,9 +117,7 @@ class Outbox(Generic[Item]):
         """Every pending row becomes due now (used at start); returns how many are pending."""
         m = self.model
         with self.catalog.session() as s, s.begin():
-            done = cast(CursorResult[Any],
-                        s.execute(update(m).where(m.status == PENDING).values(next_attempt_at=now)))
-            return int(done.rowcount or 0)
+            return rows_updated(s, update(m).where(m.status == PENDING).values(next_attempt_at=now))
 
     def pending_count(self) -> int:
         """Pending rows of every project."""

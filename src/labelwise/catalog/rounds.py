@@ -20,7 +20,8 @@ Rule, one open proposal per image: an image selected in a round that is still ``
 image that is no longer unlabelled (:class:`RoundConflict`, which names the round); score-batch
 then selects again without them. So two rounds at once each get their own number and disjoint
 images, and when nothing is left to select the second one is refused in one line naming the
-open round. Serving rounds (``params.source == "serving"``) select nothing, so they hold nothing.
+open round. Serving rounds (source ``serving``, :mod:`labelwise.rounds.opening`) select nothing,
+so they hold nothing.
 
 Stale proposals (issue 12, item 7): a ``queue`` that was killed or failed leaves its round
 ``proposed``. Before it selects, a recording score-batch settles them
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -47,7 +49,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from labelwise.catalog.base import CatalogMixin
+from labelwise.catalog.base import CatalogMixin, rows_updated
 from labelwise.catalog.models import ImageRow, LearnRequestRow, ProjectRow, RoundRow, ScoreRow
 from labelwise.catalog.proposals import (
     ABANDONED,
@@ -63,6 +65,7 @@ from labelwise.catalog.proposals import (
 )
 from labelwise.catalog.records import CatalogError, ProjectRecord
 from labelwise.domain import ImageScore, ImageStatus
+from labelwise.rounds.params import RoundParams, check_notes
 from labelwise.rounds.status import check_transition
 
 
@@ -130,7 +133,7 @@ class RoundsMixin(CatalogMixin):
         project: ProjectRecord,
         strategy: str,
         model_version: str | None,
-        params: dict[str, Any],
+        params: RoundParams,
         scores: Sequence[ImageScore],
         selected: Sequence[str],
         *,
@@ -140,9 +143,9 @@ class RoundsMixin(CatalogMixin):
         """Allocate the next round number and store a ``proposed`` round, in one transaction.
 
         Safe with other processes and threads doing the same (see the module docstring): each
-        call gets its own number. ``params`` are stored with ``round`` (the number) and
-        ``owner`` (default: this process) added; ``selected`` (queue order) are the round's
-        images, ``scores`` every candidate's.
+        call gets its own number. ``params`` are stored with the number and ``owner`` (default:
+        this process) set; ``selected`` (queue order) are the round's images, ``scores`` every
+        candidate's. Rounds are opened through :mod:`labelwise.rounds.opening`.
 
         Args:
             exclusive: refuse images another proposed round holds, or that are no longer
@@ -165,22 +168,22 @@ class RoundsMixin(CatalogMixin):
         if len({sc.image_id for sc in scores}) != len(scores):
             raise CatalogError(f"scores must hold one entry per image; got {len(scores)} entries "
                                f"for {len({sc.image_id for sc in scores})} images")
-        who = (owner or RoundOwner.current()).as_params()
+        who = owner or RoundOwner.current()
         last: IntegrityError | None = None
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 with self.session() as s, s.begin():
                     # The project's lock row: the first statement, so the transaction holds the
                     # write lock (SQLite) / the row lock (PostgreSQL) before it reads anything.
-                    locked = s.execute(update(ProjectRow).where(ProjectRow.id == project.id)
-                                       .values(name=ProjectRow.name))
-                    if (locked.rowcount or 0) != 1:
+                    locked = rows_updated(s, update(ProjectRow).where(ProjectRow.id == project.id)
+                                          .values(name=ProjectRow.name))
+                    if locked != 1:
                         raise CatalogError(f"project {project.name!r} (id {project.id}) is not "
                                            "in the catalog; expected an existing project")
                     if exclusive and picked:
                         _refuse_held(s, project, picked)
                     number = _next_number(s, project)
-                    stored = {**params, "round": number, "owner": who}
+                    stored = replace(params, number=number, owner=who).as_json()
                     row = RoundRow(project_id=project.id, number=number, strategy=strategy,
                                    model_version=model_version, params=stored, status=PROPOSED)
                     s.add(row)
@@ -247,13 +250,13 @@ class RoundsMixin(CatalogMixin):
                 .order_by(ScoreRow.round_id, ScoreRow.rank)
             ).all():
                 picked[round_id].append(image_id)
-            queued = dict(s.execute(
+            queued: dict[int | None, int] = {number: count for number, count in s.execute(
                 select(ImageRow.queued_round, func.count())
                 .where(ImageRow.project_id == project.id,
                        ImageRow.queued_round.in_([r.number for r in rows]))
                 .group_by(ImageRow.queued_round)
-            ).all())
-            return [Proposal(number=r.number, source=(r.params or {}).get("source"),
+            ).all()}
+            return [Proposal(number=r.number, source=RoundParams.from_json(r.params).source,
                              owner=RoundOwner.from_params(r.params), created_at=_utc(r.created_at),
                              selected=tuple(picked[r.id]), queued=int(queued.get(r.number, 0)))
                     for r in rows]
@@ -327,26 +330,20 @@ class RoundsMixin(CatalogMixin):
         check_transition(allowed, to_status)  # IllegalTransition names the move and what is allowed
         allowed = [str(a) for a in allowed]
         with self.session() as s, s.begin():
-            result = s.execute(
-                update(RoundRow)
-                .where(RoundRow.project_id == project.id, RoundRow.number == number,
-                       RoundRow.status.in_(allowed))
-                .values(status=str(to_status))
-            )
-            return (result.rowcount or 0) == 1
+            return rows_updated(s, update(RoundRow)
+                                .where(RoundRow.project_id == project.id, RoundRow.number == number,
+                                       RoundRow.status.in_(allowed))
+                                .values(status=str(to_status))) == 1
 
     def mark_reviewed(self, project: ProjectRecord, number: int, *, request_learn: bool) -> bool:
         """Move a round ``queued -> reviewed`` (compare-and-set, True for exactly one caller);
         with ``request_learn``, write its learn request (:mod:`labelwise.review.learn_requests`)
         in the same transaction, so the move and the request exist together or not at all."""
         with self.session() as s, s.begin():
-            result = s.execute(
-                update(RoundRow)
-                .where(RoundRow.project_id == project.id, RoundRow.number == number,
-                       RoundRow.status == QUEUED)
-                .values(status=REVIEWED)
-            )
-            moved = (result.rowcount or 0) == 1
+            moved = rows_updated(s, update(RoundRow)
+                                 .where(RoundRow.project_id == project.id, RoundRow.number == number,
+                                        RoundRow.status == QUEUED)
+                                 .values(status=REVIEWED)) == 1
             if moved and request_learn:
                 exists = s.scalar(select(LearnRequestRow.id).where(
                     LearnRequestRow.project_id == project.id,
@@ -366,7 +363,9 @@ class RoundsMixin(CatalogMixin):
                     for r in s.scalars(q.order_by(RoundRow.number)).all()]
 
     def update_round_params(self, project: ProjectRecord, number: int, extra: dict[str, Any]) -> dict[str, Any]:
-        """Merge ``extra`` into a round's params (figures recorded as the round proceeds)."""
+        """Merge ``extra`` into a round's params: notes recorded as the round proceeds, under the
+        keys of :class:`~labelwise.rounds.params.RoundNote` only (ValueError naming any other)."""
+        extra = check_notes(extra)
         with self.session() as s, s.begin():
             row = s.scalar(select(RoundRow).where(RoundRow.project_id == project.id, RoundRow.number == number))
             if row is None:

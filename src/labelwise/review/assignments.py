@@ -7,7 +7,7 @@ errors below to HTTP statuses; a notebook or a script calls :func:`queue_assignm
    :class:`NotAssignable`);
 2. each needs a stored prediction of the project's latest model version, scored by the
    configured rule (``scorebatch.scoring_rule``) and queued in ascending uncertainty;
-3. one new round records exactly these images (``catalog.create_round`` after the stale
+3. one new round records exactly these images (:func:`labelwise.rounds.opening.assignment_round`, after the stale
    proposals are settled; images another open round holds are refused, :class:`NotAssignable`);
 4. :func:`labelwise.review.queue_batch` sends the batch. When it fails nothing was marked
    queued, so the round moves ``proposed -> abandoned`` (compare-and-set) before the error is
@@ -23,14 +23,15 @@ from typing import Any
 
 from labelwise.catalog import Catalog, CatalogError, ProjectRecord, RoundConflict
 from labelwise.config import Settings
-from labelwise.domain import ImageStatus
+from labelwise.domain import ImageStatus, ScoreBatch
 from labelwise.images import ImageReadError
 from labelwise.labelstudio.errors import LabelStudioError
 from labelwise.rounds import ABANDONED, PROPOSED
-from labelwise.scorebatch import scoring_rule
+from labelwise.rounds.opening import MANUAL_STRATEGY, assignment_round, one_round_batch
+from labelwise.scorebatch import queue_entry, scoring_rule
 from labelwise.scoring import score_image
 
-QueueBatch = Callable[[Settings, Catalog, str, dict[str, Any], str | None], dict[str, Any]]
+QueueBatch = Callable[[Settings, Catalog, str, ScoreBatch, str | None], dict[str, Any]]
 """``queue_batch(settings, catalog, project name, batch, group) -> report``."""
 
 
@@ -99,8 +100,6 @@ def queue_assignments(
             abandoned.
         LabelStudioError: Label Studio failed (the round recorded for the batch is abandoned).
     """
-    from labelwise.serving.delivery import queue_item, record_assignment_round
-
     ids = list(dict.fromkeys(image_ids))
     if not ids:
         raise NotAssignable("expected at least one image id; got none")
@@ -127,21 +126,15 @@ def queue_assignments(
     )
     by_id = {r.image_id: r for r in records}
     try:
-        entries = [queue_item(settings, by_id[sc.image_id], sc.uncertainty_score, sc.scores,
-                              thumbnail_size) for sc in scores]
+        entries = [queue_entry(by_id[sc.image_id], sc.uncertainty_score, sc.scores,
+                               settings.thumbnails_dir, thumbnail_size) for sc in scores]
     except ImageReadError as exc:
         raise NotAssignable(str(exc)) from None
     try:
-        number = record_assignment_round(catalog, project, version, scores, group)
+        number = assignment_round(catalog, project, version, scores, group)
     except RoundConflict as exc:  # taken by a concurrent round since the checks above
         raise NotAssignable(str(exc)) from None
-    batch = {
-        "project_id": project.name,
-        "strategy": "manual",
-        "model_version": version,
-        "params": {"round": number},
-        "queue": entries,
-    }
+    batch = one_round_batch(project, MANUAL_STRATEGY, version, number, entries)
     send = queue if queue is not None else _queue_batch()
     try:
         report = send(settings, catalog, project.name, batch, group)
@@ -152,4 +145,4 @@ def queue_assignments(
             raise
         raise NotAssignable(str(exc)) from None
     return AssignmentResult(project.name, group, version, number,
-                            tuple(entry["image_id"] for entry in entries), report)
+                            tuple(entry.image_id for entry in entries), report)

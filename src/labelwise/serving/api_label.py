@@ -24,9 +24,9 @@ from labelwise.scorebatch import (
 )
 from labelwise.serving.bodies import body_of, body_openapi
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project, inferred_project
-from labelwise.serving.responses import error_responses
 from labelwise.serving.ids import IMAGE_ID_PATTERN, UnsafePathError, safe_child
 from labelwise.serving.jobs import JobConflict
+from labelwise.serving.responses import error_responses
 from labelwise.serving.state import check_model_ref
 from labelwise.strategies import STRATEGIES, get_strategy
 
@@ -68,15 +68,16 @@ def score_batch(
         diversity_weight=diversity_weight,
     )
     try:
-        batch = build_score_batch(state.catalog, state.settings, request_, record=False).as_json()
+        built = build_score_batch(state.catalog, state.settings, request_, record=False)
     except NoPredictionsError as exc:
         raise HTTPException(409, f"project_id: {exc}") from None
     except ImageReadError as exc:  # a pool file vanished or broke since it was added
         raise HTTPException(409, f"project_id: {exc}") from None
     except CatalogError as exc:  # e.g. the strategy needs embeddings the project lacks
         raise HTTPException(422, f"strategy: {exc}") from None
-    for item in batch["queue"]:  # type: ignore[union-attr]
-        item["thumbnail"] = _thumbnail_url(request, project.name, item["image_id"])
+    batch = built.as_json()
+    batch["queue"] = [{**item.as_json(), "thumbnail": _thumbnail_url(request, project.name, item.image_id)}
+                      for item in built.queue]
     return batch
 
 
@@ -106,10 +107,10 @@ def thumbnail(
     return FileResponse(path, media_type="image/jpeg")
 
 
-TASK_TYPES: tuple[str, ...] = ("detect",)
+TaskType = Literal["detect"]
+TASK_TYPES: tuple[TaskType, ...] = ("detect",)
 """What an auto-label run can produce: boxes with class vectors (and the embeddings scoring
 uses). The only one today."""
-TaskType = Literal["detect"]
 _TASK_SCHEMA = {"type": "string", "enum": list(TASK_TYPES)}
 
 

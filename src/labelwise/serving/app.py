@@ -41,7 +41,7 @@ def _start(state: ServingState, preload: bool) -> None:
     state.worker.start()
     if preload and state.serving.project:
         try:
-            state.models.holder(state.catalog.project(state.serving.project)).current
+            _ = state.models.holder(state.catalog.project(state.serving.project)).current  # loads it
         except Exception:  # noqa: BLE001 - requests will report it (503) and retry the load
             log.exception("loading the model of %s at start failed", state.serving.project)
     if state.serving.poll_interval_s > 0:

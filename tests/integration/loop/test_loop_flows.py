@@ -215,3 +215,34 @@ def test_training_crash_leaves_the_champion_untouched(prefect_harness, make_loop
     again = runner.invoke(app, ["--config", lp.config, "learn", "--project", lp.name,
                                 "--round", str(proposed["round"])])
     assert again.exit_code == 2 and "was not learnt: round is learned" in again.output
+
+
+def test_reconcile_learns_a_reviewed_round_whose_webhook_was_lost_once(prefect_harness, make_loop_project):
+    """The reconcile flow itself (not only its schedule): a queued round still under review is
+    left alone; once every task is answered (no webhook: the project has none) one reconcile run
+    marks it reviewed and learns it, and the next run finds nothing to do."""
+    from flows.params import ProposeParams, ReconcileParams
+    from flows.propose_round import propose_round
+    from flows.reconcile import reconcile
+    from tasks.review import annotate_simulated
+
+    lp = make_loop_project("loop-reconcile")
+    proposed = propose_round(ProposeParams(project=lp.name, config=lp.config))
+    catalog = open_catalog(lp.settings)
+    project = catalog.project(lp.name)
+    number = proposed["round"]
+    params = ReconcileParams(project=lp.name, config=lp.config, campaign="reconcile-test")
+
+    assert reconcile(params) == []  # nothing answered yet
+    assert catalog.round_info(project, number)["status"] == "queued"
+
+    annotate_simulated.fn(lp.config, lp.name, str(lp.truth_dir), 0.0, 0)
+    learned = reconcile(params)
+    assert [row["round"] for row in learned] == [number]
+    assert catalog.round_info(project, number)["status"] == "learned"
+    assert catalog.status_counts(project)["labelled"] == proposed["queued"]
+    champion = tracker_for(lp.settings, lp.name).champion()
+    assert champion is not None and champion.version == learned[0]["registered_version"]
+
+    assert reconcile(params) == []  # learned once: the next run has nothing to do
+    assert [r["round"] for r in tracker_for(lp.settings, lp.name).round_metrics()] == [number]
