@@ -22,7 +22,11 @@ CHAMPION_PREFIX = "models:/"
 
 
 @dataclass(frozen=True)
-class BaseModel:
+class StartingModel:
+    """The weights a round trains from or auto-labels with: ``ref`` (a path or a model yaml),
+    where it came from, and its registry version when it is the champion. (Named so it is not
+    read as pydantic's BaseModel.)"""
+
     ref: str
     source: str  # "champion" | "configured" | "explicit"
     registry_version: str | None = None
@@ -34,7 +38,7 @@ def tracker_for(settings: Settings, project: str):  # type: ignore[no-untyped-de
     return Tracker(settings.resolved_tracking_uri, project, settings.tracking.experiment_prefix)
 
 
-def resolve_base_model(settings: Settings, project: str, explicit: str | None = None) -> BaseModel:
+def resolve_base_model(settings: Settings, project: str, explicit: str | None = None) -> StartingModel:
     """The model a round starts from: explicit ref, else (``training.start_from``) the registry
     champion or the configured ``detector.model``.
 
@@ -44,17 +48,17 @@ def resolve_base_model(settings: Settings, project: str, explicit: str | None = 
     into ``state_dir/models``.
     """
     if explicit and not explicit.startswith(CHAMPION_PREFIX):
-        return BaseModel(explicit, "explicit")
+        return StartingModel(explicit, "explicit")
     if settings.training.start_from == "base" and not explicit:
-        return BaseModel(settings.detector.model, "configured")
+        return StartingModel(settings.detector.model, "configured")
     tracker = tracker_for(settings, project)
     info = tracker.champion()
     if info is not None:
         path = tracker.download_champion(settings.models_dir / project)
-        return BaseModel(str(path), "champion", info.version)
+        return StartingModel(str(path), "champion", info.version)
     if explicit:
         raise FileNotFoundError(f"{explicit}: project {project!r} has no champion model yet")
-    return BaseModel(settings.detector.model, "configured")
+    return StartingModel(settings.detector.model, "configured")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from labelwise.bench.serving import bench_serving
+from labelwise.perf.serving import bench_serving
 
 
 def test_bench_serving_reports_latency_ratio_and_load_and_stops_its_server():

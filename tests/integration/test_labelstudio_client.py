@@ -34,7 +34,7 @@ from labelwise.labelstudio import (
     ls_result_to_yolo,
     yolo_to_ls_result,
 )
-from labelwise.labelstudio.bench import bench_import
+from labelwise.perf.labelstudio_import import bench_import
 from tests.labelstudio_server import LabelStudioServer, free_port
 
 NAMES = ["cat", "dog", "bird"]

@@ -29,7 +29,7 @@ import requests
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from labelwise.bench.serving import serve_in_thread
+from labelwise.perf.serving import serve_in_thread
 from labelwise.catalog import Catalog
 from labelwise.config import DetectorSettings, EmbedderSettings, Settings
 from labelwise.datasets.digits import DigitsConfig, generate_digits

@@ -149,7 +149,7 @@ def test_training_settings_refuse_bad_pseudo_rules(values, message):
 
 def test_pseudo_labels_are_on_by_default_and_the_rule_follows_the_settings(monkeypatch):
     from labelwise.config import load_settings
-    from labelwise.demo import demo_settings
+    from labelwise.demo_project import demo_settings
 
     assert TrainingSettings().pseudo_labels is True  # chosen from the pool benchmark's tables
     monkeypatch.delenv("LABELWISE_CONFIG", raising=False)

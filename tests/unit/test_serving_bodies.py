@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from labelwise.bench.serving import serve_in_thread
+from labelwise.perf.serving import serve_in_thread
 from labelwise.config import Settings
 from labelwise.images import content_id
 from labelwise.runtime import open_catalog

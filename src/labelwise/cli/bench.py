@@ -20,8 +20,8 @@ def scoring(
 ) -> None:
     """Score-batch overhead vs auto-label inference (goal <= 5%) and selection speed at scale
     vs plain greedy k-center (goal >= 5x)."""
-    from labelwise.bench.scoring_overhead import bench_overhead
-    from labelwise.bench.selection_scale import bench_selection
+    from labelwise.perf.scoring_overhead import bench_overhead
+    from labelwise.perf.selection_scale import bench_selection
 
     sel = bench_selection(pool=pool, labelled=labelled, k=k)
     overhead = bench_overhead(images=images, settings=settings_from(ctx))
@@ -47,7 +47,7 @@ def serving(
     imgsz: int = typer.Option(128, "--imgsz", min=32),
 ) -> None:
     """p50/p95 of /v1/predict vs the bare model (goal <= 1.15x) and requests/s under load."""
-    from labelwise.bench.serving import bench_serving
+    from labelwise.perf.serving import bench_serving
 
     print_json(bench_serving(requests=requests, concurrency=concurrency, imgsz=imgsz))
 
@@ -60,7 +60,7 @@ def labelstudio_import(
 ) -> None:
     """Queue TASKS tasks with pre-annotations into the configured Label Studio (goal <= 10 s)."""
     from labelwise.labelstudio import LabelStudioClient
-    from labelwise.labelstudio.bench import bench_import
+    from labelwise.perf.labelstudio_import import bench_import
 
     settings = settings_from(ctx)
     with LabelStudioClient.from_settings(settings.labelstudio) as client:

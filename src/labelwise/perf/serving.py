@@ -302,7 +302,7 @@ def _load(
     }
 
 
-if __name__ == "__main__":  # pragma: no cover - python -m labelwise.bench.serving
+if __name__ == "__main__":  # pragma: no cover - python -m labelwise.perf.serving
     import json
 
     print(json.dumps(bench_serving(), indent=2))
