@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from labelwise.config import Settings
+from labelwise.rounds.params import RoundNote
 from labelwise.rounds.status import LEARNED, LEARNED_SUMMARY, LEARNING, OPEN_STATUSES, REVIEWED
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,14 @@ def learn_round(
         evaluation = run("evaluate", evaluate, settings, project, retrained["weights"])
         say(evaluate_line(evaluation))
         params = dict(info["params"])
-        figures = {k: v for k, v in params.items() if k.startswith("seconds/")}
+        seconds, artifacts = RoundNote.AUTO_LABEL_SECONDS.value, RoundNote.ARTIFACTS.value
+        figures = {seconds: params[seconds]} if seconds in params else {}
+        untracked = {seconds, artifacts, RoundNote.LEARNED.value}  # metrics, files, the summary
         tracked_params = {"strategy": info["strategy"],
-                          **{k: v for k, v in params.items()
-                             if not k.startswith(("seconds/", "artifacts")) and k != LEARNED_SUMMARY}}
+                          **{k: v for k, v in params.items() if k not in untracked}}
         tracked = run("track-round", track, settings, project, number, campaign, tracked_params,
                       retrained, evaluation, {**figures, **pulled.get("corrections", {})},
-                      params.get("artifacts", {}))
+                      params.get(artifacts, {}))
         say(track_line(tracked, number))
         promoted = run("promote", promote, settings, project, tracked["registered_version"],
                        evaluation["map50_95"])

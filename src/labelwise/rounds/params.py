@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from labelwise.rounds.status import LEARNED_SUMMARY
+
 
 @dataclass(frozen=True)
 class RoundOwner:
@@ -109,7 +111,7 @@ class RoundNote(str, enum.Enum):
     """propose: paths of the batch's files (JSON, contact sheet)."""
     CORRECTIONS = "corrections"
     """pull: how much reviewers changed the pre-annotations (:mod:`labelwise.review.corrections`)."""
-    LEARNED = "learned"
+    LEARNED = LEARNED_SUMMARY
     """learn: the learn summary (:data:`labelwise.rounds.status.LEARNED_SUMMARY`)."""
     SETTLED = "settled"
     """stale-proposal settlement: why a dead process's proposal was closed or resumed."""
