@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from labelwise.config import load_settings, write_settings
-    from labelwise.demo import demo_settings
+    from labelwise.demo_project import demo_settings
 
     os.environ.setdefault("YOLO_VERBOSE", "False")  # per-epoch progress bars would drown the table
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # so would downloads
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
 def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # type: ignore[no-untyped-def]
     from flows.closed_loop import closed_loop
     from flows.params import LoopParams
-    from labelwise.demo import prepare_demo_project
+    from labelwise.demo_project import prepare_demo_project
 
     started = time.perf_counter()
     demo = prepare_demo_project(settings, pool_images=pool)
