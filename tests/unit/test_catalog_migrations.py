@@ -329,6 +329,7 @@ def test_a_catalog_at_an_older_revision_is_upgraded_on_open(tmp_path, image_dir,
         catalog.close()
 
 
+@pytest.mark.faults
 def test_a_catalog_upgraded_by_a_newer_labelwise_is_refused_unchanged(tmp_path, monkeypatch):
     path = tmp_path / "c.db"
     location = later_migrations(tmp_path)
@@ -347,6 +348,7 @@ def test_a_catalog_upgraded_by_a_newer_labelwise_is_refused_unchanged(tmp_path, 
     engine.dispose()
 
 
+@pytest.mark.faults
 def test_a_failing_revision_leaves_the_catalog_as_it_was(tmp_path, image_dir, monkeypatch):
     """The revisions and the version row commit together: a revision that fails half-way
     (here after rebuilding ``projects``) leaves the old schema, its rows and its revision."""
