@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from labelwise.cli import bench, benchmark, datasets, learn, pool, project, review
+from labelwise.cli import bench, benchmark, datasets, learn, pool, project, quality, review
 from labelwise.cli import serve as serve_cli
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.add_typer(project.app, name="project")
 app.add_typer(bench.app, name="bench")
 pool.register(app)
 review.register(app)
+quality.register(app)
 learn.register(app)
 serve_cli.register(app)
 benchmark.register(app)

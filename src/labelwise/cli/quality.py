@@ -1,0 +1,53 @@
+"""Label-quality commands: ``label-issues``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from labelwise.cli.common import friendly_errors, print_json, project_option, settings_from
+
+
+def register(app: typer.Typer) -> None:
+    app.command("label-issues")(label_issues)
+
+
+@friendly_errors
+def label_issues(
+    ctx: typer.Context,
+    project: str = project_option(),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Show the top N issues."),
+    round_number: Optional[int] = typer.Option(
+        None, "--round", "-r", help="Only images labelled in this round (default: all rounds)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List probable label errors, most suspicious first.
+
+    Each labelled image is graded by the model that proposed the round it was labelled in (never
+    one that trained on it); images without such a prediction are skipped and counted. Boxes are
+    x1, y1, x2, y2 pixels.
+    """
+    from labelwise.quality.project_issues import project_label_issues
+    from labelwise.runtime import open_catalog
+
+    settings = settings_from(ctx)
+    catalog = open_catalog(settings)
+    record = catalog.project(project)
+    report = project_label_issues(catalog, record, round_number=round_number, limit=limit)
+    if as_json:
+        print_json(report.as_dict(record.class_names))
+        return
+    names = record.class_names
+    header = f"{'image_id':<20} {'kind':<17} {'class':<12} {'box (x1, y1, x2, y2)':<30} {'score':>6}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for issue in report.issues:
+        cls = names[issue.class_id] if 0 <= issue.class_id < len(names) else str(issue.class_id)
+        box = "(" + ", ".join(f"{v:.1f}" for v in issue.box) + ")"
+        typer.echo(f"{issue.image_id[:20]:<20} {issue.kind:<17} {cls[:12]:<12} {box:<30} {issue.score:>6.3f}")
+    skipped = ", ".join(f"{k} {v}" for k, v in report.skipped_counts().items() if v) or "none"
+    versions = ", ".join(f"round {k}: {v}" for k, v in report.model_versions.items()) or "none"
+    typer.echo(f"{len(report.issues)} of {report.total_issues} issues; {len(report.images_checked)} "
+               f"images checked; {len(report.skipped)} skipped ({skipped}); graded by {versions}")

@@ -1,0 +1,216 @@
+"""Label issues of a project: each labelled image graded by the model that proposed its round.
+
+The rule, exactly:
+
+1. The candidates are the project's images that have stored labels (``catalog.labels``), in
+   image-id order; with ``round_number`` only those labelled in that round.
+2. An image's *labelled round* is the round stored with its label (``save_labels(...,
+   round_number=...)``, which ``pull`` sets to the round the image was queued in). Its *grading
+   model* is that round's ``model_version``: the model whose predictions proposed the round, which
+   had not trained on the image (it was unlabelled then), so the model never grades its own
+   homework. A later model is never used.
+3. An image is **skipped**, and counted under its reason, when its label has no round
+   (:data:`SKIP_NO_ROUND`, e.g. seed labels), the round does not exist
+   (:data:`SKIP_UNKNOWN_ROUND`), the round has no model version (:data:`SKIP_NO_MODEL`, e.g. a
+   cold-start random round), or the catalog holds no prediction of that version for the image
+   (:data:`SKIP_NO_PREDICTION`).
+4. Every other image is *checked*: its YOLO label rows ``(N, 5) [cls, cx, cy, w, h]`` (normalised
+   to ``[0, 1]``) become ``(N, 4)`` xyxy float pixels (x times the image record's ``width``, y
+   times its ``height``), and :func:`labelwise.quality.label_issues.find_label_issues` compares
+   them with the stored :class:`~labelwise.domain.Detections` (xyxy pixels, confidence, probs)
+   under ``rule``. An image whose prediction has no boxes is checked too (every label of it can be
+   a ``spurious_box``).
+5. The issues of all checked images are ranked by
+   :func:`~labelwise.quality.label_issues.rank_issues` (score descending) and cut to the first
+   ``limit`` when given.
+
+Reads the catalog only; writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labelwise.quality.label_issues import IssueRule, LabelIssue, find_label_issues, rank_issues
+from labelwise.review.corrections import yolo_rows_to_xyxy
+
+if TYPE_CHECKING:
+    from labelwise.catalog import Catalog
+    from labelwise.catalog.records import ProjectRecord
+
+SKIP_NO_ROUND = "no_labelled_round"
+SKIP_UNKNOWN_ROUND = "unknown_round"
+SKIP_NO_MODEL = "round_without_model"
+SKIP_NO_PREDICTION = "no_prediction"
+SKIP_REASONS: tuple[str, ...] = (SKIP_NO_ROUND, SKIP_UNKNOWN_ROUND, SKIP_NO_MODEL, SKIP_NO_PREDICTION)
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """A labelled image that was not checked.
+
+    Attributes:
+        image_id: the image's id.
+        reason: one of :data:`SKIP_REASONS`.
+        round_number: its labelled round (None when the label has none).
+        model_version: the round's model version when known.
+    """
+
+    image_id: str
+    reason: str
+    round_number: int | None = None
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectIssueReport:
+    """Label issues of a project (the rule is in the module docstring).
+
+    Attributes:
+        project: the project's name.
+        issues: ranked issues (score descending), at most ``limit`` when one was given; boxes in
+            xyxy pixels of the original image.
+        total_issues: issues found before ``limit`` cut them.
+        images_checked: ids of the images compared with a prediction, sorted.
+        skipped: the images not checked, with why, sorted by id.
+        model_versions: labelled round number -> the model version that graded its images (rounds
+            with a checked image only).
+        rule: the thresholds used.
+        round_number: the round the report is restricted to (None: every round).
+    """
+
+    project: str
+    issues: tuple[LabelIssue, ...]
+    total_issues: int
+    images_checked: tuple[str, ...]
+    skipped: tuple[SkippedImage, ...]
+    model_versions: Mapping[int, str]
+    rule: IssueRule
+    round_number: int | None = None
+
+    def skipped_counts(self) -> dict[str, int]:
+        """Skipped images per reason (every reason of :data:`SKIP_REASONS`, zeros included)."""
+        counts = dict.fromkeys(SKIP_REASONS, 0)
+        for item in self.skipped:
+            counts[item.reason] += 1
+        return counts
+
+    def as_dict(self, class_names: tuple[str, ...] = ()) -> dict[str, Any]:
+        """JSON-ready form; ``class_names`` adds each issue's class name when given."""
+
+        def name(cid: int) -> str | None:
+            return class_names[cid] if 0 <= cid < len(class_names) else None
+
+        return {
+            "project": self.project,
+            "round": self.round_number,
+            "rule": {"match_iou": self.rule.match_iou, "good_iou": self.rule.good_iou,
+                     "min_conf": self.rule.min_conf, "spurious_prob": self.rule.spurious_prob,
+                     "swap_margin": self.rule.swap_margin},
+            "issues": [{"image_id": i.image_id, "kind": i.kind, "class_id": i.class_id,
+                        "class_name": name(i.class_id), "box": list(i.box), "score": i.score,
+                        "detail": i.detail} for i in self.issues],
+            "total_issues": self.total_issues,
+            "images_checked": len(self.images_checked),
+            "images_skipped": len(self.skipped),
+            "skipped_by_reason": self.skipped_counts(),
+            "skipped": [{"image_id": s.image_id, "reason": s.reason, "round": s.round_number,
+                         "model_version": s.model_version} for s in self.skipped],
+            "model_versions": {str(k): v for k, v in sorted(self.model_versions.items())},
+        }
+
+
+def _label_rounds(catalog: Catalog, project: ProjectRecord) -> dict[str, int | None]:
+    """image id -> the round stored with its label (None when none). The catalog has no public
+    reader for it yet, so this reads the labels table through the catalog's own session."""
+    from sqlalchemy import select
+
+    from labelwise.catalog.models import LabelRow
+
+    with catalog.session() as s:
+        rows = s.execute(select(LabelRow.image_id, LabelRow.labelled_round)
+                         .where(LabelRow.project_id == project.id)).all()
+    return {str(image_id): (None if rnd is None else int(rnd)) for image_id, rnd in rows}
+
+
+def project_label_issues(
+    catalog: Catalog,
+    project: ProjectRecord,
+    rule: IssueRule | None = None,
+    round_number: int | None = None,
+    limit: int | None = None,
+) -> ProjectIssueReport:
+    """Find suspected label errors in a project's labelled images (rule: the module docstring).
+
+    Args:
+        catalog: the catalog to read.
+        project: the project.
+        rule: thresholds; ``IssueRule()`` when None.
+        round_number: only images labelled in this round (None: all).
+        limit: keep the first ``limit`` ranked issues (>= 1; None: all).
+
+    Returns:
+        A :class:`ProjectIssueReport`.
+
+    Raises:
+        ValueError: ``limit`` below 1.
+    """
+    rule = IssueRule() if rule is None else rule
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1; got {limit}")
+    labels = catalog.labels(project)
+    label_round = _label_rounds(catalog, project)
+    ids = sorted(i for i in labels if round_number is None or label_round.get(i) == round_number)
+    records = {r.image_id: r for r in catalog.images(project, image_ids=ids)} if ids else {}
+    known_rounds = {int(r["number"]): r.get("model_version") for r in catalog.rounds(project)}
+
+    skipped: list[SkippedImage] = []
+    by_version: dict[str, list[tuple[str, int]]] = {}
+    for image_id in ids:
+        rnd = label_round.get(image_id)
+        if rnd is None:
+            skipped.append(SkippedImage(image_id, SKIP_NO_ROUND))
+            continue
+        if rnd not in known_rounds:
+            skipped.append(SkippedImage(image_id, SKIP_UNKNOWN_ROUND, rnd))
+            continue
+        version = known_rounds[rnd]
+        if not version:
+            skipped.append(SkippedImage(image_id, SKIP_NO_MODEL, rnd))
+            continue
+        by_version.setdefault(str(version), []).append((image_id, rnd))
+
+    issues: list[LabelIssue] = []
+    checked: list[str] = []
+    used: dict[int, str] = {}
+    for version, group in by_version.items():
+        preds = catalog.predictions(project, version, [image_id for image_id, _ in group])
+        for image_id, rnd in group:
+            det = preds.get(image_id)
+            record = records.get(image_id)
+            if det is None or record is None:
+                skipped.append(SkippedImage(image_id, SKIP_NO_PREDICTION, rnd, version))
+                continue
+            xyxy, classes = yolo_rows_to_xyxy(labels[image_id])
+            scale = np.array([record.width, record.height, record.width, record.height], dtype=np.float64)
+            issues.extend(find_label_issues(
+                image_id, xyxy * scale, classes, det.xyxy, det.confidence,
+                det.probs if len(det.xyxy) else np.zeros((0, 0)), rule,
+            ))
+            checked.append(image_id)
+            used[rnd] = version
+    ranked = rank_issues(issues)
+    return ProjectIssueReport(
+        project=project.name,
+        issues=tuple(ranked if limit is None else ranked[:limit]),
+        total_issues=len(ranked),
+        images_checked=tuple(sorted(checked)),
+        skipped=tuple(sorted(skipped, key=lambda s: s.image_id)),
+        model_versions=dict(sorted(used.items())),
+        rule=rule,
+        round_number=round_number,
+    )
