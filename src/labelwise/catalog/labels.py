@@ -37,6 +37,13 @@ class LabelsMixin(CatalogMixin):
                           .values(status=ImageStatus.LABELLED.value))
             return len(labels)
 
+    def label_rounds(self, project: ProjectRecord) -> dict[str, int | None]:
+        """Image id -> the round its stored label came from (None: labelled outside a round)."""
+        with self.session() as s:
+            rows = s.execute(select(LabelRow.image_id, LabelRow.labelled_round)
+                             .where(LabelRow.project_id == project.id)).all()
+        return {str(image_id): (None if rnd is None else int(rnd)) for image_id, rnd in rows}
+
     def labels(self, project: ProjectRecord) -> dict[str, np.ndarray]:
         with self.session() as s:
             rows = s.scalars(select(LabelRow).where(LabelRow.project_id == project.id)).all()

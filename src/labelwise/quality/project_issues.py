@@ -124,19 +124,6 @@ class ProjectIssueReport:
         }
 
 
-def _label_rounds(catalog: Catalog, project: ProjectRecord) -> dict[str, int | None]:
-    """image id -> the round stored with its label (None when none). The catalog has no public
-    reader for it yet, so this reads the labels table through the catalog's own session."""
-    from sqlalchemy import select
-
-    from labelwise.catalog.models import LabelRow
-
-    with catalog.session() as s:
-        rows = s.execute(select(LabelRow.image_id, LabelRow.labelled_round)
-                         .where(LabelRow.project_id == project.id)).all()
-    return {str(image_id): (None if rnd is None else int(rnd)) for image_id, rnd in rows}
-
-
 def project_label_issues(
     catalog: Catalog,
     project: ProjectRecord,
@@ -163,7 +150,7 @@ def project_label_issues(
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1; got {limit}")
     labels = catalog.labels(project)
-    label_round = _label_rounds(catalog, project)
+    label_round = catalog.label_rounds(project)
     ids = sorted(i for i in labels if round_number is None or label_round.get(i) == round_number)
     records = {r.image_id: r for r in catalog.images(project, image_ids=ids)} if ids else {}
     known_rounds = {int(r["number"]): r.get("model_version") for r in catalog.rounds(project)}
