@@ -31,6 +31,5 @@ def learn_round(params: LearnParams) -> dict:
                     run=prefect_step(RETRYABLE_STEPS), say=get_run_logger().info,
                     learnt_by=current_run_name())
     if outcome.skipped is None:
-        publish_learn(cfg, project, number, outcome.evaluation, outcome.retrained, outcome.promoted,
-                      outcome.tracked, outcome.pulled, outcome.before)
+        publish_learn(cfg, project, outcome)
     return outcome.as_dict()

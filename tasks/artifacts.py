@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prefect import task
 
 from tasks.settings import task_settings
+
+if TYPE_CHECKING:
+    from labelwise.rounds.learning import LearnOutcome
 
 
 def step_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -68,20 +71,24 @@ def mlflow_ui_url(tracking_uri: str) -> str | None:
 
 
 @task(name="learn-artifacts")
-def publish_learn(
-    config: str | None, project: str, round_number: int, evaluation: dict[str, Any],
-    retrained: dict[str, Any], promoted: dict[str, Any], tracked: dict[str, Any],
-    pulled: dict[str, Any] | None, before: dict[str, Any] | None,
-) -> str:
-    """The learn run's page; returns its key."""
+def publish_learn(config: str | None, project: str, outcome: LearnOutcome) -> str:
+    """The learn run's page (from a learnt round's outcome); returns its key."""
+    from dataclasses import asdict
+
     from prefect.artifacts import create_markdown_artifact
 
     from labelwise.round_story import artifact_key, learn_markdown
 
+    if outcome.evaluation is None or outcome.retrained is None or outcome.tracked is None:
+        raise ValueError(f"round {outcome.round} of {project} was not learnt "
+                         f"({outcome.skipped}): there is no learn page to publish")
     settings = task_settings(config)
     key = artifact_key("learn", project)
-    markdown = learn_markdown(round_number, project, evaluation, retrained, promoted, tracked,
-                              pulled, before, mlflow_ui_url(settings.resolved_tracking_uri))
+    round_number = outcome.round
+    markdown = learn_markdown(round_number, project, asdict(outcome.evaluation),
+                              outcome.retrained.as_dict(), outcome.promoted,
+                              outcome.tracked.as_dict(), outcome.pulled, outcome.before,
+                              mlflow_ui_url(settings.resolved_tracking_uri))
     create_markdown_artifact(markdown, key=key, description=f"Round {round_number} of {project} learned")
     step_logger().info(f"artifacts: {key}")
     return key

@@ -11,20 +11,6 @@ LS_RETRIES = 3
 LS_RETRY_DELAYS_S: list[float] = [2, 5, 10]
 
 
-@task(name="queue-for-review", retries=LS_RETRIES, retry_delay_seconds=LS_RETRY_DELAYS_S)
-def queue_for_review(config: str | None, project: str, batch: dict, group: str | None) -> dict:
-    from labelwise.domain import ScoreBatch
-    from labelwise.review import queue_batch
-    from labelwise.round_story import queue_line
-    from labelwise.runtime import open_catalog
-
-    settings = task_settings(config)
-    typed = ScoreBatch.from_json(batch)  # parsed once, at the task boundary
-    queued = queue_batch(settings, open_catalog(settings), project, typed, group)
-    step_logger().info(queue_line(queued))
-    return queued
-
-
 @task(name="review-status", retries=LS_RETRIES, retry_delay_seconds=LS_RETRY_DELAYS_S)
 def review_status(config: str | None, project: str, round_number: int | None) -> dict:
     from labelwise.review import review_status as run

@@ -1,33 +1,11 @@
-"""Round bookkeeping in the catalog: artifacts, figures and exactly-once status moves."""
+"""Round bookkeeping in the catalog: finding rounds, exactly-once status moves, handoffs."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from prefect import task
 
 from tasks.artifacts import step_logger
 from tasks.settings import task_settings
-
-
-@task(name="write-batch-artifacts")
-def write_batch_artifacts(config: str | None, batch: dict) -> dict:
-    from labelwise.round_story import batch_files_line
-    from labelwise.runtime import open_catalog
-    from labelwise.scorebatch import write_batch_artifacts as run
-
-    settings = task_settings(config)
-    files = run(settings, open_catalog(settings), batch)
-    step_logger().info(batch_files_line(files))
-    return files
-
-
-@task(name="record-round-figures")
-def record_round_figures(config: str | None, project: str, round_number: int, figures: dict[str, Any]) -> dict:
-    from labelwise.runtime import open_catalog
-
-    catalog = open_catalog(task_settings(config))
-    return catalog.update_round_params(catalog.project(project), round_number, figures)
 
 
 @task(name="round-info")

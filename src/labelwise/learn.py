@@ -1,19 +1,21 @@
 """The learn half of a round: retrain -> evaluate on the held-out set -> track -> promote.
 
-Each function takes settings and plain values and returns plain values, so a CLI command, a
-Prefect task or a test calls it the same way.
+Each function takes settings and typed values and returns typed values (:class:`StartingModel`,
+:class:`RetrainResult`, :class:`~labelwise.detector.EvalResult`, :class:`TrackedRound`), so a CLI
+command, a Prefect task or a test calls it the same way; reports turn them into text at the edge.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
+from labelwise.detector import EvalResult
 from labelwise.domain import Detections, ImageStatus, class_box_counts
 from labelwise.pseudo_labels import PseudoLabelRule, PseudoLabelSet, select_pseudo_labels
 from labelwise.training import LabelledImage, build_training_set, holdout_data_yaml, train_round
@@ -98,6 +100,23 @@ class RetrainResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RetrainResult":
+        """Read :meth:`as_dict` back (e.g. a stored round summary); a dict written before
+        pseudo-labels existed reads with them off.
+
+        Raises:
+            ValueError: a required field is missing or an unknown one is present (named).
+        """
+        known = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls)
+                    if f.default is MISSING and f.default_factory is MISSING}
+        unknown, missing = sorted(set(data) - known), sorted(required - set(data))
+        if unknown or missing:
+            raise ValueError(f"a retrain result needs the fields {sorted(required)} (optional: "
+                             f"{sorted(known - required)}); missing {missing}, unknown {unknown}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -228,29 +247,33 @@ def retrain(
     )
 
 
-def evaluate(settings: Settings, project: ProjectRecord, weights: str) -> dict[str, Any]:
+def evaluate(settings: Settings, project: ProjectRecord, weights: str) -> EvalResult:
     """Precision, recall, mAP50, mAP50-95 (and per class) on the project's held-out split."""
     from labelwise.runtime import load_detector
 
     data_yaml, split = holdout_data_yaml(project)
     detector = load_detector(settings, project.class_names, weights)
-    result = detector.evaluate(data_yaml, split, out_dir=settings.runs_dir / project.name / "eval")
-    return asdict(result)
+    return detector.evaluate(data_yaml, split, out_dir=settings.runs_dir / project.name / "eval")
 
 
 @dataclass(frozen=True)
 class TrackedRound:
+    """The round's MLflow run and the model version its weights were registered as."""
+
     run_id: str
     registered_version: str
 
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
 
-def round_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+
+def round_metrics(evaluation: EvalResult) -> dict[str, float]:
     """The headline metrics under the names shown everywhere."""
     return {
-        "precision": float(evaluation["precision"]),
-        "recall": float(evaluation["recall"]),
-        "mAP50": float(evaluation["map50"]),
-        "mAP50-95": float(evaluation["map50_95"]),
+        "precision": float(evaluation.precision),
+        "recall": float(evaluation.recall),
+        "mAP50": float(evaluation.map50),
+        "mAP50-95": float(evaluation.map50_95),
     }
 
 
@@ -259,21 +282,22 @@ TRAINED_MODEL_PARAM = "trained_model_version"
 """The round run's param naming the retrained weights (:attr:`RetrainResult.model_version`)."""
 
 
-def pseudo_tracking(retrained: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+def pseudo_tracking(retrained: RetrainResult) -> tuple[dict[str, Any], dict[str, float]]:
     """A round's pseudo-label record as (MLflow params, MLflow metrics).
 
     Params: ``pseudo_labels`` (``on``/``off``), the rule (``pseudo/threshold``,
     ``pseudo/band_floor``, ``pseudo/cap``) and, when set, ``pseudo/model_version`` and
     ``pseudo/reason``. Metrics: every other ``pseudo/*`` number (``pseudo/images``,
-    ``pseudo/boxes``, ``pseudo/candidates`` and the drop counts). ``retrained`` is
-    :meth:`RetrainResult.as_dict`; a dict from before pseudo-labels existed reads as ``off``.
+    ``pseudo/boxes``, ``pseudo/candidates`` and the drop counts). A result read from before
+    pseudo-labels existed (:meth:`RetrainResult.from_dict`) reads as ``off``.
     """
-    numbers = dict(retrained.get("pseudo") or {})
-    params: dict[str, Any] = {"pseudo_labels": "on" if retrained.get("pseudo_labels") else "off"}
+    numbers = dict(retrained.pseudo)
+    params: dict[str, Any] = {"pseudo_labels": "on" if retrained.pseudo_labels else "off"}
     params.update({k: numbers.pop(k) for k in PSEUDO_PARAM_KEYS if k in numbers})
-    for key in ("model_version", "reason"):
-        if retrained.get(f"pseudo_{key}") is not None:
-            params[f"pseudo/{key}"] = retrained[f"pseudo_{key}"]
+    if retrained.pseudo_model_version is not None:
+        params["pseudo/model_version"] = retrained.pseudo_model_version
+    if retrained.pseudo_reason is not None:
+        params["pseudo/reason"] = retrained.pseudo_reason
     return params, {k: float(v) for k, v in numbers.items()}
 
 
@@ -283,8 +307,8 @@ def track_round(
     round_number: int,
     campaign: str,
     params: dict[str, Any],
-    retrained: dict[str, Any],
-    evaluation: dict[str, Any],
+    retrained: RetrainResult,
+    evaluation: EvalResult,
     extra_metrics: dict[str, float] | None = None,
     artifacts: dict[str, str] | None = None,
 ) -> TrackedRound:
@@ -308,19 +332,17 @@ def track_round(
     tracker = tracker_for(settings, project.name)
     parent = tracker.ensure_campaign(campaign, {"project": project.name})
     pseudo_params, pseudo_metrics = pseudo_tracking(retrained)
-    round_params = {**params, "base_model": retrained["base_model"], "epochs": retrained["epochs"],
-                    **pseudo_params}
-    if retrained.get("model_version") is not None:
-        round_params[TRAINED_MODEL_PARAM] = retrained["model_version"]
+    round_params = {**params, "base_model": retrained.base_model, "epochs": retrained.epochs,
+                    **pseudo_params, TRAINED_MODEL_PARAM: retrained.model_version}
     run_id = tracker.start_round(parent, round_number, round_params)
     try:
         metrics = round_metrics(evaluation)
-        metrics.update({f"AP50/{k}": v for k, v in evaluation.get("per_class_ap50", {}).items()})
+        metrics.update({f"AP50/{k}": v for k, v in evaluation.per_class_ap50.items()})
         metrics.update({
-            "labelled_images": retrained["labelled_images"],
-            "labelled_boxes": retrained["labelled_boxes"],
-            "seconds/train": retrained["seconds"],
-            "seconds/evaluate": evaluation.get("seconds", 0.0),
+            "labelled_images": retrained.labelled_images,
+            "labelled_boxes": retrained.labelled_boxes,
+            "seconds/train": retrained.seconds,
+            "seconds/evaluate": evaluation.seconds,
         })
         metrics.update(pseudo_metrics)
         metrics.update(extra_metrics or {})
@@ -329,7 +351,7 @@ def track_round(
         for name, path in (artifacts or {}).items():
             if path and Path(path).exists():
                 tracker.log_artifact(run_id, Path(path), name)
-        sheet = retrained.get("pseudo_sheet")
+        sheet = retrained.pseudo_sheet
         if sheet and Path(sheet).exists():
             tracker.log_artifact(run_id, Path(sheet), "pseudo")
         history = [r for r in tracker.round_metrics() if "mAP50-95" in r["metrics"]]
@@ -339,10 +361,10 @@ def track_round(
         tracker.log_artifact(run_id, curve, "plots")
         (settings.state_dir / "reports" / project.name).mkdir(parents=True, exist_ok=True)
         summary = settings.state_dir / "reports" / project.name / f"round-{round_number}.json"
-        summary.write_text(json.dumps({"params": params, "retrain": retrained, "evaluation": evaluation},
-                                      indent=2, default=str))
+        summary.write_text(json.dumps({"params": params, "retrain": retrained.as_dict(),
+                                       "evaluation": asdict(evaluation)}, indent=2, default=str))
         tracker.log_artifact(run_id, summary, "summary")
-        version = tracker.register_weights(run_id, Path(retrained["weights"]))
+        version = tracker.register_weights(run_id, Path(retrained.weights))
     except BaseException as exc:
         from labelwise.tracking import error_text
 

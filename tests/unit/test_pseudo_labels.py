@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from labelwise.config import DetectorSettings, Settings, TrainingSettings
+from labelwise.detector import EvalResult
 from labelwise.domain import Detections, ImageStatus
 from labelwise.pseudo_labels import PseudoLabelRule, PseudoLabelSet, pseudo_label_image, select_pseudo_labels
 
@@ -372,7 +373,7 @@ class FakeTracker:
         pass
 
 
-EVALUATION = {"precision": 0.5, "recall": 0.4, "map50": 0.3, "map50_95": 0.2, "per_class_ap50": {}, "seconds": 1.0}
+EVALUATION = EvalResult("test", precision=0.5, recall=0.4, map50=0.3, map50_95=0.2, seconds=1.0)
 
 
 @pytest.mark.parametrize("pseudo_labels", [True, False])
@@ -387,8 +388,8 @@ def test_every_round_records_the_pseudo_rule_and_counts(tmp_path, digits, captur
         catalog.close()
     tracker = FakeTracker()
     monkeypatch.setattr(learn, "tracker_for", lambda *_a, **_k: tracker)
-    learn.track_round(settings, project, 1, "c", {"strategy": "random"}, json.loads(json.dumps(retrained)),
-                      EVALUATION)
+    stored = learn.RetrainResult.from_dict(json.loads(json.dumps(retrained)))  # as a summary reads back
+    learn.track_round(settings, project, 1, "c", {"strategy": "random"}, stored, EVALUATION)
 
     assert tracker.params["pseudo_labels"] == ("on" if pseudo_labels else "off")
     assert (tracker.params["pseudo/threshold"], tracker.params["pseudo/band_floor"],
@@ -409,11 +410,24 @@ def test_every_round_records_the_pseudo_rule_and_counts(tmp_path, digits, captur
 
 
 def test_a_retrained_dict_from_before_pseudo_labels_still_tracks():
-    from labelwise.learn import pseudo_tracking
+    from labelwise.learn import RetrainResult, pseudo_tracking
 
     old = {"weights": "w.pt", "model_version": "v", "base_model": "b", "seconds": 1.0, "epochs": 1,
            "labelled_images": 4, "labelled_boxes": 9, "class_box_counts": {}}
-    assert pseudo_tracking(old) == ({"pseudo_labels": "off"}, {})
+    assert pseudo_tracking(RetrainResult.from_dict(old)) == ({"pseudo_labels": "off"}, {})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"weights": "w.pt"}, r"missing \['base_model', 'epochs', 'labelled_boxes', 'labelled_images', "
+                          r"'model_version', 'seconds'\], unknown \[\]"),
+    ({"weights": "w.pt", "model_version": "v", "base_model": "b", "seconds": 1.0, "epochs": 1,
+      "labelled_images": 4, "labelled_boxes": 9, "mAP": 0.3}, r"missing \[\], unknown \['mAP'\]"),
+], ids=["missing", "unknown"])
+def test_a_retrained_dict_that_is_not_one_says_what_is_wrong(data, message):
+    from labelwise.learn import RetrainResult
+
+    with pytest.raises(ValueError, match=message):
+        RetrainResult.from_dict(data)
 
 
 def test_extra_images_may_not_repeat_a_reviewed_image(tmp_path, digits):

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from labelwise import learn
+from labelwise.detector import EvalResult
 from labelwise.catalog import ProjectRecord
 from labelwise.config import Settings
 from labelwise.tracking import (
@@ -53,14 +54,13 @@ def weights(tmp_path: Path) -> Path:
     return path
 
 
-def retrained(weights: Path, model_version: str = "round-abc123") -> dict[str, Any]:
-    return {"weights": str(weights), "model_version": model_version, "base_model": "yolov8n.yaml",
-            "seconds": 1.0, "epochs": 1, "labelled_images": 12, "labelled_boxes": 24,
-            "class_box_counts": {}, "pseudo_labels": False, "pseudo_images": 0, "pseudo": {}}
+def retrained(weights: Path, model_version: str = "round-abc123") -> learn.RetrainResult:
+    return learn.RetrainResult(str(weights), model_version, "yolov8n.yaml", seconds=1.0, epochs=1,
+                               labelled_images=12, labelled_boxes=24)
 
 
-EVALUATION = {"precision": 0.5, "recall": 0.4, "map50": 0.5, "map50_95": 0.3,
-              "per_class_ap50": {"a": 0.6, "b": 0.4}, "seconds": 0.1}
+EVALUATION = EvalResult("test", precision=0.5, recall=0.4, map50=0.5, map50_95=0.3,
+                        per_class_ap50={"a": 0.6, "b": 0.4}, seconds=0.1)
 
 
 def track(store: Settings, project: ProjectRecord, weights: Path, **kw: Any) -> learn.TrackedRound:
@@ -203,8 +203,6 @@ def test_a_campaign_whose_params_could_not_be_logged_does_not_stay_running(
     # the retry audit of tasks/ (docs/architecture.md): retried tasks are safe to repeat
     ("tasks.learn", "end_campaign", 2),     # ends the same run with the same description
     ("tasks.learn", "start_campaign", 0),   # a retry would open a second campaign run
-    ("tasks.model", "resolve_model", 2),    # reads the registry, downloads to the same file
-    ("tasks.review", "queue_for_review", 3),    # keyed by image id, reconciled after lost replies
     ("tasks.review", "review_status", 3),       # reads Label Studio only
     ("tasks.review", "pull_annotations", 3),    # labels upserted, pulled images leave the queue
     ("tasks.review", "annotate_simulated", 3),  # answers only tasks still unanswered
@@ -230,3 +228,36 @@ def test_the_learn_steps_retried_are_audited_ones() -> None:
     from labelwise.rounds.learning import RETRYABLE_STEPS
 
     assert set(RETRYABLE_STEPS) <= set(AUDITED_STEPS), set(RETRYABLE_STEPS) - set(AUDITED_STEPS)
+
+
+AUDITED_PROPOSE_STEPS = {
+    "resolve-model": "reads the registry, downloads the champion to the same file",
+    "write-batch-artifacts": "rewrites the same queue JSON and contact sheet",
+    "queue-for-review": "keyed by image id, reconciled after lost replies",
+    "record-round-figures": "merges the same notes into the round's params",
+}
+"""The propose use case's steps audited safe to repeat, and why (not score-batch: a retry
+would record a second round)."""
+
+
+def test_the_propose_steps_retried_are_audited_ones() -> None:
+    from labelwise.rounds.proposing import PROPOSE_STEPS, RETRYABLE_STEPS
+
+    assert set(RETRYABLE_STEPS) <= set(AUDITED_PROPOSE_STEPS), set(RETRYABLE_STEPS) - set(AUDITED_PROPOSE_STEPS)
+    assert "score-batch" in PROPOSE_STEPS and "score-batch" not in RETRYABLE_STEPS
+
+
+@pytest.mark.parametrize("name, retries", [("queue-for-review", 3), ("score-batch", 0)])
+def test_the_flows_step_runner_retries_only_the_audited_steps(name: str, retries: int, monkeypatch) -> None:
+    import tasks.steps as steps
+    from labelwise.rounds.proposing import RETRYABLE_STEPS
+
+    made: list[int] = []
+
+    def fake_task(**options):
+        made.append(options["retries"])
+        return lambda fn: fn
+
+    monkeypatch.setattr(steps, "task", fake_task)
+    assert steps.prefect_step(RETRYABLE_STEPS)(name, lambda x: x + 1, 1) == 2
+    assert made == [retries]

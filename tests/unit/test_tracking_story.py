@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from labelwise import learn, tracking
+from labelwise.detector import EvalResult
 from labelwise.catalog import ProjectRecord
 from labelwise.config import Settings, TrackingSettings, write_settings
 from labelwise.promotion import decide_promotion
@@ -46,16 +47,16 @@ def project(store: Settings) -> ProjectRecord:
     return ProjectRecord(id=1, name=f"story-{next(_names)}", class_names=("a", "b"))
 
 
-def evaluation(map50_95: float) -> dict[str, Any]:
-    return {"precision": 0.5, "recall": 0.4, "map50": map50_95 + 0.2, "map50_95": map50_95,
-            "per_class_ap50": {"a": 0.6, "b": 0.4}, "seconds": 0.1}
+def evaluation(map50_95: float) -> EvalResult:
+    return EvalResult("test", precision=0.5, recall=0.4, map50=map50_95 + 0.2, map50_95=map50_95,
+                      per_class_ap50={"a": 0.6, "b": 0.4}, seconds=0.1)
 
 
-def retrained(weights: Path, labelled: int = 12, pseudo: int = 0) -> dict[str, Any]:
-    return {"weights": str(weights), "model_version": "v", "base_model": "yolov8n.yaml", "seconds": 1.0,
-            "epochs": 1, "labelled_images": labelled, "labelled_boxes": 2 * labelled,
-            "class_box_counts": {}, "pseudo_labels": pseudo > 0, "pseudo_images": pseudo,
-            "pseudo": {"pseudo/images": float(pseudo)}}
+def retrained(weights: Path, labelled: int = 12, pseudo: int = 0) -> learn.RetrainResult:
+    return learn.RetrainResult(str(weights), "v", "yolov8n.yaml", seconds=1.0, epochs=1,
+                               labelled_images=labelled, labelled_boxes=2 * labelled,
+                               pseudo_labels=pseudo > 0, pseudo_images=pseudo,
+                               pseudo={"pseudo/images": float(pseudo)})
 
 
 @pytest.fixture

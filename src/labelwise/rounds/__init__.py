@@ -1,5 +1,7 @@
-"""The round: its life cycle (:mod:`.status`), finding and waiting for rounds
-(:mod:`.lifecycle`) and the learn use case (:mod:`.learning`).
+"""The round: its life cycle (:mod:`.status`), typed params (:mod:`.params`), the one place
+rounds are opened (:mod:`.opening`), finding and waiting for rounds (:mod:`.lifecycle`) and the
+two use cases, propose (:mod:`.proposing`) and learn (:mod:`.learning`), run step by step
+(:mod:`.steps`).
 
 The status names are importable from here at once; the use cases load on first use, so the
 catalog can import :mod:`labelwise.rounds.status` without importing itself back.
@@ -30,8 +32,11 @@ _LAZY = {
     "wait_for_learned": "labelwise.rounds.lifecycle",
     "learn_round": "labelwise.rounds.learning",
     "LearnOutcome": "labelwise.rounds.learning",
-    "StepRunner": "labelwise.rounds.learning",
-    "run_directly": "labelwise.rounds.learning",
+    "propose_round": "labelwise.rounds.proposing",
+    "ProposeRequest": "labelwise.rounds.proposing",
+    "ProposeOutcome": "labelwise.rounds.proposing",
+    "StepRunner": "labelwise.rounds.steps",
+    "run_directly": "labelwise.rounds.steps",
 }
 
 __all__ = [

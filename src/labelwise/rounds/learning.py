@@ -8,9 +8,12 @@ compare-and-set, so of several runs racing for one batch exactly one learns it),
 (``params.learned``, :data:`~labelwise.rounds.status.LEARNED_SUMMARY`) and moves it ``learning ->
 learned``.
 
-Each step is a library call run through a :data:`StepRunner`: :func:`run_directly` calls it; the
-flow passes one that runs it as a named Prefect task (its own run in the UI, retries only where
-the step is safe to repeat), so the flow and the command run the same code in the same order.
+Each step is a library call run through a :class:`~labelwise.rounds.steps.StepRunner`:
+:func:`~labelwise.rounds.steps.run_directly` calls it; the flow passes one that runs it as a
+named Prefect task (its own run in the UI, retries only where the step is safe to repeat), so
+the flow and the command run the same code in the same order. Steps hand each other typed
+results (:class:`~labelwise.learn.StartingModel`, :class:`~labelwise.learn.RetrainResult`,
+:class:`~labelwise.detector.EvalResult`, :class:`~labelwise.learn.TrackedRound`).
 """
 
 from __future__ import annotations
@@ -18,24 +21,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from labelwise.config import Settings
 from labelwise.rounds.params import RoundNote
 from labelwise.rounds.status import LEARNED, LEARNED_SUMMARY, LEARNING, OPEN_STATUSES, REVIEWED
+from labelwise.rounds.steps import StepRunner, run_directly
+
+if TYPE_CHECKING:
+    from labelwise.detector import EvalResult
+    from labelwise.learn import RetrainResult, StartingModel, TrackedRound
 
 log = logging.getLogger(__name__)
 
-
-class StepRunner(Protocol):
-    """Runs one named step of the use case: ``runner(name, fn, *args) -> fn(*args)``."""
-
-    def __call__(self, name: str, fn: Callable[..., Any], /, *args: Any) -> Any: ...
-
-
-def run_directly(name: str, fn: Callable[..., Any], /, *args: Any) -> Any:
-    """The plain step runner: call ``fn(*args)``."""
-    return fn(*args)
+__all__ = ["LEARN_STEPS", "RETRYABLE_STEPS", "LearnOutcome", "StepRunner", "learn_round",
+           "run_directly"]
 
 
 LEARN_STEPS = ("claim", "pull", "resolve-model", "champion-before", "retrain", "evaluate",
@@ -60,16 +60,17 @@ class LearnOutcome:
             images/boxes, P/R/mAP50/mAP50-95, champion moved, registered version, MLflow run,
             plateau, what was pulled, who learnt it.
         evaluation, retrained, promoted, tracked, pulled, before: each step's result (before:
-            the champion before promotion, None on a first round), for reports.
+            the champion before promotion, None on a first round), for reports; None (and
+            empty) when the round was skipped.
     """
 
     round: int
     skipped: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    retrained: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvalResult | None = None
+    retrained: RetrainResult | None = None
     promoted: dict[str, Any] = field(default_factory=dict)
-    tracked: dict[str, Any] = field(default_factory=dict)
+    tracked: TrackedRound | None = None
     pulled: dict[str, Any] = field(default_factory=dict)
     before: dict[str, Any] | None = None
 
@@ -118,10 +119,10 @@ def pull(settings: Settings, project: str, number: int) -> dict[str, Any]:
     return pull_annotations(settings, open_catalog(settings), project, number)
 
 
-def resolve_model(settings: Settings, project: str) -> dict[str, Any]:
+def resolve_model(settings: Settings, project: str) -> StartingModel:
     from labelwise.learn import resolve_base_model
 
-    return asdict(resolve_base_model(settings, project))
+    return resolve_base_model(settings, project)
 
 
 def champion_before(settings: Settings, project: str) -> dict[str, Any] | None:
@@ -130,15 +131,15 @@ def champion_before(settings: Settings, project: str) -> dict[str, Any] | None:
     return read(settings, project)
 
 
-def retrain(settings: Settings, project: str, number: int, base_model: str) -> dict[str, Any]:
+def retrain(settings: Settings, project: str, number: int, base_model: str) -> RetrainResult:
     from labelwise.learn import retrain as run
     from labelwise.runtime import open_catalog
 
     catalog = open_catalog(settings)
-    return run(settings, catalog, catalog.project(project), number, base_model).as_dict()
+    return run(settings, catalog, catalog.project(project), number, base_model)
 
 
-def evaluate(settings: Settings, project: str, weights: str) -> dict[str, Any]:
+def evaluate(settings: Settings, project: str, weights: str) -> EvalResult:
     from labelwise.learn import evaluate as run
     from labelwise.runtime import open_catalog
 
@@ -146,14 +147,14 @@ def evaluate(settings: Settings, project: str, weights: str) -> dict[str, Any]:
 
 
 def track(settings: Settings, project: str, number: int, campaign: str, params: dict[str, Any],
-          retrained: dict[str, Any], evaluation: dict[str, Any], extra: dict[str, float],
-          artifacts: dict[str, str]) -> dict[str, Any]:
+          retrained: RetrainResult, evaluation: EvalResult, extra: dict[str, float],
+          artifacts: dict[str, str]) -> TrackedRound:
     from labelwise.learn import track_round
     from labelwise.runtime import open_catalog
 
     record = open_catalog(settings).project(project)
-    return asdict(track_round(settings, record, number, campaign, params, retrained, evaluation,
-                              extra, artifacts))
+    return track_round(settings, record, number, campaign, params, retrained, evaluation, extra,
+                       artifacts)
 
 
 def promote(settings: Settings, project: str, version: str, map50_95: float) -> dict[str, Any]:
@@ -214,35 +215,34 @@ def learn_round(
     try:
         pulled = run("pull", pull, settings, project, number)
         say(pull_line(pulled))
-        base = run("resolve-model", resolve_model, settings, project)
-        say(model_line(base))
+        base: StartingModel = run("resolve-model", resolve_model, settings, project)
+        say(model_line(asdict(base)))
         before = run("champion-before", champion_before, settings, project)
-        retrained = run("retrain", retrain, settings, project, number, base["ref"])
-        say(retrain_line(retrained))
-        evaluation = run("evaluate", evaluate, settings, project, retrained["weights"])
-        say(evaluate_line(evaluation))
+        retrained: RetrainResult = run("retrain", retrain, settings, project, number, base.ref)
+        say(retrain_line(retrained.as_dict()))
+        evaluation: EvalResult = run("evaluate", evaluate, settings, project, retrained.weights)
+        say(evaluate_line(asdict(evaluation)))
         params = dict(info["params"])
         seconds, artifacts = RoundNote.AUTO_LABEL_SECONDS.value, RoundNote.ARTIFACTS.value
         figures = {seconds: params[seconds]} if seconds in params else {}
         untracked = {seconds, artifacts, RoundNote.LEARNED.value}  # metrics, files, the summary
         tracked_params = {"strategy": info["strategy"],
                           **{k: v for k, v in params.items() if k not in untracked}}
-        tracked = run("track-round", track, settings, project, number, campaign, tracked_params,
+        tracked: TrackedRound = run("track-round", track, settings, project, number, campaign, tracked_params,
                       retrained, evaluation, {**figures, **pulled.get("corrections", {})},
                       params.get(artifacts, {}))
-        say(track_line(tracked, number))
-        promoted = run("promote", promote, settings, project, tracked["registered_version"],
-                       evaluation["map50_95"])
+        say(track_line(tracked.as_dict(), number))
+        promoted = run("promote", promote, settings, project, tracked.registered_version,
+                       evaluation.map50_95)
         say(promote_line(promoted, before))
         summary = {
-            "round": number, "labelled_images": retrained["labelled_images"],
-            "labelled_boxes": retrained["labelled_boxes"],
-            "pseudo_images": retrained.get("pseudo_images", 0),
-            "pseudo_boxes": retrained.get("pseudo_boxes", 0),
-            "precision": evaluation["precision"], "recall": evaluation["recall"],
-            "mAP50": evaluation["map50"], "mAP50-95": evaluation["map50_95"],
-            "champion_moved": promoted["moved"], "registered_version": tracked["registered_version"],
-            "run_id": tracked["run_id"], "plateau": run("plateau-check", plateau, settings, project),
+            "round": number, "labelled_images": retrained.labelled_images,
+            "labelled_boxes": retrained.labelled_boxes,
+            "pseudo_images": retrained.pseudo_images, "pseudo_boxes": retrained.pseudo_boxes,
+            "precision": evaluation.precision, "recall": evaluation.recall,
+            "mAP50": evaluation.map50, "mAP50-95": evaluation.map50_95,
+            "champion_moved": promoted["moved"], "registered_version": tracked.registered_version,
+            "run_id": tracked.run_id, "plateau": run("plateau-check", plateau, settings, project),
             "pulled": pulled, "learnt_by": learnt_by,
         }
         run("record-learned", record_learned, settings, project, number, summary)

@@ -146,9 +146,9 @@ def test_label_studio_down_during_queue_fails_the_run_and_changes_no_image(prefe
     from flows.params import ProposeParams
     from flows.propose_round import propose_round
     from labelwise.labelstudio.errors import LabelStudioUnavailable
-    from tasks import review
+    from tasks import steps
 
-    monkeypatch.setattr(review.queue_for_review, "retry_delay_seconds", [0.1, 0.1, 0.1])
+    monkeypatch.setattr(steps, "STEP_RETRY_DELAYS_S", [0.1, 0.1, 0.1])
     lp = make_loop_project("loop-ls-down", url="http://127.0.0.1:9", retries=0)
     with pytest.raises(LabelStudioUnavailable, match="127.0.0.1:9"):
         propose_round(ProposeParams(project=lp.name, config=lp.config))
@@ -215,6 +215,19 @@ def test_training_crash_leaves_the_champion_untouched(prefect_harness, make_loop
     again = runner.invoke(app, ["--config", lp.config, "learn", "--project", lp.name,
                                 "--round", str(proposed["round"])])
     assert again.exit_code == 2 and "was not learnt: round is learned" in again.output
+
+    # `labelwise propose` (no Prefect: the same use case as propose-round) queues the next round
+    # from the champion it just promoted.
+    nxt = runner.invoke(app, ["--config", lp.config, "propose", "--project", lp.name, "--limit", "3"])
+    assert nxt.exit_code == 0, nxt.output
+    proposed_next = json.loads(nxt.stdout[nxt.stdout.index("{"):])
+    assert proposed_next["round"] == proposed["round"] + 1 and proposed_next["queued"] == 3
+    assert proposed_next["labelstudio"]["created"] == 3
+    info = catalog.round_info(project, proposed_next["round"])
+    assert info["status"] == "queued" and info["strategy"] != "cold_start"
+    assert info["params"]["base_model"].endswith(".pt")  # the champion's weights
+    assert set(info["params"]["artifacts"]) == {"queue", "contact_sheet"}
+    assert "score-batch:" in nxt.stderr and "queue:" in nxt.stderr
 
 
 @pytest.mark.faults
