@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -30,9 +30,9 @@ CONFIG_FILE_KWARG = "_config_file"
 """The keyword argument of :class:`Settings` that names its YAML file (None = no file):
 ``Settings(_config_file=path, **values)``, what :func:`load_settings` calls."""
 
-EvaluationStrategy = Literal[ScoreName, "weighted_combination"]
-EVALUATION_STRATEGIES: tuple[str, ...] = (*SCORE_NAMES, "weighted_combination")
-"""What ``serving.evaluation_strategy`` may be: one of the scores, or their weighted combination."""
+RoutingStrategy = Literal[ScoreName, "weighted_combination"]
+ROUTING_STRATEGIES: tuple[str, ...] = (*SCORE_NAMES, "weighted_combination")
+"""What ``serving.routing_strategy`` may be: one of the scores, or their weighted combination."""
 
 
 class DetectorSettings(BaseModel):
@@ -250,7 +250,7 @@ class ServingSettings(BaseModel):
     and handed to :func:`labelwise.serving.create_app`).
 
     Scores are on [0, 1], lower = more uncertain (see :mod:`labelwise.scoring`); an image is
-    *flagged* when its evaluation score is strictly below ``evaluation_threshold``.
+    *flagged* when its routing score is strictly below ``routing_threshold``.
     """
 
     project: str | None = Field(
@@ -263,13 +263,18 @@ class ServingSettings(BaseModel):
     )
     host: str = Field("127.0.0.1", description="Bind address of `labelwise serve`.")
     port: int = Field(8000, ge=1, le=65535)
-    evaluation_strategy: EvaluationStrategy = Field(
+    routing_strategy: RoutingStrategy = Field(
         "entropy",
+        validation_alias=AliasChoices("routing_strategy", "evaluation_strategy"),
         description="The image score compared with the threshold "
-        "(weighted_combination = scoring.weights over the three scores).",
+        "(weighted_combination = scoring.weights over the three scores). Also read under its "
+        "earlier name, evaluation_strategy.",
     )
-    evaluation_threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="Flag an image when its score is below this."
+    routing_threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        validation_alias=AliasChoices("routing_threshold", "evaluation_threshold"),
+        description="Flag an image when its score is below this. Also read under its earlier "
+        "name, evaluation_threshold.",
     )
     upload_group: str = Field(
         "serving",

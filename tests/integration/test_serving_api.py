@@ -102,7 +102,7 @@ def deployment(make_ls_settings, labelstudio, tmp_path_factory) -> Iterator[Depl
     admin_key, _ = create_api_key(catalog, [], all_projects=True)
     # fmt: off
     serving = ServingSettings(
-        project="digits", evaluation_threshold=1.0, upload_group=GROUP,
+        project="digits", routing_threshold=1.0, upload_group=GROUP,
         near_duplicate_distance=0.001, rate_per_minute=None, rate_per_hour=None,
         rate_per_day=None, max_upload_bytes=MAX_UPLOAD,
         poll_interval_s=2.0, delivery_retry_base_s=0.2, delivery_retry_max_s=1.0,
@@ -150,7 +150,7 @@ def test_low_score_image_is_flagged_and_lands_in_the_group_view(deployment):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["flagged"] and body["queued_for_review"] and body["flag_suppressed_reason"] is None
-    assert body["evaluation_strategy"] == "entropy" and body["evaluation_score"] < 1.0
+    assert body["routing_strategy"] == "entropy" and body["routing_score"] < 1.0
     assert body["upload_group"] == GROUP
     assert response.headers["X-Model-Version"] == body["model_version"]
     image_id = body["image_id"]
@@ -207,7 +207,7 @@ def test_confident_image_is_not_flagged(deployment):
     group = "replica-2"
     threshold = 0.5
     replica = ServingSettings(
-        project="digits", evaluation_threshold=threshold, upload_group=group,
+        project="digits", routing_threshold=threshold, upload_group=group,
         rate_per_minute=None, rate_per_hour=None, rate_per_day=None,
         poll_interval_s=0, delivery_retry_base_s=0.2, delivery_retry_max_s=1.0,
     )
@@ -224,8 +224,8 @@ def test_confident_image_is_not_flagged(deployment):
             return response.json()
 
         sure, unsure = post(confident_path), post(uncertain_path)
-        assert sure["evaluation_threshold"] == unsure["evaluation_threshold"] == threshold
-        assert unsure["evaluation_score"] < threshold < sure["evaluation_score"], (sure, unsure)
+        assert sure["routing_threshold"] == unsure["routing_threshold"] == threshold
+        assert unsure["routing_score"] < threshold < sure["routing_score"], (sure, unsure)
         decision = (sure["flagged"], sure["queued_for_review"], sure["flag_suppressed_reason"])
         assert decision == (False, False, None)
         flagged = (unsure["flagged"], unsure["queued_for_review"], unsure["flag_suppressed_reason"])

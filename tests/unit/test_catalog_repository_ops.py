@@ -140,7 +140,7 @@ def test_flags_are_added_once_and_listed(projects):
     due = projects.flag_outbox().due(datetime.now(UTC) + timedelta(seconds=1))
     first = next(d for d in due if d.project == "alpha" and d.image_id == "aaaaaaaaaaaaaaaa")
     assert isinstance(first, FlaggedImage)
-    assert (first.model_version, first.group, first.evaluation_score, first.scores,
+    assert (first.model_version, first.group, first.routing_score, first.scores,
             first.attempts) == ("v1", "g1", 0.1, {"entropy": 0.1}, 0)
     assert projects.flag_outbox().counts(alpha)["pending"] == 2
 

@@ -127,3 +127,26 @@ def test_settings_name_their_file_explicitly(clean_env: Path) -> None:
     assert Settings(**{CONFIG_FILE_KWARG: path}).selection.limit == 11
     assert Settings(**{CONFIG_FILE_KWARG: None}).selection.limit == DEFAULT_LIMIT
     assert Settings().selection.limit == DEFAULT_LIMIT  # no file unless one is named
+
+
+@pytest.mark.parametrize("source, name", [
+    (source, name) for source in ("file", "env", "kwargs")
+    for name in ("routing", "evaluation")  # serving's knobs and their earlier names
+])
+def test_serving_routing_knobs_read_under_both_names(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, source: str, name: str
+) -> None:
+    values = {f"{name}_strategy": "margin_sampling", f"{name}_threshold": 0.25}
+    path = None
+    overrides: dict = {}
+    if source == "file":
+        path = clean_env / "serving.yaml"
+        path.write_text(yaml.safe_dump({"state_dir": str(clean_env / "s"), "serving": values}))
+    elif source == "env":
+        for key, value in values.items():
+            monkeypatch.setenv(f"LABELWISE_SERVING__{key.upper()}", str(value))
+    else:
+        overrides = {"serving": values}
+    serving = load_settings(path, **overrides).serving
+    assert (serving.routing_strategy, serving.routing_threshold) == ("margin_sampling", 0.25)
+    assert "evaluation_threshold" not in serving.model_dump()  # written back under the new name

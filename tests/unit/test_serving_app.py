@@ -77,7 +77,7 @@ def app_env(tmp_path, catalog):
 
     serving = ServingSettings(
         project="p",
-        evaluation_threshold=0.5,
+        routing_threshold=0.5,
         near_duplicate_distance=0.001,
         max_upload_bytes=4096,
         poll_interval_s=0,
@@ -106,7 +106,9 @@ def test_flag_pipeline_stores_durably_and_applies_guards(app_env, admin):
     client, catalog, settings, _, _ = app_env
     red = post(client, png((250, 0, 0))).json()
     assert (red["flagged"], red["queued_for_review"]) == (True, True)
-    assert red["evaluation_score"] == 0.0 and red["boxes"][0]["class_name"] == "a"
+    assert red["routing_score"] == 0.0 and red["boxes"][0]["class_name"] == "a"
+    earlier = {k: red[f"evaluation_{k}"] for k in ("strategy", "score", "threshold")}  # deprecated
+    assert earlier == {k: red[f"routing_{k}"] for k in ("strategy", "score", "threshold")}
     project = catalog.project("p")
     image = catalog.image(project, red["image_id"])
     assert image.status is ImageStatus.UNLABELLED  # the (fake) delivery does not queue it
@@ -210,7 +212,7 @@ def test_rate_caps_suppress_and_report(tmp_path, catalog, admin):
     )  # noqa: E731
     capped = ServingSettings(
         project="p",
-        evaluation_threshold=1.0,
+        routing_threshold=1.0,
         rate_per_minute=1,
         near_duplicate_distance=0.0,
         poll_interval_s=0,

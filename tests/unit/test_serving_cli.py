@@ -120,11 +120,11 @@ def test_serve_binds_localhost_with_the_options(env, monkeypatch):
     serving = seen["app"].state.serving.serving
     assert (
         serving.project,
-        serving.evaluation_threshold,
-        serving.evaluation_strategy,
+        serving.routing_threshold,
+        serving.routing_strategy,
         serving.upload_group,
         serving.poll_interval_s,
     ) == ("demo", 0.3, "margin_sampling", "cam-2", 0)
     seen["app"].state.serving.catalog.close()
     bad = runner.invoke(cli, ["serve", "--strategy", "best"])
-    assert bad.exit_code == 2 and "evaluation_strategy" in bad.output
+    assert bad.exit_code == 2 and "routing_strategy" in bad.output

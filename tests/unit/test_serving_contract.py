@@ -62,7 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     serving = ServingSettings(
         project="digits",
         model="yolov8n.yaml",
-        evaluation_threshold=1.0,
+        routing_threshold=1.0,
         poll_interval_s=0,
         max_upload_bytes=MAX_UPLOAD,
     )

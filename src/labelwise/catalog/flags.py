@@ -36,7 +36,7 @@ class FlaggedImage:
         image_id: the image's content id.
         model_version: the model that flagged it.
         group: the upload group whose serving round it joins.
-        evaluation_score: the score that flagged it.
+        routing_score: the score that flagged it.
         scores: the per-measure scores behind it.
         attempts: delivery tries so far.
     """
@@ -46,14 +46,14 @@ class FlaggedImage:
     image_id: str
     model_version: str
     group: str
-    evaluation_score: float
+    routing_score: float
     scores: dict[str, float] = field(default_factory=dict)
     attempts: int = 0
 
 
 def _flagged_image(row: FlagOutboxRow, project: str) -> FlaggedImage:
     return FlaggedImage(row.id, project, row.image_id, row.model_version, row.upload_group,
-                        row.evaluation_score, dict(row.scores or {}), row.attempts)
+                        row.routing_score, dict(row.scores or {}), row.attempts)
 
 
 class FlagsMixin(CatalogMixin):
@@ -65,7 +65,7 @@ class FlagsMixin(CatalogMixin):
         image_id: str,
         model_version: str,
         group: str,
-        evaluation_score: float,
+        routing_score: float,
         scores: Mapping[str, float],
     ) -> bool:
         """Store a pending flag of ``image_id``; False (nothing stored) when the image was
@@ -94,7 +94,7 @@ class FlagsMixin(CatalogMixin):
                         image_id=image_id,
                         model_version=model_version,
                         upload_group=group,
-                        evaluation_score=float(evaluation_score),
+                        routing_score=float(routing_score),
                         scores={k: float(v) for k, v in scores.items()},
                     )
                 )

@@ -167,7 +167,9 @@ class FlagOutboxRow(OutboxColumns, Base):
     image_id: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[str] = mapped_column(String(200))
     upload_group: Mapped[str] = mapped_column(String(200))
-    evaluation_score: Mapped[float] = mapped_column(Float)
+    routing_score: Mapped[float] = mapped_column("evaluation_score", Float)
+    """The routing score that flagged the image (the column keeps its first name, so catalogs
+    made before the rename need no migration)."""
     scores: Mapped[dict] = mapped_column(JSON, default=dict)
 
 

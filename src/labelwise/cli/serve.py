@@ -59,8 +59,8 @@ def serve(
         "model": model,
         "host": host,
         "port": port,
-        "evaluation_threshold": threshold,
-        "evaluation_strategy": strategy,
+        "routing_threshold": threshold,
+        "routing_strategy": strategy,
         "upload_group": group,
         "poll_interval_s": poll,
     }

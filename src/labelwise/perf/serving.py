@@ -220,7 +220,7 @@ def bench_serving(
         key, _ = create_api_key(catalog, [project.name])
         bare = load_detector(settings, project.class_names, model)
         serving = ServingSettings(
-            project=project.name, model=model, evaluation_threshold=0.0, poll_interval_s=0
+            project=project.name, model=model, routing_threshold=0.0, poll_interval_s=0
         )
         catalog.close()  # the API process opens its own
         headers = {"Authorization": f"Bearer {key}"}

@@ -71,8 +71,8 @@ def serving_stats(
         "model_reloads": holder.reloads if holder is not None else 0,
         "model_last_error": holder.last_error if holder is not None else None,
         "evaluation": {
-            "strategy": s.evaluation_strategy,
-            "threshold": s.evaluation_threshold,
+            "strategy": s.routing_strategy,
+            "threshold": s.routing_threshold,
             "upload_group": s.upload_group,
         },
         "counts": state.stats.snapshot(project.name),

@@ -1,4 +1,4 @@
-"""``POST /v1/predict``: boxes, evaluation score and the flag decision for one uploaded image."""
+"""``POST /v1/predict``: boxes, routing score and the flag decision for one uploaded image."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from starlette.concurrency import run_in_threadpool
 
 from labelwise.catalog import ProjectRecord
@@ -42,11 +42,11 @@ class Prediction(BaseModel):
     height: int
     model_version: str
     boxes: list[Box] = Field(description="Boxes at or above scoring.confidence_floor.")
-    evaluation_strategy: str
-    evaluation_score: float = Field(ge=0.0, le=1.0, description="Lower = more uncertain.")
-    evaluation_threshold: float
+    routing_strategy: str
+    routing_score: float = Field(ge=0.0, le=1.0, description="Lower = more uncertain.")
+    routing_threshold: float
     scores: dict[str, float]
-    flagged: bool = Field(description="evaluation_score < evaluation_threshold.")
+    flagged: bool = Field(description="routing_score < routing_threshold.")
     queued_for_review: bool = Field(description="Stored in the pool and in the delivery outbox.")
     flag_suppressed_reason: str | None = Field(
         None,
@@ -54,6 +54,23 @@ class Prediction(BaseModel):
         "rate_cap_minute, rate_cap_hour, rate_cap_day, near_duplicate or store_failed.",
     )
     upload_group: str
+
+    # The fields' earlier names (a routing score, not the held-out evaluation), still sent so
+    # clients written against them keep working; read routing_* instead.
+    @computed_field(description="Deprecated: the same as routing_strategy.")  # type: ignore[prop-decorator]
+    @property
+    def evaluation_strategy(self) -> str:
+        return self.routing_strategy
+
+    @computed_field(description="Deprecated: the same as routing_score.")  # type: ignore[prop-decorator]
+    @property
+    def evaluation_score(self) -> float:
+        return self.routing_score
+
+    @computed_field(description="Deprecated: the same as routing_threshold.")  # type: ignore[prop-decorator]
+    @property
+    def evaluation_threshold(self) -> float:
+        return self.routing_threshold
 
 
 def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
@@ -83,7 +100,7 @@ async def predict(
     project_form: Annotated[str | None, Form(alias="project")] = None,
     project_query: Annotated[str | None, Query(alias="project", max_length=200)] = None,
 ) -> Response:
-    """Predict one image; flag it for review when its evaluation score is below the threshold.
+    """Predict one image; flag it for review when its routing score is below the threshold.
 
     Delivery of a flagged image to Label Studio happens in the background (outbox worker), so
     a Label Studio outage never fails or slows this request. The CPU work (decode, model,
@@ -140,11 +157,11 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
     dets = model.predict(upload.pixels, (upload.width, upload.height))
     rule = scoring_rule(state.settings)
     score = score_image(upload.image_id, dets, rule)
-    strategy = serving.evaluation_strategy
+    strategy = serving.routing_strategy
     value = (
         score.uncertainty_score if strategy == "weighted_combination" else score.scores[strategy]
     )
-    flagged = value < serving.evaluation_threshold
+    flagged = value < serving.routing_threshold
     decision = None
     if flagged:  # only a flagged image is written (for the embedder and the pool's copy)
         incoming = write_incoming(upload_dir(state.settings.state_dir, project), upload)
@@ -169,9 +186,9 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
         height=upload.height,
         model_version=model.version,
         boxes=_boxes(dets, project.class_names, state.settings.scoring.confidence_floor),
-        evaluation_strategy=strategy,
-        evaluation_score=round(float(value), 6),
-        evaluation_threshold=serving.evaluation_threshold,
+        routing_strategy=strategy,
+        routing_score=round(float(value), 6),
+        routing_threshold=serving.routing_threshold,
         scores={k: round(float(v), 6) for k, v in score.scores.items()},
         flagged=flagged,
         queued_for_review=queued,

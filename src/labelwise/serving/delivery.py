@@ -40,9 +40,9 @@ def make_deliver(
         image = catalog.image(project, item.image_id)
         if image.status is not ImageStatus.UNLABELLED:
             return  # queued by a round, or by an earlier attempt that went through
-        routing = RoutingRecord(serving.evaluation_strategy, serving.evaluation_threshold)
+        routing = RoutingRecord(serving.routing_strategy, serving.routing_threshold)
         number = serving_round(catalog, project, item.group, item.model_version, routing)
-        entry = queue_entry(image, item.evaluation_score, item.scores, settings.thumbnails_dir,
+        entry = queue_entry(image, item.routing_score, item.scores, settings.thumbnails_dir,
                             serving.thumbnail_size)
         batch = one_round_batch(project, RoundSource.SERVING.value, item.model_version, number, [entry])
         run(settings, catalog, project.name, batch, item.group)

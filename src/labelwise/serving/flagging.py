@@ -1,6 +1,6 @@
 """Deciding whether a served image goes to annotators, and storing it durably when it does.
 
-An image whose evaluation score is below the threshold is *flagged*. A flagged image is queued
+An image whose routing score is below the threshold is *flagged*. A flagged image is queued
 for review unless a guard suppresses it (``flag_suppressed_reason``):
 
 * ``already_in_pool``: the project already has the image as queued, labelled or rejected;
@@ -111,7 +111,7 @@ class FlagService:
         upload: DecodedUpload,
         incoming: Path,
         detections: Detections,
-        evaluation_score: float,
+        routing_score: float,
         scores: dict[str, float],
     ) -> FlagDecision:
         """Guards, then durable storage of a flagged image. Never raises for a guard."""
@@ -142,7 +142,7 @@ class FlagService:
                     incoming,
                     detections,
                     vector,
-                    evaluation_score,
+                    routing_score,
                     scores,
                     known_path=known[0].path if known else None,
                 )
@@ -162,7 +162,7 @@ class FlagService:
         incoming: Path,
         detections: Detections,
         vector: np.ndarray | None,
-        evaluation_score: float,
+        routing_score: float,
         scores: dict[str, float],
         known_path: Path | None,
     ) -> None:
@@ -183,6 +183,6 @@ class FlagService:
             upload.image_id,
             model.version,
             self.group,
-            evaluation_score,
+            routing_score,
             scores,
         )

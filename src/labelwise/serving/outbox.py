@@ -37,11 +37,11 @@ def add_flag(
     image_id: str,
     model_version: str,
     group: str,
-    evaluation_score: float,
+    routing_score: float,
     scores: Mapping[str, float],
 ) -> bool:
     """Insert a pending row; False when the image was flagged before (rows are unique)."""
-    return catalog.add_flag(project, image_id, model_version, group, evaluation_score, scores)
+    return catalog.add_flag(project, image_id, model_version, group, routing_score, scores)
 
 
 def is_flagged(catalog: Catalog, project: ProjectRecord, image_id: str) -> bool:

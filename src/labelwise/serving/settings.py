@@ -4,6 +4,6 @@ code that still imports it from this module. New code imports it from ``labelwis
 
 from __future__ import annotations
 
-from labelwise.config import EVALUATION_STRATEGIES, EvaluationStrategy, ServingSettings
+from labelwise.config import ROUTING_STRATEGIES, RoutingStrategy, ServingSettings
 
-__all__ = ["EVALUATION_STRATEGIES", "EvaluationStrategy", "ServingSettings"]
+__all__ = ["ROUTING_STRATEGIES", "RoutingStrategy", "ServingSettings"]
