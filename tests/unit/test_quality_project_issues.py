@@ -147,6 +147,33 @@ def test_cli_prints_a_table_and_json(labelled):
     assert data["images_checked"] == 5 and data["images_skipped"] == 3
     assert data["skipped_by_reason"][SKIP_NO_PREDICTION] == 1
     assert data["model_versions"] == {str(r1): "v1"}
+    # counted over every issue, not only the one --limit kept; each image's thumbnail made
+    assert data["issues_by_kind"] == {MISSING_BOX: 1, "spurious_box": 0, CLASS_SWAP: 1,
+                                      "bad_localisation": 0}
+    assert first["thumbnail"].endswith(f"{role['missing']}_128.jpg")
+    from PIL import Image
+
+    with Image.open(first["thumbnail"]) as thumb:
+        assert max(thumb.size) <= 128
+
+
+def test_contact_sheet_and_second_look_order_follow_the_ranked_issues(labelled, tmp_path):
+    from labelwise.quality.project_issues import issues_contact_sheet
+    from labelwise.review.second_look import issue_text, same_labels, second_look_images
+
+    catalog, project, role, _ = labelled
+    report = project_label_issues(catalog, project)
+    sheet = issues_contact_sheet(catalog, project, report.issues, tmp_path / "sheet.png")
+    assert sheet is not None and sheet.is_file()
+    assert issues_contact_sheet(catalog, project, (), tmp_path / "none.png") is None
+    looks = second_look_images(list(reversed(report.issues)), 5)  # order of the input: no matter
+    assert [(look.image_id, look.rank) for look in looks] == [(role["missing"], 1), (role["swap"], 2)]
+    assert issue_text(looks[0], project.class_names).startswith("Second look, please check: missing box (b, score 0.99)")
+    with pytest.raises(ValueError, match="limit must be >= 1 image; got 0"):
+        second_look_images(report.issues, 0)
+    rows = np.array([[0, 0.5, 0.5, 0.2, 0.2]])
+    assert same_labels(rows, rows + 5e-5) and not same_labels(rows, rows + 1e-3)
+    assert not same_labels(rows, np.zeros((0, 5)))
 
 
 def test_cli_unknown_project_exits_2(env):

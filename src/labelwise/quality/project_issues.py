@@ -24,18 +24,26 @@ The rule, exactly:
    :func:`~labelwise.quality.label_issues.rank_issues` (score descending) and cut to the first
    ``limit`` when given.
 
-Reads the catalog only; writes nothing.
+:func:`project_label_issues` reads the catalog only and writes nothing; :func:`issue_thumbnails`
+and :func:`issues_contact_sheet` draw what it found (for the command's table and MLflow).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.quality.label_issues import IssueRule, LabelIssue, find_label_issues, rank_issues
+from labelwise.quality.label_issues import (
+    KINDS,
+    IssueRule,
+    LabelIssue,
+    find_label_issues,
+    rank_issues,
+)
 from labelwise.review.corrections import yolo_rows_to_xyxy
 
 if TYPE_CHECKING:
@@ -81,6 +89,7 @@ class ProjectIssueReport:
             with a checked image only).
         rule: the thresholds used.
         round_number: the round the report is restricted to (None: every round).
+        counts: issues per kind before ``limit`` cut them (None: count ``issues``).
     """
 
     project: str
@@ -91,6 +100,7 @@ class ProjectIssueReport:
     model_versions: Mapping[int, str]
     rule: IssueRule
     round_number: int | None = None
+    counts: Mapping[str, int] | None = None
 
     def skipped_counts(self) -> dict[str, int]:
         """Skipped images per reason (every reason of :data:`SKIP_REASONS`, zeros included)."""
@@ -99,8 +109,15 @@ class ProjectIssueReport:
             counts[item.reason] += 1
         return counts
 
-    def as_dict(self, class_names: tuple[str, ...] = ()) -> dict[str, Any]:
-        """JSON-ready form; ``class_names`` adds each issue's class name when given."""
+    def kind_counts(self) -> dict[str, int]:
+        """Issues per kind over every issue found (not only the first ``limit``), every kind
+        of :data:`~labelwise.quality.label_issues.KINDS` included."""
+        return dict(self.counts) if self.counts is not None else kind_counts(self.issues)
+
+    def as_dict(self, class_names: tuple[str, ...] = (),
+                thumbnails: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """JSON-ready form; ``class_names`` adds each issue's class name when given,
+        ``thumbnails`` (image id -> path, :func:`issue_thumbnails`) each issue's thumbnail."""
 
         def name(cid: int) -> str | None:
             return class_names[cid] if 0 <= cid < len(class_names) else None
@@ -113,8 +130,11 @@ class ProjectIssueReport:
                      "swap_margin": self.rule.swap_margin},
             "issues": [{"image_id": i.image_id, "kind": i.kind, "class_id": i.class_id,
                         "class_name": name(i.class_id), "box": list(i.box), "score": i.score,
-                        "detail": i.detail} for i in self.issues],
+                        "detail": i.detail,
+                        **({"thumbnail": thumbnails.get(i.image_id)} if thumbnails is not None else {})}
+                       for i in self.issues],
             "total_issues": self.total_issues,
+            "issues_by_kind": self.kind_counts(),
             "images_checked": len(self.images_checked),
             "images_skipped": len(self.skipped),
             "skipped_by_reason": self.skipped_counts(),
@@ -200,4 +220,59 @@ def project_label_issues(
         model_versions=dict(sorted(used.items())),
         rule=rule,
         round_number=round_number,
+        counts=kind_counts(ranked),
     )
+
+
+def kind_counts(issues: Iterable[LabelIssue]) -> dict[str, int]:
+    """Issues per kind, every kind of :data:`~labelwise.quality.label_issues.KINDS` (zeros too)."""
+    counts = dict.fromkeys(KINDS, 0)
+    for issue in issues:
+        counts[issue.kind] += 1
+    return counts
+
+
+def _images_of(issues: Sequence[LabelIssue]) -> list[str]:
+    """Image ids in the order of their first (highest-ranked) issue."""
+    return list(dict.fromkeys(i.image_id for i in issues))
+
+
+def issue_thumbnails(
+    catalog: Catalog, project: ProjectRecord, issues: Sequence[LabelIssue], thumbnails_dir: Path,
+    size: int = 128,
+) -> dict[str, str]:
+    """Image id -> thumbnail path (long side ``size`` px, the score-batch queue's thumbnails,
+    made once per image) for every image the issues name."""
+    from labelwise.images import make_thumbnail
+
+    ids = _images_of(issues)
+    records = catalog.require_images(project, ids) if ids else []
+    return {r.image_id: str(make_thumbnail(r.path, thumbnails_dir, r.image_id, size)) for r in records}
+
+
+def issues_contact_sheet(
+    catalog: Catalog, project: ProjectRecord, issues: Sequence[LabelIssue], out: Path,
+    images: int = 8,
+) -> Path | None:
+    """A contact sheet of the first ``images`` images of ranked ``issues``: each with its
+    suspected boxes drawn (the box in question, labelled with the class and the issue's score)
+    and its issues as the caption; None when there is no issue."""
+    from labelwise.domain import Detections
+    from labelwise.reports import contact_sheet
+
+    ids = _images_of(issues)[:images]
+    if not ids:
+        return None
+    records = {r.image_id: r for r in catalog.require_images(project, ids)}
+    items: list[tuple[str, Path, float, Detections | None]] = []
+    captions: list[str] = []
+    for image_id in ids:
+        found = [i for i in issues if i.image_id == image_id]
+        boxes = np.array([i.box for i in found], dtype=np.float64).reshape(-1, 4)
+        classes = np.array([max(i.class_id, 0) for i in found], dtype=np.int64)
+        scores = np.array([i.score for i in found], dtype=np.float64)
+        probs = np.eye(len(project.class_names), dtype=np.float32)[classes]  # (N, C) one-hot
+        items.append((image_id, records[image_id].path, found[0].score,
+                      Detections(boxes, scores, classes, probs)))
+        captions.append("; ".join(f"{i.kind} {i.score:.2f}" for i in found[:3]))
+    return contact_sheet(items, project.class_names, out, confidence_floor=0.0, captions=captions)

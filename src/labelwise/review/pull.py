@@ -20,6 +20,9 @@ Reviewer corrections (see :mod:`labelwise.review.corrections`) compare the predi
 the task with the final annotation: for ``round_number`` over every annotated task of that round
 (also those pulled earlier), else over the images labelled by this call. Each touched round's
 figures are also merged into its ``params["corrections"]``.
+
+Second-look tasks (:mod:`labelwise.review.second_look`) are read from the same listing: a fixed
+label replaces the stored one (reported under ``second_look``).
 """
 
 from __future__ import annotations
@@ -115,8 +118,9 @@ def pull_annotations(
 
     Returns:
         ``{"round", "labelled", "rejected", "pending", "labels_dir", "corrections": {...},
-        "invalid": [{"image_id", "task_id", "error"}]}``; counts are of this call, ``pending``
-        = images still queued.
+        "invalid": [{"image_id", "task_id", "error"}], "second_look": {...}}``; counts are of
+        this call, ``pending`` = images still queued; ``second_look``:
+        :func:`~labelwise.review.second_look.apply_second_looks`.
     """
     record = catalog.project(project)
     if round_number is not None:
@@ -172,6 +176,9 @@ def pull_annotations(
     for number, figures in per_round.items():
         catalog.update_round_params(record, number, {"corrections": figures})
     corrections = per_round[round_number] if round_number is not None else summarize(pulled)
+    from labelwise.review.second_look import apply_second_looks
+
+    second_look = apply_second_looks(settings, catalog, record, list(tasks.values()))
     return {
         "round": round_number,
         "labelled": sum(len(v) for v in labels.values()),
@@ -180,4 +187,5 @@ def pull_annotations(
         "labels_dir": str(out_dir),
         "corrections": corrections,
         "invalid": invalid,
+        "second_look": second_look,
     }
