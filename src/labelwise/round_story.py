@@ -190,6 +190,16 @@ def pull_line(pulled: Mapping[str, Any]) -> str:
             + f"; {corrections_text(pulled.get('corrections') or {})}")
 
 
+def label_issues_line(found: Mapping[str, Any], round_number: int) -> str:
+    """``label issues: round 2: 5 suspected (missing_box 2, class_swap 3) in 12 images checked,
+    0 skipped; contact sheet <path>``."""
+    kinds = ", ".join(f"{k} {v}" for k, v in (found.get("by_kind") or {}).items() if v) or "none"
+    sheet = f"; contact sheet {found['contact_sheet']}" if found.get("contact_sheet") else ""
+    return (f"label issues: round {round_number}: {_int(found.get('total'))} suspected ({kinds}) in "
+            f"{_int(found.get('images_checked'))} images checked, "
+            f"{_int(found.get('images_skipped'))} skipped{sheet}")
+
+
 def retrain_line(retrained: Mapping[str, Any]) -> str:
     """``retrain: 40 labelled images + 12 pseudo, 9 epochs in 30.1 s from <base>``."""
     pseudo = (f"{_int(retrained.get('pseudo_images'))} pseudo ({_int(retrained.get('pseudo_boxes'))} boxes)"

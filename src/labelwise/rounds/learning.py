@@ -38,7 +38,7 @@ __all__ = ["LEARN_STEPS", "RETRYABLE_STEPS", "LearnOutcome", "StepRunner", "lear
            "run_directly"]
 
 
-LEARN_STEPS = ("claim", "pull", "resolve-model", "champion-before", "retrain", "evaluate",
+LEARN_STEPS = ("claim", "pull", "label-issues", "resolve-model", "champion-before", "retrain", "evaluate",
                "track-round", "promote", "plateau-check", "record-learned", "finish")
 """The steps of :func:`learn_round`, in order (the names the runner gets)."""
 
@@ -117,6 +117,37 @@ def pull(settings: Settings, project: str, number: int) -> dict[str, Any]:
     from labelwise.runtime import open_catalog
 
     return pull_annotations(settings, open_catalog(settings), project, number)
+
+
+ISSUE_SHEET_IMAGES = 8
+"""Images on a learnt round's label-issue contact sheet."""
+
+
+def label_issues(settings: Settings, project: str, number: int) -> dict[str, Any]:
+    """The round's label issues, graded by the model that proposed it
+    (:func:`labelwise.quality.project_issues.project_label_issues` with ``round_number``):
+    counts per kind, images checked and skipped, and a contact sheet of the top images
+    (``state_dir/reports/<project>/round-<n>-issues.png``, None without issues)."""
+    from labelwise.quality.project_issues import issues_contact_sheet, project_label_issues
+    from labelwise.runtime import open_catalog
+
+    catalog = open_catalog(settings)
+    record = catalog.project(project)
+    report = project_label_issues(catalog, record, round_number=number)
+    out = settings.state_dir / "reports" / record.name / f"round-{number}-issues.png"
+    sheet = issues_contact_sheet(catalog, record, report.issues, out, ISSUE_SHEET_IMAGES)
+    return {"by_kind": report.kind_counts(), "total": report.total_issues,
+            "images_checked": len(report.images_checked), "images_skipped": len(report.skipped),
+            "contact_sheet": None if sheet is None else str(sheet)}
+
+
+def issue_metrics(found: dict[str, Any]) -> dict[str, float]:
+    """:func:`label_issues`' figures as MLflow metrics: ``label_issues/<kind>``,
+    ``label_issues/total``, ``label_issues/images_checked``."""
+    metrics = {f"label_issues/{kind}": float(n) for kind, n in found["by_kind"].items()}
+    metrics["label_issues/total"] = float(found["total"])
+    metrics["label_issues/images_checked"] = float(found["images_checked"])
+    return metrics
 
 
 def resolve_model(settings: Settings, project: str) -> StartingModel:
@@ -199,6 +230,7 @@ def learn_round(
     """
     from labelwise.round_story import (
         evaluate_line,
+        label_issues_line,
         model_line,
         promote_line,
         pull_line,
@@ -215,6 +247,8 @@ def learn_round(
     try:
         pulled = run("pull", pull, settings, project, number)
         say(pull_line(pulled))
+        issues = run("label-issues", label_issues, settings, project, number)
+        say(label_issues_line(issues, number))
         base: StartingModel = run("resolve-model", resolve_model, settings, project)
         say(model_line(asdict(base)))
         before = run("champion-before", champion_before, settings, project)
@@ -228,9 +262,13 @@ def learn_round(
         untracked = {seconds, artifacts, RoundNote.LEARNED.value}  # metrics, files, the summary
         tracked_params = {"strategy": info["strategy"],
                           **{k: v for k, v in params.items() if k not in untracked}}
-        tracked: TrackedRound = run("track-round", track, settings, project, number, campaign, tracked_params,
-                      retrained, evaluation, {**figures, **pulled.get("corrections", {})},
-                      params.get(artifacts, {}))
+        files = dict(params.get(artifacts, {}))
+        if issues["contact_sheet"]:
+            files["label_issues"] = issues["contact_sheet"]
+        tracked: TrackedRound = run("track-round", track, settings, project, number, campaign,
+                                    tracked_params, retrained, evaluation,
+                                    {**figures, **pulled.get("corrections", {}),
+                                     **issue_metrics(issues)}, files)
         say(track_line(tracked.as_dict(), number))
         promoted = run("promote", promote, settings, project, tracked.registered_version,
                        evaluation.map50_95)
@@ -243,7 +281,7 @@ def learn_round(
             "mAP50": evaluation.map50, "mAP50-95": evaluation.map50_95,
             "champion_moved": promoted["moved"], "registered_version": tracked.registered_version,
             "run_id": tracked.run_id, "plateau": run("plateau-check", plateau, settings, project),
-            "pulled": pulled, "learnt_by": learnt_by,
+            "pulled": pulled, "label_issues": issues, "learnt_by": learnt_by,
         }
         run("record-learned", record_learned, settings, project, number, summary)
     except BaseException:

@@ -99,7 +99,8 @@ def assert_round_story(lp, rows: list[dict]) -> None:  # type: ignore[no-untyped
             assert any(line.startswith(f"queue: {limit} tasks created in Label Studio project ")
                        for line in logs), logs
             logs = log_lines_of(client, runs[f"learn-{lp.name}-round-{n}"].id)
-            for step in ("pull: ", "retrain: ", "evaluate: mAP50 ", "promote: champion "):
+            for step in ("pull: ", "label issues: round ", "retrain: ", "evaluate: mAP50 ",
+                         "promote: champion "):
                 assert any(line.startswith(step) for line in logs), (step, logs)
 
 
@@ -120,10 +121,16 @@ def test_two_rounds_land_in_mlflow_and_move_the_champion_by_the_rule(prefect_har
     runs = tracker.round_metrics()
     assert [r["round"] for r in runs] == [0, 1]
     for run in runs:
-        for metric in ("precision", "recall", "mAP50", "mAP50-95", "labelled_images", "labelled_boxes"):
+        for metric in ("precision", "recall", "mAP50", "mAP50-95", "labelled_images", "labelled_boxes",
+                       "label_issues/total", "label_issues/missing_box", "label_issues/images_checked"):
             assert metric in run["metrics"], metric
         assert run["params"]["strategy"] in {"cold_start", DEFAULT_STRATEGY}
     assert runs[1]["metrics"]["labelled_images"] == 12
+    # each round's newly labelled images were graded by the model that proposed the round
+    assert runs[0]["metrics"]["label_issues/images_checked"] == runs[0]["metrics"]["labelled_images"]
+    assert runs[1]["metrics"]["label_issues/images_checked"] == (
+        runs[1]["metrics"]["labelled_images"] - runs[0]["metrics"]["labelled_images"])
+    assert rows[1]["label_issues"]["images_checked"] == runs[1]["metrics"]["label_issues/images_checked"]
     history = tracker.client.get_metric_history(runs[1]["run_id"], "mAP50-95")
     assert [m.step for m in history] == [1]
 
