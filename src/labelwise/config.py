@@ -169,6 +169,23 @@ class LabelStudioSettings(BaseModel):
     learn_retry_max_s: float = Field(60.0, gt=0, description="Longest such retry delay.")
 
 
+class ConsensusSettings(BaseModel):
+    """Reviewer agreement (the ``consensus:`` section): a share of each queued batch is reviewed
+    by more than one person (:mod:`labelwise.review.consensus`)."""
+
+    share: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Share of each batch's images that also get a copy per extra reviewer "
+        "(0 = off; at least one image when above 0).",
+    )
+    reviewers: int = Field(2, ge=2, le=5, description="Reviewers per consensus image.")
+    floor: float = Field(
+        0.6, ge=0.0, le=1.0,
+        description="A round whose box F1 between reviewers is below this is flagged in its "
+        "summary (agreement_below_floor).",
+    )
+
+
 class TrackingSettings(BaseModel):
     """MLflow."""
 
@@ -335,6 +352,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
     labelstudio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
+    consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)

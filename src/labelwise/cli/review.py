@@ -139,6 +139,9 @@ def annotate_simulated(
         None, "--injected-out",
         help="Write every injected error here as JSON lines (the truth a label-issue finder is scored against).",
     ),
+    consensus: bool = typer.Option(
+        False, "--consensus", help="Be the extra reviewer: answer the consensus copies instead."
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Answer unanswered queued tasks with ground truth (demos and tests).
@@ -156,4 +159,4 @@ def annotate_simulated(
     wanted = label_noise if (label_noise.any or injected_out is not None) else None
     settings = settings_from(ctx)
     print_json(run(settings, open_catalog(settings), project, truth, noise, seed,
-                   label_noise=wanted, injected_out=injected_out))
+                   label_noise=wanted, injected_out=injected_out, consensus=consensus))

@@ -175,6 +175,7 @@ def queue_batch(
         new_tasks: list[dict[str, Any]] = []
         new_ids: list[str] = []
         stale: list[int] = []  # unannotated tasks with outdated data: replaced in bulk
+        specs: dict[str, dict[str, Any]] = {}  # what each image's task is (for consensus copies)
         for img, item in zip(images, items, strict=True):
             data = {
                 "image": local_files_url(Path(served[img.image_id]), root),
@@ -186,6 +187,12 @@ def queue_batch(
                 "reason": item.reason,
                 "reason_text": item.reason_text,
             }
+            spec: dict[str, Any] = {"data": data}
+            if model_version:
+                spec["predictions"] = [_prediction(preds.get(img.image_id), record, img,
+                                                   str(model_version), item.uncertainty_score,
+                                                   floor)]
+            specs[img.image_id] = spec
             known = existing.get(img.image_id)
             if known is not None and dict(known.get("data") or {}) == data:
                 task_ids[img.image_id] = int(known["id"])
@@ -196,12 +203,7 @@ def queue_batch(
                 continue
             if known is not None:
                 stale.append(int(known["id"]))
-            task: dict[str, Any] = {"data": data}
-            if model_version:
-                task["predictions"] = [_prediction(preds.get(img.image_id), record, img,
-                                                   str(model_version), item.uncertainty_score,
-                                                   floor)]
-            new_tasks.append(task)
+            new_tasks.append(spec)
             new_ids.append(img.image_id)
         # Delete before importing: a crash in between leaves no task for those images (the next
         # queue imports them), never two.
@@ -222,6 +224,7 @@ def queue_batch(
                                          ordering=QUEUE_ORDER, numbers=NUMERIC_DATA,
                                         hidden=HIDDEN_COLUMNS)
         url = project_url(client, ls_id, view_id if view_id is not None else round_view)
+        consensus = _queue_consensus(settings, client, ls_id, number, ids, specs)
 
     ordered = {image_id: task_ids[image_id] for image_id in ids}
     catalog.mark_queued(record, ordered, number, group)
@@ -237,4 +240,35 @@ def queue_batch(
         "view_id": view_id,
         "round_view_id": round_view,
         "url": url,
+        "consensus": consensus,
     }
+
+
+def _queue_consensus(
+    settings: Settings, client: "LabelStudioClient", ls_id: int, number: int, ids: Sequence[str],
+    specs: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The round's consensus copies (:mod:`labelwise.review.consensus`), exactly once each, and
+    a tab per extra reviewer; ``{"images", "created", "view_ids"}`` (nothing when off)."""
+    from labelwise.review.consensus import (
+        CONSENSUS_KEY,
+        consensus_copies,
+        consensus_images,
+    )
+
+    chosen = consensus_images(ids, number, settings.consensus.share)
+    if not chosen:
+        return {"images": [], "created": 0, "view_ids": {}}
+    keys = {str((t.get("data") or {}).get(CONSENSUS_KEY))
+            for t in client.list_tasks(ls_id, fields="task_only")
+            if (t.get("data") or {}).get(CONSENSUS_KEY) is not None}
+    copies = consensus_copies(specs, chosen, settings.consensus.reviewers, number, keys)
+    if copies:
+        client.import_tasks(ls_id, copies, key=CONSENSUS_KEY)
+    views = {k: client.ensure_view(ls_id, title=f"consensus: reviewer {k}", field="reviewer",
+                                   value=k, ordering=("tasks:id",), numbers=("reviewer", "round"),
+                                   hidden=HIDDEN_COLUMNS)
+             for k in range(2, settings.consensus.reviewers + 1)}
+    log.info("round %d: %d image(s) queued for %d reviewers (%d copies created)", number,
+             len(chosen), settings.consensus.reviewers, len(copies))
+    return {"images": chosen, "created": len(copies), "view_ids": views}

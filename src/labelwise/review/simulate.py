@@ -246,6 +246,7 @@ def annotate_simulated(
     seed: int,
     label_noise: LabelNoise | None = None,
     injected_out: str | Path | None = None,
+    consensus: bool = False,
 ) -> dict[str, Any]:
     """Answer every queued, still unanswered task with (noisy) ground truth.
 
@@ -259,6 +260,8 @@ def annotate_simulated(
         injected_out: optional path; with ``label_noise`` given, every injected error (also
             each ``noise`` class change, as a ``swap``) is written there as JSON lines
             (:meth:`InjectedError.to_json`), replacing the file.
+        consensus: answer the consensus copies (another reviewer of the same images) instead
+            of the queued tasks.
 
     Returns:
         ``{"annotated", "already_annotated", "missing_truth", "relabelled_boxes"}``: tasks
@@ -284,9 +287,18 @@ def annotate_simulated(
     annotated = already = missing = relabelled = 0
     injected: list[InjectedError] = []
     with open_client(settings) as client:
-        tasks = {int(t["id"]): t for t in client.list_tasks(ls_id, fields="task_only")}
-        for img in queued:
-            task = tasks.get(int(img.ls_task_id))  # type: ignore[arg-type]
+        listed = client.list_tasks(ls_id, fields="task_only")
+        tasks = {int(t["id"]): t for t in listed}
+        targets: list[tuple[ImageRecord, dict[str, Any] | None]]
+        if consensus:  # the extra reviewers' copies (labelwise.review.consensus), not the queue
+            copies = sorted((t for t in listed if (t.get("data") or {}).get("consensus_of")),
+                            key=lambda t: str(t["data"].get("consensus_key")))
+            records = {r.image_id: r for r in catalog.require_images(
+                record, sorted({str(t["data"]["consensus_of"]) for t in copies}))} if copies else {}
+            targets = [(records[str(t["data"]["consensus_of"])], t) for t in copies]
+        else:
+            targets = [(img, tasks.get(int(img.ls_task_id or -1))) for img in queued]
+        for img, task in targets:
             if task is None:
                 continue
             if task_state(task) != "pending":
@@ -309,7 +321,7 @@ def annotate_simulated(
                                                  img.image_id)
                 injected.extend(errors)
             result = yolo_to_ls_result(rows, names, img.width, img.height)
-            client.create_annotation(int(img.ls_task_id), result)  # type: ignore[arg-type]
+            client.create_annotation(int(task["id"]), result)
             annotated += 1
     summary: dict[str, Any] = {"annotated": annotated, "already_annotated": already,
                                "missing_truth": missing, "relabelled_boxes": relabelled}

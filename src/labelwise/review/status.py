@@ -97,13 +97,16 @@ def require_ls_project(project: ProjectRecord) -> int:
 def count_states(
     tasks: Iterable[Mapping[str, Any]], round_number: int, queued: int | None = None
 ) -> dict[str, Any]:
-    """Counts of the tasks whose ``data.round`` is ``round_number``.
+    """Counts of the tasks whose ``data.round`` is ``round_number`` (not the consensus copies:
+    :mod:`labelwise.review.consensus`; the main tasks decide when a round is complete).
 
     Args:
         queued: images the catalog queued in the round (default: the number of tasks).
     """
     counts = {"annotated": 0, "skipped": 0, "pending": 0}
     for task in tasks:
+        if "consensus_of" in (task.get("data") or {}):
+            continue
         if task_round(task) == round_number:
             counts[task_state(task)] += 1
     total = sum(counts.values())
@@ -130,13 +133,21 @@ def review_status(
         ``{"round", "queued", "annotated", "skipped", "pending", "total", "complete"}``:
         ``queued`` = images the catalog queued in the round, ``total`` = the round's tasks in
         Label Studio (``data.round``; equal unless tasks were deleted there), ``complete`` =
-        there are tasks and none is pending.
+        there are tasks and none is pending; with ``consensus.share`` above 0 also
+        ``"agreement"``: :func:`labelwise.review.consensus.round_agreement` so far.
     """
     record = catalog.project(project)
     number = resolve_round(catalog, record, round_number)
-    require_ls_project(record)
+    ls_id = require_ls_project(record)
     with open_client(settings) as client:
-        return status_with(client, catalog, record, number)
+        status = status_with(client, catalog, record, number)
+        if settings.consensus.share > 0:
+            from labelwise.review.consensus import agreement_from_tasks
+
+            status["agreement"] = agreement_from_tasks(
+                catalog.round_images(record, number), client.list_tasks(ls_id, fields="all"),
+                record.class_names, number, settings.consensus.floor)
+    return status
 
 
 def wait_for_review(

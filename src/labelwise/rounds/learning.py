@@ -38,7 +38,7 @@ __all__ = ["LEARN_STEPS", "RETRYABLE_STEPS", "LearnOutcome", "StepRunner", "lear
            "run_directly"]
 
 
-LEARN_STEPS = ("claim", "pull", "label-issues", "resolve-model", "champion-before", "retrain", "evaluate",
+LEARN_STEPS = ("claim", "pull", "label-issues", "agreement", "resolve-model", "champion-before", "retrain", "evaluate",
                "track-round", "promote", "plateau-check", "record-learned", "finish")
 """The steps of :func:`learn_round`, in order (the names the runner gets)."""
 
@@ -150,6 +150,28 @@ def issue_metrics(found: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def agreement(settings: Settings, project: str, number: int) -> dict[str, Any] | None:
+    """The round's reviewer agreement (:func:`labelwise.review.consensus.round_agreement`), or
+    None when consensus is off (``consensus.share`` 0)."""
+    if settings.consensus.share <= 0:
+        return None
+    from labelwise.review.consensus import round_agreement
+    from labelwise.runtime import open_catalog
+
+    return round_agreement(settings, open_catalog(settings), project, number)
+
+
+def agreement_metrics(found: dict[str, Any] | None) -> dict[str, float]:
+    """``agreement/box_f1``, ``agreement/kappa``, ``agreement/images`` (those measured)."""
+    if not found:
+        return {}
+    metrics = {"agreement/images": float(found["images_compared"])}
+    for key in ("box_f1", "kappa"):
+        if found.get(key) is not None:
+            metrics[f"agreement/{key}"] = float(found[key])
+    return metrics
+
+
 def resolve_model(settings: Settings, project: str) -> StartingModel:
     from labelwise.learn import resolve_base_model
 
@@ -249,6 +271,7 @@ def learn_round(
         say(pull_line(pulled))
         issues = run("label-issues", label_issues, settings, project, number)
         say(label_issues_line(issues, number))
+        agreed = run("agreement", agreement, settings, project, number)
         base: StartingModel = run("resolve-model", resolve_model, settings, project)
         say(model_line(asdict(base)))
         before = run("champion-before", champion_before, settings, project)
@@ -268,7 +291,8 @@ def learn_round(
         tracked: TrackedRound = run("track-round", track, settings, project, number, campaign,
                                     tracked_params, retrained, evaluation,
                                     {**figures, **pulled.get("corrections", {}),
-                                     **issue_metrics(issues)}, files)
+                                     **issue_metrics(issues), **agreement_metrics(agreed)},
+                                    files)
         say(track_line(tracked.as_dict(), number))
         promoted = run("promote", promote, settings, project, tracked.registered_version,
                        evaluation.map50_95)
@@ -281,7 +305,9 @@ def learn_round(
             "mAP50": evaluation.map50, "mAP50-95": evaluation.map50_95,
             "champion_moved": promoted["moved"], "registered_version": tracked.registered_version,
             "run_id": tracked.run_id, "plateau": run("plateau-check", plateau, settings, project),
-            "pulled": pulled, "label_issues": issues, "learnt_by": learnt_by,
+            "pulled": pulled, "label_issues": issues, "agreement": agreed,
+            "agreement_below_floor": bool(agreed and agreed["below_floor"]),
+            "learnt_by": learnt_by,
         }
         run("record-learned", record_learned, settings, project, number, summary)
     except BaseException:
