@@ -166,6 +166,10 @@ def test_contact_sheet_and_second_look_order_follow_the_ranked_issues(labelled, 
     sheet = issues_contact_sheet(catalog, project, report.issues, tmp_path / "sheet.png")
     assert sheet is not None and sheet.is_file()
     assert issues_contact_sheet(catalog, project, (), tmp_path / "none.png") is None
+    for image_id in {i.image_id for i in report.issues}:  # every file gone: nothing to draw
+        record = catalog.require_images(project, [image_id])[0]
+        record.path.rename(record.path.with_suffix(".gone"))
+    assert issues_contact_sheet(catalog, project, report.issues, tmp_path / "gone.png") is None
     looks = second_look_images(list(reversed(report.issues)), 5)  # order of the input: no matter
     assert [(look.image_id, look.rank) for look in looks] == [(role["missing"], 1), (role["swap"], 2)]
     assert issue_text(looks[0], project.class_names).startswith("Second look, please check: missing box (b, score 0.99)")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from labelwise.cli.common import friendly_errors, print_json, settings_from
@@ -65,3 +68,36 @@ def labelstudio_import(
     settings = settings_from(ctx)
     with LabelStudioClient.from_settings(settings.labelstudio) as client:
         print_json(bench_import(client, n_tasks=tasks))
+
+
+@app.command("label-issues")
+@friendly_errors
+def label_issues(
+    ctx: typer.Context,
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs, each with its own noise, folds and training seed."),
+    folds: int = typer.Option(2, "--folds", min=2, help="K of the K-fold grading."),
+    drop: float = typer.Option(0.05, "--drop-rate", min=0.0, max=1.0, help="Per box: left out."),
+    add: float = typer.Option(0.05, "--add-rate", min=0.0, max=1.0, help="Per box: a spurious box added."),
+    shift: float = typer.Option(0.05, "--shift-rate", min=0.0, max=1.0, help="Per box: moved (IoU < 0.5)."),
+    swap: float = typer.Option(0.05, "--swap-rate", min=0.0, max=1.0, help="Per box: another class."),
+    pool_images: int = typer.Option(300, "--pool-images", min=8, help="Bundled digits pool size."),
+    imgsz: int = typer.Option(96, "--imgsz", min=32),
+    workers: int = typer.Option(2, "--workers", min=1, help="Fold trainings side by side."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch threads per worker."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epoch floor (default: the product's)."),
+    min_image_passes: Optional[int] = typer.Option(None, "--min-image-passes", min=0),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <state_dir>/bench/label-issues)."),
+) -> None:
+    """Precision and recall of the label-issue finder at the top 5 % / 10 % of images, per kind,
+    against errors injected at known rates (K-fold: no image graded by a model trained on it).
+    Prints JSON; the table goes to stderr and OUT/label_issues.md."""
+    from labelwise.perf.label_issues import bench_label_issues, config_from, text_table
+
+    target = out or settings_from(ctx).state_dir / "bench" / "label-issues"
+    cfg = config_from({"seeds": seeds, "folds": folds, "drop": drop, "add": add, "shift": shift,
+                       "swap": swap, "pool_images": pool_images, "imgsz": imgsz, "workers": workers,
+                       "threads": threads, "epochs": epochs, "min_image_passes": min_image_passes},
+                      target)
+    result = bench_label_issues(cfg, log=lambda m: typer.echo(m, err=True))
+    print_json(result.as_dict())
+    typer.echo(text_table(result.summary), err=True)

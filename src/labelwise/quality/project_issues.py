@@ -256,7 +256,9 @@ def issues_contact_sheet(
 ) -> Path | None:
     """A contact sheet of the first ``images`` images of ranked ``issues``: each with its
     suspected boxes drawn (the box in question, labelled with the class and the issue's score)
-    and its issues as the caption; None when there is no issue."""
+    and its issues as the caption. An image whose file is gone from disk is left off the sheet
+    (the step that needs the file, retraining, is the one that reports it); None when no issue
+    has an image left to draw."""
     from labelwise.domain import Detections
     from labelwise.reports import contact_sheet
 
@@ -267,6 +269,8 @@ def issues_contact_sheet(
     items: list[tuple[str, Path, float, Detections | None]] = []
     captions: list[str] = []
     for image_id in ids:
+        if not records[image_id].path.is_file():
+            continue
         found = [i for i in issues if i.image_id == image_id]
         boxes = np.array([i.box for i in found], dtype=np.float64).reshape(-1, 4)
         classes = np.array([max(i.class_id, 0) for i in found], dtype=np.int64)
@@ -275,4 +279,6 @@ def issues_contact_sheet(
         items.append((image_id, records[image_id].path, found[0].score,
                       Detections(boxes, scores, classes, probs)))
         captions.append("; ".join(f"{i.kind} {i.score:.2f}" for i in found[:3]))
+    if not items:
+        return None
     return contact_sheet(items, project.class_names, out, confidence_floor=0.0, captions=captions)

@@ -187,10 +187,11 @@ def apply_label_noise(
         rows: (N, 5) YOLO rows ``class, cx, cy, w, h`` with coordinates normalised to [0, 1].
         num_classes: number of classes C (>= 1); classes are ``0..C-1``.
         noise: the rates.
-        rng: the random source. Per true box, in row order, four ``rng.random()`` draws are
-            always taken (drop, swap, shift, add), whatever the rates, so changing one rate does
-            not change which boxes get the other kinds; extra draws follow for the new class,
-            the shifted geometry and the spurious box.
+        rng: the random source. Per true box, in row order, exactly four ``rng.random()``
+            draws (drop, swap, shift, add) and one ``rng.integers`` (the seed of that box's own
+            generator, which draws the new class, the shifted geometry and the spurious box)
+            are taken, whatever the rates, so changing one rate does not change which boxes
+            get the other kinds.
         image_id: recorded in each :class:`InjectedError`.
 
     Returns:
@@ -209,6 +210,7 @@ def apply_label_noise(
     errors: list[InjectedError] = []
     for row in truth:
         u_drop, u_swap, u_shift, u_add = rng.random(4)
+        box_rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
         cls = int(row[0])
         if u_drop < noise.drop:
             errors.append(InjectedError(image_id, "drop", cls, _as_box(row[1:]), cls,
@@ -216,20 +218,20 @@ def apply_label_noise(
         else:
             out = row.copy()
             if u_swap < noise.swap and num_classes > 1:
-                new_cls = (cls + int(rng.integers(1, num_classes))) % num_classes
+                new_cls = (cls + int(box_rng.integers(1, num_classes))) % num_classes
                 out[0] = float(new_cls)
                 errors.append(InjectedError(image_id, "swap", new_cls, _as_box(out[1:]), cls,
                                             _as_box(row[1:])))
             if u_shift < noise.shift:
-                out[1:] = shift_box(row[1:], rng)
+                out[1:] = shift_box(row[1:], box_rng)
                 errors.append(InjectedError(image_id, "shift", int(out[0]), _as_box(out[1:]),
                                             int(out[0]), _as_box(row[1:])))
             kept.append(out)
         if u_add < noise.add:
             lo, hi = ADD_SIDE_RANGE
-            w, h = rng.uniform(lo, hi, size=2)
-            cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
-            new_cls = int(rng.integers(0, num_classes))
+            w, h = box_rng.uniform(lo, hi, size=2)
+            cx, cy = box_rng.uniform(w / 2, 1 - w / 2), box_rng.uniform(h / 2, 1 - h / 2)
+            new_cls = int(box_rng.integers(0, num_classes))
             spurious = np.array([new_cls, cx, cy, w, h], dtype=np.float64)
             added.append(spurious)
             errors.append(InjectedError(image_id, "add", new_cls, _as_box(spurious[1:])))
