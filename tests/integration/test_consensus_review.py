@@ -85,4 +85,27 @@ def test_two_reviewers_agreement_matches_the_hand_computed_figures(
     pe = (present_a.sum() * present_b.sum() + (~present_a).sum() * (~present_b).sum()) / n**2
     assert agreement["kappa"] == pytest.approx((po - pe) / (1 - pe), abs=1e-9)
     assert agreement["merged"]["third_look_boxes"] == sum(dropped.values())
+
+    # the boxes only reviewer 2 left out go back for a third look, once, most disagreement first
+    assert runner.invoke(app, ["--config", config, "pull", "--project", name]).exit_code == 0
+    third = runner.invoke(app, ["--config", config, "queue", "--project", name, "--third-looks"])
+    assert third.exit_code == 0, third.output
+    sent = json.loads(third.stdout)
+    disagreed = sorted(i for i, n in dropped.items() if n)
+    assert sent["round"] == batch.round_number and sorted(sent["images"]) == disagreed
+    assert sent["created"] == len(disagreed) and sent["annotated"] == len(disagreed)
+    f1_of = {p["image_id"]: p["box_f1"] for p in agreement["per_image"]}
+    assert [f1_of[i] for i in sent["images"]] == sorted(f1_of[i] for i in disagreed)
+    from labelwise.labelstudio import LabelStudioClient
+
+    with LabelStudioClient.from_settings(settings.labelstudio) as client:
+        tasks = {t["data"]["second_look"]: t for t in client.list_tasks(
+            int(catalog.project(name).ls_project_id or 0), fields="all")
+            if (t.get("data") or {}).get("second_look")}
+    for image_id in disagreed:  # the stored label (reviewer 1's) says nothing is missing
+        listed = tasks[image_id]["data"]["issues"]
+        assert len(listed) == dropped[image_id]
+        assert {i["kind"] for i in listed} == {"spurious_box"}
+    again = runner.invoke(app, ["--config", config, "queue", "--project", name, "--third-looks"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["created"] == 0
     catalog.close()

@@ -41,6 +41,13 @@ def queue(
         help="Instead: send the N labelled images with the most probable label errors back "
         "for a second look (their own tab; see `labelwise label-issues`).",
     ),
+    third_looks: bool = typer.Option(
+        False, "--third-looks",
+        help="Instead: send every consensus image whose reviewers disagree (the boxes only one "
+        "of them drew) for a second look; with --round N that round's, else the newest.",
+    ),
+    round_number: Optional[int] = typer.Option(
+        None, "--round", "-r", min=1, help="With --third-looks: the consensus round."),
 ) -> None:
     """Score, select and send a batch to Label Studio with the model's boxes pre-annotated.
 
@@ -51,11 +58,29 @@ def queue(
     With --issues N, no batch is scored: the top N images of `labelwise label-issues` each get
     one "second look" task holding their current labels to fix and the suspected issues shown
     above the image. Running it again creates no task twice; `labelwise pull` brings fixes back.
+
+    With --third-looks, the images the merge rule could not settle (a box only one reviewer
+    drew) go to the same "second look" tab, most disagreement first; pull the round first.
     """
     from labelwise.runtime import open_catalog
 
+    if issues is not None and third_looks:
+        fail("--issues and --third-looks each choose the images to send; got both, expected one")
+    if round_number is not None and not third_looks:
+        fail("--round applies to --third-looks only; got --round without it")
     settings = settings_from(ctx)
     catalog = open_catalog(settings)
+    if third_looks:
+        from labelwise.review.consensus import round_third_looks
+        from labelwise.review.second_look import queue_second_look
+
+        rnd, found = round_third_looks(settings, catalog, project, round_number)
+        if not found:
+            fail(f"round {rnd} of project {project!r} has no disagreement between reviewers "
+                 f"(or no consensus image answered by both yet): nothing to send for a third look")
+        images = len({i.image_id for i in found})
+        print_json({"round": rnd, **queue_second_look(settings, catalog, project, found, images)})
+        return
     if issues is not None:
         from labelwise.quality.project_issues import project_label_issues
         from labelwise.review.second_look import queue_second_look

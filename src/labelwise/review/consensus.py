@@ -42,6 +42,7 @@ from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
 from labelwise.labelstudio.boxes import ls_result_to_yolo
 from labelwise.quality.agreement import box_agreement, merge_reviews, presence_kappa
+from labelwise.quality.label_issues import MISSING_BOX, SPURIOUS_BOX, LabelIssue, rank_issues
 from labelwise.review.corrections import yolo_rows_to_xyxy
 from labelwise.review.status import latest_final_annotation, require_ls_project, task_state
 
@@ -125,20 +126,32 @@ def _user(annotation: Mapping[str, Any]) -> int | None:
     return int(who) if who is not None else None
 
 
-def agreement_from_tasks(
+@dataclass(frozen=True)
+class AnsweredPair:
+    """One consensus image whose main task (reviewer A) and copy (reviewer B, number
+    ``reviewer``) are both answered: each side's YOLO rows ``(N, 5)`` and annotation."""
+
+    image_id: str
+    reviewer: int
+    a: Mapping[str, Any]
+    b: Mapping[str, Any]
+    rows_a: np.ndarray
+    rows_b: np.ndarray
+
+
+def answered_pairs(
     images: Sequence[ImageRecord], tasks: Sequence[Mapping[str, Any]], class_names: Sequence[str],
-    round_number: int, floor: float,
-) -> dict[str, Any]:
-    """:func:`round_agreement` over tasks already listed (``fields="all"``); ``images`` are the
-    round's images (their ``ls_task_id`` names the main task)."""
+    round_number: int,
+) -> tuple[list[AnsweredPair], int, int, int]:
+    """``(pairs, copies, pending, skipped)`` of round ``round_number``: the copies whose main
+    task and copy are both answered (in ``consensus_key`` order), how many copies the round has,
+    and how many wait for an answer or were skipped on either side."""
     by_id = {int(t["id"]): t for t in tasks}
     copies = [t for t in tasks if (t.get("data") or {}).get(CONSENSUS_OF) is not None
               and (t.get("data") or {}).get("round") == round_number]
     main_of = {img.image_id: by_id.get(int(img.ls_task_id)) for img in images
                if img.ls_task_id is not None}
-    compared: list[ImageAgreement] = []
-    a_presence: list[np.ndarray] = []
-    b_presence: list[np.ndarray] = []
+    pairs: list[AnsweredPair] = []
     pending = skipped = 0
     for copy in sorted(copies, key=lambda t: str(t["data"][CONSENSUS_KEY])):
         image_id = str(copy["data"][CONSENSUS_OF])
@@ -150,13 +163,28 @@ def agreement_from_tasks(
         if a is None or b is None:
             pending += 1
             continue
-        rows_a = ls_result_to_yolo(a.get("result") or [], class_names)
-        rows_b = ls_result_to_yolo(b.get("result") or [], class_names)
-        xa, ca = yolo_rows_to_xyxy(rows_a)
-        xb, cb = yolo_rows_to_xyxy(rows_b)
+        pairs.append(AnsweredPair(image_id, int(copy["data"]["reviewer"]), a, b,
+                                  ls_result_to_yolo(a.get("result") or [], class_names),
+                                  ls_result_to_yolo(b.get("result") or [], class_names)))
+    return pairs, len(copies), pending, skipped
+
+
+def agreement_from_tasks(
+    images: Sequence[ImageRecord], tasks: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+    round_number: int, floor: float,
+) -> dict[str, Any]:
+    """:func:`round_agreement` over tasks already listed (``fields="all"``); ``images`` are the
+    round's images (their ``ls_task_id`` names the main task)."""
+    answered, n_copies, pending, skipped = answered_pairs(images, tasks, class_names, round_number)
+    compared: list[ImageAgreement] = []
+    a_presence: list[np.ndarray] = []
+    b_presence: list[np.ndarray] = []
+    for pair in answered:
+        xa, ca = yolo_rows_to_xyxy(pair.rows_a)
+        xb, cb = yolo_rows_to_xyxy(pair.rows_b)
         boxes = box_agreement(xa, ca, xb, cb)
         merged = merge_reviews(xa, ca, xb, cb)
-        compared.append(ImageAgreement(image_id, int(copy["data"]["reviewer"]), _user(a), _user(b),
+        compared.append(ImageAgreement(pair.image_id, pair.reviewer, _user(pair.a), _user(pair.b),
                                        boxes.f1, boxes.matched, len(ca), len(cb),
                                        len(merged.agreed), len(merged.third_look)))
         a_presence.append(ca)
@@ -178,7 +206,7 @@ def agreement_from_tasks(
     f1 = pooled(compared)
     return {
         "round": round_number,
-        "consensus_tasks": len(copies),
+        "consensus_tasks": n_copies,
         "images_compared": len(compared),
         "pending": pending,
         "skipped": skipped,
@@ -212,3 +240,66 @@ def round_agreement(settings: Settings, catalog: Catalog, project: ProjectRecord
         tasks = client.list_tasks(ls_id, fields="all")
     return agreement_from_tasks(catalog.round_images(record, round_number), tasks,
                                 record.class_names, round_number, settings.consensus.floor)
+
+
+def third_look_issues(
+    images: Sequence[ImageRecord], tasks: Sequence[Mapping[str, Any]], class_names: Sequence[str],
+    round_number: int,
+) -> list[LabelIssue]:
+    """The merge rule's third looks of round ``round_number`` as label issues of the image's
+    label (reviewer A's, the main task's), for :func:`labelwise.review.second_look.queue_second_look`.
+
+    A box only reviewer A drew is a ``spurious_box`` of the label; a box only reviewer B drew is a
+    ``missing_box`` (class and box of B's). Boxes are xyxy pixels of the image record. Every issue
+    of an image scores ``1 - box F1`` of that image, so the second-look tab lists the images the
+    reviewers disagree on most first.
+    """
+    record_of = {img.image_id: img for img in images}
+    issues: list[LabelIssue] = []
+    for pair in answered_pairs(images, tasks, class_names, round_number)[0]:
+        img = record_of[pair.image_id]
+        scale = np.array([img.width, img.height, img.width, img.height], dtype=np.float64)
+        xa, ca = yolo_rows_to_xyxy(pair.rows_a)
+        xb, cb = yolo_rows_to_xyxy(pair.rows_b)
+        f1 = box_agreement(xa, ca, xb, cb).f1
+        for box in merge_reviews(xa * scale, ca, xb * scale, cb).third_look:
+            name = class_names[box.class_id] if 0 <= box.class_id < len(class_names) else str(box.class_id)
+            if box.reviewer == "a":
+                kind, detail = SPURIOUS_BOX, (f"only the first reviewer drew this {name} box; "
+                                              f"reviewer {pair.reviewer} did not")
+            else:
+                kind, detail = MISSING_BOX, (f"reviewer {pair.reviewer} drew a {name} box here; "
+                                             f"the label has none")
+            issues.append(LabelIssue(pair.image_id, kind, box.class_id, box.box,
+                                     float(min(1.0, max(0.0, 1.0 - f1))), detail))
+    return rank_issues(issues)
+
+
+def round_third_looks(settings: Settings, catalog: Catalog, project: ProjectRecord | str,
+                      round_number: int | None = None) -> tuple[int, list[LabelIssue]]:
+    """``(round, issues)``: :func:`third_look_issues` of ``round_number`` (default: the newest
+    round that has consensus copies), read from Label Studio.
+
+    Raises:
+        ValueError: the project has no consensus copies (``consensus.share`` was 0), or none in
+            the given round.
+    """
+    from labelwise.review.project import open_client
+
+    record = catalog.project(project) if isinstance(project, str) else project
+    ls_id = require_ls_project(record)
+    with open_client(settings) as client:
+        tasks = client.list_tasks(ls_id, fields="all")
+    rounds = sorted({int(t["data"]["round"]) for t in tasks
+                     if (t.get("data") or {}).get(CONSENSUS_OF) is not None
+                     and (t.get("data") or {}).get("round") is not None})
+    if round_number is None:
+        if not rounds:
+            raise ValueError(f"project {record.name!r} has no consensus tasks; expected rounds "
+                             f"queued with consensus.share > 0")
+        round_number = rounds[-1]
+    elif round_number not in rounds:
+        raise ValueError(f"round {round_number} of project {record.name!r} has no consensus tasks; "
+                         f"rounds with them: {rounds or 'none'}")
+    return round_number, third_look_issues(catalog.round_images(record, round_number), tasks,
+                                           record.class_names, round_number)
