@@ -47,6 +47,8 @@ def test_rank_figures_table(scores, positive, fraction, flagged, precision, reca
     got = rank_figures(np.array(scores), np.array(positive, dtype=bool), fraction,
                        np.random.default_rng(0))
     assert (got.flagged, got.precision, got.base_rate) == (flagged, precision, base_rate)
+    if base_rate:
+        assert got.max_recall == min(1.0, flagged / (base_rate * len(scores)))
     assert (math.isnan(got.recall) and math.isnan(recall)) or got.recall == recall
 
 
@@ -108,7 +110,8 @@ def test_seed_figures_and_summary_on_a_crafted_case():
     assert row.precision == (0.5, 0.0) and row.lift == (5.0, 0.0)
     assert row.as_dict()["recall"] == {"mean": 0.5, "std": 0.0}
     table = text_table(rows)
-    assert "| missing_box (drop) | top 10 % | 50 ± 0 % | 50 ± 0 % | 10 ± 0 % | 5.0 ± 0.0x" in table
+    assert "| missing_box (drop) | top 10 % | 50 ± 0 % | 50 ± 0 % (100 %) | 10 ± 0 % | 5.0 ± 0.0x" in table
+    assert rows[0].max_recall == (0.5, 0.0)  # one flagged image of two injected
 
 
 @pytest.mark.parametrize(
