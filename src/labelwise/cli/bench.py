@@ -101,3 +101,29 @@ def label_issues(
     result = bench_label_issues(cfg, log=lambda m: typer.echo(m, err=True))
     print_json(result.as_dict())
     typer.echo(text_table(result.summary), err=True)
+
+
+@app.command("scale")
+@friendly_errors
+def scale(
+    ctx: typer.Context,
+    sizes: str = typer.Option("10000,100000", "--sizes", help="Pool sizes, comma-separated (1000000 allowed)."),
+    seed: int = typer.Option(0, "--seed"),
+    profile: bool = typer.Option(False, "--profile", help="Top 5 functions of each measurement (cProfile)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <state_dir>/bench/scale)."),
+) -> None:
+    """Score-batch, auto-label's catalog writes (per 1,000 images) and queue's catalog part on
+    synthetic catalogs of each size, each measurement in its own subprocess (seconds, peak RSS,
+    growth to the next size). Targets: score-batch over 1M under 60 s and 4 GB; auto-label
+    peak RSS flat in the pool size. Prints JSON; the table goes to stderr."""
+    from labelwise.perf.scale import ScaleConfig, bench_scale, text_table
+
+    try:
+        parsed = tuple(int(s.replace("_", "")) for s in sizes.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--sizes must be comma-separated integers; got {sizes!r}") from None
+    target = out or settings_from(ctx).state_dir / "bench" / "scale"
+    cfg = ScaleConfig(sizes=parsed, out=target, seed=seed, profile=profile)
+    result = bench_scale(cfg, log=lambda m: typer.echo(m, err=True))
+    print_json(result.as_dict())
+    typer.echo(text_table(result), err=True)
