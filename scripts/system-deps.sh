@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages Labelwise needs: OpenCV (pulled in by ultralytics) loads libGL and glib.
+# Debian packages Labelwise needs: OpenCV (pulled in by ultralytics) loads libGL and glib;
+# the tests run the catalog suites on a real PostgreSQL server (tests/postgres_server.py).
 # Installs only what is missing, so a second run costs nothing.
 set -euo pipefail
-packages=(libgl1 libglib2.0-0 curl)
+packages=(libgl1 libglib2.0-0 curl postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -71,3 +71,37 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("LABELWISE_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     return state
+
+
+#: The catalog backends the catalog suites run against (parametrised ``catalog`` fixtures).
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (started on first use, stopped by PID)."""
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The SQLAlchemy URL of a fresh database on the session's PostgreSQL server (dropped after)."""
+    name = postgres_server.new_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+def backend_catalog(request: pytest.FixtureRequest, tmp_path: Path):
+    """A catalog on ``request.param``: a SQLite file under ``tmp_path`` or a fresh PostgreSQL
+    database (for ``@pytest.fixture(params=BACKENDS)`` fixtures)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state' / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    cat = Catalog.open(url)
+    yield cat
+    cat.close()

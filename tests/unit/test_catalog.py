@@ -9,7 +9,13 @@ import pytest
 
 from labelwise.catalog import Catalog, CatalogError, ProjectNotFound
 from labelwise.domain import Detections, ImageScore, ImageStatus
-from tests.conftest import write_png
+from tests.conftest import BACKENDS, backend_catalog, write_png
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog(request, tmp_path):
+    """Each test of this suite on SQLite and on a real PostgreSQL server."""
+    yield from backend_catalog(request, tmp_path)
 
 
 def test_create_project_is_idempotent_and_guards_classes(catalog):

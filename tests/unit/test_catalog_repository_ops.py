@@ -18,12 +18,18 @@ from labelwise.labelstudio.errors import LabelStudioRequestError, LabelStudioUna
 from labelwise.review import NotAssignable, UnknownImages, queue_assignments
 from labelwise.rounds import ABANDONED, PROPOSED
 from labelwise.serving.auth import create_api_key, parse_key, revoke_api_key, verify_api_key
-from tests.conftest import write_png
+from tests.conftest import BACKENDS, backend_catalog, write_png
 from labelwise.rounds.params import RoundParams, RoundSource
 
 SCORED = RoundParams(RoundSource.SCORE_BATCH)  # a score-batch round's params, no selection record
 
 SALT, DIGEST = bytes(range(16)), "ab" * 32
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog(request, tmp_path):
+    """Each test of this suite on SQLite and on a real PostgreSQL server."""
+    yield from backend_catalog(request, tmp_path)
 
 
 @pytest.fixture

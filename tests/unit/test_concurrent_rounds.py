@@ -41,7 +41,7 @@ from labelwise.domain import Detections, ImageScore
 from labelwise.images import ThumbnailWriteError, make_thumbnail
 from labelwise.scorebatch import ScoreBatchRequest, build_score_batch
 from labelwise.rounds.opening import assignment_round, serving_round
-from tests.conftest import write_png
+from tests.conftest import BACKENDS, backend_catalog, write_png
 from labelwise.rounds.params import RoundParams, RoundSource
 
 SCORED = RoundParams(RoundSource.SCORE_BATCH)  # a score-batch round's params, no selection record
@@ -53,9 +53,23 @@ CLASSES = ["a", "b", "c"]
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
-def scored_pool(tmp_path: Path, images: int, size: int = 64) -> tuple[Settings, Catalog, ProjectRecord, list[str]]:
-    """Project 'p' with ``images`` PNGs and predictions of model 'v1'; state in tmp_path/state."""
-    settings = Settings(state_dir=tmp_path / "state")
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """None (the state folder's SQLite file) or a fresh database on a real PostgreSQL server."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog(request, tmp_path):
+    """The catalog tests of this module on SQLite and on a real PostgreSQL server."""
+    yield from backend_catalog(request, tmp_path)
+
+
+def scored_pool(tmp_path: Path, images: int, size: int = 64, catalog_url: str | None = None,
+                ) -> tuple[Settings, Catalog, ProjectRecord, list[str]]:
+    """Project 'p' with ``images`` PNGs and predictions of model 'v1'; state in tmp_path/state,
+    the catalog at ``catalog_url`` (default: SQLite in the state folder)."""
+    settings = Settings(state_dir=tmp_path / "state", catalog_url=catalog_url)
     catalog = Catalog.open(settings.resolved_catalog_url)
     project = catalog.create_project("p", CLASSES)
     paths = [write_png(tmp_path / "pool" / f"{i:03d}.png", seed=i, size=size) for i in range(images)]
@@ -137,13 +151,18 @@ WORKER = textwrap.dedent(
 )
 
 
-def start_together(tmp_path: Path, argvs: list[list[str]], timeout: float = 120) -> list[subprocess.Popen]:
-    """Start one worker per argv, wait until each is ready, then release them all at once."""
+def start_together(tmp_path: Path, argvs: list[list[str]], timeout: float = 120,
+                   catalog_url: str | None = None) -> list[subprocess.Popen]:
+    """Start one worker per argv, wait until each is ready, then release them all at once; with
+    ``catalog_url`` the workers' catalog is there (``LABELWISE_CATALOG_URL``)."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     flags = tmp_path / f"flags-{time.monotonic_ns()}"
     flags.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    env.pop("LABELWISE_CATALOG_URL", None)
+    if catalog_url is not None:
+        env["LABELWISE_CATALOG_URL"] = catalog_url
     procs = [subprocess.Popen([sys.executable, str(script), argv[0], argv[1], str(flags), *argv[2:]],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                               cwd=tmp_path)
@@ -178,10 +197,11 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> dict[str, Any]:
     ids=["random-room-for-two", "lowest-confidence-room-for-two", "random-room-for-one",
          "lowest-confidence-room-for-one"],
 )
-def test_two_processes_record_rounds_at_once(tmp_path, strategy, pool, limit):
-    settings, catalog, project, ids = scored_pool(tmp_path, pool)
+def test_two_processes_record_rounds_at_once(tmp_path, strategy, pool, limit, catalog_url):
+    settings, catalog, project, ids = scored_pool(tmp_path, pool, catalog_url=catalog_url)
     state = str(settings.state_dir)
-    procs = start_together(tmp_path, [["score-batch", state, strategy, str(limit), "exit"]] * 2)
+    procs = start_together(tmp_path, [["score-batch", state, strategy, str(limit), "exit"]] * 2,
+                           catalog_url=catalog_url)
     results = [finish(p) for p in procs]
 
     made = [r for r in results if "round" in r]
@@ -207,8 +227,8 @@ def test_two_processes_record_rounds_at_once(tmp_path, strategy, pool, limit):
 
 # -- eight threads --------------------------------------------------------------------------
 @pytest.mark.parametrize("strategy", ["random", "lowest_confidence"])
-def test_eight_threads_each_get_their_own_round_and_images(tmp_path, strategy):
-    settings, catalog, project, ids = scored_pool(tmp_path, 40)
+def test_eight_threads_each_get_their_own_round_and_images(tmp_path, strategy, catalog_url):
+    settings, catalog, project, ids = scored_pool(tmp_path, 40, catalog_url=catalog_url)
     start = threading.Barrier(8)
     results: list[Any] = [None] * 8
 
@@ -289,12 +309,12 @@ def test_a_lost_unique_constraint_race_is_retried_with_the_next_number(catalog, 
     assert [r["number"] for r in catalog.rounds(project)] == [0, 1]
 
 
-def test_processes_opening_a_new_catalog_at_once_all_succeed(tmp_path):
+def test_processes_opening_a_new_catalog_at_once_all_succeed(tmp_path, catalog_url):
     state = tmp_path / "fresh-state"
-    procs = start_together(tmp_path, [["open", str(state)]] * 3)
+    procs = start_together(tmp_path, [["open", str(state)]] * 3, catalog_url=catalog_url)
     results = [finish(p) for p in procs]
     assert len({r["project"] for r in results}) == 1  # one project, created once
-    catalog = Catalog.open(f"sqlite:///{state / 'catalog.db'}")
+    catalog = Catalog.open(catalog_url or f"sqlite:///{state / 'catalog.db'}")
     assert [p.name for p in catalog.projects()] == ["p"]
     catalog.close()
 
@@ -543,3 +563,43 @@ def test_an_abandoned_round_is_never_queued(tmp_path, monkeypatch):
         review_queue.queue_batch(settings, catalog, "p", batch.as_json(), None)
     assert all(r.status.value == "unlabelled" for r in catalog.images(project))
     catalog.close()
+
+
+# -- two auto-label shards writing at once ---------------------------------------------------
+@pytest.mark.parametrize("what", ["predictions", "embeddings"])
+def test_two_writers_of_the_same_outputs_at_once_store_each_once(catalog, image_dir, what):
+    """Two shards (a rerun over a shard another worker is still writing) save the same images'
+    outputs at the same instant: no unique-constraint error, each (image, version) stored once,
+    and the two reports add up to the images."""
+    project = catalog.create_project("p", CLASSES)
+    ids = catalog.add_images(project, image_dir).added
+    rng = np.random.default_rng(0)
+    items = [(i, Detections(np.array([[1.0, 1, 9, 9]]), np.array([0.8]), np.array([1]),
+                            rng.dirichlet(np.ones(3), size=1))) for i in ids]
+    vectors = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    start = threading.Barrier(2)
+    results: list[Any] = []
+    guard = threading.Lock()
+
+    def write(version: str) -> None:
+        start.wait()
+        try:
+            n = (catalog.save_predictions(project, version, items) if what == "predictions"
+                 else catalog.save_embeddings(project, version, ids, vectors))
+        except BaseException as exc:  # noqa: BLE001 - collected: none is allowed
+            n = exc
+        with guard:
+            results.append(n)
+
+    for k in range(5):  # a few rounds of the race, each on a fresh version
+        results.clear()
+        threads = [threading.Thread(target=write, args=(f"v{k}",)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert all(isinstance(r, int) for r in results), results
+        assert sum(results) == len(ids)
+        stored = (catalog.predictions(project, f"v{k}") if what == "predictions"
+                  else catalog.embeddings(project, f"v{k}"))
+        assert sorted(stored) == sorted(ids)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy import select
 
-from labelwise.catalog.base import CatalogMixin
+from labelwise.catalog.base import CatalogMixin, insert_new
 from labelwise.catalog.models import EmbeddingRow, PredictionRow
 from labelwise.catalog.records import CatalogError, ProjectRecord, _detections
 from labelwise.domain import Detections
@@ -32,39 +32,16 @@ class PredictionsMixin(CatalogMixin):
     def save_predictions(
         self, project: ProjectRecord, model_version: str, items: Sequence[tuple[str, Detections]]
     ) -> int:
-        """Store predictions of one model version; already stored (image, version) pairs are kept."""
-        if not items:
-            return 0
+        """Store predictions of one model version; already stored (image, version) pairs are kept
+        (also when another writer stores them at the same time). Returns how many were added."""
+        rows = [{"project_id": project.id, "image_id": image_id, "model_version": model_version,
+                 "n_boxes": len(det), "num_classes": det.num_classes,
+                 "xyxy": det.xyxy.astype("<f4").tobytes(),
+                 "confidence": det.confidence.astype("<f4").tobytes(),
+                 "class_id": det.class_id.astype("<i8").tobytes(),
+                 "probs": det.probs.astype("<f4").tobytes()} for image_id, det in items]
         with self.session() as s, s.begin():
-            done = set(
-                s.scalars(
-                    select(PredictionRow.image_id).where(
-                        PredictionRow.project_id == project.id,
-                        PredictionRow.model_version == model_version,
-                        PredictionRow.image_id.in_([i for i, _ in items]),
-                    )
-                ).all()
-            )
-            added = 0
-            for image_id, det in items:
-                if image_id in done:
-                    continue
-                done.add(image_id)
-                s.add(
-                    PredictionRow(
-                        project_id=project.id,
-                        image_id=image_id,
-                        model_version=model_version,
-                        n_boxes=len(det),
-                        num_classes=det.num_classes,
-                        xyxy=det.xyxy.astype("<f4").tobytes(),
-                        confidence=det.confidence.astype("<f4").tobytes(),
-                        class_id=det.class_id.astype("<i8").tobytes(),
-                        probs=det.probs.astype("<f4").tobytes(),
-                    )
-                )
-                added += 1
-            return added
+            return insert_new(s, PredictionRow, rows, ("project_id", "image_id", "model_version"))
 
     def predictions(
         self, project: ProjectRecord, model_version: str, image_ids: Sequence[str] | None = None
@@ -101,23 +78,18 @@ class PredictionsMixin(CatalogMixin):
     def save_embeddings(
         self, project: ProjectRecord, embedder: str, image_ids: Sequence[str], vectors: np.ndarray
     ) -> int:
-        """Store (N, d) float32 vectors for N image ids; existing ones are kept."""
+        """Store (N, d) float32 vectors for N image ids; existing ones are kept (also when another
+        writer stores them at the same time). Returns how many were added."""
         vecs = np.asarray(vectors, dtype="<f4")
         if vecs.ndim != 2 or vecs.shape[0] != len(image_ids):
             raise CatalogError(
                 f"vectors must be ({len(image_ids)}, d) for {len(image_ids)} ids; got {vecs.shape}"
             )
-        done = self.embedded_ids(project, embedder)
+        rows = [{"project_id": project.id, "image_id": image_id, "embedder": embedder,
+                 "dim": int(vec.shape[0]), "vector": vec.tobytes()}
+                for image_id, vec in zip(image_ids, vecs)]
         with self.session() as s, s.begin():
-            added = 0
-            for image_id, vec in zip(image_ids, vecs):
-                if image_id in done:
-                    continue
-                done.add(image_id)
-                s.add(EmbeddingRow(project_id=project.id, image_id=image_id, embedder=embedder,
-                                   dim=int(vec.shape[0]), vector=vec.tobytes()))
-                added += 1
-            return added
+            return insert_new(s, EmbeddingRow, rows, ("project_id", "image_id", "embedder"))
 
     def embeddings(
         self, project: ProjectRecord, embedder: str, image_ids: Sequence[str] | None = None

@@ -45,12 +45,14 @@ def tiny_digits(labelstudio: tuple[str, str, Path]):  # type: ignore[no-untyped-
 
 @pytest.fixture
 def make_loop_project(make_ls_settings: Callable[..., Settings], tiny_digits) -> Callable[..., LoopProject]:  # type: ignore[no-untyped-def]
-    """A fresh project (own state folder, catalog, MLflow store) on the tiny data."""
+    """A fresh project (own state folder, catalog, MLflow store) on the tiny data; the catalog
+    in the state folder's SQLite file, or at ``catalog_url`` (e.g. a PostgreSQL database)."""
     from labelwise.runtime import open_catalog
 
-    def make(name: str, **ls_overrides: object) -> LoopProject:
+    def make(name: str, catalog_url: str | None = None, **ls_overrides: object) -> LoopProject:
         base = make_ls_settings(name, **ls_overrides)
         settings = base.model_copy(update={
+            "catalog_url": catalog_url,
             "detector": base.detector.model_copy(update={"imgsz": 64, "batch": 16}),
             "training": base.training.model_copy(update={"epochs": 2, "min_image_passes": 0, "batch": 8}),
             "selection": base.selection.model_copy(update={"limit": 6, "diversity_weight": 0.3}),
