@@ -17,6 +17,7 @@ import numpy as np
 
 from labelwise.catalog import Catalog, CatalogError, ImageRecord, ProjectRecord, RoundConflict
 from labelwise.catalog.proposals import STALE_PROPOSAL_AGE, SettledRounds
+from labelwise.columnar import ScoreTable
 from labelwise.config import Settings
 from labelwise.domain import ImageScore, ImageStatus, QueueItem, ScoreBatch, class_box_counts
 from labelwise.images import make_thumbnail
@@ -24,7 +25,8 @@ from labelwise.reasons import PickReason, explain_queue
 from labelwise.round_story import tied_count
 from labelwise.rounds.opening import open_selection_round
 from labelwise.rounds.params import SelectionRecord
-from labelwise.scoring import ScoringRule, score_image, unscored
+from labelwise.scoring import ScoringRule, score_packed, score_table
+from labelwise.selection import LazyRows, Rows
 from labelwise.strategies import (
     AppliedKnobs,
     Selection,
@@ -92,17 +94,60 @@ def scoring_rule(settings: Settings) -> ScoringRule:
     )
 
 
-def _embedding_matrix(
-    catalog: Catalog, project: ProjectRecord, embedder: str, ids: list[str], strategy: Strategy
-) -> np.ndarray:
-    found = catalog.embeddings(project, embedder, ids)
-    missing = [i for i in ids if i not in found]
-    if missing:
+def pool_scores(
+    catalog: Catalog, project: ProjectRecord, model_version: str, rule: ScoringRule
+) -> ScoreTable:
+    """Every unlabelled image's scores from ``model_version``'s stored predictions (ordered by
+    image id), read and scored chunk by chunk: memory is the table plus one chunk."""
+    chunks = catalog.packed_predictions(project, model_version, ImageStatus.UNLABELLED)
+    return ScoreTable.concat([score_packed(chunk, rule) for chunk in chunks])
+
+
+def _current_scores(
+    catalog: Catalog, project: ProjectRecord, model_version: str, rule: ScoringRule,
+    table: ScoreTable, unlabelled: Sequence[str],
+) -> ScoreTable:
+    """``table`` brought up to date with the unlabelled ids now: rows of images no longer
+    unlabelled dropped, images unlabelled since scored and merged in (order by image id)."""
+    now = set(unlabelled)
+    kept = table.take(np.fromiter((i in now for i in table.image_ids), bool, len(table)))
+    new = sorted(now.difference(kept.image_ids))
+    found = catalog.predictions(project, model_version, new) if new else {}
+    if not found:
+        return kept
+    merged = ScoreTable.concat([kept, score_table(sorted(found.items()), rule)])
+    return merged.take(np.argsort(np.asarray(merged.image_ids, dtype=object), kind="stable"))
+
+
+def candidate_embeddings(
+    catalog: Catalog, project: ProjectRecord, embedder: str, ids: Sequence[str], strategy: Strategy
+) -> LazyRows:
+    """The (N, d) embeddings of the N candidates ``ids``, read only for the rows a selector
+    considers (its candidate pool, then the picks).
+
+    Raises:
+        CatalogError: ``embedder`` stored nothing in this project; or (when rows are read) a
+            considered candidate has no embedding.
+    """
+    dim = catalog.embedding_dim(project, embedder)
+    if dim is None:
         raise CatalogError(
-            f"strategy {strategy.name!r} needs embeddings from {embedder!r} for every candidate; "
-            f"{len(missing)} of {len(ids)} have none (run auto-label again to compute them)"
-        )
-    return np.stack([found[i] for i in ids]) if ids else np.zeros((0, 1), np.float32)
+            f"strategy {strategy.name!r} needs embeddings from {embedder!r}; project "
+            f"{project.name!r} has none from it (run auto-label with that embedder)")
+
+    def fetch(rows: np.ndarray) -> np.ndarray:
+        wanted = [ids[int(i)] for i in rows]
+        found = catalog.embeddings(project, embedder, wanted)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise CatalogError(
+                f"strategy {strategy.name!r} needs embeddings from {embedder!r} for every "
+                f"candidate it considers; {len(missing)} of {len(wanted)} considered have none "
+                f"(e.g. {missing[:3]}; run auto-label again to compute them)")
+        return (np.stack([found[i] for i in wanted]) if wanted
+                else np.zeros((0, dim), np.float32))
+
+    return LazyRows(len(ids), dim, fetch)
 
 
 @dataclass(frozen=True)
@@ -177,7 +222,7 @@ def select_queue(
     diversity_weight: float,
     candidate_factor: int,
     class_balance: bool,
-    embeddings: np.ndarray | None = None,
+    embeddings: Rows | None = None,
     labelled_embeddings: np.ndarray | None = None,
     labelled_class_counts: np.ndarray | None = None,
 ) -> QueueSelection:
@@ -253,7 +298,6 @@ def build_score_batch(
             "--strategy cold_start"
         )
     rule = scoring_rule(settings)
-    predictions = catalog.predictions(project, model_version) if model_version is not None else None
     embedder = request.embedder or catalog.latest_embedder(project)
     needs_embeddings = strategy.needs_embeddings
     if needs_embeddings and embedder is None:
@@ -262,28 +306,25 @@ def build_score_batch(
             "has none; run auto-label with an embedder, or choose a ranking strategy"
         )
     settled = catalog.settle_stale_rounds(project) if record else SettledRounds()
-    known: dict[str, ImageScore] = {}
-
-    def score_of(image_id: str) -> ImageScore:
-        if image_id not in known:
-            known[image_id] = (score_image(image_id, predictions[image_id], rule)
-                               if predictions is not None
-                               else unscored(image_id))
-        return known[image_id]
+    table: ScoreTable | None = None  # the scorable images' scores, read once, then kept current
 
     for attempt in range(1, SELECT_ATTEMPTS + 1):
         held = catalog.held_images(project)
-        unlabelled = catalog.images(project, ImageStatus.UNLABELLED)
-        scorable = [img for img in unlabelled if predictions is None or img.image_id in predictions]
-        candidates = [img for img in scorable if img.image_id not in held]
-        scores = [score_of(img.image_id) for img in candidates]
-        ids = [img.image_id for img in candidates]
-        embeddings = labelled = None
+        unlabelled = catalog.image_ids(project, ImageStatus.UNLABELLED)
+        if model_version is None:
+            table = ScoreTable.unscored(unlabelled)
+        elif table is None:
+            table = pool_scores(catalog, project, model_version, rule)
+        else:
+            table = _current_scores(catalog, project, model_version, rule, table, unlabelled)
+        scores = table.take(np.fromiter((i not in held for i in table.image_ids), bool, len(table)))
+        ids = scores.image_ids
+        embeddings: LazyRows | None = None
+        labelled = None
         if needs_embeddings:
             assert embedder is not None
-            embeddings = _embedding_matrix(catalog, project, embedder, ids, strategy)
-            done = [img.image_id for img in
-                    catalog.images(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])]
+            embeddings = candidate_embeddings(catalog, project, embedder, ids, strategy)
+            done = catalog.image_ids(project, [ImageStatus.LABELLED, ImageStatus.QUEUED])
             found = catalog.embeddings(project, embedder, done + sorted(held))
             labelled = np.stack(list(found.values())) if found else None
         labelled_counts = class_box_counts(catalog.labels(project).values(), len(project.class_names))
@@ -294,19 +335,22 @@ def build_score_batch(
             labelled_class_counts=labelled_counts,
         )
         order = list(selected.order)
-        held_back = len(scorable) - len(candidates)
+        held_back = len(table) - len(scores)
         if record and not order and held_back:
             raise RoundConflict(_all_held_message(catalog, project, held, held_back), held,
                                 sorted(set(held.values())))
-        chosen = [(candidates[i], scores[i]) for i in order]
+        picked_ids = [ids[i] for i in order]
+        chosen = list(zip(catalog.require_images(project, picked_ids), [scores[i] for i in order]))
+        picked_predictions = (catalog.predictions(project, model_version, picked_ids)
+                              if model_version is not None else {})
+        mass = scores.class_mass
         reasons = explain_queue(
             strategy, [sc for _, sc in chosen],
-            [predictions.get(img.image_id) if predictions is not None else None for img, _ in chosen],
+            [picked_predictions.get(i) if model_version is not None else None for i in picked_ids],
             rule.confidence_floor, project.class_names,
-            picked_embeddings=embeddings[order] if embeddings is not None and order else None,
+            picked_embeddings=embeddings[np.asarray(order)] if embeddings is not None and order else None,
             labelled_embeddings=labelled, labelled_counts=labelled_counts,
-            candidate_mass=(np.asarray([s.class_mass for s in scores], np.float64)
-                            if strategy.weighs_rarity and scores and scores[0].class_mass else None),
+            candidate_mass=mass if strategy.weighs_rarity and len(scores) and mass.shape[1] else None,
         )
         thumbs = settings.thumbnails_dir
         queue = [
@@ -319,9 +363,9 @@ def build_score_batch(
             requested_weight=request.diversity_weight, requested_balance=request.class_balance,
             applied_weight=selected.applied.diversity_weight, applied_balance=selected.applied.class_balance,
             embedder=embedder if needs_embeddings else None,
-            candidates=len(candidates),
-            tied_candidates=tied_count(score_value(sc, strategy.score_key) for sc in scores),
-            unlabelled_without_prediction=len(unlabelled) - len(scorable),
+            candidates=len(scores),
+            tied_candidates=tied_count(scores.column(strategy.score_key).tolist()),
+            unlabelled_without_prediction=len(unlabelled) - len(table),
             held_back=held_back,
             scoring=rule.as_params(),
         )

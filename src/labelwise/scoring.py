@@ -49,6 +49,8 @@ from typing import Literal
 
 import numpy as np
 
+from labelwise import segments
+from labelwise.columnar import PackedDetections, ScoreTable
 from labelwise.domain import Detections, ImageScore, validate_probs
 
 ScoreName = Literal["lowest_confidence", "margin_sampling", "entropy"]
@@ -59,19 +61,12 @@ AGGREGATIONS: tuple[Aggregation, ...] = ("min", "mean", "topk_mean", "sum")
 
 def lowest_confidence(probs: np.ndarray) -> np.ndarray:
     """Top class probability per box: (N, C) -> (N,), on [1/C, 1]."""
-    p = validate_probs(probs)
-    return p.max(axis=1) if p.shape[0] else np.zeros(0)
+    return _lowest_confidence(validate_probs(probs))
 
 
 def margin(probs: np.ndarray) -> np.ndarray:
     """Top-1 minus top-2 class probability per box: (N, C) -> (N,), on [0, 1]."""
-    p = validate_probs(probs)
-    if p.shape[0] == 0:
-        return np.zeros(0)
-    if p.shape[1] == 1:
-        return np.ones(p.shape[0])
-    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-    return np.clip(top2[:, 1] - top2[:, 0], 0.0, 1.0)
+    return _margin(validate_probs(probs))
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -80,7 +75,23 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     ``1 - H(p) / ln(C)`` with natural logarithms and ``0 * ln 0 = 0``; a one-hot row scores 1,
     the uniform row 0.
     """
-    p = validate_probs(probs)
+    return _entropy(validate_probs(probs))
+
+
+def _lowest_confidence(p: np.ndarray) -> np.ndarray:
+    return p.max(axis=1) if p.shape[0] else np.zeros(0)
+
+
+def _margin(p: np.ndarray) -> np.ndarray:
+    if p.shape[0] == 0:
+        return np.zeros(0)
+    if p.shape[1] == 1:
+        return np.ones(p.shape[0])
+    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+    return np.clip(top2[:, 1] - top2[:, 0], 0.0, 1.0)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
     if p.shape[0] == 0:
         return np.zeros(0)
     c = p.shape[1]
@@ -97,28 +108,26 @@ BOX_SCORES: dict[ScoreName, Callable[[np.ndarray], np.ndarray]] = {
     "margin_sampling": margin,
     "entropy": entropy,
 }
+_BOX_SCORES_VALIDATED: dict[ScoreName, Callable[[np.ndarray], np.ndarray]] = {
+    "lowest_confidence": _lowest_confidence,
+    "margin_sampling": _margin,
+    "entropy": _entropy,
+}
+"""The same scores on (N, C) float64 probabilities already validated (one check per chunk)."""
 
 
 def aggregate(box_scores: np.ndarray, how: Aggregation = "min", top_k: int = 3) -> float:
     """Aggregate (N,) box scores on [0, 1] into one image score on [0, 1]; N >= 1.
 
-    See the module docstring for the meaning of each rule.
+    See the module docstring for the meaning of each rule (one image of
+    :func:`labelwise.segments.aggregate`, which scores a whole chunk at once).
     """
     s = np.asarray(box_scores, dtype=np.float64)
     if s.ndim != 1 or s.shape[0] == 0:
         raise ValueError(f"box_scores must be (N,) with N >= 1; got shape {s.shape}")
-    if how == "min":
-        return float(s.min())
-    if how == "mean":
-        return float(s.mean())
-    if how == "topk_mean":
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1; got {top_k}")
-        k = min(top_k, s.shape[0])
-        return float(np.sort(s)[:k].mean())
-    if how == "sum":
-        return float(1.0 / (1.0 + (1.0 - s).sum()))
-    raise ValueError(f"aggregation must be one of {list(AGGREGATIONS)}; got {how!r}")
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {list(AGGREGATIONS)}; got {how!r}")
+    return float(segments.aggregate(s, np.zeros(s.shape[0], np.int64), 1, how, top_k)[0])
 
 
 def normalise_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -186,50 +195,11 @@ class ScoringRule:
 
 def class_mass(detections: Detections) -> np.ndarray:
     """(C,) float64 expected boxes per class: sum over every box of confidence x its class
-    distribution row (C = ``detections.num_classes``; zeros without boxes).
-
-    No confidence floor: a weak model's evidence for a rare class often sits below any floor,
-    and the confidence weight already keeps faint boxes faint.
-    """
-    if len(detections) == 0:
-        return np.zeros(detections.num_classes, np.float64)
+    distribution row (C = ``detections.num_classes``; zeros without boxes). No confidence
+    floor (see :func:`score_packed`)."""
     probs = np.asarray(detections.probs, np.float64)
-    return (probs * np.asarray(detections.confidence, np.float64)[:, None]).sum(axis=0)
-
-
-def blind_scores(
-    detections: Detections, rule: ScoringRule
-) -> tuple[dict[str, float], float, int]:
-    """Scores of a blind image (no box at or above ``rule.confidence_floor``).
-
-    ``detections`` holds N >= 0 boxes, all below the floor. Returns ``(scores, combined,
-    predicted_class)``: one value per score name and their :func:`combine`, each on
-    ``[no_box_score, no_box_score + blind_band]``, and the class of the most confident box (-1
-    when N == 0, and with ``blind_band == 0``, which reproduces the old tie exactly). See the
-    module docstring for the rule.
-    """
-    low, band = rule.no_box_score, rule.blind_band
-    if band == 0.0:  # the tie, exactly as before the band existed
-        return {name: low for name in SCORE_NAMES}, low, -1
-    if len(detections) == 0:
-        top = low + band
-        return {name: top for name in SCORE_NAMES}, top, -1
     conf = np.asarray(detections.confidence, np.float64)
-    order = np.argsort(-conf, kind="stable")[: rule.top_k]
-    faint_probs = np.asarray(detections.probs, np.float64)[order]
-    evidence = 1.0 - float(np.exp(-conf.sum()))
-
-    def in_band(value: float) -> float:
-        return float(min(low + band, max(low, value)))
-
-    scores: dict[str, float] = {
-        name: in_band(
-            low + band * (0.5 * (1.0 - evidence)
-                          + 0.5 * aggregate(fn(faint_probs), rule.aggregation, rule.top_k))
-        )
-        for name, fn in BOX_SCORES.items()
-    }
-    return scores, in_band(combine(scores, rule.weights)), int(detections.class_id[order[0]])
+    return segments.sums(probs * conf[:, None], np.zeros(len(detections), np.int64), 1)[0]
 
 
 def expected_edits(detections: Detections, floor: float) -> float:
@@ -241,36 +211,103 @@ def expected_edits(detections: Detections, floor: float) -> float:
     ``sum_{c >= floor} (1 - c) + sum_{c < floor} c`` over the (N,) box confidences.
     """
     conf = np.asarray(detections.confidence, np.float64)
+    return float(_expected_edits(conf, np.zeros(conf.shape[0], np.int64), 1, floor)[0])
+
+
+def _expected_edits(conf: np.ndarray, seg: np.ndarray, n: int, floor: float) -> np.ndarray:
+    """(N,) :func:`expected_edits` per image of (B,) float64 confidences grouped by ``seg``."""
     sent = conf >= floor
-    return float((1.0 - conf[sent]).sum() + conf[~sent].sum())
+    return (segments.sums(1.0 - conf[sent], seg[sent], n)
+            + segments.sums(conf[~sent], seg[~sent], n))
+
+
+def _combine_columns(by_name: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
+    """(N, 3) image scores in :data:`SCORE_NAMES` order -> (N,) :func:`combine` per row."""
+    out = np.zeros(by_name.shape[0], np.float64)
+    for j, name in enumerate(SCORE_NAMES):
+        if weights[name] > 0:
+            out = out + weights[name] * by_name[:, j]
+    return out
+
+
+def score_packed(packed: PackedDetections, rule: ScoringRule) -> ScoreTable:
+    """Score N images' detections at once under ``rule`` (the rule of the module docstring).
+
+    ``predicted_class`` is the class of the least certain considered box by the combined box
+    score; ``class_mass`` the (N, C) sum over every box of confidence x class distribution (no
+    floor: a weak model's evidence for a rare class often sits below any floor, and the
+    confidence weight keeps faint boxes faint); ``expected_edits`` by :func:`expected_edits`.
+    A blind image (no box at or above the floor) is scored inside the blind band and keeps
+    ``boxes_considered = 0``. Each image's scores depend on its own boxes only.
+    """
+    n, seg = len(packed), packed.box_image
+    probs = packed.probs.astype(np.float64)
+    conf = packed.confidence.astype(np.float64)
+    box = {name: fn(probs) for name, fn in _BOX_SCORES_VALIDATED.items()}
+    considered = packed.confidence >= rule.confidence_floor  # float32, as Detections.above
+    seg_c = seg[considered]
+    boxes_considered = segments.counts(seg_c, n)
+    by_name = np.column_stack([
+        segments.aggregate(box[name][considered], seg_c, n, rule.aggregation, rule.top_k)
+        for name in SCORE_NAMES]).reshape(n, len(SCORE_NAMES))
+    combined = _combine_columns(by_name, rule.weights)
+    box_combined = sum(rule.weights[name] * box[name] for name in SCORE_NAMES)
+    worst = segments.first_of_sorted(np.asarray(box_combined)[considered], seg_c, n)
+    predicted = np.full(n, -1, np.int64)
+    hit = worst >= 0
+    predicted[hit] = packed.class_id[considered][worst[hit]]
+    _score_blind(packed, rule, box, conf, seg, boxes_considered == 0, by_name, combined, predicted)
+    return ScoreTable(packed.image_ids, combined, by_name, boxes_considered, predicted,
+                      segments.sums(probs * conf[:, None], seg, n),
+                      _expected_edits(conf, seg, n, rule.confidence_floor))
+
+
+def _score_blind(
+    packed: PackedDetections, rule: ScoringRule, box: Mapping[ScoreName, np.ndarray], conf: np.ndarray,
+    seg: np.ndarray, blind: np.ndarray, by_name: np.ndarray, combined: np.ndarray,
+    predicted: np.ndarray,
+) -> None:
+    """Fill the (N,) ``blind`` rows of ``by_name``, ``combined`` and ``predicted`` in place.
+
+    Per blind image: ``faint`` = its detections by confidence descending, the top ``top_k``;
+    evidence ``e = 1 - exp(-m)`` with ``m`` the summed confidence of all its detections; per
+    score name ``no_box_score + blind_band * (0.5 * (1 - e) + 0.5 * aggregate(faint))``,
+    clipped to the band; the class of the most confident detection. Without any detection:
+    the band's top and class -1. With ``blind_band == 0``: ``no_box_score`` and -1 (a tie).
+    """
+    n = len(packed)
+    low, band = rule.no_box_score, rule.blind_band
+    if band == 0.0:
+        by_name[blind], combined[blind], predicted[blind] = low, low, -1
+        return
+    total = segments.counts(seg, n)
+    none = blind & (total == 0)
+    by_name[none], combined[none], predicted[none] = low + band, low + band, -1
+    faint_images = blind & (total > 0)
+    if not faint_images.any():
+        return
+    keep = faint_images[seg] & segments.lowest_k(-conf, seg, n, rule.top_k)
+    evidence = 1.0 - np.exp(-segments.sums(conf, seg, n))
+    for j, name in enumerate(SCORE_NAMES):
+        faint = segments.aggregate(box[name][keep], seg[keep], n, rule.aggregation, rule.top_k)
+        value = low + band * (0.5 * (1.0 - evidence) + 0.5 * faint)
+        by_name[faint_images, j] = np.clip(value[faint_images], low, low + band)
+    combined[faint_images] = np.clip(_combine_columns(by_name[faint_images], rule.weights),
+                                     low, low + band)
+    first = segments.first_of_sorted(-conf, seg, n)
+    predicted[faint_images] = packed.class_id[first[faint_images]]
+
+
+def score_table(items: Sequence[tuple[str, Detections]], rule: ScoringRule) -> ScoreTable:
+    """Score many images' detections; rows follow ``items`` (see :func:`score_packed`)."""
+    if not items:
+        return ScoreTable.of([])
+    return score_packed(PackedDetections.of(items), rule)
 
 
 def score_image(image_id: str, detections: Detections, rule: ScoringRule) -> ImageScore:
-    """Score one image's detections under ``rule``.
-
-    ``predicted_class`` is the class of the least certain considered box by the combined score;
-    ``class_mass`` is :func:`class_mass` of all the detections. A blind image (no box at or above
-    the floor) is scored by :func:`blind_scores` and keeps ``boxes_considered = 0``.
-    """
-    considered = detections.above(rule.confidence_floor)
-    mass = tuple(float(v) for v in class_mass(detections))
-    if len(considered) == 0:
-        scores, combined, predicted = blind_scores(detections, rule)
-        return ImageScore(image_id, combined, dict(scores), 0, predicted, mass,
-                          expected_edits(detections, rule.confidence_floor))
-    per_box = {name: fn(considered.probs) for name, fn in BOX_SCORES.items()}
-    scores = {name: aggregate(values, rule.aggregation, rule.top_k) for name, values in per_box.items()}
-    combined_boxes = sum(rule.weights[name] * per_box[name] for name in SCORE_NAMES)
-    worst = int(np.argmin(combined_boxes))
-    return ImageScore(
-        image_id=image_id,
-        uncertainty_score=combine(scores, rule.weights),
-        scores=scores,
-        boxes_considered=len(considered),
-        predicted_class=int(considered.class_id[worst]),
-        class_mass=mass,
-        expected_edits=expected_edits(detections, rule.confidence_floor),
-    )
+    """Score one image's detections under ``rule`` (one row of :func:`score_packed`)."""
+    return score_packed(PackedDetections.of([(image_id, detections)]), rule)[0]
 
 
 def unscored(image_id: str) -> ImageScore:
@@ -283,4 +320,4 @@ def score_images(
     items: Sequence[tuple[str, Detections]], rule: ScoringRule
 ) -> list[ImageScore]:
     """Score many images; order follows ``items``."""
-    return [score_image(image_id, dets, rule) for image_id, dets in items]
+    return list(score_table(items, rule))

@@ -8,15 +8,55 @@ Scale: :func:`diverse_select` never builds an N x N matrix. It restricts the gre
 ``candidate_pool`` most uncertain images (M of them, default 10 x k), computes their distance to
 the labelled set in chunks (M x L), then runs k greedy steps over M candidates: O(M (L + k) d)
 time and O(M d + chunk) memory, independent of the pool size beyond the initial partial sort.
+Its embeddings may be :class:`LazyRows`: only the M candidates' rows are ever read.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 DISTANCE_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class LazyRows:
+    """An (N, d) matrix whose rows are read only when indexed (a pool's embeddings in storage).
+
+    ``rows[indices]`` with (K,) int indices returns ``fetch(indices)``: (K, d) float32 in that
+    order. The fetcher raises when a row is missing; nothing else reads it.
+    """
+
+    n: int
+    dim: int
+    fetch: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.dim)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, indices: np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"row indices must lie in [0, {self.n}); got [{idx.min()}, {idx.max()}]")
+        rows = np.asarray(self.fetch(idx), dtype=np.float32)
+        if rows.shape != (idx.size, self.dim):
+            raise ValueError(f"fetch must return ({idx.size}, {self.dim}) rows; got {rows.shape}")
+        return rows
+
+
+Rows = np.ndarray | LazyRows
+"""Embeddings as a matrix in memory or rows read on demand."""
 
 
 def _check_scores(scores: np.ndarray) -> np.ndarray:
@@ -160,7 +200,7 @@ def rare_class_gain(class_mass: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def diverse_select(
     scores: np.ndarray,
-    embeddings: np.ndarray,
+    embeddings: Rows,
     k: int,
     diversity_weight: float,
     rng: np.random.Generator,
@@ -173,7 +213,8 @@ def diverse_select(
 
     Args:
         scores: (N,) on [0, 1], lower = more uncertain.
-        embeddings: (N, d) image embeddings (any scale: rows are L2-normalised here).
+        embeddings: (N, d) image embeddings (any scale: rows are L2-normalised here), or
+            :class:`LazyRows` (only the M candidates' rows are read).
         k: how many to pick.
         diversity_weight: w in [0, 1]. Each step picks the candidate maximising
             ``(1 - w) * u + w * d`` where ``u`` is the candidate's uncertainty (1 - score,
@@ -194,7 +235,7 @@ def diverse_select(
     _check_weight(diversity_weight)
     s = _check_scores(scores)
     n = s.shape[0]
-    emb = np.asarray(embeddings)
+    emb = embeddings if isinstance(embeddings, LazyRows) else np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] != n:
         raise ValueError(f"embeddings must be ({n}, d) to match scores; got shape {emb.shape}")
     if class_ids is not None and np.asarray(class_ids).shape != (n,):

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labelwise.columnar import COMBINED, ScoreTable
 from labelwise.domain import ImageScore
 from labelwise.selection import (
+    Rows,
     diverse_select,
     random_select,
     rank_select,
@@ -44,7 +46,6 @@ from labelwise.selection import (
     rarity_weights,
 )
 
-COMBINED = "combined"
 DIVERSITY_WEIGHT = "diversity_weight"
 CLASS_BALANCE = "class_balance"
 KNOBS: frozenset[str] = frozenset({DIVERSITY_WEIGHT, CLASS_BALANCE})
@@ -105,7 +106,8 @@ class SelectionRequest:
         scores: one ImageScore per candidate image, aligned with ``embeddings`` rows.
         limit: how many to pick (>= 1).
         rng: the only source of randomness.
-        embeddings: (N, d) image embeddings, or None when none were computed.
+        embeddings: (N, d) image embeddings (or :class:`~labelwise.selection.LazyRows` read
+            on demand), or None when none were computed.
         labelled_embeddings: (L, d) embeddings of images already labelled, or None.
         diversity_weight: in [0, 1], used by diversity-aware strategies.
         candidate_factor: diversity strategies consider limit x this most uncertain images.
@@ -117,7 +119,7 @@ class SelectionRequest:
     scores: Sequence[ImageScore]
     limit: int
     rng: np.random.Generator
-    embeddings: np.ndarray | None = None
+    embeddings: Rows | None = None
     labelled_embeddings: np.ndarray | None = None
     diversity_weight: float = 0.5
     candidate_factor: int = 10
@@ -141,26 +143,46 @@ class SelectionRequest:
         """The knob values as requested (what a strategy honouring both applies)."""
         return AppliedKnobs(float(self.diversity_weight), bool(self.class_balance))
 
+    @property
+    def table(self) -> ScoreTable:
+        """The scores as columns (built once; a :class:`ScoreTable` is used as it is)."""
+        cached = self.__dict__.get("_table")
+        if cached is None:
+            cached = ScoreTable.of(self.scores)
+            object.__setattr__(self, "_table", cached)
+        return cached
+
     def values(self, key: str) -> np.ndarray:
         """(N,) the scores under ``key`` (a per-strategy score name or ``combined``)."""
-        return np.asarray([score_value(s, key) for s in self.scores], dtype=np.float64)
+        return self.table.column(key)
 
     def class_ids(self) -> np.ndarray:
         """(N,) predicted class per image (-1 = none)."""
-        return np.asarray([s.predicted_class for s in self.scores], dtype=np.int64)
+        return self.table.predicted_class
+
+    def boxes_considered(self) -> np.ndarray:
+        """(N,) float64 boxes at or above the confidence floor per image."""
+        return self.table.boxes_considered.astype(np.float64)
+
+    def expected_edits(self) -> np.ndarray:
+        """(N,) float64 expected reviewer edits per image."""
+        return self.table.expected_edits
 
     def class_mass(self, name: str) -> np.ndarray:
         """(N, C) ``ImageScore.class_mass`` rows; raises when a score lacks one (for ``name``)."""
-        rows = [s.class_mass for s in self.scores]
-        sizes = {len(r) for r in rows}
-        if not rows:
+        try:
+            mass = self.table.class_mass
+        except ValueError as exc:
+            raise ValueError(f"strategy {name!r} needs every image score's class_mass (expected "
+                             f"boxes per class, from scoring.score_image); {exc}") from None
+        if len(self.scores) == 0:
             return np.zeros((0, 0), np.float64)
-        if len(sizes) != 1 or 0 in sizes:
+        if mass.shape[1] == 0:
             raise ValueError(
                 f"strategy {name!r} needs every image score's class_mass (expected boxes per "
-                f"class, from scoring.score_image); got lengths {sorted(sizes)}"
+                f"class, from scoring.score_image); got lengths [0]"
             )
-        return np.asarray(rows, dtype=np.float64)
+        return mass
 
 
 def score_value(score: ImageScore, key: str) -> float:
@@ -179,7 +201,7 @@ def _rank(key: str) -> Callable[[SelectionRequest], Selection]:
     return select
 
 
-def _require_embeddings(req: SelectionRequest, name: str) -> np.ndarray:
+def _require_embeddings(req: SelectionRequest, name: str) -> Rows:
     if req.embeddings is None:
         raise ValueError(
             f"strategy {name!r} needs image embeddings; got none. Run auto-label with an "
@@ -234,7 +256,7 @@ def _adaptive(req: SelectionRequest) -> Selection:
     """
     emb = _require_embeddings(req, "adaptive_diverse")
     s = req.values(COMBINED)
-    boxes = np.asarray([x.boxes_considered for x in req.scores], dtype=np.float64)
+    boxes = req.boxes_considered()
     gain = (1.0 - s) * (1.0 + np.log1p(boxes))
     return _diverse_by_gain(req, emb, gain, class_balance=True)
 
@@ -243,14 +265,14 @@ def weakness_weight(scores: Sequence[ImageScore]) -> float:
     """The diversity weight the gain strategies set themselves: the share of the N images with
     no box at or above the confidence floor (``boxes_considered == 0``), clipped to
     :data:`WEAK_WEIGHT_RANGE`; an empty pool counts as fully weak."""
-    boxes = np.asarray([x.boxes_considered for x in scores], dtype=np.float64)
+    boxes = ScoreTable.of(scores).boxes_considered
     weak = float(np.mean(boxes == 0)) if boxes.size else 1.0
     low, high = WEAK_WEIGHT_RANGE
     return min(high, max(low, weak))
 
 
 def _diverse_by_gain(
-    req: SelectionRequest, emb: np.ndarray, gain: np.ndarray, class_balance: bool = False
+    req: SelectionRequest, emb: Rows, gain: np.ndarray, class_balance: bool = False
 ) -> Selection:
     """:func:`diverse_select` on a non-negative (N,) ``gain`` (higher = more worth labelling).
 
@@ -260,7 +282,7 @@ def _diverse_by_gain(
     """
     top = float(gain.max()) if gain.size else 0.0
     ranked = 1.0 - gain / top if top > 0 else np.zeros(len(req.scores))
-    weight = weakness_weight(req.scores)
+    weight = weakness_weight(req.table)
     picked = diverse_select(
         np.clip(ranked, 0.0, 1.0),
         emb,
@@ -323,7 +345,7 @@ def _edit_aware(req: SelectionRequest) -> Selection:
     emb = _require_embeddings(req, "edit_aware_diverse")
     mass = req.class_mass("edit_aware_diverse")
     counts = _labelled_counts(req, mass)
-    edits = np.asarray([s.expected_edits for s in req.scores], dtype=np.float64)
+    edits = req.expected_edits()
     gain = rare_class_gain(mass, rarity_weights(counts)) * (2.0 - req.values(COMBINED)) / (1.0 + edits)
     return _diverse_by_gain(req, emb, gain)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelwise.catalog import Catalog
+from labelwise.catalog import Catalog, CatalogError
 from labelwise.config import Settings
 from labelwise.domain import Detections, ImageScore, ImageStatus, class_box_counts
 from labelwise.scorebatch import ScoreBatchRequest, build_score_batch, scoring_rule, select_queue
@@ -269,3 +269,30 @@ def test_score_batch_records_the_applied_knobs_and_ranks_the_queue_by_the_select
         assert [q["rank"] for q in as_json] == [item.rank for item in queue]  # type: ignore
     for knob in KNOBS - strategy.honours:  # set by the strategy: the same whatever was asked
         assert batches[0].params[knob] == batches[1].params[knob], knob
+
+
+def test_score_batch_reads_embeddings_only_for_the_candidates_it_considers(tmp_path):
+    """A pool where only some images have embeddings: a selection whose candidate pool holds
+    embedded images only succeeds; one that considers an image without one names it."""
+    settings = Settings(state_dir=tmp_path / "state")
+    catalog = Catalog.open(settings.resolved_catalog_url)
+    project = catalog.create_project("p", CLASSES)
+    paths = [write_png(tmp_path / "img" / f"{i:02d}.png", seed=i) for i in range(10)]
+    ids = catalog.add_images(project, paths).added
+    probs = np.array([[0.9, 0.05, 0.05]], np.float32)
+    # image k is less certain the smaller k: conf above the floor, probs flatter for small k
+    items = [(i, Detections([[1, 1, 9, 9]], [0.9], [0], np.array([[0.4 + 0.05 * k, 0.3, 0.3 - 0.05 * k]],
+                                                                 np.float32) if k < 6 else probs))
+             for k, i in enumerate(ids)]
+    catalog.save_predictions(project, "v1", items)
+    catalog.save_embeddings(project, "emb", ids[:4], np.eye(4, 8))
+    ok = build_score_batch(catalog, settings, ScoreBatchRequest(
+        project="p", strategy="diverse_uncertainty", limit=2, diversity_weight=0.5,
+        candidate_factor=2), record=False)
+    assert {item.image_id for item in ok.queue} <= set(ids[:4])
+    with pytest.raises(CatalogError, match=r"for every candidate it considers; 6 of 10 considered "
+                                           r"have none .*run auto-label again"):
+        build_score_batch(catalog, settings, ScoreBatchRequest(
+            project="p", strategy="diverse_uncertainty", limit=5, diversity_weight=0.5,
+            candidate_factor=2), record=False)
+    catalog.close()

@@ -145,3 +145,66 @@ def test_failed_write_keeps_what_was_stored(catalog, image_dir, tmp_path):
     assert catalog.predicted_ids(project, "v1") == {ids[0]}
     write_png(tmp_path / "new.png", seed=99)
     assert len(catalog.add_images(project, tmp_path / "new.png").added) == 1
+
+
+def test_packed_predictions_stream_the_unlabelled_images_in_chunks(catalog, image_dir):
+    from labelwise.catalog.models import PredictionRow
+
+    project = catalog.create_project("p", ["a", "b", "c"])
+    catalog.add_images(project, image_dir)
+    ids = catalog.image_ids(project)
+    assert ids == [img.image_id for img in catalog.images(project)]
+    items = [(image_id, _dets(k % 4, seed=k)) for k, image_id in enumerate(ids)]
+    catalog.save_predictions(project, "v1", items)
+    catalog.save_predictions(project, "v2", items[:1])
+    catalog.mark_queued(project, {ids[0]: 7}, round_number=0, group="al")
+    chunks = list(catalog.packed_predictions(project, "v1", ImageStatus.UNLABELLED, chunk=2))
+    assert [len(c) for c in chunks] == [2, 2, 1]
+    packed = [(i, c) for chunk in chunks for i, c in zip(chunk.image_ids, np.split(
+        chunk.probs, chunk.offsets[1:-1]), strict=True)]
+    assert [i for i, _ in packed] == ids[1:] == catalog.image_ids(project, ImageStatus.UNLABELLED)
+    for (image_id, probs), (_, want) in zip(packed, items[1:], strict=True):
+        np.testing.assert_array_equal(probs, want.probs)
+    with catalog.session() as s, s.begin():  # a corrupt blob: half a probability row
+        row = s.query(PredictionRow).filter_by(image_id=ids[3], model_version="v1").one()
+        row.probs = row.probs[:-4]
+    with pytest.raises(CatalogError, match="stored predictions of model version 'v1' are corrupt"):
+        list(catalog.packed_predictions(project, "v1", ImageStatus.UNLABELLED))
+
+
+def test_id_lists_longer_than_one_query_holds_are_read_in_chunks(catalog, image_dir, monkeypatch):
+    import labelwise.catalog.base as base
+
+    monkeypatch.setattr(base.in_chunks, "__defaults__", (2,))
+    project = catalog.create_project("p", ["a"])
+    catalog.add_images(project, image_dir)
+    ids = catalog.image_ids(project)
+    vecs = np.eye(len(ids), 4, dtype=np.float32)
+    catalog.save_embeddings(project, "e", ids, vecs)
+    catalog.save_predictions(project, "v", [(i, Detections.empty(1)) for i in ids])
+    assert sorted(catalog.embeddings(project, "e", ids)) == sorted(ids)
+    assert sorted(catalog.predictions(project, "v", ids + ["nope"])) == sorted(ids)
+    assert catalog.embedding_dim(project, "e") == 4 and catalog.embedding_dim(project, "x") is None
+
+
+@pytest.mark.parametrize("shard", [False, True], ids=["whole-project", "shard"])
+def test_pending_images_are_what_auto_label_still_has_to_do(catalog, image_dir, shard):
+    project = catalog.create_project("p", ["a"])
+    catalog.add_images(project, image_dir)
+    ids = catalog.image_ids(project)  # 6 images
+    catalog.mark_queued(project, {ids[0]: 1}, round_number=0, group="al")  # not predicted again
+    catalog.save_predictions(project, "v", [(ids[1], Detections.empty(1)), (ids[0], Detections.empty(1))])
+    catalog.save_embeddings(project, "e", [ids[1], ids[2]], np.eye(2, 4))
+    wanted = ids[:4] if shard else None
+    chunks = list(catalog.pending_images(project, "v", "e", wanted, chunk=2))
+    got = {p.record.image_id: (p.needs_prediction, p.needs_embedding) for c in chunks for p in c}
+    expected = {ids[0]: (False, True), ids[2]: (True, False), ids[3]: (True, True)}
+    if not shard:
+        expected |= {ids[4]: (True, True), ids[5]: (True, True)}
+    assert got == expected
+    assert all(len(c) <= 2 for c in chunks)
+    assert [p.record.image_id for c in chunks for p in c] == sorted(expected)
+    no_embedder = {p.record.image_id for c in catalog.pending_images(project, "v", None, wanted) for p in c}
+    assert no_embedder == {i for i, (pred, _) in expected.items() if pred}
+    counts = catalog.pending_counts(project, "v", wanted)
+    assert (counts.unlabelled, counts.already_predicted) == ((3, 1) if shard else (5, 1))

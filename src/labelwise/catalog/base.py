@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Update, select
 from sqlalchemy.orm import Session
@@ -17,6 +17,19 @@ class CatalogMixin:
     def session(self) -> Session:
         """A new ORM session on the catalog's database."""
         raise NotImplementedError  # pragma: no cover - Catalog overrides it
+
+
+IN_CHUNK = 5000
+"""Most values one ``IN (...)`` list holds (SQLite caps the variables of one statement)."""
+_T = TypeVar("_T")
+
+
+def in_chunks(values: Sequence[_T], size: int = IN_CHUNK) -> Iterator[list[_T]]:
+    """``values`` in lists of at most ``size``: one query each, however many ids a caller
+    passes (none: no chunk)."""
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def rows_updated(session: Session, statement: Update) -> int:

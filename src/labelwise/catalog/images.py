@@ -101,6 +101,18 @@ class ImagesMixin(CatalogMixin):
                 q = q.where(ImageRow.image_id.in_(list(image_ids)))
             return [_image_record(r) for r in s.scalars(q.order_by(ImageRow.image_id)).all()]
 
+    def image_ids(
+        self, project: ProjectRecord, status: ImageStatus | Sequence[ImageStatus] | None = None
+    ) -> list[str]:
+        """The ids of a project's images (ordered like :meth:`images`), optionally by status:
+        one column, no record per image, for pool-wide sets."""
+        with self.session() as s:
+            q = select(ImageRow.image_id).where(ImageRow.project_id == project.id)
+            if status is not None:
+                wanted = [status] if isinstance(status, ImageStatus) else list(status)
+                q = q.where(ImageRow.status.in_([w.value for w in wanted]))
+            return list(s.scalars(q.order_by(ImageRow.image_id)).all())
+
     def image(self, project: ProjectRecord, image_id: str) -> ImageRecord:
         found = self.images(project, image_ids=[image_id])
         if not found:

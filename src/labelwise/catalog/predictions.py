@@ -4,15 +4,49 @@ or embedder. Arrays are stored as little-endian bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, false, func, or_, select
+from sqlalchemy.orm import aliased
 
-from labelwise.catalog.base import CatalogMixin, insert_new
-from labelwise.catalog.models import EmbeddingRow, PredictionRow
-from labelwise.catalog.records import CatalogError, ProjectRecord, _detections
-from labelwise.domain import Detections
+from labelwise.catalog.base import CatalogMixin, in_chunks, insert_new
+from labelwise.catalog.models import EmbeddingRow, ImageRow, PredictionRow
+from labelwise.catalog.records import (
+    CatalogError,
+    ImageRecord,
+    ProjectRecord,
+    _detections,
+    _image_record,
+)
+from labelwise.columnar import PackedDetections
+from labelwise.domain import Detections, ImageStatus
+
+PACK_CHUNK = 20_000
+"""Images per :class:`~labelwise.columnar.PackedDetections` chunk when streaming predictions."""
+PENDING_CHUNK = 1_000
+"""Images per chunk of :meth:`PredictionsMixin.pending_images`."""
+
+
+@dataclass(frozen=True)
+class PendingImage:
+    """An image auto-label still has work for: a prediction from the model version (only
+    unlabelled images are predicted), an embedding from the embedder, or both."""
+
+    record: ImageRecord
+    needs_prediction: bool
+    needs_embedding: bool
+
+
+@dataclass(frozen=True)
+class PendingCounts:
+    """How many unlabelled images auto-label considers, and how many of them this model
+    version already predicted."""
+
+    unlabelled: int
+    already_predicted: int
 
 
 class PredictionsMixin(CatalogMixin):
@@ -50,9 +84,89 @@ class PredictionsMixin(CatalogMixin):
             q = select(PredictionRow).where(
                 PredictionRow.project_id == project.id, PredictionRow.model_version == model_version
             )
-            if image_ids is not None:
-                q = q.where(PredictionRow.image_id.in_(list(image_ids)))
-            return {row.image_id: _detections(row) for row in s.scalars(q).all()}
+            if image_ids is None:
+                return {row.image_id: _detections(row) for row in s.scalars(q).all()}
+            found: dict[str, Detections] = {}
+            for ids in in_chunks(image_ids):
+                for row in s.scalars(q.where(PredictionRow.image_id.in_(ids))).all():
+                    found[row.image_id] = _detections(row)
+            return found
+
+    def packed_predictions(
+        self, project: ProjectRecord, model_version: str, status: ImageStatus, *,
+        chunk: int = PACK_CHUNK,
+    ) -> Iterator[PackedDetections]:
+        """The predictions of the images in ``status``, streamed in chunks of ``chunk`` images
+        (ordered by image id, like :meth:`images`), without box coordinates: what scoring
+        reads. Memory is one chunk's, whatever the pool size.
+
+        Raises:
+            CatalogError: stored rows of one model version disagree on the class count, or a
+                stored array is corrupt (the message names the image).
+        """
+        q = (select(PredictionRow.image_id, PredictionRow.n_boxes, PredictionRow.num_classes,
+                    PredictionRow.confidence, PredictionRow.class_id, PredictionRow.probs)
+             .join(ImageRow, (ImageRow.project_id == PredictionRow.project_id)
+                   & (ImageRow.image_id == PredictionRow.image_id))
+             .where(PredictionRow.project_id == project.id,
+                    PredictionRow.model_version == model_version,
+                    ImageRow.status == status.value)
+             .order_by(ImageRow.image_id))
+        with self.session() as s:
+            for part in s.execute(q, execution_options={"yield_per": chunk}).partitions():
+                yield _pack(part, model_version)
+
+    def pending_images(
+        self, project: ProjectRecord, model_version: str, embedder: str | None,
+        image_ids: Sequence[str] | None = None, *, chunk: int = PENDING_CHUNK,
+    ) -> Iterator[list[PendingImage]]:
+        """The images auto-label still has work for (ordered by image id), streamed in lists of
+        at most ``chunk``: unlabelled images ``model_version`` has not predicted, and (with an
+        ``embedder``) images of any status it has not embedded. One query per chunk of
+        ``image_ids`` (a shard) or over the whole project; memory is one chunk's, whatever the
+        pool size."""
+        pred = aliased(PredictionRow)
+        emb = aliased(EmbeddingRow)
+        unlabelled = ImageRow.status == ImageStatus.UNLABELLED.value
+        q = (select(ImageRow, pred.id.is_(None), emb.id.is_(None) if embedder else false())
+             .outerjoin(pred, and_(pred.project_id == ImageRow.project_id,
+                                   pred.image_id == ImageRow.image_id,
+                                   pred.model_version == model_version)))
+        wanted = and_(unlabelled, pred.id.is_(None))
+        if embedder is not None:
+            q = q.outerjoin(emb, and_(emb.project_id == ImageRow.project_id,
+                                      emb.image_id == ImageRow.image_id, emb.embedder == embedder))
+            wanted = or_(wanted, emb.id.is_(None))
+        q = q.where(ImageRow.project_id == project.id, wanted).order_by(ImageRow.image_id)
+        shards = [None] if image_ids is None else list(in_chunks(image_ids))
+        with self.session() as s:
+            for shard in shards:
+                part_q = q if shard is None else q.where(ImageRow.image_id.in_(shard))
+                result = s.execute(part_q, execution_options={"yield_per": chunk})
+                for part in result.partitions():
+                    yield [PendingImage(record, bool(no_pred) and record.status is ImageStatus.UNLABELLED,
+                                        bool(no_emb))
+                           for record, no_pred, no_emb in ((_image_record(r), p, e) for r, p, e in part)]
+
+    def pending_counts(
+        self, project: ProjectRecord, model_version: str, image_ids: Sequence[str] | None = None
+    ) -> PendingCounts:
+        """Unlabelled images (of ``image_ids``, or the project) and how many ``model_version``
+        already predicted, counted in the database."""
+        pred = aliased(PredictionRow)
+        q = (select(func.count(ImageRow.id), func.count(pred.id))
+             .outerjoin(pred, and_(pred.project_id == ImageRow.project_id,
+                                   pred.image_id == ImageRow.image_id,
+                                   pred.model_version == model_version))
+             .where(ImageRow.project_id == project.id,
+                    ImageRow.status == ImageStatus.UNLABELLED.value))
+        total = done = 0
+        with self.session() as s:
+            for shard in ([None] if image_ids is None else list(in_chunks(image_ids))):
+                part = q if shard is None else q.where(ImageRow.image_id.in_(shard))
+                n, k = s.execute(part).one()
+                total, done = total + int(n), done + int(k)
+        return PendingCounts(total, done)
 
     def latest_model_version(self, project: ProjectRecord) -> str | None:
         """The model version whose predictions were stored most recently, if any."""
@@ -98,9 +212,20 @@ class PredictionsMixin(CatalogMixin):
             q = select(EmbeddingRow).where(
                 EmbeddingRow.project_id == project.id, EmbeddingRow.embedder == embedder
             )
-            if image_ids is not None:
-                q = q.where(EmbeddingRow.image_id.in_(list(image_ids)))
-            return {r.image_id: np.frombuffer(r.vector, "<f4").copy() for r in s.scalars(q).all()}
+            if image_ids is None:
+                return {r.image_id: np.frombuffer(r.vector, "<f4").copy()
+                        for r in s.scalars(q).all()}
+            found: dict[str, np.ndarray] = {}
+            for ids in in_chunks(image_ids):
+                for r in s.scalars(q.where(EmbeddingRow.image_id.in_(ids))).all():
+                    found[r.image_id] = np.frombuffer(r.vector, "<f4").copy()
+            return found
+
+    def embedding_dim(self, project: ProjectRecord, embedder: str) -> int | None:
+        """The length of ``embedder``'s vectors in this project (None: none stored)."""
+        with self.session() as s:
+            return s.scalar(select(EmbeddingRow.dim).where(
+                EmbeddingRow.project_id == project.id, EmbeddingRow.embedder == embedder).limit(1))
 
     def latest_embedder(self, project: ProjectRecord) -> str | None:
         with self.session() as s:
@@ -110,3 +235,23 @@ class PredictionsMixin(CatalogMixin):
                 .order_by(EmbeddingRow.id.desc())
                 .limit(1)
             )
+
+
+def _pack(rows: Sequence[Sequence[Any]], model_version: str) -> PackedDetections:
+    """One chunk of ``(image_id, n_boxes, num_classes, confidence, class_id, probs)`` rows."""
+    classes = {int(r[2]) for r in rows}
+    if len(classes) != 1:
+        raise CatalogError(f"predictions of model version {model_version!r} must share one class "
+                           f"count; got {sorted(classes)}")
+    (c,) = classes
+    counts = np.fromiter((int(r[1]) for r in rows), np.int64, len(rows))
+    try:
+        return PackedDetections(
+            tuple(str(r[0]) for r in rows), counts,
+            np.frombuffer(b"".join(r[3] for r in rows), "<f4"),
+            np.frombuffer(b"".join(r[4] for r in rows), "<i8"),
+            np.frombuffer(b"".join(r[5] for r in rows), "<f4").reshape(-1, c),
+        )
+    except ValueError as exc:
+        raise CatalogError(f"stored predictions of model version {model_version!r} are corrupt: "
+                           f"{exc}") from None

@@ -64,6 +64,7 @@ from labelwise.catalog.proposals import (
     SettledRounds,
 )
 from labelwise.catalog.records import CatalogError, ProjectRecord
+from labelwise.columnar import ScoreTable
 from labelwise.domain import ImageScore, ImageStatus
 from labelwise.rounds.params import RoundParams, check_notes
 from labelwise.rounds.status import check_transition
@@ -165,9 +166,10 @@ class RoundsMixin(CatalogMixin):
         if len(rank) != len(picked):
             raise CatalogError(f"selected must list each image once; got {len(picked)} ids, "
                                f"{len(rank)} distinct")
-        if len({sc.image_id for sc in scores}) != len(scores):
+        distinct = len(set(_image_ids(scores)))
+        if distinct != len(scores):
             raise CatalogError(f"scores must hold one entry per image; got {len(scores)} entries "
-                               f"for {len({sc.image_id for sc in scores})} images")
+                               f"for {distinct} images")
         who = owner or RoundOwner.current()
         last: IntegrityError | None = None
         for attempt in range(CREATE_ATTEMPTS):
@@ -188,13 +190,8 @@ class RoundsMixin(CatalogMixin):
                                    model_version=model_version, params=stored, status=PROPOSED)
                     s.add(row)
                     s.flush()
-                    if scores:
-                        s.execute(insert(ScoreRow), [
-                            {"round_id": row.id, "image_id": sc.image_id,
-                             "uncertainty_score": float(sc.uncertainty_score),
-                             "scores": dict(sc.scores), "selected": sc.image_id in rank,
-                             "rank": rank.get(sc.image_id)}
-                            for sc in scores])
+                    if len(scores):
+                        s.execute(insert(ScoreRow), _score_rows(row.id, scores, rank))
                 return number
             except IntegrityError as exc:  # a writer that bypassed the lock took the number
                 last = exc
@@ -228,10 +225,8 @@ class RoundsMixin(CatalogMixin):
             row.strategy, row.model_version, row.params = strategy, model_version, params
             s.flush()
             s.execute(delete(ScoreRow).where(ScoreRow.round_id == row.id))
-            for sc in scores:
-                s.add(ScoreRow(round_id=row.id, image_id=sc.image_id,
-                               uncertainty_score=sc.uncertainty_score, scores=dict(sc.scores),
-                               selected=sc.image_id in rank, rank=rank.get(sc.image_id)))
+            if len(scores):
+                s.execute(insert(ScoreRow), _score_rows(row.id, scores, rank))
             return row.id
 
     def proposals(self, project: ProjectRecord) -> list[Proposal]:
@@ -372,3 +367,20 @@ class RoundsMixin(CatalogMixin):
                 raise CatalogError(f"project {project.name!r} has no round {number}")
             row.params = {**(row.params or {}), **extra}
             return dict(row.params)
+
+
+def _image_ids(scores: Sequence[ImageScore]) -> Sequence[str]:
+    return scores.image_ids if isinstance(scores, ScoreTable) else [sc.image_id for sc in scores]
+
+
+def _score_rows(
+    round_id: int, scores: Sequence[ImageScore], rank: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The score rows of one round: every candidate in ``scores`` (a :class:`ScoreTable` is
+    read by column, without an ImageScore per row), ``rank`` = the selected ones' places in the
+    selector's order."""
+    rows = (scores.rows() if isinstance(scores, ScoreTable)
+            else ((sc.image_id, float(sc.uncertainty_score), dict(sc.scores)) for sc in scores))
+    return [{"round_id": round_id, "image_id": image_id, "uncertainty_score": combined,
+             "scores": by_name, "selected": image_id in rank, "rank": rank.get(image_id)}
+            for image_id, combined, by_name in rows]

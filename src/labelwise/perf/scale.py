@@ -514,11 +514,10 @@ def measure_autolabel(cfg: ScaleConfig, size: int) -> tuple[Callable[[], dict[st
 
 def _round_scores(catalog: Any, project: Any, ids: list[str] | None) -> list[Any]:
     from labelwise.scorebatch import scoring_rule
-    from labelwise.scoring import score_image
+    from labelwise.scoring import score_table
 
     rule = scoring_rule(_settings(Path(".")))
-    preds = catalog.predictions(project, MODEL_VERSION, ids)
-    return [score_image(i, d, rule) for i, d in preds.items()]
+    return list(score_table(sorted(catalog.predictions(project, MODEL_VERSION, ids).items()), rule))
 
 
 def _score_batch_params(cfg: ScaleConfig, candidates: int) -> Any:
@@ -562,13 +561,12 @@ def measure_queue(cfg: ScaleConfig, size: int) -> tuple[Callable[[], dict[str, f
 
 def measure_record_round(cfg: ScaleConfig, size: int) -> tuple[Callable[[], dict[str, float]], Callable[[], None]]:
     from labelwise.catalog import Catalog
-    from labelwise.domain import ImageStatus
+    from labelwise.scorebatch import pool_scores, scoring_rule
 
     catalog = Catalog.open(catalog_url(cfg.size_dir(size)))
     project = catalog.project(PROJECT)
-    unlabelled = {img.image_id for img in catalog.images(project, ImageStatus.UNLABELLED)}
-    scores = [sc for sc in _round_scores(catalog, project, None) if sc.image_id in unlabelled]
-    selected = sorted(sc.image_id for sc in scores)[-cfg.queue_images:]  # none queued or held
+    scores = pool_scores(catalog, project, MODEL_VERSION, scoring_rule(_settings(Path("."))))
+    selected = sorted(scores.image_ids)[-cfg.queue_images:]  # none queued or held
 
     def run() -> dict[str, float]:
         catalog.create_round(project, "diverse_uncertainty", MODEL_VERSION,
