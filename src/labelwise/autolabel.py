@@ -1,9 +1,17 @@
 """Auto-label: run a detector (and an embedder) over a project's unlabelled images.
 
-Streams in batches with bounded memory, commits after every batch, and is resumable: images
-this model version already predicted (and this embedder already embedded) are skipped, so a
-crashed or interrupted run picks up where it stopped. Files that vanished or no longer decode
-are reported and skipped; they never stop the run.
+Streams in batches with bounded memory and is resumable: images this model version already
+predicted (and this embedder already embedded) are skipped, so a crashed or interrupted run picks
+up where it stopped. Catalog writes are batched: predictions and embeddings are held for up to
+``write_batch`` images and stored with one ``save_predictions`` and one ``save_embeddings`` call
+(one transaction each), so a crash loses at most that many images' work. Files that vanished or
+no longer decode are reported and skipped; they never stop the run.
+
+When the embedder takes (part of) its vectors from the detector's pooled features
+(``embedder.kind`` ``detector``, or ``auto`` without CLIP), the images that need both a prediction
+and an embedding get them from ONE forward pass (:meth:`labelwise.detector.YoloDetector.
+predict_with_features`): no second decode, no second backbone run. Images that need only one of
+the two take the plain path.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +50,42 @@ class ImageEmbedder(Protocol):
     def embed(self, paths: Sequence[Path]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class FeaturePredictor(Protocol):
+    """A detector that also returns its pooled features from the same forward pass."""
+
+    def predict_with_features(self, paths: Sequence[Path]) -> tuple[list[Detections], np.ndarray]:
+        """(detections in input order, (N, D) float32 L2-normalised pooled features)."""
+        ...
+
+
+@runtime_checkable
+class SamePassEmbedder(Protocol):
+    """An embedder whose vectors can be made from a detector's pooled features of the same pass."""
+
+    def shares_pass_with(self, detector: object) -> bool:
+        """Whether :meth:`embed_pooled` can use ``detector``'s pooled features."""
+        ...
+
+    def embed_pooled(self, paths: Sequence[Path], pooled: np.ndarray) -> np.ndarray:
+        """(N, dim) float32 unit rows, given ``pooled`` (N, D) features of those images."""
+        ...
+
+
+DEFAULT_WRITE_BATCH = 256
+"""Images whose predictions / embeddings are stored per catalog call."""
+
+
+def shares_pass(detector: object, embedder: object | None) -> bool:
+    """Whether auto-label can take ``embedder``'s vectors from ``detector``'s prediction pass."""
+    return (
+        embedder is not None
+        and isinstance(detector, FeaturePredictor)
+        and isinstance(embedder, SamePassEmbedder)
+        and embedder.shares_pass_with(detector)
+    )
+
+
 @dataclass
 class AutoLabelReport:
     model_version: str
@@ -54,6 +98,8 @@ class AutoLabelReport:
     seconds: float = 0.0
     predict_seconds: float = 0.0
     embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+    same_pass: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -67,6 +113,8 @@ class AutoLabelReport:
             "seconds": round(self.seconds, 3),
             "predict_seconds": round(self.predict_seconds, 3),
             "embed_seconds": round(self.embed_seconds, 3),
+            "write_seconds": round(self.write_seconds, 3),
+            "same_pass": self.same_pass,
         }
 
 
@@ -97,15 +145,24 @@ def auto_label(
     batch_size: int = 32,
     image_ids: Sequence[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    write_batch: int = DEFAULT_WRITE_BATCH,
 ) -> AutoLabelReport:
     """Predict every unlabelled image not yet predicted by this model version, and embed every
     image (any status: diversity is measured against queued and labelled images too) not yet
     embedded by this embedder.
 
     Args:
+        batch_size: images read and passed to the detector at a time.
         image_ids: restrict to these ids (a shard of the pool, for mapped tasks).
-        progress: called with the number of images finished after each batch.
+        progress: called with the number of images finished (stored) after each catalog write.
+        write_batch: images held before their predictions and embeddings are stored (>= 1).
+
+    Report: ``predict_seconds`` is the detector's time (with the same-pass embeddings),
+    ``embed_seconds`` the embedder's own passes, ``write_seconds`` the catalog writes,
+    ``same_pass`` the images embedded from the prediction pass.
     """
+    if batch_size < 1 or write_batch < 1:
+        raise ValueError(f"batch_size and write_batch must be >= 1; got {batch_size} and {write_batch}")
     check_class_names(project, detector)
     start = time.perf_counter()
     report = AutoLabelReport(model_version=detector.version, embedder=embedder.name if embedder else None)
@@ -115,6 +172,7 @@ def auto_label(
     embedded = catalog.embedded_ids(project, embedder.name) if embedder else set()
     report.considered = len(unlabelled)
     report.already_predicted = len(unlabelled & predicted)
+    same_pass = shares_pass(detector, embedder)
 
     def wants_prediction(img: ImageRecord) -> bool:
         return img.image_id in unlabelled and img.image_id not in predicted
@@ -122,27 +180,64 @@ def auto_label(
     def wants_embedding(img: ImageRecord) -> bool:
         return embedder is not None and img.image_id not in embedded
 
+    pending_preds: list[tuple[str, Detections]] = []
+    pending_ids: list[str] = []
+    pending_vecs: list[np.ndarray] = []
+    pending_images = 0
+
+    def flush() -> None:
+        nonlocal pending_images
+        t0 = time.perf_counter()
+        if pending_preds:
+            report.predicted += catalog.save_predictions(project, detector.version, pending_preds)
+        if embedder is not None and pending_ids:
+            report.embedded += catalog.save_embeddings(
+                project, embedder.name, pending_ids, np.concatenate(pending_vecs)
+            )
+        report.write_seconds += time.perf_counter() - t0
+        if progress is not None and pending_images:
+            progress(pending_images)
+        pending_preds.clear()
+        pending_ids.clear()
+        pending_vecs.clear()
+        pending_images = 0
+
     todo = [img for img in images if wants_prediction(img) or wants_embedding(img)]
     for offset in range(0, len(todo), batch_size):
         chunk = todo[offset : offset + batch_size]
         batch = _readable(chunk, report)
         need_pred = [img for img in batch if wants_prediction(img)]
+        need_emb = [img for img in batch if wants_embedding(img)]
+        if same_pass:
+            both = [img for img in need_pred if wants_embedding(img)]
+            if both:
+                t0 = time.perf_counter()
+                dets, pooled = detector.predict_with_features([img.path for img in both])  # type: ignore[attr-defined]  # shares_pass checked it
+                report.predict_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                vectors = embedder.embed_pooled([img.path for img in both], pooled)  # type: ignore[union-attr]  # shares_pass checked it
+                report.embed_seconds += time.perf_counter() - t0
+                pending_preds.extend((img.image_id, d) for img, d in zip(both, dets))
+                pending_ids.extend(img.image_id for img in both)
+                pending_vecs.append(vectors)
+                report.same_pass += len(both)
+                done = {img.image_id for img in both}
+                need_pred = [img for img in need_pred if img.image_id not in done]
+                need_emb = [img for img in need_emb if img.image_id not in done]
         if need_pred:
             t0 = time.perf_counter()
             dets = detector.predict([img.path for img in need_pred])
             report.predict_seconds += time.perf_counter() - t0
-            report.predicted += catalog.save_predictions(
-                project, detector.version, [(img.image_id, d) for img, d in zip(need_pred, dets)]
-            )
-        need_emb = [img for img in batch if wants_embedding(img)]
+            pending_preds.extend((img.image_id, d) for img, d in zip(need_pred, dets))
         if embedder is not None and need_emb:
             t0 = time.perf_counter()
             vectors = embedder.embed([img.path for img in need_emb])
             report.embed_seconds += time.perf_counter() - t0
-            report.embedded += catalog.save_embeddings(
-                project, embedder.name, [img.image_id for img in need_emb], vectors
-            )
-        if progress is not None:
-            progress(len(chunk))
+            pending_ids.extend(img.image_id for img in need_emb)
+            pending_vecs.append(vectors)
+        pending_images += len(chunk)
+        if len(pending_preds) >= write_batch or len(pending_ids) >= write_batch:
+            flush()
+    flush()
     report.seconds = time.perf_counter() - start
     return report

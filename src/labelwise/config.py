@@ -55,6 +55,12 @@ class DetectorSettings(BaseModel):
     threads: int = Field(
         0, ge=0, description="torch threads for inference/training; 0 = all cores."
     )
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        "torch",
+        description="Inference backend of auto-label and serving: torch (the model itself), onnx "
+        "(ONNX Runtime) or openvino, on an ultralytics export cached per weights version and imgsz "
+        "under <state_dir>/exports. Training and evaluation always use torch.",
+    )
 
 
 class ImageSettings(BaseModel):

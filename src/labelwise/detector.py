@@ -331,8 +331,36 @@ class YoloDetector:
         if self._predictor is None:
             predictor = class_vector_predictor()(overrides=self._predict_overrides())
             predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
+            predictor.feature_layer = self.feature_layer if self._has_backbone() else None
+            if self.backend != "torch":
+                from labelwise.inference_backends import build_runner, check_backend
+                from labelwise.ultralytics_env import resolve_threads
+
+                predictor.runner = build_runner(
+                    check_backend(self.backend),
+                    self._model,
+                    version=self.version,
+                    imgsz=self.settings.imgsz,
+                    batch=self.settings.batch,
+                    feature_layer=self.feature_layer,
+                    threads=resolve_threads(self.settings.threads),
+                    cache_root=self.export_root,
+                )
             self._predictor = predictor
         return self._predictor
+
+    @property
+    def backend(self) -> str:
+        """Inference backend of :meth:`predict_iter` (``settings.backend``): torch, onnx, openvino."""
+        return self.settings.backend
+
+    @property
+    def export_root(self) -> Path:
+        """Folder of the cached exports of the onnx / openvino backends."""
+        return self.state_dir / "exports"
+
+    def _has_backbone(self) -> bool:
+        return bool((getattr(self._model, "yaml", None) or {}).get("backbone"))
 
     def _get_feature_predictor(self) -> Any:
         if self._feature_predictor is None:
@@ -389,6 +417,61 @@ class YoloDetector:
                 )
             for path, raw in zip(chunk, results):
                 yield path, self._to_detections(raw)
+
+    def predict_with_features(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> tuple[list[Detections], np.ndarray]:
+        """Detections and pooled features of every image from ONE forward pass per batch.
+
+        Returns:
+            (detections in input order, (N, D) float32 L2-normalised rows). The rows equal
+            :meth:`features` on the same images (same letterbox, same layer, same pooling; a
+            forward hook keeps the layer's output while the head runs on), up to float rounding.
+        """
+        size = batch or self.settings.batch
+        if size < 1:
+            raise ValueError(f"batch must be >= 1; got {size}")
+        predictor = self._get_predictor()
+        if predictor.feature_layer is None and predictor.runner is None:
+            raise RuntimeError(f"model from {self._ref} has no yaml backbone; cannot pool features")
+        dets: list[Detections] = []
+        rows: list[np.ndarray] = []
+        for chunk in batched(list(paths), size):
+            results = predictor(source=[as_bgr(p) for p in chunk], stream=False)
+            if len(results) != len(chunk):
+                raise RuntimeError(f"expected {len(chunk)} results for the batch; got {len(results)}")
+            for raw in results:
+                if raw.pooled is None:
+                    raise RuntimeError("the forward pass returned no pooled features")
+                dets.append(self._to_detections(raw))
+                rows.append(raw.pooled)
+        if not rows:
+            return dets, np.zeros((0, self.feature_dim), np.float32)
+        feats = np.stack(rows).astype(np.float32)
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        return dets, (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def raw_outputs(self, images: Sequence["Path | np.ndarray"]) -> tuple[np.ndarray, np.ndarray]:
+        """The forward pass of ONE batch, before NMS (to compare backends on the same input).
+
+        Returns:
+            (raw Detect head output (B, 4 + C, anchors) float32: xywh in letterboxed pixels, then
+            per-class sigmoid scores; pooled ``feature_layer`` output (B, D) float32, not
+            normalised), from :attr:`backend` on the predictor's own letterboxed batch.
+        """
+        import torch
+
+        predictor = self._get_predictor()
+        pixels = [as_bgr(p) for p in images]
+        predictor(source=pixels, stream=False)  # sets the source-dependent state (imgsz, batch)
+        with torch.inference_mode():
+            im = predictor.preprocess(pixels)
+            out = predictor.inference(im)
+        raw = out[0] if isinstance(out, (list, tuple)) else out
+        pooled = predictor._pooled
+        if pooled is None:
+            raise RuntimeError("the forward pass returned no pooled features")
+        return raw.detach().float().cpu().numpy(), np.asarray(pooled, np.float32)
 
     def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
         """Detections of every image (file or BGR array), in input order (see

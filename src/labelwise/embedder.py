@@ -200,6 +200,18 @@ class DetectorFeatureEmbedder:
         """(N, dim) float32 unit rows (see :meth:`YoloDetector.features`)."""
         return self.detector.features(paths, batch=self.batch)
 
+    def shares_pass_with(self, detector: object) -> bool:
+        """True for this embedder's own detector: its prediction pass yields these vectors."""
+        return detector is self.detector
+
+    def embed_pooled(self, paths: Sequence[Path], pooled: np.ndarray) -> np.ndarray:
+        """(N, dim) float32 unit rows from the pooled features of the prediction pass
+        (:meth:`YoloDetector.predict_with_features`, equal to :meth:`embed` of ``paths``)."""
+        pooled = np.asarray(pooled, np.float32)
+        if pooled.shape != (len(paths), self.dim):
+            raise ValueError(f"pooled features must be ({len(paths)}, {self.dim}); got {pooled.shape}")
+        return l2_normalise(pooled)
+
     def __repr__(self) -> str:
         return f"DetectorFeatureEmbedder(name={self.name!r}, dim={self.dim})"
 
@@ -252,8 +264,24 @@ class ConcatEmbedder:
         """(N, sum of the parts' dims) float32 unit rows."""
         return l2_normalise(np.hstack([l2_normalise(part.embed(paths)) for part in self.parts]))
 
+    def shares_pass_with(self, detector: object) -> bool:
+        """True when a part's vectors come from ``detector``'s prediction pass."""
+        return any(_shares(part, detector) for part in self.parts)
+
+    def embed_pooled(self, paths: Sequence[Path], pooled: np.ndarray) -> np.ndarray:
+        """As :meth:`embed`, the parts that share the detector's pass using ``pooled`` (N, D)."""
+        rows = [
+            part.embed_pooled(paths, pooled) if isinstance(part, DetectorFeatureEmbedder) else part.embed(paths)
+            for part in self.parts
+        ]
+        return l2_normalise(np.hstack([l2_normalise(r) for r in rows]))
+
     def __repr__(self) -> str:
         return f"ConcatEmbedder(name={self.name!r}, dim={self.dim})"
+
+
+def _shares(part: object, detector: object) -> bool:
+    return isinstance(part, DetectorFeatureEmbedder) and part.shares_pass_with(detector)
 
 
 def build_embedder(

@@ -6,6 +6,14 @@ boxes are in the oriented image's pixels.
 ``ultralytics`` keeps only (xyxy, conf, cls) per box. :func:`class_vector_predictor` builds a
 ``DetectionPredictor`` subclass that runs the same NMS with ``return_idxs=True`` and reads each
 kept box's full class-score row at its anchor index (see :mod:`labelwise.detector`).
+
+The same forward pass also yields each image's pooled backbone features (the embedding of
+``embedder.kind=detector``): a forward hook on the ``feature_layer`` module keeps that layer's
+output and the predictor global-average-pools it, exactly what ultralytics' ``embed=[layer]``
+computes in :meth:`labelwise.detector.YoloDetector.features`, without a second decode and a
+second backbone run. An exported model (ONNX Runtime, OpenVINO: :mod:`labelwise.inference_backends`)
+is plugged in as a :class:`RawRunner` that replaces the torch forward pass on the very same
+letterboxed batch and returns the same two things.
 ultralytics is imported on first use only.
 """
 
@@ -15,7 +23,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -87,7 +95,27 @@ class RawBoxes:
     confidence: np.ndarray  # (N,) float32, raw max class score
     class_id: np.ndarray  # (N,) int64
     scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
+    pooled: np.ndarray | None = None  # (D,) float32 pooled feature_layer output, not normalised
     speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
+
+
+class RawRunner(Protocol):
+    """A forward pass that replaces the torch model's on the predictor's letterboxed batch.
+
+    Called with the preprocessed batch (B, 3, H, W) float32 in [0, 1], RGB; returns the raw Detect
+    head output (B, 4 + nc, anchors) as a float32 tensor and the pooled ``feature_layer`` output
+    (B, D) float32 (global average pool, not normalised).
+    """
+
+    def __call__(self, im: "torch.Tensor") -> tuple["torch.Tensor", np.ndarray]: ...
+
+
+def pool_features(x: "torch.Tensor") -> np.ndarray:
+    """(B, D, h, w) feature map -> (B, D) float32 global average pool (ultralytics' ``embed``)."""
+    import torch
+
+    pooled = torch.nn.functional.adaptive_avg_pool2d(x.detach().float(), (1, 1)).flatten(1)
+    return pooled.cpu().numpy().astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,7 +125,38 @@ def class_vector_predictor() -> type:
     from ultralytics.utils import nms, ops
 
     class ClassVectorPredictor(DetectionPredictor):
-        """NMS as ultralytics does it, plus the kept boxes' full class-score rows."""
+        """NMS as ultralytics does it, plus the kept boxes' full class-score rows.
+
+        Attributes set by the adapter after ``setup_model``:
+            feature_layer: index of the layer whose pooled output goes with each image
+                (:attr:`RawBoxes.pooled`); None = no features.
+            runner: a :class:`RawRunner` (exported model) used instead of the torch forward.
+        """
+
+        feature_layer: int | None = None
+        runner: RawRunner | None = None
+        _pooled: np.ndarray | None = None
+        _hooked: Any = None
+
+        def _hook_features(self) -> None:
+            """Register (once) a forward hook keeping the pooled output of ``feature_layer``."""
+            if self.feature_layer is None or self._hooked is not None:
+                return
+            layers = self.model.model.model  # type: ignore[attr-defined]  # AutoBackend -> DetectionModel -> Sequential
+
+            def keep(_module: Any, _inputs: Any, output: "torch.Tensor") -> None:
+                self._pooled = pool_features(output)
+
+            self._hooked = layers[self.feature_layer].register_forward_hook(keep)
+
+        def inference(self, im: "torch.Tensor", *args: Any, **kwargs: Any) -> Any:
+            self._pooled = None
+            if self.runner is not None:
+                raw, pooled = self.runner(im)
+                self._pooled = pooled
+                return raw
+            self._hook_features()
+            return super().inference(im, *args, **kwargs)
 
         def postprocess(
             self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
@@ -123,6 +182,12 @@ def class_vector_predictor() -> type:
             )
             if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
                 orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
+            pooled = self._pooled if self.feature_layer is not None or self.runner is not None else None
+            if pooled is not None and pooled.shape[0] != raw.shape[0]:
+                raise RuntimeError(
+                    f"pooled features must have one row per image: expected {raw.shape[0]}, got "
+                    f"{pooled.shape[0]}"
+                )
             out = []
             for b, (det, idx) in enumerate(zip(kept, indices)):
                 idx = idx.reshape(-1).long()
@@ -142,6 +207,7 @@ def class_vector_predictor() -> type:
                         confidence=det[:, 4].cpu().numpy().astype(np.float32),
                         class_id=det[:, 5].cpu().numpy().astype(np.int64),
                         scores=rows.cpu().numpy().astype(np.float32),
+                        pooled=None if pooled is None else pooled[b],
                     )
                 )
             return out

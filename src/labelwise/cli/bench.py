@@ -127,3 +127,38 @@ def scale(
     result = bench_scale(cfg, log=lambda m: typer.echo(m, err=True))
     print_json(result.as_dict())
     typer.echo(text_table(result), err=True)
+
+
+@app.command("autolabel")
+@friendly_errors
+def autolabel(
+    ctx: typer.Context,
+    images: int = typer.Option(256, "--images", min=1, help="Bundled digits pool images."),
+    sizes: str = typer.Option("128,640", "--sizes", help="Inference image sizes, comma-separated."),
+    backends: str = typer.Option("torch,onnx,openvino", "--backends", help="torch first (the reference)."),
+    batch: int = typer.Option(16, "--batch", min=1),
+    conf: float = typer.Option(0.01, "--conf", min=0.0, max=1.0),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed repeats, alternated; best of."),
+    seed: int = typer.Option(0, "--seed"),
+    model: str = typer.Option("yolov8n.yaml", "--model", help="A model yaml (random init) or a .pt."),
+    profile: bool = typer.Option(False, "--profile", help="Top functions of one torch auto-label (cProfile)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: <state_dir>/bench/autolabel)."),
+) -> None:
+    """Auto-label images/s per inference backend (torch, onnx, openvino) against a raw YOLO.predict
+    loop on the same backend and images, at each size, and the class vectors' largest difference
+    from torch (goals: auto-label >= 0.9x the raw loop; fastest backend >= 1.5x the torch loop at
+    640 px; class vectors within 1e-3). Prints JSON; the table goes to stderr and OUT/autolabel.md."""
+    from labelwise.perf.autolabel import AutoLabelBenchConfig, bench_autolabel, text_table
+
+    try:
+        parsed = tuple(int(s) for s in sizes.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--sizes must be comma-separated integers; got {sizes!r}") from None
+    target = out or settings_from(ctx).state_dir / "bench" / "autolabel"
+    cfg = AutoLabelBenchConfig(images=images, sizes=parsed, backends=tuple(b.strip() for b in backends.split(",")
+                                                                             if b.strip()),
+                               batch=batch, conf=conf, repeats=repeats, seed=seed, model=model, out=target,
+                               profile=profile)
+    result = bench_autolabel(cfg, log=lambda m: typer.echo(m, err=True))
+    print_json(result.as_dict())
+    typer.echo(text_table(result), err=True)
