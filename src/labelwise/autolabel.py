@@ -9,9 +9,11 @@ no longer decode are reported and skipped; they never stop the run.
 
 When the embedder takes (part of) its vectors from the detector's pooled features
 (``embedder.kind`` ``detector``, or ``auto`` without CLIP), the images that need both a prediction
-and an embedding get them from ONE forward pass (:meth:`labelwise.detector.YoloDetector.
-predict_with_features`): no second decode, no second backbone run. Images that need only one of
-the two take the plain path.
+and an embedding are decoded ONCE, by the detector's reader (a file that is missing or does not
+decode is reported and skipped, as below), and get both from ONE forward pass
+(:meth:`labelwise.detector.YoloDetector.predict_with_features`); the pixel thumbnail of ``auto`` is
+made from the same decoded pixels. Images that need only one of the two take the plain path,
+where each file is first checked with a full decode (:func:`labelwise.images.read_image_info`).
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ class ImageEmbedder(Protocol):
 class FeaturePredictor(Protocol):
     """A detector that also returns its pooled features from the same forward pass."""
 
-    def predict_with_features(self, paths: Sequence[Path]) -> tuple[list[Detections], np.ndarray]:
-        """(detections in input order, (N, D) float32 L2-normalised pooled features)."""
+    def read(self, path: Path) -> np.ndarray:
+        """The (H, W, 3) uint8 BGR pixels the detector predicts on (FileNotFoundError /
+        ValueError for a missing or undecodable file)."""
+        ...
+
+    def predict_with_features(self, images: Sequence[np.ndarray]) -> tuple[list[Detections], np.ndarray]:
+        """(detections in input order, (N, D) float32 L2-normalised pooled features) of decoded images."""
         ...
 
 
@@ -67,8 +74,11 @@ class SamePassEmbedder(Protocol):
         """Whether :meth:`embed_pooled` can use ``detector``'s pooled features."""
         ...
 
-    def embed_pooled(self, paths: Sequence[Path], pooled: np.ndarray) -> np.ndarray:
-        """(N, dim) float32 unit rows, given ``pooled`` (N, D) features of those images."""
+    def embed_pooled(
+        self, paths: Sequence[Path], pooled: np.ndarray, pixels: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """(N, dim) float32 unit rows, given ``pooled`` (N, D) features of those images and the
+        decoded ``pixels`` ((H, W, 3) uint8 BGR) the detector read."""
         ...
 
 
@@ -133,6 +143,19 @@ def _readable(batch: list[ImageRecord], report: AutoLabelReport) -> list[ImageRe
             read_image_info(img.path, max_pixels=None)  # the pool's cap applied at add time
             ok.append(img)
         except ImageReadError as exc:
+            report.failed.append((str(img.path), str(exc)))
+    return ok
+
+
+def _decoded(
+    batch: list[ImageRecord], read: Callable[[Path], np.ndarray], report: AutoLabelReport
+) -> list[tuple[ImageRecord, np.ndarray]]:
+    """Each readable image with its pixels; the others go to ``report.failed`` with the reason."""
+    ok = []
+    for img in batch:
+        try:
+            ok.append((img, read(img.path)))
+        except (FileNotFoundError, ValueError, OSError) as exc:
             report.failed.append((str(img.path), str(exc)))
     return ok
 
@@ -205,25 +228,27 @@ def auto_label(
     todo = [img for img in images if wants_prediction(img) or wants_embedding(img)]
     for offset in range(0, len(todo), batch_size):
         chunk = todo[offset : offset + batch_size]
-        batch = _readable(chunk, report)
-        need_pred = [img for img in batch if wants_prediction(img)]
-        need_emb = [img for img in batch if wants_embedding(img)]
+        rest = chunk
         if same_pass:
-            both = [img for img in need_pred if wants_embedding(img)]
-            if both:
-                t0 = time.perf_counter()
-                dets, pooled = detector.predict_with_features([img.path for img in both])  # type: ignore[attr-defined]  # shares_pass checked it
+            both = [img for img in chunk if wants_prediction(img) and wants_embedding(img)]
+            rest = [img for img in chunk if not (wants_prediction(img) and wants_embedding(img))]
+            t0 = time.perf_counter()
+            decoded = _decoded(both, detector.read, report)  # type: ignore[attr-defined]  # shares_pass checked it
+            if decoded:
+                pixels = [px for _, px in decoded]
+                dets, pooled = detector.predict_with_features(pixels)  # type: ignore[attr-defined]
                 report.predict_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                vectors = embedder.embed_pooled([img.path for img in both], pooled)  # type: ignore[union-attr]  # shares_pass checked it
+                ok = [img for img, _ in decoded]
+                vectors = embedder.embed_pooled([img.path for img in ok], pooled, pixels)  # type: ignore[union-attr]
                 report.embed_seconds += time.perf_counter() - t0
-                pending_preds.extend((img.image_id, d) for img, d in zip(both, dets))
-                pending_ids.extend(img.image_id for img in both)
+                pending_preds.extend((img.image_id, d) for img, d in zip(ok, dets))
+                pending_ids.extend(img.image_id for img in ok)
                 pending_vecs.append(vectors)
-                report.same_pass += len(both)
-                done = {img.image_id for img in both}
-                need_pred = [img for img in need_pred if img.image_id not in done]
-                need_emb = [img for img in need_emb if img.image_id not in done]
+                report.same_pass += len(ok)
+        batch = _readable(rest, report)
+        need_pred = [img for img in batch if wants_prediction(img)]
+        need_emb = [img for img in batch if wants_embedding(img)]
         if need_pred:
             t0 = time.perf_counter()
             dets = detector.predict([img.path for img in need_pred])

@@ -418,6 +418,11 @@ class YoloDetector:
             for path, raw in zip(chunk, results):
                 yield path, self._to_detections(raw)
 
+    def read(self, path: Path) -> np.ndarray:
+        """(H, W, 3) uint8 BGR pixels of an image file as :meth:`predict_iter` reads it
+        (EXIF-oriented; FileNotFoundError / ValueError naming the file)."""
+        return as_bgr(path)
+
     def predict_with_features(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
     ) -> tuple[list[Detections], np.ndarray]:

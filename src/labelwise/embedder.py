@@ -204,9 +204,12 @@ class DetectorFeatureEmbedder:
         """True for this embedder's own detector: its prediction pass yields these vectors."""
         return detector is self.detector
 
-    def embed_pooled(self, paths: Sequence[Path], pooled: np.ndarray) -> np.ndarray:
+    def embed_pooled(
+        self, paths: Sequence[Path], pooled: np.ndarray, pixels: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
         """(N, dim) float32 unit rows from the pooled features of the prediction pass
-        (:meth:`YoloDetector.predict_with_features`, equal to :meth:`embed` of ``paths``)."""
+        (:meth:`YoloDetector.predict_with_features`, equal to :meth:`embed` of ``paths``);
+        ``pixels`` (the decoded images) are not needed."""
         pooled = np.asarray(pooled, np.float32)
         if pooled.shape != (len(paths), self.dim):
             raise ValueError(f"pooled features must be ({len(paths)}, {self.dim}); got {pooled.shape}")
@@ -237,8 +240,26 @@ class PixelEmbedder:
         rows = np.zeros((len(paths), self.dim), np.float32)
         for i, path in enumerate(paths):
             with Image.open(path) as img:  # EXIF orientation applied, as every reader does
-                grey = oriented(img).convert("L").resize((self.size, self.size), Image.Resampling.BILINEAR)
-            rows[i] = np.asarray(grey, np.float32).ravel()
+                rows[i] = self._thumbnail(oriented(img))
+        return self._finish(rows)
+
+    def embed_pixels(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """As :meth:`embed`, from already decoded (H, W, 3) uint8 BGR images (oriented, as the
+        detector's reader returns them): the same grey conversion and resize, so a lossless file
+        (PNG) gives the very rows of :meth:`embed`; a JPEG may differ by the two decoders' rounding."""
+        rows = np.zeros((len(images), self.dim), np.float32)
+        for i, bgr in enumerate(images):
+            if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+                raise ValueError(f"expected (H, W, 3) uint8 BGR images; got shape {bgr.shape} {bgr.dtype}")
+            rows[i] = self._thumbnail(Image.fromarray(np.ascontiguousarray(bgr[..., ::-1]), "RGB"))
+        return self._finish(rows)
+
+    def _thumbnail(self, img: Image.Image) -> np.ndarray:
+        grey = img.convert("L").resize((self.size, self.size), Image.Resampling.BILINEAR)
+        return np.asarray(grey, np.float32).ravel()
+
+    @staticmethod
+    def _finish(rows: np.ndarray) -> np.ndarray:
         rows -= rows.mean(axis=1, keepdims=True)
         return l2_normalise(rows)
 
@@ -268,12 +289,20 @@ class ConcatEmbedder:
         """True when a part's vectors come from ``detector``'s prediction pass."""
         return any(_shares(part, detector) for part in self.parts)
 
-    def embed_pooled(self, paths: Sequence[Path], pooled: np.ndarray) -> np.ndarray:
-        """As :meth:`embed`, the parts that share the detector's pass using ``pooled`` (N, D)."""
-        rows = [
-            part.embed_pooled(paths, pooled) if isinstance(part, DetectorFeatureEmbedder) else part.embed(paths)
-            for part in self.parts
-        ]
+    def embed_pooled(
+        self, paths: Sequence[Path], pooled: np.ndarray, pixels: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """As :meth:`embed`, the parts that share the detector's pass using ``pooled`` (N, D), a
+        pixel part using ``pixels`` (the (H, W, 3) uint8 BGR images the detector decoded) when
+        given, so no part decodes the files again."""
+        rows = []
+        for part in self.parts:
+            if isinstance(part, DetectorFeatureEmbedder):
+                rows.append(part.embed_pooled(paths, pooled))
+            elif isinstance(part, PixelEmbedder) and pixels is not None:
+                rows.append(part.embed_pixels(pixels))
+            else:
+                rows.append(part.embed(paths))
         return l2_normalise(np.hstack([l2_normalise(r) for r in rows]))
 
     def __repr__(self) -> str:

@@ -87,3 +87,27 @@ def test_write_batch_must_be_positive(detector, catalog: Catalog) -> None:
     project = catalog.create_project("p", list(CLASS_NAMES))
     with pytest.raises(ValueError, match="write_batch must be >= 1"):
         auto_label(catalog, project, detector, None, write_batch=0)
+
+
+def test_pixel_rows_from_decoded_images_equal_the_files(detector, pool: list[Path]) -> None:
+    from labelwise.embedder import PixelEmbedder
+
+    pixels = PixelEmbedder()
+    np.testing.assert_allclose(pixels.embed_pixels([detector.read(p) for p in pool]), pixels.embed(pool), atol=1e-6)
+    with pytest.raises(ValueError, match="uint8 BGR"):
+        pixels.embed_pixels([np.zeros((4, 4), np.uint8)])
+
+
+def test_same_pass_reports_and_skips_files_that_vanished_or_broke(detector, pool: list[Path], catalog: Catalog) -> None:
+    from labelwise.embedder import build_embedder
+
+    embedder = build_embedder(EmbedderSettings(kind="auto"), detector)
+    project = catalog.create_project("p", list(CLASS_NAMES))
+    catalog.add_images(project, pool)
+    pool[1].unlink()
+    pool[2].write_bytes(b"\x89PNG broken")
+    report = auto_label(catalog, project, detector, embedder, batch_size=4)
+    assert report.same_pass == report.predicted == report.embedded == len(pool) - 2
+    assert sorted(path for path, _ in report.failed) == sorted(str(p) for p in pool[1:3])
+    assert any("does not exist" in reason for _, reason in report.failed)
+    assert any("cannot decode" in reason for _, reason in report.failed)

@@ -59,8 +59,8 @@ def test_matching_needs_the_same_class_and_overlap() -> None:
 
 def result(backend: str, imgsz: int, raw_s: float, auto_s: float, gap: float | None = None) -> BackendResult:
     return BackendResult(backend, imgsz, Timing(100, (raw_s,)), Timing(100, (auto_s,)),
-                         {"predict_seconds": auto_s * 0.8}, gap,
-                         ClassVectorGap(10, 10, gap) if gap is not None else None)
+                         {"predict_seconds": auto_s * 0.8}, raw_gap=gap,
+                         box_gap=ClassVectorGap(10, 10, gap) if gap is not None else None)
 
 
 def test_goals_verdicts() -> None:

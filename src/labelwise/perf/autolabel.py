@@ -7,7 +7,9 @@ generated with ``seed``), for each image size and each backend (torch, onnx, ope
 * ``raw``: a plain ultralytics loop, ``YOLO(model).predict(paths[i:i + batch])`` over the pool,
   on the same backend (torch: the ``.pt``; onnx / openvino: ultralytics' own export of it, run by
   ultralytics' AutoBackend), same imgsz / conf / iou / max_det / batch. It reads the files itself
-  and keeps only (xyxy, conf, cls): the floor auto-label is held against.
+  and keeps only (xyxy, conf, cls): the floor auto-label is held against. The OpenVINO loop is
+  recompiled in f32 (:func:`pin_openvino_f32`), the precision the product runs; the loop on
+  ultralytics' own settings (bf16 on CPUs with AMX) is timed beside it (``raw_default``).
 * ``autolabel``: :func:`labelwise.autolabel.auto_label` over a fresh catalog holding the pool
   (every image predicted and embedded with the product's default embedder, ``embedder.kind =
   auto`` = pooled detector features + 8x8 pixels), with ``detector.backend`` set to that backend:
@@ -189,6 +191,7 @@ class BackendResult:
     raw: Timing
     autolabel: Timing
     stages: dict[str, float] = field(default_factory=dict)  # best run's report: predict/embed/write s
+    raw_default: Timing | None = None  # openvino only: the raw loop on ultralytics' own compile settings
     raw_gap: float | None = None  # vs torch; None for torch itself
     box_gap: ClassVectorGap | None = None
 
@@ -201,7 +204,8 @@ class BackendResult:
         return {"backend": self.backend, "imgsz": self.imgsz, "raw": self.raw.as_dict(),
                 "autolabel": self.autolabel.as_dict(), "autolabel_stages_s": self.stages,
                 "autolabel_vs_raw": round(self.vs_raw, 3), "raw_class_gap": self.raw_gap,
-                "box_class_gap": asdict(self.box_gap) if self.box_gap else None}
+                "box_class_gap": asdict(self.box_gap) if self.box_gap else None,
+                "raw_default_precision": self.raw_default.as_dict() if self.raw_default else None}
 
 
 def goals(results: Sequence[BackendResult]) -> dict[str, Any]:
@@ -257,6 +261,10 @@ def text_table(result: AutoLabelBenchResult) -> str:
             f"{st.get('write_seconds', 0):.2f} | {gap} |"
         )
     lines.append("")
+    for r in result.results:
+        if r.raw_default is not None:
+            lines.append(f"- raw {r.backend} loop at {r.imgsz} px on ultralytics' own compile settings (the CPU's "
+                         f"default precision, bf16 where it has AMX): {r.raw_default.images_per_second:.1f} img/s")
     for name, g in goals(result.results).items():
         lines.append(f"- {name}: {g['value']} (goal {g['goal']}) {'met' if g['met'] else 'MISSED'}"
                      + (f" [{g['backend']}]" if "backend" in g else ""))
@@ -301,7 +309,7 @@ class _Run:
         settings.detector.backend = backend  # type: ignore[assignment]
         return load_detector(settings, self.class_names, ref)
 
-    def autolabel_once(self, detector: Any) -> tuple[float, dict[str, float]]:
+    def autolabel_once(self, detector: Any, profiler: cProfile.Profile | None = None) -> tuple[float, dict[str, float]]:
         from labelwise.autolabel import auto_label
         from labelwise.catalog import Catalog
         from labelwise.runtime import load_embedder
@@ -312,9 +320,13 @@ class _Run:
             project = catalog.create_project("bench", list(self.class_names))
             catalog.add_images(project, self.paths)
             embedder = load_embedder(self.settings, detector)
+            if profiler is not None:
+                profiler.enable()
             t0 = time.perf_counter()
             report = auto_label(catalog, project, detector, embedder, self.cfg.batch)
             seconds = time.perf_counter() - t0
+            if profiler is not None:
+                profiler.disable()
         finally:
             catalog.close()
         if report.predicted != len(self.paths) or report.embedded != len(self.paths):
@@ -351,6 +363,22 @@ def _raw_model(backend: str, pt: Path, imgsz: int, batch: int, work: Path) -> An
     return YOLO(str(exported), task="detect")
 
 
+def pin_openvino_f32(yolo: Any) -> None:
+    """Recompile the OpenVINO model of an ultralytics YOLO (after its first predict) in f32, as
+    :class:`labelwise.inference_backends.OpenVinoRunner` runs it: OpenVINO's CPU default is bf16 on
+    CPUs with AMX, which ultralytics keeps on x86; that would compare the product's f32 with a bf16
+    loop."""
+    import openvino as ov
+
+    folder = Path(str(yolo.model_name if hasattr(yolo, "model_name") else yolo.ckpt_path))
+    xmls = sorted(folder.glob("*.xml")) if folder.is_dir() else []
+    if len(xmls) != 1:
+        raise RuntimeError(f"expected one OpenVINO .xml in {folder}; found {xmls}")
+    backend = yolo.predictor.model.backend
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    backend.ov_compiled_model = ov.Core().compile_model(str(xmls[0]), "CPU", config)
+
+
 def _profile_top(profiler: cProfile.Profile, top: int = 15) -> tuple[dict[str, Any], ...]:
     stats = pstats.Stats(profiler)
     rows = []
@@ -383,10 +411,17 @@ def bench_autolabel(cfg: AutoLabelBenchConfig, log: Callable[[str], None] = lamb
             pt = base.save(root / f"model-{imgsz}.pt")
             detectors = {b: run.detector(b, str(pt)) for b in cfg.backends}
             raws = {b: _raw_model(b, pt, imgsz, cfg.batch, root) for b in cfg.backends}
+            default_ov = _raw_model("openvino", pt, imgsz, cfg.batch, root) if "openvino" in raws else None
             log(f"imgsz {imgsz}: warm-up")
             for b in cfg.backends:
                 run.raw_once(raws[b])
+                if b == "openvino":
+                    pin_openvino_f32(raws[b])
+                    run.raw_once(raws[b])
                 run.autolabel_once(detectors[b])
+            if default_ov is not None:
+                run.raw_once(default_ov)
+            default_s: list[float] = []
             raw_s: dict[str, list[float]] = {b: [] for b in cfg.backends}
             auto_s: dict[str, list[float]] = {b: [] for b in cfg.backends}
             stages: dict[str, dict[str, float]] = {}
@@ -398,6 +433,8 @@ def bench_autolabel(cfg: AutoLabelBenchConfig, log: Callable[[str], None] = lamb
                         stages[b] = st
                     auto_s[b].append(seconds)
                     log(f"imgsz {imgsz} repeat {rep + 1}: {b} raw {raw_s[b][-1]:.2f} s, auto-label {seconds:.2f} s")
+                if default_ov is not None:
+                    default_s.append(run.raw_once(default_ov))
             ref_dets = detectors["torch"].predict(paths)
             ref_raw, _ = detectors["torch"].raw_outputs(paths[: cfg.batch])
             for b in cfg.backends:
@@ -407,13 +444,13 @@ def bench_autolabel(cfg: AutoLabelBenchConfig, log: Callable[[str], None] = lamb
                     got_raw, _ = detectors[b].raw_outputs(paths[: cfg.batch])
                     raw_gap = float(np.abs(got_raw[:, 4:] - ref_raw[:, 4:]).max())
                     box_gap = matched_class_vector_gap(ref_dets, detectors[b].predict(paths))
+                default = Timing(len(paths), tuple(default_s)) if b == "openvino" and default_s else None
                 results.append(BackendResult(b, imgsz, Timing(len(paths), tuple(raw_s[b])),
-                                             Timing(len(paths), tuple(auto_s[b])), stages[b], raw_gap, box_gap))
+                                             Timing(len(paths), tuple(auto_s[b])), stages[b],
+                                             raw_default=default, raw_gap=raw_gap, box_gap=box_gap))
             if cfg.profile and not profile:
                 profiler = cProfile.Profile()
-                profiler.enable()
-                run.autolabel_once(detectors["torch"])
-                profiler.disable()
+                run.autolabel_once(detectors["torch"], profiler)
                 profile = _profile_top(profiler)
     result = AutoLabelBenchResult(cfg, tuple(results), _machine(), profile)
     (cfg.out / "autolabel.json").write_text(json.dumps(result.as_dict(), indent=2))
