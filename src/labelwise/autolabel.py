@@ -26,8 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
-from labelwise.domain import Detections, ImageStatus
+from labelwise.catalog import Catalog, ImageRecord, PendingImage, ProjectRecord
+from labelwise.domain import Detections
 from labelwise.images import ImageReadError, read_image_info
 
 
@@ -160,6 +160,89 @@ def _decoded(
     return ok
 
 
+class _Writer:
+    """Holds predictions and embeddings until :meth:`flush` stores them (one transaction each)."""
+
+    def __init__(self, catalog: Catalog, project: ProjectRecord, model_version: str,
+                 embedder: ImageEmbedder | None, report: AutoLabelReport,
+                 progress: Callable[[int], None] | None) -> None:
+        self.catalog, self.project, self.model_version = catalog, project, model_version
+        self.embedder, self.report, self.progress = embedder, report, progress
+        self.preds: list[tuple[str, Detections]] = []
+        self.ids: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.finished = 0
+
+    @property
+    def held(self) -> int:
+        """Images whose prediction or embedding is held (the larger of the two counts)."""
+        return max(len(self.preds), len(self.ids))
+
+    def predictions(self, ids: Sequence[str], dets: Sequence[Detections]) -> None:
+        self.preds.extend(zip(ids, dets))
+
+    def embeddings(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """``vectors``: (len(ids), dim) float32."""
+        self.ids.extend(ids)
+        self.vectors.append(vectors)
+
+    def done(self, n: int) -> None:
+        """``n`` more images were handled (predicted, embedded or reported as failed)."""
+        self.finished += n
+
+    def flush(self) -> None:
+        t0 = time.perf_counter()
+        if self.preds:
+            self.report.predicted += self.catalog.save_predictions(self.project, self.model_version, self.preds)
+        if self.embedder is not None and self.ids:
+            self.report.embedded += self.catalog.save_embeddings(
+                self.project, self.embedder.name, self.ids, np.concatenate(self.vectors))
+        self.report.write_seconds += time.perf_counter() - t0
+        if self.progress is not None and self.finished:
+            self.progress(self.finished)
+        self.preds, self.ids, self.vectors, self.finished = [], [], [], 0
+
+
+def _predict_same_pass(images: list[ImageRecord], detector: FeaturePredictor, embedder: SamePassEmbedder,
+                       writer: _Writer, report: AutoLabelReport) -> None:
+    """Boxes and embeddings of ``images`` from one decode and one forward pass each."""
+    t0 = time.perf_counter()
+    decoded = _decoded(images, detector.read, report)
+    if not decoded:
+        return
+    pixels = [px for _, px in decoded]
+    dets, pooled = detector.predict_with_features(pixels)
+    report.predict_seconds += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ok = [img for img, _ in decoded]
+    vectors = embedder.embed_pooled([img.path for img in ok], pooled, pixels)
+    report.embed_seconds += time.perf_counter() - t0
+    ids = [img.image_id for img in ok]
+    writer.predictions(ids, dets)
+    writer.embeddings(ids, vectors)
+    report.same_pass += len(ok)
+
+
+def _predict_apart(work: list[PendingImage], detector: Predictor, embedder: ImageEmbedder | None,
+                   writer: _Writer, report: AutoLabelReport) -> None:
+    """Boxes and embeddings of the images that need only one of them (or whose embedder cannot
+    share the detector's pass): each file is checked with a full decode first."""
+    readable = {img.image_id for img in _readable([w.record for w in work], report)}
+    batch = [w for w in work if w.record.image_id in readable]
+    need_pred = [w.record for w in batch if w.needs_prediction]
+    need_emb = [w.record for w in batch if w.needs_embedding]
+    if need_pred:
+        t0 = time.perf_counter()
+        dets = detector.predict([img.path for img in need_pred])
+        report.predict_seconds += time.perf_counter() - t0
+        writer.predictions([img.image_id for img in need_pred], dets)
+    if embedder is not None and need_emb:
+        t0 = time.perf_counter()
+        vectors = embedder.embed([img.path for img in need_emb])
+        report.embed_seconds += time.perf_counter() - t0
+        writer.embeddings([img.image_id for img in need_emb], vectors)
+
+
 def auto_label(
     catalog: Catalog,
     project: ProjectRecord,
@@ -189,80 +272,27 @@ def auto_label(
     check_class_names(project, detector)
     start = time.perf_counter()
     report = AutoLabelReport(model_version=detector.version, embedder=embedder.name if embedder else None)
-    images = catalog.images(project, image_ids=image_ids)
-    unlabelled = {img.image_id for img in images if img.status is ImageStatus.UNLABELLED}
-    predicted = catalog.predicted_ids(project, detector.version)
-    embedded = catalog.embedded_ids(project, embedder.name) if embedder else set()
-    report.considered = len(unlabelled)
-    report.already_predicted = len(unlabelled & predicted)
+    counts = catalog.pending_counts(project, detector.version, image_ids)
+    report.considered, report.already_predicted = counts.unlabelled, counts.already_predicted
+    writer = _Writer(catalog, project, detector.version, embedder, report, progress)
     same_pass = shares_pass(detector, embedder)
-
-    def wants_prediction(img: ImageRecord) -> bool:
-        return img.image_id in unlabelled and img.image_id not in predicted
-
-    def wants_embedding(img: ImageRecord) -> bool:
-        return embedder is not None and img.image_id not in embedded
-
-    pending_preds: list[tuple[str, Detections]] = []
-    pending_ids: list[str] = []
-    pending_vecs: list[np.ndarray] = []
-    pending_images = 0
-
-    def flush() -> None:
-        nonlocal pending_images
-        t0 = time.perf_counter()
-        if pending_preds:
-            report.predicted += catalog.save_predictions(project, detector.version, pending_preds)
-        if embedder is not None and pending_ids:
-            report.embedded += catalog.save_embeddings(
-                project, embedder.name, pending_ids, np.concatenate(pending_vecs)
-            )
-        report.write_seconds += time.perf_counter() - t0
-        if progress is not None and pending_images:
-            progress(pending_images)
-        pending_preds.clear()
-        pending_ids.clear()
-        pending_vecs.clear()
-        pending_images = 0
-
-    todo = [img for img in images if wants_prediction(img) or wants_embedding(img)]
-    for offset in range(0, len(todo), batch_size):
-        chunk = todo[offset : offset + batch_size]
-        rest = chunk
-        if same_pass:
-            both = [img for img in chunk if wants_prediction(img) and wants_embedding(img)]
-            rest = [img for img in chunk if not (wants_prediction(img) and wants_embedding(img))]
-            t0 = time.perf_counter()
-            decoded = _decoded(both, detector.read, report)  # type: ignore[attr-defined]  # shares_pass checked it
-            if decoded:
-                pixels = [px for _, px in decoded]
-                dets, pooled = detector.predict_with_features(pixels)  # type: ignore[attr-defined]
-                report.predict_seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                ok = [img for img, _ in decoded]
-                vectors = embedder.embed_pooled([img.path for img in ok], pooled, pixels)  # type: ignore[union-attr]
-                report.embed_seconds += time.perf_counter() - t0
-                pending_preds.extend((img.image_id, d) for img, d in zip(ok, dets))
-                pending_ids.extend(img.image_id for img in ok)
-                pending_vecs.append(vectors)
-                report.same_pass += len(ok)
-        batch = _readable(rest, report)
-        need_pred = [img for img in batch if wants_prediction(img)]
-        need_emb = [img for img in batch if wants_embedding(img)]
-        if need_pred:
-            t0 = time.perf_counter()
-            dets = detector.predict([img.path for img in need_pred])
-            report.predict_seconds += time.perf_counter() - t0
-            pending_preds.extend((img.image_id, d) for img, d in zip(need_pred, dets))
-        if embedder is not None and need_emb:
-            t0 = time.perf_counter()
-            vectors = embedder.embed([img.path for img in need_emb])
-            report.embed_seconds += time.perf_counter() - t0
-            pending_ids.extend(img.image_id for img in need_emb)
-            pending_vecs.append(vectors)
-        pending_images += len(chunk)
-        if len(pending_preds) >= write_batch or len(pending_ids) >= write_batch:
-            flush()
-    flush()
+    # Work is read from the catalog a page at a time (memory is one page's, whatever the pool
+    # size); a page is whole batches (the smallest multiple of batch_size holding write_batch
+    # images), predicted batch by batch and stored once write_batch images are held.
+    page = -(-write_batch // batch_size) * batch_size
+    for work in catalog.pending_images(project, detector.version, embedder.name if embedder else None,
+                                       image_ids, chunk=page):
+        for offset in range(0, len(work), batch_size):
+            chunk = work[offset : offset + batch_size]
+            rest = chunk
+            if same_pass:
+                both = [w.record for w in chunk if w.needs_prediction and w.needs_embedding]
+                rest = [w for w in chunk if not (w.needs_prediction and w.needs_embedding)]
+                _predict_same_pass(both, detector, embedder, writer, report)  # type: ignore[arg-type]
+            _predict_apart(rest, detector, embedder, writer, report)
+            writer.done(len(chunk))
+            if writer.held >= write_batch:
+                writer.flush()
+    writer.flush()
     report.seconds = time.perf_counter() - start
     return report

@@ -45,6 +45,11 @@ class DetectorSettings(BaseModel):
     )
     imgsz: int = Field(160, ge=32, description="Inference/training image size in pixels.")
     batch: int = Field(16, ge=1, description="Images per inference batch.")
+    write_batch: int = Field(
+        256, ge=1,
+        description="Images auto-label holds before it stores their predictions and embeddings "
+        "(one transaction each); a crash loses at most this many images' work.",
+    )
     conf: float = Field(
         0.01, ge=0.0, le=1.0,
         description="Prediction threshold; low so near-threshold candidates are scored.",

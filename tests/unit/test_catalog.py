@@ -208,3 +208,24 @@ def test_pending_images_are_what_auto_label_still_has_to_do(catalog, image_dir, 
     assert no_embedder == {i for i, (pred, _) in expected.items() if pred}
     counts = catalog.pending_counts(project, "v", wanted)
     assert (counts.unlabelled, counts.already_predicted) == ((3, 1) if shard else (5, 1))
+
+
+def test_pending_images_can_be_stored_page_by_page_while_they_stream(catalog, image_dir):
+    """Auto-label stores each page before it reads the next: no image comes twice or is missed,
+    and a page that failed (nothing stored for it) is not read again in the same pass."""
+    project = catalog.create_project("p", ["a"])
+    catalog.add_images(project, image_dir)
+    ids = catalog.image_ids(project)  # 6 images
+    seen: list[str] = []
+    for n, page in enumerate(catalog.pending_images(project, "v", "e", chunk=2)):
+        page_ids = [p.record.image_id for p in page]
+        seen += page_ids
+        if n == 1:
+            continue  # this page's images "failed": stored nothing
+        catalog.save_predictions(project, "v", [(i, Detections.empty(1)) for i in page_ids])
+        catalog.save_embeddings(project, "e", page_ids, np.eye(len(page_ids), 4))
+    assert seen == sorted(ids)
+    left = [p.record.image_id for c in catalog.pending_images(project, "v", "e") for p in c]
+    assert left == sorted(ids)[2:4]
+    with pytest.raises(ValueError, match="chunk must be >= 1; got 0"):
+        next(catalog.pending_images(project, "v", "e", chunk=0))

@@ -31,7 +31,7 @@ def test_auto_label_killed_mid_run_resumes_with_nothing_lost_or_twice(
                  ["project", "add-images", "p", str(tmp_path / "pool")]):
         assert run_cli(args, env=env, cwd=tmp_path).returncode == 0
     label = ["auto-label", "--project", "p", "--model", "yolov8n.yaml", "--batch", str(BATCH),
-             "--no-progress"]
+             "--write-batch", str(BATCH), "--no-progress"]
     # SIGKILL as the batch `killed_at_batch` is about to be stored: the batches before it are.
     run_killed_at("labelwise.catalog:Catalog.save_predictions", killed_at_batch, label, env=env,
                   cwd=tmp_path)

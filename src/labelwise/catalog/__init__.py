@@ -9,6 +9,7 @@ queries its SQLAlchemy models or opens sessions itself.
 from labelwise.catalog.api_keys import ApiKeyRecord
 from labelwise.catalog.flags import FlaggedImage
 from labelwise.catalog.models import utcnow
+from labelwise.catalog.predictions import PendingCounts, PendingImage
 from labelwise.catalog.repository import (
     AddReport,
     Catalog,
@@ -20,4 +21,4 @@ from labelwise.catalog.repository import (
 )
 
 __all__ = ["AddReport", "ApiKeyRecord", "Catalog", "CatalogError", "FlaggedImage", "ImageRecord",
-           "ProjectNotFound", "ProjectRecord", "RoundConflict", "utcnow"]
+           "PendingCounts", "PendingImage", "ProjectNotFound", "ProjectRecord", "RoundConflict", "utcnow"]

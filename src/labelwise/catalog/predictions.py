@@ -122,9 +122,12 @@ class PredictionsMixin(CatalogMixin):
     ) -> Iterator[list[PendingImage]]:
         """The images auto-label still has work for (ordered by image id), streamed in lists of
         at most ``chunk``: unlabelled images ``model_version`` has not predicted, and (with an
-        ``embedder``) images of any status it has not embedded. One query per chunk of
-        ``image_ids`` (a shard) or over the whole project; memory is one chunk's, whatever the
-        pool size."""
+        ``embedder``) images of any status it has not embedded. Each list is one short keyset
+        query (image id after the last one seen), so no transaction stays open while the caller
+        stores what it made of the previous list, and memory is one list's, whatever the pool
+        size. ``image_ids`` (a shard) is read in chunks of ids."""
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1; got {chunk}")
         pred = aliased(PredictionRow)
         emb = aliased(EmbeddingRow)
         unlabelled = ImageRow.status == ImageStatus.UNLABELLED.value
@@ -137,16 +140,22 @@ class PredictionsMixin(CatalogMixin):
             q = q.outerjoin(emb, and_(emb.project_id == ImageRow.project_id,
                                       emb.image_id == ImageRow.image_id, emb.embedder == embedder))
             wanted = or_(wanted, emb.id.is_(None))
-        q = q.where(ImageRow.project_id == project.id, wanted).order_by(ImageRow.image_id)
-        shards = [None] if image_ids is None else list(in_chunks(image_ids))
-        with self.session() as s:
-            for shard in shards:
-                part_q = q if shard is None else q.where(ImageRow.image_id.in_(shard))
-                result = s.execute(part_q, execution_options={"yield_per": chunk})
-                for part in result.partitions():
-                    yield [PendingImage(record, bool(no_pred) and record.status is ImageStatus.UNLABELLED,
-                                        bool(no_emb))
-                           for record, no_pred, no_emb in ((_image_record(r), p, e) for r, p, e in part)]
+        q = q.where(ImageRow.project_id == project.id, wanted).order_by(ImageRow.image_id).limit(chunk)
+        shards = [None] if image_ids is None else list(in_chunks(sorted(set(image_ids))))
+        for shard in shards:
+            shard_q = q if shard is None else q.where(ImageRow.image_id.in_(shard))
+            after: str | None = None
+            while True:
+                page_q = shard_q if after is None else shard_q.where(ImageRow.image_id > after)
+                with self.session() as s:
+                    page = [PendingImage(record, bool(no_pred) and record.status is ImageStatus.UNLABELLED,
+                                         bool(no_emb))
+                            for record, no_pred, no_emb in
+                            ((_image_record(r), p, e) for r, p, e in s.execute(page_q).all())]
+                if not page:
+                    break
+                yield page
+                after = page[-1].record.image_id
 
     def pending_counts(
         self, project: ProjectRecord, model_version: str, image_ids: Sequence[str] | None = None

@@ -33,6 +33,9 @@ def auto_label(
         None, "--embedder", help="auto, clip, detector or none (default from config)."
     ),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Images per batch."),
+    write_batch: Optional[int] = typer.Option(
+        None, "--write-batch", min=1,
+        help="Images held before they are stored (default from config: detector.write_batch)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Predict boxes with full class distributions (and embeddings) for unlabelled images.
@@ -53,7 +56,8 @@ def auto_label(
     emb = load_embedder(settings, detector)
     total = catalog.status_counts(record)
     with tqdm(total=sum(total.values()), unit="img", disable=not progress, file=None) as bar:
-        report = run(catalog, record, detector, emb, batch or settings.detector.batch, progress=bar.update)
+        report = run(catalog, record, detector, emb, batch or settings.detector.batch, progress=bar.update,
+                     write_batch=write_batch or settings.detector.write_batch)
     for _path, reason in report.failed:  # the reason names the file
         typer.echo(f"skipped: {reason}", err=True)
     print_json(report.as_dict())

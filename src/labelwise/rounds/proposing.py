@@ -146,7 +146,8 @@ def auto_label_shard(settings: Settings, project: str, model: str, image_ids: li
     record = catalog.project(project)
     detector = load_detector(settings, record.class_names, model)
     report = auto_label(catalog, record, detector, load_embedder(settings, detector),
-                        settings.detector.batch, image_ids=image_ids or None)
+                        settings.detector.batch, image_ids=image_ids or None,
+                        write_batch=settings.detector.write_batch)
     return report.as_dict()
 
 

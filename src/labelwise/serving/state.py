@@ -190,7 +190,8 @@ def auto_label_work(
         base = resolve_base_model(settings, project.name, model)
         detector = load_detector(settings, project.class_names, base.ref)
         report = auto_label(
-            catalog, project, detector, load_embedder(settings, detector), settings.detector.batch
+            catalog, project, detector, load_embedder(settings, detector), settings.detector.batch,
+            write_batch=settings.detector.write_batch,
         )
         return {**report.as_dict(), "model_ref": base.ref, "model_source": base.source}
 
