@@ -36,6 +36,7 @@ from labelwise.strategies import (
     get_strategy,
     score_value,
 )
+from labelwise.task_types import TaskType
 
 SELECT_ATTEMPTS = 25  # selections of one recording score-batch racing concurrent rounds
 
@@ -82,12 +83,18 @@ class ScoreBatchRequest:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def scoring_rule(settings: Settings) -> ScoringRule:
+def scoring_rule(settings: Settings, task_type: TaskType = TaskType.DETECT) -> ScoringRule:
+    """The image-scoring rule of a project of ``task_type`` under ``settings.scoring``.
+
+    A classification has one whole-image row per image (:mod:`labelwise.task_types`), so its
+    rule has no confidence floor: every image is scored by its one distribution, and the
+    aggregation over one row is that row's score.
+    """
     sc = settings.scoring
     return ScoringRule(
         aggregation=sc.aggregation,
         top_k=sc.top_k,
-        confidence_floor=sc.confidence_floor,
+        confidence_floor=0.0 if task_type is TaskType.CLASSIFY else sc.confidence_floor,
         no_box_score=sc.no_box_score,
         weights=dict(sc.weights),
         blind_band=sc.blind_band,
@@ -297,7 +304,7 @@ def build_score_batch(
             f"--project {project.name} --model <weights.pt|model.yaml>` first, or use "
             "--strategy cold_start"
         )
-    rule = scoring_rule(settings)
+    rule = scoring_rule(settings, project.task_type)
     embedder = request.embedder or catalog.latest_embedder(project)
     needs_embeddings = strategy.needs_embeddings
     if needs_embeddings and embedder is None:

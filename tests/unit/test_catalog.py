@@ -25,6 +25,29 @@ def test_create_project_is_idempotent_and_guards_classes(catalog):
         catalog.create_project("p", ["dog"])
 
 
+@pytest.mark.parametrize("task", ["detect", "classify", "segment"])
+def test_a_projects_task_type_is_stored_and_fixed_at_creation(catalog, task):
+    from labelwise.task_types import TaskType
+
+    made = catalog.create_project("p", ["cat", "dog"], task_type=task)
+    assert made.task_type is TaskType(task) and catalog.project("p").task_type is TaskType(task)
+    assert catalog.create_project("p", ["cat", "dog"], task_type=TaskType(task)) == made
+    other = next(t for t in ("detect", "classify") if t != task)
+    with pytest.raises(CatalogError, match=rf"project 'p' exists as a '{task}' project; got task type "
+                                           rf"'{other}' \(a project's task type is fixed at creation"):
+        catalog.create_project("p", ["cat", "dog"], task_type=other)
+
+
+def test_the_default_task_is_detection_and_unknown_tasks_are_refused(catalog):
+    from labelwise.task_types import TaskType
+
+    assert catalog.create_project("p", ["a"]).task_type is TaskType.DETECT
+    with pytest.raises(CatalogError, match=r"unknown task type 'pose'; expected one of "
+                                           r"\['detect', 'classify', 'segment'\]"):
+        catalog.create_project("q", ["a"], task_type="pose")
+    assert [p.name for p in catalog.projects()] == ["p"]
+
+
 @pytest.mark.parametrize(
     ("classes", "message"),
     [([], "class names must be non-empty"), (["a", "a"], "must be unique"), (["a", " "], "non-empty")],

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import Column, MetaData, String, Text, create_engine, inspect, text
+from sqlalchemy import Column, MetaData, String, Text, create_engine, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from labelwise.catalog import Catalog, CatalogError, migrations
@@ -46,16 +46,22 @@ SCORED = RoundParams(RoundSource.SCORE_BATCH)  # a score-batch round's params, n
 
 REPO = Path(__file__).resolve().parents[2]
 NEWEST_TABLES = ["api_keys", "flag_outbox", "learn_requests", "review_events"]  # added latest
+HEAD = head_revision()
+"""The newest packaged revision."""
+ADDED_AFTER_BASELINE = {"projects": ("task_type",)}
+"""Columns the packaged revisions after the baseline add (a pre-migration catalog lacks them)."""
+LATER = f"{int(HEAD) + 1:04d}"
+"""The test-only revision after it (:data:`LATER_REVISION`)."""
 
 LATER_REVISION = textwrap.dedent(
     '''
-    """Test only: a revision after the baseline (projects.note by a rebuild, a notes table)."""
+    """Test only: a revision after the head (projects.note by a rebuild, a notes table)."""
 
     import sqlalchemy as sa
     from alembic import op
 
-    revision = "0002"
-    down_revision = "0001"
+    revision = "{later}"
+    down_revision = "{head}"
     branch_labels = None
     depends_on = None
 
@@ -78,7 +84,7 @@ LATER_REVISION = textwrap.dedent(
         with op.batch_alter_table("projects", recreate="always") as batch:
             batch.drop_column("note")
     '''
-)
+).replace("{later}", LATER).replace("{head}", HEAD)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -87,11 +93,11 @@ def sqlite_url(path: Path) -> str:
 
 
 def later_migrations(tmp_path: Path) -> Path:
-    """A copy of the packaged migrations plus the test-only revision 0002."""
-    location = tmp_path / "migrations-with-0002"
+    """A copy of the packaged migrations plus the test-only revision :data:`LATER`."""
+    location = tmp_path / f"migrations-with-{LATER}"
     shutil.copytree(migrations._migrations_dir(), location,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0002_test_later.py").write_text(LATER_REVISION)
+    (location / "versions" / f"{LATER}_test_later.py").write_text(LATER_REVISION)
     return location
 
 
@@ -101,15 +107,24 @@ def sqlite_schema(engine: Engine) -> list[tuple[str, str, str, str | None]]:
         rows = conn.execute(text(
             "SELECT type, name, tbl_name, sql FROM sqlite_master "
             "WHERE tbl_name != :version ORDER BY type, name"), {"version": VERSION_TABLE})
-        return [tuple(r) for r in rows]
+        # Whitespace-insensitive: SQLite keeps a column added by ALTER TABLE on the same line.
+        return [(kind, name, table, " ".join(sql.split()) if sql else sql) for kind, name, table, sql in rows]
 
 
-def all_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every catalog table the database has, in primary-key order."""
+def all_rows(engine: Engine, skip: dict[str, tuple[str, ...]] | None = None
+             ) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every catalog table the database has, in primary-key order: the model's
+    columns the table has, less those ``skip`` names per table."""
     with engine.connect() as conn:
-        present = set(inspect(conn).get_table_names())
-        return {t.name: [tuple(r) for r in conn.execute(t.select().order_by(*t.primary_key))]
-                for t in Base.metadata.sorted_tables if t.name in present}
+        db = inspect(conn)
+        out = {}
+        for t in Base.metadata.sorted_tables:
+            if t.name not in db.get_table_names():
+                continue
+            have = {c["name"] for c in db.get_columns(t.name)} - set((skip or {}).get(t.name, ()))
+            cols = [c for c in t.columns if c.name in have]
+            out[t.name] = [tuple(r) for r in conn.execute(select(*cols).order_by(*t.primary_key))]
+        return out
 
 
 def revision_of(url: str) -> str | None:
@@ -149,6 +164,11 @@ def pre_migration_catalog(path: Path, image_dir: Path, *, without: tuple[str, ..
     if "flag_outbox" not in without:
         assert add_flag(catalog, project, ids[5], "v1", "g", 0.3, {"entropy": 0.7})
     catalog.close()
+    with engine.begin() as conn:  # the columns later revisions add were not there either
+        for table, columns in ADDED_AFTER_BASELINE.items():
+            for column in columns:
+                conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+    engine.dispose()
 
 
 # -- a new catalog --------------------------------------------------------------------------
@@ -160,7 +180,7 @@ def test_a_new_catalog_is_made_by_the_migrations_with_the_schema_create_all_make
         assert sqlite_schema(migrated.engine) == sqlite_schema(created)  # statement for statement
         assert len(sqlite_schema(created)) > len(Base.metadata.tables)  # tables and indexes
         with migrated.engine.connect() as conn:
-            assert current_revision(conn) == head_revision() == BASELINE
+            assert current_revision(conn) == HEAD
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on after
             assert conn.get_isolation_level() == "SERIALIZABLE"  # not left in autocommit
         with created.connect() as conn:
@@ -237,8 +257,9 @@ def test_a_catalog_created_before_migrations_is_adopted_with_every_row(tmp_path,
     fresh = Catalog.open(sqlite_url(tmp_path / "fresh.db"))
     try:
         assert revision_of(sqlite_url(path)) == head_revision()
-        after = all_rows(catalog.engine)
+        after = all_rows(catalog.engine, skip=ADDED_AFTER_BASELINE)
         assert {t: after[t] for t in rows} == rows  # every row of every table it had
+        assert catalog.project("p").task_type.value == "detect"  # what every earlier project was
         assert all(after[t] == [] for t in without)  # the tables it lacked, created
         assert sqlite_schema(catalog.engine) == sqlite_schema(fresh.engine)
         project = catalog.project("p")  # and it works through the API
@@ -253,10 +274,10 @@ def test_a_catalog_created_before_migrations_is_adopted_with_every_row(tmp_path,
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        ("new", Upgrade(None, BASELINE, adopted=False)),
-        ("created-before-migrations", Upgrade(None, BASELINE, adopted=True)),
-        ("foreign-tables-only", Upgrade(None, BASELINE, adopted=False)),
-        ("at-head", Upgrade(BASELINE, BASELINE, adopted=False)),
+        ("new", Upgrade(None, HEAD, adopted=False)),
+        ("created-before-migrations", Upgrade(None, HEAD, adopted=True)),
+        ("foreign-tables-only", Upgrade(None, HEAD, adopted=False)),
+        ("at-head", Upgrade(HEAD, HEAD, adopted=False)),
     ],
 )
 def test_what_opening_finds_and_does(tmp_path, image_dir, state, expected):
@@ -273,7 +294,7 @@ def test_what_opening_finds_and_does(tmp_path, image_dir, state, expected):
         outcome = upgrade_catalog(engine)
         assert outcome == expected
         assert outcome.changed == (state != "at-head")
-        assert upgrade_catalog(engine) == Upgrade(BASELINE, BASELINE)  # then nothing to do
+        assert upgrade_catalog(engine) == Upgrade(HEAD, HEAD)  # then nothing to do
     finally:
         engine.dispose()
 
@@ -302,7 +323,7 @@ def test_a_catalog_older_than_the_baseline_is_refused_unchanged(tmp_path):
 # -- an older revision ----------------------------------------------------------------------
 def test_a_catalog_at_an_older_revision_is_upgraded_on_open(tmp_path, image_dir, monkeypatch):
     path = tmp_path / "c.db"
-    catalog = Catalog.open(sqlite_url(path))  # at 0001 with rows in every area
+    catalog = Catalog.open(sqlite_url(path))  # at the head with rows in every area
     project = catalog.create_project("p", ["a", "b"])
     ids = catalog.add_images(project, image_dir).added
     catalog.create_round(project, "random", None, SCORED, [ImageScore(i, 0.5, {}, 0, 0) for i in ids],
@@ -312,10 +333,10 @@ def test_a_catalog_at_an_older_revision_is_upgraded_on_open(tmp_path, image_dir,
 
     location = later_migrations(tmp_path)
     monkeypatch.setattr(migrations, "_migrations_dir", lambda: location)
-    assert head_revision() == "0002"
+    assert head_revision() == LATER
     catalog = Catalog.open(sqlite_url(path))
     try:
-        assert revision_of(sqlite_url(path)) == "0002"
+        assert revision_of(sqlite_url(path)) == LATER
         after = all_rows(catalog.engine)  # the models know no projects.note: rows by the ORM
         assert after == rows
         with catalog.engine.connect() as conn:
@@ -335,16 +356,17 @@ def test_a_catalog_upgraded_by_a_newer_labelwise_is_refused_unchanged(tmp_path, 
     location = later_migrations(tmp_path)
     with monkeypatch.context() as patch:
         patch.setattr(migrations, "_migrations_dir", lambda: location)
-        Catalog.open(sqlite_url(path)).close()  # a newer Labelwise: 0002
+        Catalog.open(sqlite_url(path)).close()  # a newer Labelwise: at LATER
     engine = create_engine(sqlite_url(path))
     before = sqlite_schema(engine)
     engine.dispose()
     with pytest.raises(CatalogError, match=(
-            r"is at schema revision '0002', which this Labelwise does not know \(its revisions: "
-            r"0001\): a newer Labelwise upgraded it; expected one of those")):
+            rf"is at schema revision '{LATER}', which this Labelwise does not know \(its revisions: "
+            rf"{', '.join(f'{i:04d}' for i in range(1, int(LATER)))}\): a newer Labelwise upgraded "
+            r"it; expected one of those")):
         Catalog.open(sqlite_url(path))
     engine = create_engine(sqlite_url(path))
-    assert sqlite_schema(engine) == before and revision_of(sqlite_url(path)) == "0002"
+    assert sqlite_schema(engine) == before and revision_of(sqlite_url(path)) == LATER
     engine.dispose()
 
 
@@ -359,7 +381,7 @@ def test_a_failing_revision_leaves_the_catalog_as_it_was(tmp_path, image_dir, mo
     schema, rows = sqlite_schema(engine), all_rows(engine)
     engine.dispose()
     location = later_migrations(tmp_path)
-    revision = location / "versions" / "0002_test_later.py"
+    revision = location / "versions" / f"{LATER}_test_later.py"
     revision.write_text(revision.read_text().replace(
         '    op.create_table(\n        "notes"', '    op.execute("SELECT no_such_function()")\n'
         '    op.create_table(\n        "notes"'))
@@ -368,7 +390,7 @@ def test_a_failing_revision_leaves_the_catalog_as_it_was(tmp_path, image_dir, mo
         Catalog.open(sqlite_url(path))
     engine = create_engine(sqlite_url(path))
     assert sqlite_schema(engine) == schema and all_rows(engine) == rows
-    assert revision_of(sqlite_url(path)) == BASELINE
+    assert revision_of(sqlite_url(path)) == HEAD
     engine.dispose()
 
 
@@ -381,21 +403,22 @@ def test_the_baseline_downgrades_to_nothing_and_back(tmp_path):
     with engine.begin() as conn:
         command.downgrade(migrations.alembic_config(conn), "base")
     assert sqlite_schema(engine) == []
-    assert upgrade_catalog(engine).after == BASELINE and sqlite_schema(engine) == schema
+    assert upgrade_catalog(engine).after == HEAD and sqlite_schema(engine) == schema
     engine.dispose()
 
 
 def test_new_revision_autogenerates_the_next_file(tmp_path):
     location = later_migrations(tmp_path)
-    (location / "versions" / "0002_test_later.py").unlink()
+    (location / "versions" / f"{LATER}_test_later.py").unlink()
     made = migrations.new_revision("nothing changed", script_location=location)
-    assert made == location / "versions" / "0002_nothing_changed.py"
+    assert made == location / "versions" / f"{LATER}_nothing_changed.py"
     body = made.read_text()
-    assert "revision: str = '0002'" in body and "down_revision: str | Sequence[str] | None = '0001'" in body
+    assert f"revision: str = '{LATER}'" in body
+    assert f"down_revision: str | Sequence[str] | None = '{HEAD}'" in body
     upgrade = body[body.index("def upgrade() -> None:"):body.index("def downgrade() -> None:")]
     assert [ln.strip() for ln in upgrade.splitlines() if ln.strip() and not ln.strip().startswith("#")] == [
         "def upgrade() -> None:", '"""nothing changed."""', "pass"]  # no change: an empty revision
-    assert head_revision(location) == "0002"
+    assert head_revision(location) == LATER
 
 
 # -- at the same instant --------------------------------------------------------------------
@@ -467,7 +490,7 @@ def test_processes_opening_one_catalog_at_once_all_succeed_and_one_upgrades(tmp_
     assert len({r["project"] for r in results}) == 1  # one project, created once
     upgraded = [r["upgraded"] for r in results if r["upgraded"]]
     assert len(upgraded) == 1, results  # one process upgraded, the others found it done
-    head = "0002" if location else BASELINE
+    head = LATER if location else HEAD
     assert upgraded[0][0].endswith(f"-> {head}" + (" (adopted: created before migrations)"
                                                     if state == "created-before-migrations" else ""))
     assert revision_of(sqlite_url(path)) == head

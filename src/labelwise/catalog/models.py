@@ -37,6 +37,7 @@ class ProjectRow(Base):
     ls_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     holdout_yaml: Mapped[str | None] = mapped_column(Text, nullable=True)
     holdout_split: Mapped[str] = mapped_column(String(20), default="test")
+    task_type: Mapped[str] = mapped_column(String(16), default="detect", server_default="detect")
 
 
 class ImageRow(Base):

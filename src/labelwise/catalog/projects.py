@@ -16,14 +16,21 @@ from labelwise.catalog.records import (
     ProjectRecord,
     _project_record,
 )
+from labelwise.task_types import TaskType
 
 
 class ProjectsMixin(CatalogMixin):
     """Projects of :class:`~labelwise.catalog.Catalog`."""
 
-    def create_project(self, name: str, class_names: Sequence[str]) -> ProjectRecord:
-        """Create a project; the same call again returns it, other classes are refused (also
-        when two processes create it at the same instant)."""
+    def create_project(self, name: str, class_names: Sequence[str],
+                       task_type: TaskType | str = TaskType.DETECT) -> ProjectRecord:
+        """Create a project; the same call again returns it, other classes or another task type
+        are refused (also when two processes create it at the same instant). The task type is
+        fixed here for the project's life (:mod:`labelwise.task_types`)."""
+        try:
+            task = TaskType.parse(task_type)
+        except ValueError as exc:
+            raise CatalogError(str(exc)) from None
         names = [str(c).strip() for c in class_names]
         if not name.strip():
             raise CatalogError("project name must not be empty")
@@ -41,8 +48,14 @@ class ProjectsMixin(CatalogMixin):
                                 f"project {name!r} exists with classes {row.class_names}; "
                                 f"got {names}"
                             )
+                        if row.task_type != task.value:
+                            raise CatalogError(
+                                f"project {name!r} exists as a {row.task_type!r} project; got "
+                                f"task type {task.value!r} (a project's task type is fixed at "
+                                "creation: create a new project for another task)"
+                            )
                     else:
-                        row = ProjectRow(name=name, class_names=names)
+                        row = ProjectRow(name=name, class_names=names, task_type=task.value)
                         s.add(row)
                         s.flush()
                     return _project_record(row)

@@ -11,6 +11,7 @@ import numpy as np
 
 from labelwise.catalog.models import ImageRow, PredictionRow, ProjectRow
 from labelwise.domain import Detections, ImageStatus
+from labelwise.task_types import TaskType
 
 
 class CatalogError(ValueError):
@@ -24,7 +25,8 @@ class ProjectNotFound(CatalogError):
 @dataclass(frozen=True)
 class ProjectRecord:
     """A project. ``holdout_yaml``/``holdout_split`` name the fixed evaluation set (a YOLO
-    data.yaml and its split), so every round is measured on the same images."""
+    data.yaml and its split), so every round is measured on the same images. ``task_type`` is
+    fixed at creation (:mod:`labelwise.task_types`)."""
 
     id: int
     name: str
@@ -32,11 +34,13 @@ class ProjectRecord:
     ls_project_id: int | None = None
     holdout_yaml: Path | None = None
     holdout_split: str = "test"
+    task_type: TaskType = TaskType.DETECT
 
 
 def _project_record(row: ProjectRow) -> ProjectRecord:
     return ProjectRecord(row.id, row.name, tuple(row.class_names), row.ls_project_id,
-                         Path(row.holdout_yaml) if row.holdout_yaml else None, row.holdout_split)
+                         Path(row.holdout_yaml) if row.holdout_yaml else None, row.holdout_split,
+                         TaskType.parse(row.task_type or TaskType.DETECT.value))
 
 
 @dataclass(frozen=True)

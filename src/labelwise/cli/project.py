@@ -25,13 +25,16 @@ def create(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Project name."),
     classes: List[str] = typer.Option(..., "--classes", help="Class names, comma-separated or repeated."),
+    task: str = typer.Option("detect", "--task",
+                             help="The model task, fixed for the project's life: detect, classify or segment."),
 ) -> None:
-    """Create a project (again with the same classes: no change)."""
+    """Create a project (again with the same classes and task: no change)."""
     from labelwise.runtime import open_catalog
 
     catalog = open_catalog(settings_from(ctx))
-    record = catalog.create_project(name, parse_classes(classes))
-    print_json({"project": record.name, "id": record.id, "classes": list(record.class_names)})
+    record = catalog.create_project(name, parse_classes(classes), task_type=task)
+    print_json({"project": record.name, "id": record.id, "task": record.task_type.value,
+                "classes": list(record.class_names)})
 
 
 @app.command("add-images")
@@ -62,7 +65,8 @@ def list_projects(ctx: typer.Context) -> None:
     from labelwise.runtime import open_catalog
 
     catalog = open_catalog(settings_from(ctx))
-    print_json([{"project": p.name, "classes": list(p.class_names), "images": catalog.status_counts(p)}
+    print_json([{"project": p.name, "task": p.task_type.value, "classes": list(p.class_names),
+                 "images": catalog.status_counts(p)}
                 for p in catalog.projects()])
 
 

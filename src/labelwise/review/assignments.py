@@ -119,7 +119,7 @@ def queue_assignments(
             f"no stored prediction of model {version!r} in project {project.name!r} for "
             f"{missing[:10]}; run auto-label first"
         )
-    rule = scoring_rule(settings)
+    rule = scoring_rule(settings, project.task_type)
     scores = sorted(
         (score_image(r.image_id, preds[r.image_id], rule) for r in records),
         key=lambda sc: (sc.uncertainty_score, sc.image_id),

@@ -155,7 +155,7 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
             f"{type(exc).__name__}: {exc}",
         ) from None
     dets = model.predict(upload.pixels, (upload.width, upload.height))
-    rule = scoring_rule(state.settings)
+    rule = scoring_rule(state.settings, project.task_type)
     score = score_image(upload.image_id, dets, rule)
     strategy = serving.routing_strategy
     value = (
