@@ -32,6 +32,7 @@ import numpy as np
 
 from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
+from labelwise.task_types import TaskType, check_model_task
 from labelwise.ultralytics_env import ensure_ultralytics
 from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
 
@@ -256,9 +257,7 @@ class YoloDetector:
                 f"model yaml {cfg} not found; expected an ultralytics model name such as "
                 f"yolov8n.yaml or an existing .yaml path ({exc})"
             ) from exc
-        task = guess_model_task(cfg_dict)
-        if task != "detect":
-            raise ValueError(f"{cfg} builds a {task!r} model; expected a detection ('detect') yaml")
+        check_model_task(TaskType.DETECT, guess_model_task(cfg_dict), cfg)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = DetectionModel(cfg_dict, nc=len(names), verbose=False)
@@ -276,11 +275,9 @@ class YoloDetector:
             model, _ = load_checkpoint(str(path))
         except Exception as exc:  # corrupt file, foreign pickle, ...
             raise ValueError(f"cannot load detector weights {path}: {exc}") from exc
-        if getattr(model, "task", None) != "detect" or not isinstance(model, DetectionModel):
-            raise ValueError(
-                f"{path} holds a {getattr(model, 'task', type(model).__name__)!r} model; expected "
-                f"an ultralytics detection model"
-            )
+        task = getattr(model, "task", None)
+        check_model_task(TaskType.DETECT, task if isinstance(model, DetectionModel) or task != "detect"
+                         else type(model).__name__, str(path))
         return model.float().eval()
 
     # ---------------------------------------------------------------- properties

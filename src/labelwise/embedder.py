@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -22,8 +22,24 @@ from labelwise.config import EmbedderSettings
 from labelwise.images import oriented
 from labelwise.ultralytics_env import resolve_threads, set_offline_env, set_thread_env
 
-if TYPE_CHECKING:  # pragma: no cover
-    from labelwise.detector import YoloDetector
+
+class FeatureModel(Protocol):
+    """A model whose pooled features make an embedding: :class:`~labelwise.detector.YoloDetector`
+    (last backbone layer) or :class:`~labelwise.classifier.YoloClassifier` (the pooled input of
+    its classification head)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def feature_layer(self) -> int: ...
+
+    @property
+    def feature_dim(self) -> int: ...
+
+    def features(self, paths: Sequence[Path], batch: int | None = None) -> np.ndarray:
+        """(N, feature_dim) float32 unit rows."""
+        ...
 
 
 @runtime_checkable
@@ -190,7 +206,7 @@ class DetectorFeatureEmbedder:
     The name carries the detector version and layer: retrained weights give new vectors.
     """
 
-    def __init__(self, detector: "YoloDetector", batch: int | None = None) -> None:
+    def __init__(self, detector: FeatureModel, batch: int | None = None) -> None:
         self.detector = detector
         self.batch = batch
         self.name = f"detector-{detector.version}-L{detector.feature_layer}"
@@ -314,7 +330,7 @@ def _shares(part: object, detector: object) -> bool:
 
 
 def build_embedder(
-    settings: EmbedderSettings, detector: "YoloDetector | None", threads: int = 0
+    settings: EmbedderSettings, detector: FeatureModel | None, threads: int = 0
 ) -> Embedder | None:
     """The embedder ``settings.kind`` asks for.
 

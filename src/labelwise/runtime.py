@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 
 from labelwise.catalog import Catalog
 from labelwise.config import Settings
+from labelwise.task_types import TaskMismatch, TaskType, check_model_task, model_yaml_name
 
 if TYPE_CHECKING:  # heavy imports only when used
+    from labelwise.catalog import ProjectRecord
+    from labelwise.classifier import YoloClassifier
     from labelwise.detector import YoloDetector
-    from labelwise.embedder import Embedder
+    from labelwise.embedder import Embedder, FeatureModel
 
 
 def open_catalog(settings: Settings) -> Catalog:
@@ -41,7 +44,48 @@ def load_detector(
     )
 
 
-def load_embedder(settings: Settings, detector: "YoloDetector | None") -> "Embedder | None":
+def project_model_ref(settings: Settings, project: "ProjectRecord", model: str | None = None) -> str:
+    """The model a command uses for ``project``: ``model`` when given, else
+    ``settings.detector.model``. The configured model, when it is a stock yaml name of the
+    detection family (``yolov8n.yaml``), becomes the project's task variant (``yolov8n-cls.yaml``
+    for a classification project), so one configuration serves projects of every task."""
+    ref = model or settings.detector.model
+    if ref != settings.detector.model:
+        return ref
+    stem = ref[: -len(".yaml")] if ref.endswith(".yaml") and "/" not in ref else None
+    if stem is None or project.task_type is TaskType.DETECT or stem.endswith(("-cls", "-seg")):
+        return ref
+    return model_yaml_name(project.task_type, stem)
+
+
+def load_model(settings: Settings, project: "ProjectRecord", model: str | None = None
+               ) -> "YoloDetector | YoloClassifier":
+    """The model of ``project``'s task named by ``model`` (default :func:`project_model_ref`),
+    with the project's class names.
+
+    Raises:
+        TaskMismatch: the model's task is not the project's (the message names the project and
+            both tasks).
+        ValueError: a task type this version cannot run yet.
+    """
+    ref = project_model_ref(settings, project, model)
+    try:
+        if project.task_type is TaskType.DETECT:
+            return load_detector(settings, project.class_names, ref)
+        if project.task_type is TaskType.CLASSIFY:
+            prepare_ml(settings)
+            from labelwise.classifier import YoloClassifier
+
+            return YoloClassifier.load(ref, settings.detector, settings.state_dir,
+                                       class_names=project.class_names, seed=settings.training.seed)
+    except TaskMismatch as exc:
+        check_model_task(project.task_type, exc.actual, exc.model_ref, project.name)
+        raise
+    raise ValueError(f"project {project.name!r} is a {project.task_type.value!r} project; this "
+                     "version runs 'detect' and 'classify' projects")
+
+
+def load_embedder(settings: Settings, detector: "FeatureModel | None") -> "Embedder | None":
     prepare_ml(settings)
     from labelwise.embedder import build_embedder
 

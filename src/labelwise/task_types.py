@@ -45,7 +45,16 @@ class TaskType(str, enum.Enum):
 
 
 class TaskMismatch(ValueError):
-    """A model's task is not its project's."""
+    """A model's task is not its project's.
+
+    Attributes:
+        expected: the project's task; actual: the model's (None when it has none);
+        model_ref: what the model was loaded from.
+    """
+
+    def __init__(self, message: str, expected: TaskType, actual: str | None, model_ref: str) -> None:
+        super().__init__(message)
+        self.expected, self.actual, self.model_ref = expected, actual, model_ref
 
 
 def check_model_task(project_task: "TaskType | str", model_task: str | None, model_ref: str,
@@ -66,8 +75,9 @@ def check_model_task(project_task: "TaskType | str", model_task: str | None, mod
         where = f"project {project!r}" if project else "the project"
         raise TaskMismatch(
             f"{where} is a {expected.value!r} project but model {model_ref} is a {model_task!r} "
-            f"model; expected a {expected.value!r} model (ultralytics' {_SUFFIX[expected]} "
-            f"models, e.g. yolov8n{_SUFFIX[expected]}.yaml or your own .pt of that task)")
+            f"model; expected a {expected.value!r} model (e.g. {model_yaml_name(expected)} or "
+            "your own .pt of that task)",
+            expected, model_task, model_ref)
 
 
 _SUFFIX = {TaskType.DETECT: "", TaskType.CLASSIFY: "-cls", TaskType.SEGMENT: "-seg"}

@@ -45,14 +45,14 @@ def auto_label(
     from tqdm import tqdm
 
     from labelwise.autolabel import auto_label as run
-    from labelwise.runtime import load_detector, load_embedder, open_catalog
+    from labelwise.runtime import load_embedder, load_model, open_catalog
 
     settings = settings_from(ctx)
     if embedder is not None:
         settings = settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"kind": embedder})})
     catalog = open_catalog(settings)
     record = catalog.project(project)
-    detector = load_detector(settings, record.class_names, model)
+    detector = load_model(settings, record, model)
     emb = load_embedder(settings, detector)
     total = catalog.status_counts(record)
     with tqdm(total=sum(total.values()), unit="img", disable=not progress, file=None) as bar:

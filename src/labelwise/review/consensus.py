@@ -40,11 +40,12 @@ import numpy as np
 
 from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
-from labelwise.labelstudio.boxes import ls_result_to_yolo
+from labelwise.labelstudio.formats import review_format
 from labelwise.quality.agreement import box_agreement, merge_reviews, presence_kappa
 from labelwise.quality.label_issues import MISSING_BOX, SPURIOUS_BOX, LabelIssue, rank_issues
 from labelwise.review.corrections import yolo_rows_to_xyxy
 from labelwise.review.status import latest_final_annotation, require_ls_project, task_state
+from labelwise.task_types import TaskType
 
 CONSENSUS_OF = "consensus_of"
 CONSENSUS_KEY = "consensus_key"
@@ -141,11 +142,13 @@ class AnsweredPair:
 
 def answered_pairs(
     images: Sequence[ImageRecord], tasks: Sequence[Mapping[str, Any]], class_names: Sequence[str],
-    round_number: int,
+    round_number: int, task_type: TaskType = TaskType.DETECT,
 ) -> tuple[list[AnsweredPair], int, int, int]:
     """``(pairs, copies, pending, skipped)`` of round ``round_number``: the copies whose main
     task and copy are both answered (in ``consensus_key`` order), how many copies the round has,
-    and how many wait for an answer or were skipped on either side."""
+    and how many wait for an answer or were skipped on either side. Answers are read in the
+    Label Studio format of ``task_type`` (a classification: one whole-image row)."""
+    fmt = review_format(task_type)
     by_id = {int(t["id"]): t for t in tasks}
     copies = [t for t in tasks if (t.get("data") or {}).get(CONSENSUS_OF) is not None
               and (t.get("data") or {}).get("round") == round_number]
@@ -164,18 +167,19 @@ def answered_pairs(
             pending += 1
             continue
         pairs.append(AnsweredPair(image_id, int(copy["data"]["reviewer"]), a, b,
-                                  ls_result_to_yolo(a.get("result") or [], class_names),
-                                  ls_result_to_yolo(b.get("result") or [], class_names)))
+                                  fmt.result_to_labels(a.get("result") or [], class_names),
+                                  fmt.result_to_labels(b.get("result") or [], class_names)))
     return pairs, len(copies), pending, skipped
 
 
 def agreement_from_tasks(
     images: Sequence[ImageRecord], tasks: Sequence[Mapping[str, Any]], class_names: Sequence[str],
-    round_number: int, floor: float,
+    round_number: int, floor: float, task_type: TaskType = TaskType.DETECT,
 ) -> dict[str, Any]:
     """:func:`round_agreement` over tasks already listed (``fields="all"``); ``images`` are the
     round's images (their ``ls_task_id`` names the main task)."""
-    answered, n_copies, pending, skipped = answered_pairs(images, tasks, class_names, round_number)
+    answered, n_copies, pending, skipped = answered_pairs(images, tasks, class_names, round_number,
+                                                          task_type)
     compared: list[ImageAgreement] = []
     a_presence: list[np.ndarray] = []
     b_presence: list[np.ndarray] = []
@@ -239,12 +243,13 @@ def round_agreement(settings: Settings, catalog: Catalog, project: ProjectRecord
     with open_client(settings) as client:
         tasks = client.list_tasks(ls_id, fields="all")
     return agreement_from_tasks(catalog.round_images(record, round_number), tasks,
-                                record.class_names, round_number, settings.consensus.floor)
+                                record.class_names, round_number, settings.consensus.floor,
+                                record.task_type)
 
 
 def third_look_issues(
     images: Sequence[ImageRecord], tasks: Sequence[Mapping[str, Any]], class_names: Sequence[str],
-    round_number: int,
+    round_number: int, task_type: TaskType = TaskType.DETECT,
 ) -> list[LabelIssue]:
     """The merge rule's third looks of round ``round_number`` as label issues of the image's
     label (reviewer A's, the main task's), for :func:`labelwise.review.second_look.queue_second_look`.
@@ -256,7 +261,7 @@ def third_look_issues(
     """
     record_of = {img.image_id: img for img in images}
     issues: list[LabelIssue] = []
-    for pair in answered_pairs(images, tasks, class_names, round_number)[0]:
+    for pair in answered_pairs(images, tasks, class_names, round_number, task_type)[0]:
         img = record_of[pair.image_id]
         scale = np.array([img.width, img.height, img.width, img.height], dtype=np.float64)
         xa, ca = yolo_rows_to_xyxy(pair.rows_a)
@@ -302,4 +307,4 @@ def round_third_looks(settings: Settings, catalog: Catalog, project: ProjectReco
         raise ValueError(f"round {round_number} of project {record.name!r} has no consensus tasks; "
                          f"rounds with them: {rounds or 'none'}")
     return round_number, third_look_issues(catalog.round_images(record, round_number), tasks,
-                                           record.class_names, round_number)
+                                           record.class_names, round_number, record.task_type)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
 from labelwise.labelstudio.errors import LabelStudioRequestError
-from labelwise.labelstudio.label_config import build_label_config
+from labelwise.labelstudio.formats import review_format
 from labelwise.labelstudio.local_files import check_storage_path
 from labelwise.review.media import media_dir
 
@@ -82,8 +82,9 @@ def _upgrade_label_config(
     """An unchanged label config written by an older Labelwise (no pick-reason header, no
     explicit hotkeys) is replaced by the current one; a config a user edited is left alone."""
     current = str(info.get("label_config") or "")
-    wanted = build_label_config(project.class_names)
-    older = re.sub(r' hotkey="[^"]*"', "", build_label_config(project.class_names, reason_field=None))
+    fmt = review_format(project.task_type)
+    wanted = fmt.label_config(project.class_names)
+    older = re.sub(r' hotkey="[^"]*"', "", fmt.label_config(project.class_names, reason_field=None))
     if current.strip() == older.strip() and current.strip() != wanted.strip():
         log.info("Label Studio project %s: label config upgraded (pick reason shown, hotkeys)",
                  info.get("id"))
@@ -132,7 +133,7 @@ def ensure_in(
         title = ls_title(project)
         existing = client.find_project(title)
         ls_id = existing if existing is not None else client.ensure_project(
-            title, build_label_config(project.class_names))
+            title, review_format(project.task_type).label_config(project.class_names))
         created = existing is None
         project, ls_id, created = _claim(client, catalog, project, ls_id, created)
         info = client.get_project(ls_id)

@@ -39,7 +39,7 @@ import numpy as np
 from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
 from labelwise.domain import ImageStatus
-from labelwise.labelstudio.boxes import ls_result_to_yolo
+from labelwise.labelstudio.formats import ReviewFormat, review_format
 from labelwise.review.corrections import ImageCorrections, compare_yolo, summarize
 from labelwise.review.media import project_folder_name
 from labelwise.review.project import open_client
@@ -80,14 +80,15 @@ def sent_prediction(task: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def image_corrections(
-    task: Mapping[str, Any], class_names: Sequence[str]
+    task: Mapping[str, Any], class_names: Sequence[str], fmt: ReviewFormat
 ) -> ImageCorrections | None:
-    """Corrections of an annotated task (None when it has no final annotation)."""
+    """Corrections of an annotated task (None when it has no final annotation); ``fmt``: the
+    project's Label Studio format (a changed choice counts as a relabelled whole-image row)."""
     final = latest_final_annotation(task)
     if final is None:
         return None
-    sent = ls_result_to_yolo(sent_prediction(task), class_names)
-    return compare_yolo(sent, ls_result_to_yolo(final.get("result") or [], class_names))
+    sent = fmt.result_to_labels(sent_prediction(task), class_names)
+    return compare_yolo(sent, fmt.result_to_labels(final.get("result") or [], class_names))
 
 
 def _round_corrections(
@@ -99,7 +100,7 @@ def _round_corrections(
         if task is None:
             continue
         try:
-            item = image_corrections(task, project.class_names)
+            item = image_corrections(task, project.class_names, review_format(project.task_type))
         except ValueError:
             continue
         if item is not None:
@@ -123,6 +124,7 @@ def pull_annotations(
         :func:`~labelwise.review.second_look.apply_second_looks`.
     """
     record = catalog.project(project)
+    fmt = review_format(record.task_type)
     if round_number is not None:
         catalog.round_info(record, round_number)
     ls_id = require_ls_project(record)
@@ -148,8 +150,8 @@ def pull_annotations(
         final = latest_final_annotation(task)
         assert final is not None
         try:
-            rows = ls_result_to_yolo(final.get("result") or [], record.class_names)
-            item = image_corrections(task, record.class_names)
+            rows = fmt.answer_labels(final.get("result") or [], record.class_names)
+            item = image_corrections(task, record.class_names, fmt)
         except ValueError as exc:
             invalid.append({"image_id": img.image_id, "task_id": img.ls_task_id, "error": str(exc)})
             pending.append(img.image_id)

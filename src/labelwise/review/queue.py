@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
 from labelwise.domain import Detections, ImageStatus, ScoreBatch
-from labelwise.labelstudio.boxes import detections_to_ls_result
+from labelwise.labelstudio.formats import review_format
 from labelwise.labelstudio.local_files import local_files_url
 from labelwise.labelstudio.task_import import TaskImport, has_answers
 from labelwise.review.media import check_sources, place_all
@@ -102,8 +102,8 @@ def _prediction(
     dets: Detections | None, project: ProjectRecord, image: ImageRecord, model_version: str,
     score: float, floor: float,
 ) -> dict[str, Any]:
-    result = [] if dets is None else detections_to_ls_result(
-        dets.above(floor), project.class_names, image.width, image.height)
+    result = [] if dets is None else review_format(project.task_type).prediction_result(
+        dets, project.class_names, image.width, image.height, floor)
     return {"model_version": model_version, "score": round(score, 6), "result": result}
 
 

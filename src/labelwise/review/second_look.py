@@ -37,7 +37,7 @@ import numpy as np
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
-from labelwise.labelstudio.boxes import ls_result_to_yolo, yolo_to_ls_result
+from labelwise.labelstudio.formats import review_format
 from labelwise.labelstudio.local_files import local_files_url
 from labelwise.quality.label_issues import LabelIssue, rank_issues
 from labelwise.review.media import check_sources, place_all
@@ -174,7 +174,8 @@ def queue_second_look(
             known = existing.get(img.image_id)
             if known is not None and known.get("annotations"):
                 continue  # has the current labels (or a reviewer's fix) already
-            result = yolo_to_ls_result(labels[img.image_id], names, img.width, img.height)
+            result = review_format(record.task_type).labels_to_result(labels[img.image_id], names, img.width,
+                                                                      img.height)
             client.create_annotation(task_ids[img.image_id], result)
             annotated += 1
         view_id = client.ensure_view(ls_id, title=SECOND_LOOK_TAB, field=LOOK_FIELD,
@@ -220,7 +221,8 @@ def apply_second_looks(
             skipped += 1
             continue
         try:
-            rows = ls_result_to_yolo(final.get("result") or [], project.class_names)
+            rows = review_format(project.task_type).result_to_labels(final.get("result") or [],
+                                                                     project.class_names)
         except ValueError as exc:
             invalid.append({"image_id": image_id, "task_id": int(task["id"]), "error": str(exc)})
             continue

@@ -24,7 +24,7 @@ import numpy as np
 from labelwise.catalog import Catalog, ImageRecord
 from labelwise.config import Settings
 from labelwise.domain import ImageStatus
-from labelwise.labelstudio.boxes import yolo_to_ls_result
+from labelwise.labelstudio.formats import review_format
 from labelwise.review.project import open_client
 from labelwise.review.status import require_ls_project, task_state
 
@@ -322,7 +322,7 @@ def annotate_simulated(
                 rows, errors = apply_label_noise(rows, len(names), label_noise, rng,
                                                  img.image_id)
                 injected.extend(errors)
-            result = yolo_to_ls_result(rows, names, img.width, img.height)
+            result = review_format(record.task_type).labels_to_result(rows, names, img.width, img.height)
             client.create_annotation(int(task["id"]), result)
             annotated += 1
     summary: dict[str, Any] = {"annotated": annotated, "already_annotated": already,

@@ -146,7 +146,7 @@ def review_status(
 
             status["agreement"] = agreement_from_tasks(
                 catalog.round_images(record, number), client.list_tasks(ls_id, fields="all"),
-                record.class_names, number, settings.consensus.floor)
+                record.class_names, number, settings.consensus.floor, record.task_type)
     return status
 
 

@@ -140,11 +140,11 @@ def auto_label_shard(settings: Settings, project: str, model: str, image_ids: li
     """Predict and embed one shard with ``model`` (resumable: done images are skipped); an empty
     shard means the whole project."""
     from labelwise.autolabel import auto_label
-    from labelwise.runtime import load_detector, load_embedder, open_catalog
+    from labelwise.runtime import load_embedder, load_model, open_catalog
 
     catalog = open_catalog(settings)
     record = catalog.project(project)
-    detector = load_detector(settings, record.class_names, model)
+    detector = load_model(settings, record, model)
     report = auto_label(catalog, record, detector, load_embedder(settings, detector),
                         settings.detector.batch, image_ids=image_ids or None,
                         write_batch=settings.detector.write_batch)

@@ -184,11 +184,11 @@ def auto_label_work(
     def work(project_name: str, model: str | None) -> dict[str, Any]:
         from labelwise.autolabel import auto_label
         from labelwise.learn import resolve_base_model
-        from labelwise.runtime import load_detector, load_embedder
+        from labelwise.runtime import load_embedder, load_model
 
         project = catalog.project(project_name)
         base = resolve_base_model(settings, project.name, model)
-        detector = load_detector(settings, project.class_names, base.ref)
+        detector = load_model(settings, project, base.ref)
         report = auto_label(
             catalog, project, detector, load_embedder(settings, detector), settings.detector.batch,
             write_batch=settings.detector.write_batch,
