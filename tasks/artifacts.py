@@ -73,10 +73,9 @@ def mlflow_ui_url(tracking_uri: str) -> str | None:
 @task(name="learn-artifacts")
 def publish_learn(config: str | None, project: str, outcome: LearnOutcome) -> str:
     """The learn run's page (from a learnt round's outcome); returns its key."""
-    from dataclasses import asdict
-
     from prefect.artifacts import create_markdown_artifact
 
+    from labelwise.evaluation import evaluation_record
     from labelwise.round_story import artifact_key, learn_markdown
 
     if outcome.evaluation is None or outcome.retrained is None or outcome.tracked is None:
@@ -85,7 +84,7 @@ def publish_learn(config: str | None, project: str, outcome: LearnOutcome) -> st
     settings = task_settings(config)
     key = artifact_key("learn", project)
     round_number = outcome.round
-    markdown = learn_markdown(round_number, project, asdict(outcome.evaluation),
+    markdown = learn_markdown(round_number, project, evaluation_record(outcome.evaluation),
                               outcome.retrained.as_dict(), outcome.promoted,
                               outcome.tracked.as_dict(), outcome.pulled, outcome.before,
                               mlflow_ui_url(settings.resolved_tracking_uri))

@@ -32,6 +32,7 @@ import numpy as np
 
 from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
+from labelwise.evaluation import DETECT_SCHEME, MetricScheme
 from labelwise.task_types import TaskType, check_model_task
 from labelwise.ultralytics_env import ensure_ultralytics
 from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
@@ -92,6 +93,20 @@ class EvalResult:
     n_images: int = 0
     n_boxes: int = 0
     seconds: float = 0.0
+
+    @property
+    def scheme(self) -> MetricScheme:
+        """Detection's headline names (precision, recall, mAP50, mAP50-95; primary mAP50-95)."""
+        return DETECT_SCHEME
+
+    def headline(self) -> dict[str, float]:
+        """The headline metrics under the names shown everywhere."""
+        return {"precision": float(self.precision), "recall": float(self.recall),
+                "mAP50": float(self.map50), "mAP50-95": float(self.map50_95)}
+
+    def per_class(self) -> dict[str, float]:
+        """``AP50/<class>`` of every class present in the split."""
+        return {f"AP50/{k}": float(v) for k, v in self.per_class_ap50.items()}
 
     def as_metrics(self, prefix: str = "") -> dict[str, float]:
         """Flat name -> value mapping (for experiment tracking)."""

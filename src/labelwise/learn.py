@@ -17,7 +17,9 @@ from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
 from labelwise.detector import EvalResult
 from labelwise.domain import Detections, ImageStatus, class_box_counts
+from labelwise.evaluation import Evaluation, evaluation_record
 from labelwise.pseudo_labels import PseudoLabelRule, PseudoLabelSet, select_pseudo_labels
+from labelwise.task_types import TaskType
 from labelwise.training import LabelledImage, build_training_set, holdout_data_yaml, train_round
 
 CHAMPION_PREFIX = "models:/"
@@ -34,10 +36,26 @@ class StartingModel:
     registry_version: str | None = None
 
 
-def tracker_for(settings: Settings, project: str):  # type: ignore[no-untyped-def]
+def tracker_for(settings: Settings, project: "str | ProjectRecord"):  # type: ignore[no-untyped-def]
+    """The MLflow tracker of ``project``, reporting the metric scheme of its task type (a name
+    is looked up in the catalog; a name the catalog does not know, such as a benchmark's own
+    campaign, is tracked as a detection project, as every project was before task types)."""
+    from labelwise.catalog import ProjectNotFound
+    from labelwise.evaluation import metric_scheme
+    from labelwise.runtime import open_catalog
     from labelwise.tracking import Tracker
 
-    return Tracker(settings.resolved_tracking_uri, project, settings.tracking.experiment_prefix)
+    task = TaskType.DETECT
+    if isinstance(project, str):
+        try:
+            task = open_catalog(settings).project(project).task_type
+        except ProjectNotFound:
+            pass
+        name = project
+    else:
+        task, name = project.task_type, project.name
+    return Tracker(settings.resolved_tracking_uri, name, settings.tracking.experiment_prefix,
+                   metric_scheme(task))
 
 
 def resolve_base_model(settings: Settings, project: str, explicit: str | None = None) -> StartingModel:
@@ -267,14 +285,9 @@ class TrackedRound:
         return asdict(self)
 
 
-def round_metrics(evaluation: EvalResult) -> dict[str, float]:
-    """The headline metrics under the names shown everywhere."""
-    return {
-        "precision": float(evaluation.precision),
-        "recall": float(evaluation.recall),
-        "mAP50": float(evaluation.map50),
-        "mAP50-95": float(evaluation.map50_95),
-    }
+def round_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """The headline metrics of the evaluation's task under the names shown everywhere."""
+    return evaluation.headline()
 
 
 PSEUDO_PARAM_KEYS = tuple(PseudoLabelRule().as_params())
@@ -308,7 +321,7 @@ def track_round(
     campaign: str,
     params: dict[str, Any],
     retrained: RetrainResult,
-    evaluation: EvalResult,
+    evaluation: Evaluation,
     extra_metrics: dict[str, float] | None = None,
     artifacts: dict[str, str] | None = None,
 ) -> TrackedRound:
@@ -329,7 +342,8 @@ def track_round(
     """
     from labelwise.reports import learning_curve
 
-    tracker = tracker_for(settings, project.name)
+    tracker = tracker_for(settings, project)
+    primary = tracker.scheme.primary
     parent = tracker.ensure_campaign(campaign, {"project": project.name})
     pseudo_params, pseudo_metrics = pseudo_tracking(retrained)
     round_params = {**params, "base_model": retrained.base_model, "epochs": retrained.epochs,
@@ -337,7 +351,7 @@ def track_round(
     run_id = tracker.start_round(parent, round_number, round_params)
     try:
         metrics = round_metrics(evaluation)
-        metrics.update({f"AP50/{k}": v for k, v in evaluation.per_class_ap50.items()})
+        metrics.update(evaluation.per_class())
         metrics.update({
             "labelled_images": retrained.labelled_images,
             "labelled_boxes": retrained.labelled_boxes,
@@ -354,15 +368,16 @@ def track_round(
         sheet = retrained.pseudo_sheet
         if sheet and Path(sheet).exists():
             tracker.log_artifact(run_id, Path(sheet), "pseudo")
-        history = [r for r in tracker.round_metrics() if "mAP50-95" in r["metrics"]]
-        points = sorted((r["metrics"].get("labelled_images", 0.0), r["metrics"]["mAP50-95"]) for r in history)
+        history = [r for r in tracker.round_metrics() if primary in r["metrics"]]
+        points = sorted((r["metrics"].get("labelled_images", 0.0), r["metrics"][primary]) for r in history)
         curve = learning_curve({project.name: points}, settings.state_dir / "reports" / project.name /
-                               f"learning-curve-round-{round_number}.png", title=f"{project.name}: mAP50-95 vs labels")
+                               f"learning-curve-round-{round_number}.png", title=f"{project.name}: {primary} vs labels",
+                               ylabel=primary)
         tracker.log_artifact(run_id, curve, "plots")
         (settings.state_dir / "reports" / project.name).mkdir(parents=True, exist_ok=True)
         summary = settings.state_dir / "reports" / project.name / f"round-{round_number}.json"
         summary.write_text(json.dumps({"params": params, "retrain": retrained.as_dict(),
-                                       "evaluation": asdict(evaluation)}, indent=2, default=str))
+                                       "evaluation": evaluation_record(evaluation)}, indent=2, default=str))
         tracker.log_artifact(run_id, summary, "summary")
         version = tracker.register_weights(run_id, Path(retrained.weights))
     except BaseException as exc:
@@ -388,16 +403,20 @@ def end_campaign(settings: Settings, project: str, run_id: str, error: str | Non
     return {"run_id": run_id, "status": status, "error": error, "rounds_view": tracker.rounds_view_path()}
 
 
-def promote(settings: Settings, project: str, version: str, map50_95: float) -> dict[str, Any]:
-    """Move the ``champion`` alias if mAP50-95 did not drop more than the tolerance; the
-    decision is recorded on the version and its round run (:meth:`Tracker.promote`)."""
+def promote(settings: Settings, project: str, version: str, primary: float) -> dict[str, Any]:
+    """Move the ``champion`` alias if the project's primary metric (``primary``: mAP50-95 of a
+    detector, top1 of a classifier) did not drop more than the tolerance; the decision is
+    recorded on the version and its round run (:meth:`Tracker.promote`)."""
     tracker = tracker_for(settings, project)
-    decision, moved = tracker.promote(version, map50_95, settings.tracking.promote_tolerance)
+    decision, moved = tracker.promote(version, primary, settings.tracking.promote_tolerance)
     return {"version": version, "moved": moved, "promote": decision.promote, "reason": decision.reason,
             "explanation": decision.explanation, "champion_metric": decision.champion}
 
 
-def metric_history(settings: Settings, project: str, metric: str = "mAP50-95") -> list[float]:
-    """The metric per finished round, in round order (for the plateau rule)."""
-    return [r["metrics"][metric] for r in tracker_for(settings, project).round_metrics()
-            if metric in r["metrics"] and r["status"] == "FINISHED"]
+def metric_history(settings: Settings, project: str, metric: str | None = None) -> list[float]:
+    """The metric (default: the project's primary metric) per finished round, in round order
+    (for the plateau rule)."""
+    tracker = tracker_for(settings, project)
+    name = metric or tracker.scheme.primary
+    return [r["metrics"][name] for r in tracker.round_metrics()
+            if name in r["metrics"] and r["status"] == "FINISHED"]

@@ -13,7 +13,7 @@ class PromotionDecision:
     Attributes:
         promote: whether the alias moves to the candidate.
         reason: the rule's arithmetic (or ``no champion yet`` / ``already champion``).
-        candidate: the candidate's mAP50-95; champion: the champion's (None: no champion).
+        candidate: the candidate's primary metric; champion: the champion's (None: no champion).
     """
 
     promote: bool
@@ -28,8 +28,10 @@ class PromotionDecision:
         return f"{'promoted' if self.promote else 'not promoted'} because {self.reason}"
 
 
-def decide_promotion(candidate: float, champion: float | None, tolerance: float) -> PromotionDecision:
-    """Promote unless the candidate's mAP50-95 drops more than ``tolerance`` below the champion's.
+def decide_promotion(candidate: float, champion: float | None, tolerance: float,
+                     metric: str = "mAP50-95") -> PromotionDecision:
+    """Promote unless the candidate's ``metric`` (the project's primary metric: mAP50-95 for
+    detection, top1 for classification) drops more than ``tolerance`` below the champion's.
 
     With no champion yet, the candidate is promoted.
     """
@@ -39,10 +41,10 @@ def decide_promotion(candidate: float, champion: float | None, tolerance: float)
         return PromotionDecision(True, "no champion yet", candidate, None)
     if candidate >= champion - tolerance:
         return PromotionDecision(
-            True, f"mAP50-95 {candidate:.4f} >= champion {champion:.4f} - tolerance {tolerance}",
+            True, f"{metric} {candidate:.4f} >= champion {champion:.4f} - tolerance {tolerance}",
             candidate, champion)
     return PromotionDecision(
-        False, f"mAP50-95 {candidate:.4f} < champion {champion:.4f} - tolerance {tolerance}",
+        False, f"{metric} {candidate:.4f} < champion {champion:.4f} - tolerance {tolerance}",
         candidate, champion)
 
 

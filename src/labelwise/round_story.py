@@ -31,6 +31,17 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("mAP50-95", "map50_95", "mAP50-95"),
 )
 NA = "n/a"
+_SHORT = {"precision": "P", "recall": "R"}
+
+
+def _headline(evaluation: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(shown name, value) of an evaluation record's headline metrics
+    (:func:`labelwise.evaluation.evaluation_record`: any task type); a record without one (an
+    older detection summary) gives the detection metrics of :data:`METRICS`."""
+    headline = evaluation.get("headline")
+    if isinstance(headline, Mapping):
+        return list(headline.items())
+    return [(label, evaluation.get(key)) for label, key, _ in METRICS]
 
 
 # Keys -----------------------------------------------------------------------------------------
@@ -212,11 +223,13 @@ def retrain_line(retrained: Mapping[str, Any]) -> str:
 
 
 def evaluate_line(evaluation: Mapping[str, Any]) -> str:
-    """``evaluate: mAP50 0.410, mAP50-95 0.200, P 0.500, R 0.400 on 10 held-out images``."""
-    return (f"evaluate: mAP50 {_num(evaluation.get('map50'))}, mAP50-95 "
-            f"{_num(evaluation.get('map50_95'))}, P {_num(evaluation.get('precision'))}, "
-            f"R {_num(evaluation.get('recall'))} on {_int(evaluation.get('n_images'))} held-out "
-            f"images ({_int(evaluation.get('n_boxes'))} boxes)")
+    """``evaluate: mAP50 0.410, mAP50-95 0.200, P 0.500, R 0.400 on 10 held-out images (12
+    boxes)`` (a classifier: ``top1 0.900, top5 1.000, P …, R … on 10 held-out images``)."""
+    pairs = _headline(evaluation)
+    ordered = [p for p in pairs if p[0] not in _SHORT] + [p for p in pairs if p[0] in _SHORT]
+    figures = ", ".join(f"{_SHORT.get(name, name)} {_num(value)}" for name, value in ordered)
+    boxes = f" ({_int(evaluation.get('n_boxes'))} boxes)" if "n_boxes" in evaluation else ""
+    return f"evaluate: {figures} on {_int(evaluation.get('n_images'))} held-out images{boxes}"
 
 
 def track_line(tracked: Mapping[str, Any], round_number: int) -> str:
@@ -352,8 +365,8 @@ def learn_markdown(
     """The learn run's page: metrics before -> after, the champion, labels, corrections, MLflow.
 
     Args:
-        evaluation: the new model's held-out evaluation (``precision``, ``recall``, ``map50``,
-            ``map50_95``).
+        evaluation: the new model's held-out evaluation record
+            (:func:`labelwise.evaluation.evaluation_record`: its ``headline`` metrics).
         retrained: :meth:`RetrainResult.as_dict`.
         promoted: ``promote``'s reply (``version``, ``moved``, ``promote``, ``reason``).
         tracked: ``track_round``'s reply (``run_id``, ``registered_version``).
@@ -369,9 +382,8 @@ def learn_markdown(
         head = "before (first round)"
     metrics = (before or {}).get("metrics") or {}
     rows = []
-    for label, eval_key, mlflow_key in METRICS:
-        after = evaluation.get(eval_key)
-        prior = metrics.get(mlflow_key)
+    for label, after in _headline(evaluation):
+        prior = metrics.get(label)
         rows.append((label, _num(prior) if before else "–", _num(after),
                      _change(None if prior is None else float(prior),
                              None if after is None else float(after))))
@@ -411,7 +423,7 @@ def champion_before(settings: Settings, project: str) -> dict[str, Any] | None:
     if info is None:
         return None
     run = next((r for r in tracker.round_metrics() if r["run_id"] == info.run_id), None)
-    metrics = {key: float(run["metrics"][key]) for _, _, key in METRICS
+    metrics = {key: float(run["metrics"][key]) for key in tracker.scheme.headline
                if run is not None and key in run["metrics"]}
     return {"version": info.version, "run_id": info.run_id,
             "round": run["round"] if run is not None else None, "metrics": metrics}

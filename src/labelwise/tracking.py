@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labelwise.evaluation import DETECT_SCHEME, MetricScheme
 from labelwise.promotion import PromotionDecision, decide_promotion
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 CHAMPION = "champion"
-PRIMARY_METRIC = "mAP50-95"
+PRIMARY_METRIC = DETECT_SCHEME.primary
+"""A detection project's primary metric (a project's own: ``Tracker.scheme.primary``)."""
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
@@ -78,8 +80,9 @@ SAVED_VIEW_KEY = "labelwise-rounds"
 SAVED_VIEW_TAG = f"mlflow.sharedViewState.{SAVED_VIEW_KEY}"
 SAVED_VIEW_NAME = "Rounds"
 
-HEADLINE_METRICS = ("precision", "recall", "mAP50", "mAP50-95")
-"""Held-out metrics of every round, under these names (round runs and the campaign run)."""
+HEADLINE_METRICS = DETECT_SCHEME.headline
+"""Held-out metrics of every detection round, under these names (round runs and the campaign
+run); a project of another task type logs its scheme's (:mod:`labelwise.evaluation`)."""
 ROUND_METRICS = (*HEADLINE_METRICS, "labelled_images", "labelled_boxes")
 """Metrics every round run has, under these names."""
 ROUND_COLUMNS = (
@@ -133,9 +136,20 @@ def _clip(text: str, limit: int = TAG_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_SHORT = {"precision": "P", "recall": "R"}
+
+
+def _held_out(metrics: Mapping[str, float], scheme: MetricScheme, digits: int = 3,
+              only_quality: bool = False) -> str:
+    """``P 0.500, R 0.400, mAP50 0.410, mAP50-95 0.200`` of the scheme's headline metrics
+    (``only_quality``: without precision and recall)."""
+    names = [n for n in scheme.headline if not (only_quality and n in _SHORT)]
+    return ", ".join(f"{_SHORT.get(n, n)} {_fmt(metrics.get(n), digits)}" for n in names)
+
+
 def round_description(
     round_number: int, strategy: str | None, metrics: Mapping[str, float], champion: str,
-    campaign: str | None = None, version: str | None = None,
+    campaign: str | None = None, version: str | None = None, scheme: MetricScheme = DETECT_SCHEME,
 ) -> str:
     """A round run's description (markdown): round, strategy, labelled images, held-out
     P/R/mAP50/mAP50-95 and what happened to the champion (``champion``: e.g. ``moved to v3
@@ -148,23 +162,23 @@ def round_description(
     head = f"**Round {round_number}**" + (f" of campaign {campaign}" if campaign else "")
     registered = f"Registered as v{version}. " if version else ""
     return (f"{head}: strategy {strategy or 'n/a'}, {labels}.\n\n"
-            f"Held-out: P {_fmt(metrics.get('precision'))}, R {_fmt(metrics.get('recall'))}, "
-            f"mAP50 {_fmt(metrics.get('mAP50'))}, mAP50-95 {_fmt(metrics.get('mAP50-95'))}.\n\n"
+            f"Held-out: {_held_out(metrics, scheme)}.\n\n"
             f"{registered}Champion: {champion}.")
 
 
 def version_description(
-    round_number: int, metrics: Mapping[str, float], run_id: str, promotion: str
+    round_number: int, metrics: Mapping[str, float], run_id: str, promotion: str,
+    scheme: MetricScheme = DETECT_SCHEME,
 ) -> str:
     """A registered version's description: its round, held-out metrics and the promotion."""
-    return (f"Round {round_number} (run {run_id}): mAP50 {_fmt(metrics.get('mAP50'), 4)}, "
-            f"mAP50-95 {_fmt(metrics.get('mAP50-95'), 4)} on the project's held-out split, "
+    return (f"Round {round_number} (run {run_id}): {_held_out(metrics, scheme, 4, only_quality=True)} "
+            "on the project's held-out split, "
             f"{_count(metrics.get('labelled_images'))} labelled images. Promotion: {promotion}.")
 
 
 def campaign_description(
     name: str, project: str, status: str, rounds: Sequence[Mapping[str, Any]],
-    error: str | None = None, rounds_view: str | None = None,
+    error: str | None = None, rounds_view: str | None = None, scheme: MetricScheme = DETECT_SCHEME,
 ) -> str:
     """A campaign run's description (markdown): status (with the error), one table row per
     round (``rounds``: :meth:`Tracker.campaign_rounds`) and a link to the ``Rounds`` view."""
@@ -172,26 +186,33 @@ def campaign_description(
     if error:
         lines.append(f"\nError: `{error}`")
     if rounds:
-        lines += ["", "| round | strategy | labelled images | P | R | mAP50 | mAP50-95 | champion |",
-                  "|---|---|---|---|---|---|---|---|"]
+        heads = [_SHORT.get(n, n) for n in scheme.headline]
+        lines += ["", f"| round | strategy | labelled images | {' | '.join(heads)} | champion |",
+                  "|---|---|---|" + "---|" * len(heads) + "---|"]
         for r in rounds:
             m = r["metrics"]
+            values = " | ".join(_fmt(m.get(n)) for n in scheme.headline)
             lines.append(f"| {r['round']} | {r['params'].get('strategy', 'n/a')} | "
-                         f"{_count(m.get('labelled_images'))} | {_fmt(m.get('precision'))} | "
-                         f"{_fmt(m.get('recall'))} | {_fmt(m.get('mAP50'))} | "
-                         f"{_fmt(m.get('mAP50-95'))} | {r['tags'].get(CHAMPION_TAG, PENDING)} |")
+                         f"{_count(m.get('labelled_images'))} | {values} | "
+                         f"{r['tags'].get(CHAMPION_TAG, PENDING)} |")
     if rounds_view:
         lines.append(f"\n[The rounds as rows, with their metrics]({rounds_view})")
     return "\n".join(lines)
 
 
-def rounds_view_state() -> dict[str, Any]:
-    """The ``Rounds`` saved view: the UI's view state (search facets and columns)."""
+def rounds_view_state(scheme: MetricScheme = DETECT_SCHEME) -> dict[str, Any]:
+    """The ``Rounds`` saved view: the UI's view state (search facets and columns; the metric
+    columns are the scheme's headline)."""
+    columns = list(ROUND_COLUMNS) if scheme is DETECT_SCHEME else [
+        c for c in ROUND_COLUMNS if not any(c == f"metrics.`{m}`" for m in HEADLINE_METRICS)]
+    if scheme is not DETECT_SCHEME:
+        at = columns.index("metrics.`labelled_boxes`") + 1
+        columns[at:at] = [f"metrics.`{m}`" for m in scheme.headline]
     return {
         "searchFilter": f"tags.`{KIND_TAG}` = 'round'",
         "orderByKey": "attributes.start_time",
         "orderByAsc": True,
-        "selectedColumns": list(ROUND_COLUMNS),
+        "selectedColumns": columns,
     }
 
 
@@ -205,7 +226,10 @@ def saved_view_envelope(name: str, state: Mapping[str, Any], created_ms: int) ->
 class Tracker:
     """MLflow tracking and registry for one project."""
 
-    def __init__(self, tracking_uri: str, project: str, experiment_prefix: str = "labelwise") -> None:
+    def __init__(self, tracking_uri: str, project: str, experiment_prefix: str = "labelwise",
+                 scheme: MetricScheme = DETECT_SCHEME) -> None:
+        """``scheme``: the project's metric names (:func:`labelwise.evaluation.metric_scheme` of
+        its task type): the champion's metric, the descriptions and the ``Rounds`` columns."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -215,6 +239,7 @@ class Tracker:
         self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._mlflow = mlflow
         self.project = project
+        self.scheme = scheme
         self.model_name = model_name_for(project)
         self.experiment_name = f"{experiment_prefix}/{project}"
         self.experiment_id = self._ensure_experiment()
@@ -222,7 +247,7 @@ class Tracker:
     def _experiment_tags(self) -> dict[str, str]:
         """What the experiment is tagged with: model training, and the ``Rounds`` view."""
         return {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
-                SAVED_VIEW_TAG: saved_view_envelope(SAVED_VIEW_NAME, rounds_view_state(),
+                SAVED_VIEW_TAG: saved_view_envelope(SAVED_VIEW_NAME, rounds_view_state(self.scheme),
                                                     int(time.time() * 1000))}
 
     def _ensure_experiment(self) -> str:
@@ -378,7 +403,8 @@ class Tracker:
         parent = run.data.tags.get(PARENT_TAG)
         campaign = self.client.get_run(parent).info.run_name if parent else None
         text = round_description(int(run.data.tags.get(ROUND_TAG, -1)), run.data.params.get("strategy"),
-                                 run.data.metrics, champion, campaign, run.data.tags.get(VERSION_TAG))
+                                 run.data.metrics, champion, campaign, run.data.tags.get(VERSION_TAG),
+                                 self.scheme)
         self.client.set_tag(run_id, NOTE_TAG, _clip(text))
         return text
 
@@ -436,7 +462,7 @@ class Tracker:
     def _describe_campaign(self, run: Run, status: str, rounds: Sequence[Mapping[str, Any]],
                            error: str | None) -> None:
         text = campaign_description(run.info.run_name or run.info.run_id, self.project, status, rounds, error,
-                                    self.rounds_view_path())
+                                    self.rounds_view_path(), self.scheme)
         self.client.set_tag(run.info.run_id, NOTE_TAG, _clip(text))
 
     @staticmethod
@@ -472,9 +498,10 @@ class Tracker:
         run = self.client.get_run(run_id)
         number = int(run.data.tags.get(ROUND_TAG, -1))
         metrics = run.data.metrics
-        tags = {"round": str(number), "mAP50": _fmt(metrics.get("mAP50"), 4),
-                "mAP50-95": _fmt(metrics.get("mAP50-95"), 4), "promotion": PENDING}
-        description = version_description(number, metrics, run_id, "not decided yet")
+        tags = {"round": str(number),
+                **{n: _fmt(metrics.get(n), 4) for n in self.scheme.headline if n not in _SHORT},
+                "promotion": PENDING}
+        description = version_description(number, metrics, run_id, "not decided yet", self.scheme)
         version = self.find_version(run_id, number)
         if version is None:
             self.client.log_artifact(run_id, str(weights), "weights")
@@ -525,7 +552,7 @@ class Tracker:
             return None
         metric = None
         if mv.run_id:
-            metric = self.client.get_run(mv.run_id).data.metrics.get(PRIMARY_METRIC)
+            metric = self.client.get_run(mv.run_id).data.metrics.get(self.scheme.primary)
         return ChampionInfo(self.model_name, str(mv.version), mv.run_id, metric)
 
     def promote(self, version: str, candidate_metric: float, tolerance: float) -> tuple[PromotionDecision, bool]:
@@ -540,7 +567,8 @@ class Tracker:
         current = self.champion()
         if current is not None and current.version == str(version):
             return PromotionDecision(True, "already champion", candidate_metric, current.metric), False
-        decision = decide_promotion(candidate_metric, current.metric if current else None, tolerance)
+        decision = decide_promotion(candidate_metric, current.metric if current else None, tolerance,
+                                    self.scheme.primary)
         self._record_promotion(str(version), decision, current)
         if decision.promote:
             self.client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
@@ -561,7 +589,7 @@ class Tracker:
         number = int(run.data.tags.get(ROUND_TAG, mv.tags.get("round", -1)))
         self.client.update_model_version(
             self.model_name, version,
-            description=version_description(number, run.data.metrics, mv.run_id, explanation))
+            description=version_description(number, run.data.metrics, mv.run_id, explanation, self.scheme))
         # The rule always promotes when there is no champion, so "kept" has a current one.
         kept = f"v{current.version}" if current is not None else "the champion"
         champion = (f"moved to v{version} ({explanation})" if decision.promote

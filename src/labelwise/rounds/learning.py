@@ -29,7 +29,7 @@ from labelwise.rounds.status import LEARNED, LEARNED_SUMMARY, LEARNING, OPEN_STA
 from labelwise.rounds.steps import StepRunner, run_directly
 
 if TYPE_CHECKING:
-    from labelwise.detector import EvalResult
+    from labelwise.evaluation import Evaluation
     from labelwise.learn import RetrainResult, StartingModel, TrackedRound
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class LearnOutcome:
     round: int
     skipped: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-    evaluation: EvalResult | None = None
+    evaluation: Evaluation | None = None
     retrained: RetrainResult | None = None
     promoted: dict[str, Any] = field(default_factory=dict)
     tracked: TrackedRound | None = None
@@ -192,7 +192,7 @@ def retrain(settings: Settings, project: str, number: int, base_model: str) -> R
     return run(settings, catalog, catalog.project(project), number, base_model)
 
 
-def evaluate(settings: Settings, project: str, weights: str) -> EvalResult:
+def evaluate(settings: Settings, project: str, weights: str) -> Evaluation:
     from labelwise.learn import evaluate as run
     from labelwise.runtime import open_catalog
 
@@ -200,7 +200,7 @@ def evaluate(settings: Settings, project: str, weights: str) -> EvalResult:
 
 
 def track(settings: Settings, project: str, number: int, campaign: str, params: dict[str, Any],
-          retrained: RetrainResult, evaluation: EvalResult, extra: dict[str, float],
+          retrained: RetrainResult, evaluation: Evaluation, extra: dict[str, float],
           artifacts: dict[str, str]) -> TrackedRound:
     from labelwise.learn import track_round
     from labelwise.runtime import open_catalog
@@ -210,10 +210,10 @@ def track(settings: Settings, project: str, number: int, campaign: str, params: 
                        artifacts)
 
 
-def promote(settings: Settings, project: str, version: str, map50_95: float) -> dict[str, Any]:
+def promote(settings: Settings, project: str, version: str, primary: float) -> dict[str, Any]:
     from labelwise.learn import promote as run
 
-    return run(settings, project, version, map50_95)
+    return run(settings, project, version, primary)
 
 
 def plateau(settings: Settings, project: str) -> dict[str, Any]:
@@ -250,6 +250,7 @@ def learn_round(
     Raises:
         Whatever a step raised, after the round was given back (``learning -> reviewed``).
     """
+    from labelwise.evaluation import evaluation_record, primary_value
     from labelwise.round_story import (
         evaluate_line,
         label_issues_line,
@@ -277,8 +278,8 @@ def learn_round(
         before = run("champion-before", champion_before, settings, project)
         retrained: RetrainResult = run("retrain", retrain, settings, project, number, base.ref)
         say(retrain_line(retrained.as_dict()))
-        evaluation: EvalResult = run("evaluate", evaluate, settings, project, retrained.weights)
-        say(evaluate_line(asdict(evaluation)))
+        evaluation: Evaluation = run("evaluate", evaluate, settings, project, retrained.weights)
+        say(evaluate_line(evaluation_record(evaluation)))
         params = dict(info["params"])
         seconds, artifacts = RoundNote.AUTO_LABEL_SECONDS.value, RoundNote.ARTIFACTS.value
         figures = {seconds: params[seconds]} if seconds in params else {}
@@ -295,14 +296,13 @@ def learn_round(
                                     files)
         say(track_line(tracked.as_dict(), number))
         promoted = run("promote", promote, settings, project, tracked.registered_version,
-                       evaluation.map50_95)
+                       primary_value(evaluation))
         say(promote_line(promoted, before))
         summary = {
             "round": number, "labelled_images": retrained.labelled_images,
             "labelled_boxes": retrained.labelled_boxes,
             "pseudo_images": retrained.pseudo_images, "pseudo_boxes": retrained.pseudo_boxes,
-            "precision": evaluation.precision, "recall": evaluation.recall,
-            "mAP50": evaluation.map50, "mAP50-95": evaluation.map50_95,
+            **evaluation.headline(),
             "champion_moved": promoted["moved"], "registered_version": tracked.registered_version,
             "run_id": tracked.run_id, "plateau": run("plateau-check", plateau, settings, project),
             "pulled": pulled, "label_issues": issues, "agreement": agreed,
