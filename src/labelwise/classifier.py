@@ -1,0 +1,744 @@
+"""YOLO classification adapter: load, predict the full softmax, features, train, evaluate.
+
+The classification twin of :class:`labelwise.detector.YoloDetector`, with the same conventions:
+only this module (and :mod:`labelwise.ultralytics_env`) knows ultralytics' classification
+classes, everything it returns is numpy or a frozen dataclass, and ultralytics and torch are
+imported on first use, after :func:`~labelwise.ultralytics_env.prepare_ultralytics`.
+
+Predictions
+-----------
+A classification of one image is a :class:`~labelwise.domain.Detections` of exactly one row
+(:func:`labelwise.task_types.classification_detections`): the whole image ``[0, 0, W, H]`` (W, H
+the image's own size), ``probs`` the model's full softmax over the project's classes, ``class_id``
+its arg-max and ``confidence`` its top probability. The images go through ultralytics' own
+classification preprocessing (``ClassificationPredictor``: shortest side resized to ``imgsz``,
+centre crop, RGB in [0, 1]), the very transform its validator applies, so prediction sees what
+validation measures.
+
+Features
+--------
+:meth:`YoloClassifier.features` returns the input of the Classify head's linear layer: the head's
+1x1 convolution (1280 channels for the YOLO heads) globally average-pooled, read by a forward hook
+on the head's ``pool`` during the prediction pass, then L2-normalised. So
+:class:`labelwise.embedder.DetectorFeatureEmbedder` works on a classifier unchanged
+(:attr:`~YoloClassifier.feature_layer` is the head's index).
+
+Class order
+-----------
+Ultralytics numbers a classification data set's classes by the sorted names of its folders;
+:mod:`labelwise.classify_training` writes folders whose sorted order is the project's, and
+:meth:`YoloClassifier.train` hands ultralytics the project's names so checkpoints carry them.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labelwise.classify_training import (
+    SPLITS,
+    VAL_SPLIT,
+    check_classification_set,
+    validate_class_names,
+)
+from labelwise.config import DetectorSettings
+from labelwise.detector import WEIGHTS_SUFFIX, YAML_SUFFIXES, TrainResult, weights_digest
+from labelwise.domain import Detections
+from labelwise.task_types import TaskType, check_model_task, classification_detections
+from labelwise.ultralytics_env import ensure_ultralytics
+from labelwise.yolo_inference import as_bgr, batched
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from labelwise.evaluation import MetricScheme
+
+TASK = TaskType.CLASSIFY.value
+"""ultralytics' name of the classification task (``"classify"``)."""
+ACCEPTED_REFS = (
+    "a local .pt classification weights file (e.g. runs/train/weights/best.pt) or an ultralytics "
+    "classification model yaml (e.g. yolov8n-cls.yaml, yolo11n-cls.yaml, or a path to a custom "
+    "-cls .yaml; random init)"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassifyEvalResult:
+    """Classification metrics of one model on one split, all in [0, 1].
+
+    Attributes:
+        split: ``train``, ``val`` or ``test``.
+        top1, top5: share of images whose true class is the top prediction / among the top five
+            (the top ``C`` when there are fewer than five classes, so then ``top5`` is 1).
+        precision, recall: macro means of the per-class values over the classes that have at
+            least one image in the split.
+        per_class_precision, per_class_recall: class name -> value, only for classes with at least
+            one image in the split. Precision of class c: images predicted c that are c, over
+            images predicted c (0 when none is predicted c); recall: images of c predicted c, over
+            images of c. Both from the top-1 predictions against the folders' classes.
+        n_images: images evaluated. seconds: wall time.
+    """
+
+    split: str
+    top1: float
+    top5: float
+    precision: float
+    recall: float
+    per_class_precision: dict[str, float] = field(default_factory=dict)
+    per_class_recall: dict[str, float] = field(default_factory=dict)
+    n_images: int = 0
+    seconds: float = 0.0
+
+    @property
+    def scheme(self) -> "MetricScheme":
+        """Classification's headline names (precision, recall, top1, top5; primary top1)."""
+        from labelwise.evaluation import CLASSIFY_SCHEME
+
+        return CLASSIFY_SCHEME
+
+    def headline(self) -> dict[str, float]:
+        """The headline metrics under the names shown everywhere, in the scheme's order."""
+        return {"precision": float(self.precision), "recall": float(self.recall),
+                "top1": float(self.top1), "top5": float(self.top5)}
+
+    def per_class(self) -> dict[str, float]:
+        """``precision/<class>`` and ``recall/<class>`` of every class present in the split."""
+        out = {f"precision/{k}": float(v) for k, v in self.per_class_precision.items()}
+        out.update({f"recall/{k}": float(v) for k, v in self.per_class_recall.items()})
+        return out
+
+    def as_metrics(self, prefix: str = "") -> dict[str, float]:
+        """Flat name -> value mapping (for experiment tracking): ``top1``, ``top5``,
+        ``precision``, ``recall``, ``precision/<class>``, ``recall/<class>``, each after
+        ``prefix``."""
+        out = {
+            f"{prefix}top1": self.top1,
+            f"{prefix}top5": self.top5,
+            f"{prefix}precision": self.precision,
+            f"{prefix}recall": self.recall,
+        }
+        out.update({f"{prefix}precision/{k}": v for k, v in self.per_class_precision.items()})
+        out.update({f"{prefix}recall/{k}": v for k, v in self.per_class_recall.items()})
+        return out
+
+
+def per_class_precision_recall(
+    predicted: np.ndarray, target: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and support of top-1 predictions.
+
+    Args:
+        predicted: (N,) int predicted class ids in ``[0, num_classes)``.
+        target: (N,) int true class ids in ``[0, num_classes)``.
+        num_classes: C.
+
+    Returns:
+        (C,) float64 precision (0 for a class never predicted), (C,) float64 recall (0 for a class
+        with no image), (C,) int64 support (images of each class).
+
+    Raises:
+        ValueError: shapes that differ or are not 1-D, or ids outside ``[0, num_classes)``.
+    """
+    pred = np.asarray(predicted)
+    true = np.asarray(target)
+    if pred.ndim != 1 or pred.shape != true.shape:
+        raise ValueError(
+            f"predicted and target must be (N,) of one length; got {pred.shape} and {true.shape}"
+        )
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1; got {num_classes}")
+    pred = pred.astype(np.int64)
+    true = true.astype(np.int64)
+    for name, ids in (("predicted", pred), ("target", true)):
+        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+            raise ValueError(
+                f"{name} class ids must lie in [0, {num_classes}); got {ids.min()}..{ids.max()}"
+            )
+    confusion = np.zeros((num_classes, num_classes), np.int64)  # [true, predicted]
+    np.add.at(confusion, (true, pred), 1)
+    hits = np.diag(confusion).astype(np.float64)
+    n_predicted = confusion.sum(axis=0)
+    support = confusion.sum(axis=1)
+    precision = np.divide(hits, n_predicted, out=np.zeros(num_classes), where=n_predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros(num_classes), where=support > 0)
+    return precision, recall, support
+
+
+# --------------------------------------------------------------------------------------------
+# Predictor with the softmax and the pooled head input
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _RawClass:
+    """One image's classifier output as numpy."""
+
+    probs: np.ndarray  # (C,) float64 softmax, renormalised to sum 1
+    width: int  # original image size in pixels
+    height: int
+    pooled: np.ndarray  # (D,) float32 pooled head input, not normalised
+    speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
+
+
+@functools.lru_cache(maxsize=1)
+def _probs_predictor() -> type:
+    """Build the ClassificationPredictor subclass (deferred so ultralytics is imported lazily)."""
+    from ultralytics.models.yolo.classify import ClassificationPredictor
+    from ultralytics.utils import ops
+
+    class ProbsPredictor(ClassificationPredictor):
+        """ultralytics' classification predictor returning :class:`_RawClass` rows: the softmax
+        and, from a forward hook on the Classify head's ``pool``, the linear layer's input."""
+
+        _pooled: np.ndarray | None = None
+        _hooked: Any = None
+
+        def _hook_features(self) -> None:
+            if self._hooked is not None:
+                return
+            # AutoBackend -> ClassificationModel -> Sequential; the last layer is the head.
+            head = self.model.model.model[-1]  # type: ignore[attr-defined]
+
+            def keep(_module: Any, _inputs: Any, output: "torch.Tensor") -> None:
+                self._pooled = output.detach().float().flatten(1).cpu().numpy().astype(np.float32)
+
+            self._hooked = head.pool.register_forward_hook(keep)
+
+        def inference(self, im: "torch.Tensor", *args: Any, **kwargs: Any) -> Any:
+            self._pooled = None  # the warm-up pass (before the first batch) is not ours
+            self._hook_features()
+            return super().inference(im, *args, **kwargs)
+
+        def postprocess(self, preds: Any, img: "torch.Tensor", orig_imgs: Any) -> list:
+            probs_t = preds[0] if isinstance(preds, (list, tuple)) else preds
+            probs = probs_t.detach().double().cpu().numpy()
+            nc = len(self.model.names)  # type: ignore[attr-defined]
+            if probs.ndim != 2 or probs.shape[1] != nc:
+                raise RuntimeError(
+                    f"classifier output must be (B, C) = (B, {nc}) probabilities; got "
+                    f"{tuple(probs.shape)}"
+                )
+            pooled = self._pooled
+            if pooled is None or pooled.shape[0] != probs.shape[0]:
+                got = None if pooled is None else pooled.shape
+                raise RuntimeError(
+                    f"pooled head input must have one row per image: expected "
+                    f"{probs.shape[0]}, got {got}"
+                )
+            if not isinstance(orig_imgs, list):  # a tensor source, as in ClassificationPredictor
+                orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
+            probs = probs / probs.sum(axis=1, keepdims=True)  # exact sums after float32 softmax
+            return [
+                _RawClass(
+                    probs=probs[b],
+                    width=int(orig.shape[1]),
+                    height=int(orig.shape[0]),
+                    pooled=pooled[b],
+                )
+                for b, orig in enumerate(orig_imgs)
+            ]
+
+    return ProbsPredictor
+
+
+# --------------------------------------------------------------------------------------------
+# Loading helpers
+# --------------------------------------------------------------------------------------------
+def _model_task(model: Any) -> str | None:
+    """The task of a loaded ultralytics model: from its yaml's head when it has one, else its
+    ``task`` attribute (ultralytics' checkpoint loader sets it)."""
+    from ultralytics.nn.tasks import guess_model_task
+
+    yaml_cfg = getattr(model, "yaml", None)
+    if isinstance(yaml_cfg, dict) and yaml_cfg.get("head"):
+        return str(guess_model_task(yaml_cfg))
+    task = getattr(model, "task", None)
+    return None if task is None else str(task)
+
+
+def _require_classify_head(model: Any, ref: str) -> None:
+    from ultralytics.nn.modules.head import Classify
+    from ultralytics.nn.tasks import ClassificationModel
+
+    layers = getattr(model, "model", None)
+    head = layers[-1] if isinstance(model, ClassificationModel) and layers is not None else None
+    if not isinstance(head, Classify):
+        raise ValueError(
+            f"{ref} holds a {type(model).__name__} whose last layer is "
+            f"{type(head).__name__ if head is not None else 'missing'}; expected an ultralytics "
+            f"ClassificationModel with a YOLO Classify head"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------------------------
+class YoloClassifier:
+    """An ultralytics YOLO classification model behind a numpy interface.
+
+    Build it with :meth:`load`. The object is not thread-safe; use one per worker.
+
+    Attributes:
+        version: ``<ref stem>-<weights digest>``; same weights from the same stem, same version.
+        class_names: the classes, in the order of the softmax columns.
+        settings: inference settings (``imgsz``, ``batch``, ``device``, ``threads`` are used).
+        state_dir: Labelwise's state folder (ultralytics' config and runs below it).
+        task: always ``"classify"``.
+    """
+
+    task: str = TASK
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        ref: str,
+        settings: DetectorSettings,
+        state_dir: Path,
+        class_names: tuple[str, ...],
+    ) -> None:
+        self._model = model  # ultralytics ClassificationModel (fp32, eval mode); never handed out
+        self._ref = ref
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.class_names = class_names
+        self.version = f"{Path(ref).stem}-{weights_digest(model)}"
+        self._predictor: Any = None
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        ref: str | Path,
+        settings: DetectorSettings,
+        state_dir: Path,
+        class_names: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> "YoloClassifier":
+        """Load classification weights or build a fresh classification model.
+
+        Args:
+            ref: a local ``.pt`` file of a classification model, or an ultralytics
+                classification yaml name/path (random init, a head for ``len(class_names)``
+                classes). ``models:/`` registry URIs are resolved by the tracking layer first.
+            settings: inference settings; ``backend`` must be ``torch`` (the exported backends
+                serve detection only).
+            state_dir: Labelwise's state folder; ultralytics' config goes to
+                ``state_dir/ultralytics`` unless this process already set one up.
+            class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
+                checkpoint's names in order.
+            seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
+
+        Raises:
+            TaskMismatch: the yaml or checkpoint is of another task (``detect``, ``segment``...),
+                naming both tasks.
+            ValueError: unsupported ref or backend, missing/duplicate class names, names not
+                matching the checkpoint, an unreadable checkpoint or one without a Classify head.
+            FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
+        """
+        ref_str = str(ref).strip()
+        lowered = ref_str.lower()
+        if lowered.startswith("models:/") or "://" in lowered:
+            raise ValueError(
+                f"unsupported classifier reference {ref_str!r}: registry/remote URIs must be "
+                f"resolved to a local file first; expected {ACCEPTED_REFS}"
+            )
+        if settings.backend != "torch":
+            raise ValueError(
+                f"a classifier runs on the torch backend; got backend={settings.backend!r} "
+                f"(expected 'torch')"
+            )
+        state_dir = Path(state_dir)
+        ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
+
+        if lowered.endswith(YAML_SUFFIXES):
+            if not class_names:
+                raise ValueError(
+                    f"building {ref_str} from yaml needs class_names (one per softmax column); "
+                    f"got {class_names!r}"
+                )
+            names = validate_class_names(class_names)
+            model = cls._build_from_yaml(ref_str, names, seed)
+        elif lowered.endswith(WEIGHTS_SUFFIX):
+            path = Path(ref_str).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"classifier weights {path} do not exist; expected a .pt file"
+                )
+            model = cls._load_weights(path)
+            names = tuple(str(model.names[i]) for i in sorted(model.names))
+            if class_names is not None and tuple(class_names) != names:
+                raise ValueError(
+                    f"class_names must match the checkpoint {path} in order; expected "
+                    f"{list(names)}, got {list(class_names)}"
+                )
+            ref_str = str(path)
+        else:
+            raise ValueError(
+                f"unsupported classifier reference {ref_str!r}; expected {ACCEPTED_REFS}"
+            )
+        return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
+
+    @staticmethod
+    def _build_from_yaml(cfg: str, names: tuple[str, ...], seed: int) -> Any:
+        import torch
+        from ultralytics.nn.tasks import ClassificationModel, guess_model_task, yaml_model_load
+        from ultralytics.utils import DEFAULT_CFG_DICT
+
+        try:
+            cfg_dict = yaml_model_load(cfg)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"model yaml {cfg} not found; expected an ultralytics classification model name "
+                f"such as yolov8n-cls.yaml or an existing .yaml path ({exc})"
+            ) from exc
+        check_model_task(TASK, guess_model_task(cfg_dict), cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ClassificationModel(cfg_dict, nc=len(names), verbose=False)
+        model.names = dict(enumerate(names))
+        # torch types Module.__setattr__ values as Tensor | Module; plain attributes are allowed.
+        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": TASK}  # type: ignore[assignment]
+        model.task = TASK  # type: ignore[assignment]
+        _require_classify_head(model, cfg)
+        return model.float().eval()
+
+    @staticmethod
+    def _load_weights(path: Path) -> Any:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        try:
+            model, _ = load_checkpoint(str(path))
+        except Exception as exc:  # corrupt file, foreign pickle, ...
+            raise ValueError(f"cannot load classifier weights {path}: {exc}") from exc
+        check_model_task(TASK, _model_task(model), str(path))
+        _require_classify_head(model, str(path))
+        return model.float().eval()
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int:
+        """C: the softmax length."""
+        return len(self.class_names)
+
+    @property
+    def ref(self) -> str:
+        """What the model was loaded from (a .pt path or a yaml name)."""
+        return self._ref
+
+    @property
+    def backend(self) -> str:
+        """Inference backend: always ``torch`` for a classifier."""
+        return "torch"
+
+    @property
+    def feature_layer(self) -> int:
+        """Index of the Classify head, whose pooled linear-layer input :meth:`features` returns."""
+        return len(self._model.model) - 1
+
+    @property
+    def feature_dim(self) -> int:
+        """D of :meth:`features`: the input width of the head's linear layer (1280 for YOLO)."""
+        return int(self._model.model[-1].linear.in_features)
+
+    def __repr__(self) -> str:
+        return f"YoloClassifier(version={self.version!r}, classes={len(self.class_names)})"
+
+    # ---------------------------------------------------------------- inference
+    def _predict_overrides(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "imgsz": s.imgsz,
+            "batch": s.batch,
+            "device": s.device,
+            "mode": "predict",
+            "task": TASK,
+            "save": False,
+            "verbose": False,
+            "project": str(self.state_dir / "runs"),
+            "name": "predict",
+            "exist_ok": True,
+        }
+
+    def _get_predictor(self) -> Any:
+        if self._predictor is None:
+            predictor = _probs_predictor()(overrides=self._predict_overrides())
+            predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
+            self._predictor = predictor
+        return self._predictor
+
+    def _raw_iter(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None
+    ) -> Iterator[tuple["Path | np.ndarray", _RawClass]]:
+        size = batch or self.settings.batch
+        if size < 1:
+            raise ValueError(f"batch must be >= 1; got {size}")
+        predictor = self._get_predictor()
+        for chunk in batched(list(paths), size):
+            results = predictor(source=[as_bgr(p) for p in chunk], stream=False)
+            if len(results) != len(chunk):
+                raise RuntimeError(
+                    f"expected {len(chunk)} results for the batch; got {len(results)}"
+                )
+            yield from zip(chunk, results)
+
+    @staticmethod
+    def _to_detections(raw: _RawClass) -> Detections:
+        return classification_detections(raw.probs, raw.width, raw.height)
+
+    def predict_iter(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> Iterator[tuple["Path | np.ndarray", Detections]]:
+        """Stream ``(path, classification)`` in input order, ``batch`` images at a time.
+
+        Args:
+            paths: image files, each read with ultralytics' reader (BGR, EXIF orientation
+                applied: see :mod:`labelwise.images`), or already decoded (H, W, 3) uint8 BGR
+                arrays (used as they are).
+            batch: images per forward pass; default ``settings.batch``.
+
+        Yields:
+            (path, Detections of one row): box ``[0, 0, W, H]`` of the (oriented) image, probs
+            (1, C) the softmax (summing to 1), class_id its arg-max, confidence its maximum.
+
+        Raises:
+            FileNotFoundError / ValueError: naming an image that is missing or cannot be decoded
+                (raised when its batch is reached).
+        """
+        for path, raw in self._raw_iter(paths, batch):
+            yield path, self._to_detections(raw)
+
+    def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
+        """One whole-image row per image (file or BGR array), in input order (see
+        :meth:`predict_iter`)."""
+        return [det for _, det in self.predict_iter(paths)]
+
+    def read(self, path: Path) -> np.ndarray:
+        """(H, W, 3) uint8 BGR pixels of an image file as :meth:`predict_iter` reads it
+        (EXIF-oriented; FileNotFoundError / ValueError naming the file)."""
+        return as_bgr(path)
+
+    def predict_with_features(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> tuple[list[Detections], np.ndarray]:
+        """Classifications and features of every image from ONE forward pass per batch.
+
+        Returns:
+            (one-row Detections in input order, (N, D) float32 L2-normalised rows equal to
+            :meth:`features` of the same images).
+        """
+        dets: list[Detections] = []
+        rows: list[np.ndarray] = []
+        for _, raw in self._raw_iter(paths, batch):
+            dets.append(self._to_detections(raw))
+            rows.append(raw.pooled)
+        return dets, self._normalised(rows)
+
+    def features(self, paths: Sequence["Path | np.ndarray"], batch: int | None = None) -> np.ndarray:
+        """Pooled head features: (N, D) float32, rows L2-normalised (D = :attr:`feature_dim`).
+
+        The global average pool of the Classify head's convolution on the ``settings.imgsz``
+        input: the vector its linear layer maps to the class logits.
+        """
+        return self._normalised([raw.pooled for _, raw in self._raw_iter(paths, batch)])
+
+    def _normalised(self, rows: list[np.ndarray]) -> np.ndarray:
+        if not rows:
+            return np.zeros((0, self.feature_dim), np.float32)
+        feats = np.stack(rows).astype(np.float32)
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: Path) -> Path:
+        """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps the weights digest
+        of :attr:`version`; the stem part is the file's)."""
+        import torch
+        from ultralytics import __version__ as ul_version
+
+        path = Path(path)
+        if path.suffix != WEIGHTS_SUFFIX:
+            raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = copy.deepcopy(self._model).float()
+        ckpt = {
+            "model": model,
+            "date": datetime.now().isoformat(),
+            "version": ul_version,
+            "labelwise_version": self.version,
+            "train_args": {**(getattr(model, "args", None) or {}), "task": TASK},
+        }
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(path)
+        return path
+
+    # ---------------------------------------------------------------- training
+    def train(
+        self,
+        data_dir: Path,
+        out_dir: Path,
+        epochs: int,
+        batch: int,
+        seed: int = 0,
+        patience: int = 0,
+        imgsz: int | None = None,
+        name: str = "train",
+        **overrides: Any,
+    ) -> TrainResult:
+        """Fine-tune a copy of these weights; this object is left unchanged.
+
+        CPU recipe as the detector's: amp off, workers 0, plots off, deterministic, checkpoints
+        only at the end unless ``patience`` is set; ultralytics validates on ``val`` at the last
+        epoch. ``overrides`` go to ultralytics unchanged (e.g. ``lr0=0.01``, ``fliplr=0.0``,
+        ``auto_augment=None``, ``erasing=0.0``).
+
+        Args:
+            data_dir: a classification layout (:func:`~labelwise.classify_training.
+                write_classification_set`) of exactly :attr:`class_names`, with ``val``.
+            out_dir: the run goes to ``out_dir/name`` (overwritten if it exists).
+            epochs, batch, seed: as in ultralytics. patience: 0 = no early stop.
+            imgsz: default ``settings.imgsz``.
+
+        Raises:
+            ValueError: epochs or batch < 1, class folders that are not this model's classes.
+            FileNotFoundError: no ``data_dir``, ``train/`` or ``val/``.
+        """
+        from ultralytics.models.yolo.classify import ClassificationTrainer
+
+        if epochs < 1 or batch < 1:
+            raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
+        data_dir = check_classification_set(data_dir, self.class_names, VAL_SPLIT)
+        out_dir = Path(out_dir).resolve()
+        args: dict[str, Any] = {
+            "model": self._ref,
+            "data": str(data_dir),
+            "task": TASK,
+            "epochs": epochs,
+            "batch": batch,
+            "imgsz": imgsz or self.settings.imgsz,
+            "seed": seed,
+            "patience": patience,
+            "deterministic": True,
+            "device": self.settings.device,
+            "amp": False,
+            "workers": 0,
+            "plots": False,
+            "val": False,
+            # As the detector: checkpoints only at the last epoch unless early stopping may end
+            # the run before it.
+            "save": patience > 0,
+            "project": str(out_dir),
+            "name": name,
+            "exist_ok": True,
+            "verbose": False,
+            **overrides,
+        }
+        start = time.perf_counter()
+        trainer = ClassificationTrainer(overrides=args)
+        if int(trainer.data["nc"]) != self.num_classes:
+            raise ValueError(
+                f"{data_dir} has {trainer.data['nc']} classes; expected {self.num_classes} "
+                f"({list(self.class_names)})"
+            )
+        # The class folders sort in project order (classify_training); the names the checkpoint
+        # carries are the project's, not the folder names. ClassificationDataset maps folders to
+        # these names by name, or (prefixed folders) by their sorted order.
+        trainer.data["names"] = dict(enumerate(self.class_names))
+        # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).
+        trainer.model = trainer.get_model(
+            cfg=copy.deepcopy(self._model.yaml), weights=self._model, verbose=False
+        )
+        trainer.train()
+        seconds = time.perf_counter() - start
+        weights = trainer.best if trainer.best.exists() else trainer.last
+        if not weights.exists():
+            raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
+        return TrainResult(
+            weights=Path(weights),
+            seconds=seconds,
+            epochs=int(trainer.epoch) + 1,
+            run_dir=Path(trainer.save_dir),
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        data_dir: Path,
+        split: str = "test",
+        out_dir: Path | None = None,
+        batch: int | None = None,
+        imgsz: int | None = None,
+    ) -> ClassifyEvalResult:
+        """Top-1 / top-5 accuracy and per-class precision / recall on one split (ultralytics'
+        ``ClassificationValidator``, plots off, on a copy of the model).
+
+        Args:
+            data_dir: a classification layout of exactly :attr:`class_names` with ``split``.
+            split: ``train``, ``val`` or ``test``.
+            out_dir: where ultralytics writes its run folder; default ``state_dir/runs``.
+            batch, imgsz: default ``settings.batch`` / ``settings.imgsz``.
+
+        Raises:
+            ValueError: an unknown split, class folders that are not this model's classes.
+            FileNotFoundError: no ``data_dir``, ``train/`` or ``<split>/`` (ultralytics would
+                otherwise fall back to another split silently).
+        """
+        import torch
+        from ultralytics.models.yolo.classify import ClassificationValidator
+
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+        data_dir = check_classification_set(data_dir, self.class_names, split)
+        out_dir = Path(out_dir).resolve() if out_dir is not None else self.state_dir / "runs"
+        args = {
+            "model": self._ref,
+            "data": str(data_dir),
+            "split": split,
+            "imgsz": imgsz or self.settings.imgsz,
+            "batch": batch or self.settings.batch,
+            "device": self.settings.device,
+            "workers": 0,
+            "plots": False,
+            "save_json": False,
+            "verbose": False,
+            "project": str(out_dir),
+            "name": f"eval-{split}",
+            "exist_ok": True,
+            "mode": "val",
+            "task": TASK,
+        }
+        start = time.perf_counter()
+        validator = ClassificationValidator(args=args)
+        # The validator fuses Conv+BN and freezes the module it is given in place: give it a copy.
+        validator(model=copy.deepcopy(self._model))
+        seconds = time.perf_counter() - start
+        if not validator.targets:
+            raise RuntimeError(f"the validator saw no images in {data_dir / split}")
+        predicted = torch.cat(validator.pred)[:, 0].numpy()
+        target = torch.cat(validator.targets).numpy()
+        precision, recall, support = per_class_precision_recall(
+            predicted, target, self.num_classes
+        )
+        present = np.flatnonzero(support > 0)
+        metrics = validator.metrics
+        return ClassifyEvalResult(
+            split=split,
+            top1=float(metrics.top1),
+            top5=float(metrics.top5),
+            precision=float(precision[present].mean()) if present.size else 0.0,
+            recall=float(recall[present].mean()) if present.size else 0.0,
+            per_class_precision={self.class_names[c]: float(precision[c]) for c in present},
+            per_class_recall={self.class_names[c]: float(recall[c]) for c in present},
+            n_images=int(target.shape[0]),
+            seconds=seconds,
+        )
