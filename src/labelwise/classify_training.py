@@ -287,3 +287,32 @@ def check_classification_set(root: Path, class_names: Sequence[str], split: str)
                 f"expected folders {expected}, found {found}"
             )
     return root
+
+
+def classification_items(root: Path, class_names: Sequence[str], split: str) -> list[tuple[Path, int]]:
+    """``(image path, class id)`` of every image under ``root/<split>/<class folder>/``, sorted
+    by path. A class's folder is its :func:`class_folder_names` name or the class name itself
+    (a user's own held-out folder, ``test/cat/…``); a folder matching no class is refused.
+
+    Raises:
+        FileNotFoundError: no ``root/<split>`` folder.
+        ValueError: an unknown split, a folder that is no class of ``class_names``, or no image.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
+    names = validate_class_names(class_names)
+    split_dir = Path(root).expanduser().resolve() / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"classification folder {split_dir} does not exist; expected "
+                                f"{split_dir}/<class>/<image> for each class of {list(names)}")
+    index = {folder: i for i, folder in enumerate(class_folder_names(names))}
+    index.update({name: i for i, name in enumerate(names)})
+    unknown = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and d.name not in index)
+    if unknown:
+        raise ValueError(f"{split_dir} holds folders {unknown} that are no class of {list(names)}; "
+                         "expected one folder per class, named as the class")
+    items = sorted((path, index[d.name]) for d in split_dir.iterdir() if d.is_dir()
+                   for path in d.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    if not items:
+        raise ValueError(f"{split_dir} holds no images; expected {split_dir}/<class>/<image>")
+    return items

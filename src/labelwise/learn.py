@@ -15,12 +15,18 @@ from typing import Any
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
-from labelwise.detector import EvalResult
 from labelwise.domain import Detections, ImageStatus, class_box_counts
 from labelwise.evaluation import Evaluation, evaluation_record
 from labelwise.pseudo_labels import PseudoLabelRule, PseudoLabelSet, select_pseudo_labels
 from labelwise.task_types import TaskType
-from labelwise.training import LabelledImage, build_training_set, holdout_data_yaml, train_round
+from labelwise.training import (
+    LabelledImage,
+    build_classification_training_set,
+    build_training_set,
+    holdout_classification_items,
+    holdout_data_yaml,
+    train_round,
+)
 
 CHAMPION_PREFIX = "models:/"
 
@@ -232,25 +238,27 @@ def retrain(
 
     The weights are copied to ``state_dir/models/<project>/round-<n>.pt``.
     """
-    from labelwise.runtime import load_detector
+    from labelwise.runtime import load_model
 
     rule = settings.training.pseudo_rule()
-    on = settings.training.pseudo_labels
+    detect = project.task_type is TaskType.DETECT
+    on = settings.training.pseudo_labels and detect
     pseudo = pseudo_labels_for(settings, catalog, project) if on else None
     extra = pseudo.extra if pseudo is not None else ()
     out_dir = settings.state_dir / "datasets" / project.name / f"round-{round_number}"
-    ts = build_training_set(catalog, project, out_dir, extra=extra)
+    ts = (build_training_set(catalog, project, out_dir, extra=extra) if detect
+          else build_classification_training_set(catalog, project, out_dir))
     reviewed = ts.n_images - len(extra)
     chosen = pseudo.labels if pseudo is not None else NO_PSEUDO_LABELS
     sheet = pseudo_sheet(settings, project, round_number, pseudo) if pseudo is not None else None
-    detector = load_detector(settings, project.class_names, base_model)
+    detector = load_model(settings, project, base_model)
     result = train_round(detector, ts.data_yaml, settings.training, ts.n_images,
                          settings.runs_dir / project.name, name=f"round-{round_number}",
                          reviewed_images=reviewed)
     target = settings.models_dir / project.name / f"round-{round_number}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(result.weights, target)
-    trained = load_detector(settings, project.class_names, str(target))
+    trained = load_model(settings, project, str(target))
     pseudo_counts = class_box_counts((item.boxes for item in extra), len(project.class_names))
     reviewed_counts = {name: ts.class_box_counts.get(name, 0) - int(c)
                        for name, c in zip(project.class_names, pseudo_counts)}
@@ -260,18 +268,32 @@ def retrain(
         pseudo_labels=pseudo is not None, pseudo_images=chosen.images, pseudo_boxes=chosen.boxes,
         pseudo={**{k: float(v) for k, v in chosen.as_metrics().items()}, **rule.as_params()},
         pseudo_model_version=pseudo.model_version if pseudo is not None else None,
-        pseudo_reason=pseudo.reason if pseudo is not None else None,
+        pseudo_reason=pseudo.reason if pseudo is not None else (
+            None if detect or not settings.training.pseudo_labels else
+            f"pseudo-labels are for detection projects; this {project.task_type.value!r} round "
+            "trained on reviewed labels only"),
         pseudo_sheet=sheet,
     )
 
 
-def evaluate(settings: Settings, project: ProjectRecord, weights: str) -> EvalResult:
-    """Precision, recall, mAP50, mAP50-95 (and per class) on the project's held-out split."""
-    from labelwise.runtime import load_detector
+def evaluate(settings: Settings, project: ProjectRecord, weights: str) -> Evaluation:
+    """The held-out metrics of the project's task (:mod:`labelwise.evaluation`) on its fixed
+    split: P/R/mAP50/mAP50-95 of a detector, P/R/top1/top5 of a classifier (with per class)."""
+    from labelwise.classifier import YoloClassifier
+    from labelwise.classify_training import write_classification_set
+    from labelwise.runtime import load_model
 
-    data_yaml, split = holdout_data_yaml(project)
-    detector = load_detector(settings, project.class_names, weights)
-    return detector.evaluate(data_yaml, split, out_dir=settings.runs_dir / project.name / "eval")
+    data, split = holdout_data_yaml(project)
+    model = load_model(settings, project, weights)
+    out_dir = settings.runs_dir / project.name / "eval"
+    if isinstance(model, YoloClassifier):
+        # ultralytics reads a classifier's classes from train/ of the folder it validates:
+        # the held-out split is laid out under every split name (links), trained on by nothing.
+        items = holdout_classification_items(project)
+        data = write_classification_set(settings.state_dir / "datasets" / project.name / "holdout",
+                                        items, items, project.class_names, test=items)
+        split = "test"
+    return model.evaluate(data, split, out_dir=out_dir)
 
 
 @dataclass(frozen=True)

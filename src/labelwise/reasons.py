@@ -31,6 +31,7 @@ import numpy as np
 from labelwise.domain import Detections, ImageScore
 from labelwise.selection import min_distance, rarity_weights
 from labelwise.strategies import Strategy, rarity_basis
+from labelwise.task_types import TaskType
 
 AMBIGUOUS_MARGIN = 0.1
 """A box whose top-1 minus top-2 class probability is below this is called ambiguous."""
@@ -83,6 +84,8 @@ class PickContext:
         rarity: (C,) class weights with mean 1 (:func:`labelwise.selection.rarity_weights`)
             when the strategy weighs rarity, else None.
         labelled_counts: (C,) labelled boxes per class the rarity was computed from, or None.
+        task_type: the project's; a classification's one whole-image row is spoken of as the
+            image's class, never as a box.
     """
 
     strategy: str
@@ -90,6 +93,7 @@ class PickContext:
     class_names: Sequence[str]
     rarity: np.ndarray | None = None
     labelled_counts: np.ndarray | None = None
+    task_type: TaskType = TaskType.DETECT
 
 
 def _name(context: PickContext, class_id: int) -> str:
@@ -111,6 +115,8 @@ def _uncertainty_part(
     floor = context.confidence_floor
     if dets is None:
         return "uncertain", f"uncertainty score {score.uncertainty_score:.3f}"
+    if context.task_type is TaskType.CLASSIFY and len(dets) == 1:
+        return _class_part(score, dets, context)
     considered = dets.above(floor)
     if len(considered) == 0:
         text = f"no box above {floor:g} — the model may be missing objects"
@@ -139,6 +145,22 @@ def _uncertainty_part(
     return "uncertain", (f"uncertainty score {score.uncertainty_score:.3f} (lowest confidence "
                          f"{float(considered.confidence.min()):.2f}, smallest class margin "
                          f"{float(margins.min()):.2f})")
+
+
+def _class_part(score: ImageScore, dets: Detections, context: PickContext) -> tuple[str, str]:
+    """The reason of a classified image (its one distribution)."""
+    probs = dets.probs[0].astype(np.float64)
+    top2 = np.argsort(probs)[-2:][::-1]
+    margin = float(_margins(probs[None, :])[0])
+    if margin < AMBIGUOUS_MARGIN and probs.size > 1:
+        return "ambiguous_class", (f"class {_name(context, int(top2[0]))} or {_name(context, int(top2[1]))}: "
+                                   f"margin {margin:.2f} < {AMBIGUOUS_MARGIN:g}")
+    top = float(probs[top2[0]])
+    if top < LOW_CONFIDENCE:
+        return "low_confidence", (f"top class {_name(context, int(top2[0]))} at {top:.2f} "
+                                  f"(under {LOW_CONFIDENCE:g})")
+    return "uncertain", (f"uncertainty score {score.uncertainty_score:.3f} (top class "
+                         f"{_name(context, int(top2[0]))} at {top:.2f}, margin {margin:.2f})")
 
 
 def _rare_part(score: ImageScore, context: PickContext) -> str | None:
@@ -208,6 +230,7 @@ def explain_queue(
     labelled_embeddings: np.ndarray | None = None,
     labelled_counts: np.ndarray | None = None,
     candidate_mass: np.ndarray | None = None,
+    task_type: TaskType = TaskType.DETECT,
 ) -> list[PickReason]:
     """One :class:`PickReason` per picked image, in ``picked`` order.
 
@@ -227,7 +250,7 @@ def explain_queue(
         rarity = rarity_weights(counts)
     context = PickContext(strategy.name, confidence_floor, tuple(class_names), rarity,
                           counts if labelled_counts is not None and float(np.sum(labelled_counts)) > 0
-                          else None)
+                          else None, task_type)
     distances: list[float | None] = [None] * len(picked)
     if (picked_embeddings is not None and labelled_embeddings is not None
             and len(labelled_embeddings) and len(picked)):

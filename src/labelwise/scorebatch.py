@@ -358,6 +358,7 @@ def build_score_batch(
             picked_embeddings=embeddings[np.asarray(order)] if embeddings is not None and order else None,
             labelled_embeddings=labelled, labelled_counts=labelled_counts,
             candidate_mass=mass if strategy.weighs_rarity and len(scores) and mass.shape[1] else None,
+            task_type=project.task_type,
         )
         thumbs = settings.thumbnails_dir
         queue = [

@@ -28,6 +28,7 @@ from labelwise.config import TrainingSettings
 from labelwise.domain import class_box_counts
 
 if TYPE_CHECKING:  # pragma: no cover
+    from labelwise.classifier import YoloClassifier
     from labelwise.detector import TrainResult, YoloDetector
 
 
@@ -101,7 +102,7 @@ def training_plan(recipe: TrainingSettings, n_images: int, seed: int | None = No
 
 
 def train_round(
-    detector: "YoloDetector",
+    detector: "YoloDetector | YoloClassifier",
     data_yaml: Path,
     recipe: TrainingSettings,
     n_images: int,
@@ -110,7 +111,8 @@ def train_round(
     seed: int | None = None,
     reviewed_images: int | None = None,
 ) -> "TrainResult":
-    """Fine-tune a copy of ``detector`` on ``data_yaml`` (``n_images`` images) by the recipe.
+    """Fine-tune a copy of ``detector`` (or a classifier) on ``data_yaml`` (a classifier's:
+    its classification folder; ``n_images`` images) by the recipe.
 
     Where the model starts is the caller's choice, named by ``recipe.start_from``: the product
     fine-tunes the champion (``champion``), the benchmark restarts every round from the same
@@ -232,6 +234,43 @@ def build_training_set(
                               holdout.get("val", str(images_dir)), holdout.get("test"))
 
 
+def holdout_classification_items(project: ProjectRecord) -> list[tuple[Path, int]]:
+    """``(image, class id)`` of a classification project's held-out folder split
+    (``<holdout>/<split>/<class>/<image>``). CatalogError when none is fixed."""
+    from labelwise.classify_training import classification_items
+
+    folder, split = holdout_data_yaml(project)
+    return classification_items(folder, project.class_names, split)
+
+
+def build_classification_training_set(catalog: Catalog, project: ProjectRecord, out_dir: Path) -> TrainingSet:
+    """Every labelled image of a classification project in ultralytics' classification layout
+    (:func:`labelwise.classify_training.write_classification_set`): ``train`` = the labelled
+    images (each label is one whole-image row, :func:`labelwise.task_types.label_class`),
+    ``val`` and ``test`` = the held-out folder's split (ultralytics validates on ``val`` after
+    training). ``data_yaml`` of the result is the folder itself (what ultralytics takes as
+    ``data``); ``n_boxes`` counts one label per image.
+
+    Raises:
+        CatalogError: no labelled image, or no held-out folder fixed (a classifier cannot be
+            trained without the split it validates on).
+    """
+    from labelwise.classify_training import write_classification_set
+    from labelwise.task_types import label_class
+
+    labels = {i: rows for i, rows in catalog.labels(project).items() if len(rows)}
+    if not labels:
+        raise CatalogError(
+            f"project {project.name!r} has no labelled images to train on; review a queue first")
+    records = {r.image_id: r for r in catalog.images(project, image_ids=list(labels))}
+    train = [(records[i].path, label_class(rows)) for i, rows in sorted(labels.items()) if i in records]
+    held_out = holdout_classification_items(project)
+    root = write_classification_set(out_dir, train, held_out, project.class_names, test=held_out)
+    counts = np.bincount([c for _, c in train], minlength=len(project.class_names))
+    return TrainingSet(root, root, len(train), len(train),
+                       {name: int(c) for name, c in zip(project.class_names, counts)})
+
+
 def _holdout_entries(project: ProjectRecord) -> dict[str, str]:
     """Absolute val/test image folders of the project's held-out data yaml."""
     if project.holdout_yaml is None:
@@ -249,7 +288,8 @@ def _holdout_entries(project: ProjectRecord) -> dict[str, str]:
 
 
 def holdout_data_yaml(project: ProjectRecord) -> tuple[Path, str]:
-    """The fixed evaluation set: (data.yaml, split). CatalogError when none is fixed."""
+    """The fixed evaluation set: (data.yaml, split) of a detection project, (classification
+    folder, split) of a classification project. CatalogError when none is fixed."""
     if project.holdout_yaml is None:
         raise CatalogError(
             f"project {project.name!r} has no held-out evaluation set; fix one with "

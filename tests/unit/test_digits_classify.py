@@ -37,13 +37,19 @@ def test_layout_truth_and_images(small: DigitsClassifySet) -> None:
     root = small.root
     assert small.class_names == DIGITS and small.config == DigitsClassifyConfig(**SMALL)
     assert sorted(p.name for p in root.iterdir()) == [
-        "manifest.json", "pool", "pool_truth.json", "test"
+        "manifest.json", "pool", "pool_labels", "pool_truth.json", "test"
     ]
     pool_files = sorted(p.name for p in small.pool_dir.iterdir())
     assert len(pool_files) == 30 and all(p.is_file() for p in small.pool_dir.iterdir())
     truth = small.pool_truth()
     assert sorted(truth) == pool_files
     assert Counter(truth.values()) == {c: 3 for c in range(10)}
+    from labelwise.task_types import classification_label, label_class
+    from labelwise.datasets.digits.labels import read_yolo_labels
+    for name, class_id in truth.items():  # the label a classified image gets, as the annotator reads it
+        rows = read_yolo_labels(small.pool_labels_dir / f"{Path(name).stem}.txt")
+        np.testing.assert_array_equal(rows, classification_label(class_id))
+        assert label_class(rows) == class_id
     assert [t for _, t in small.pool_items()[:10]] != sorted(t for _, t in small.pool_items()[:10])
     assert sorted(p.name for p in small.test_dir.iterdir()) == list(DIGITS)
     test = small.test_items()

@@ -54,6 +54,22 @@ def test_the_uncertainty_reason_names_what_the_boxes_show(boxes, code, words) ->
         assert word in why.text, why.text
 
 
+@pytest.mark.parametrize(("probs", "code", "text"), [
+    (onehot(5, 0.46, 8, 0.44), "ambiguous_class", "class 5 or 8: margin 0.02 < 0.1"),
+    (onehot(2, 0.42, 7, 0.2), "low_confidence", "top class 2 at 0.42 (under 0.5)"),
+    (onehot(4, 0.9), "uncertain", "(top class 4 at 0.90, margin 0.89)"),
+])
+def test_a_classified_image_is_explained_by_its_class_not_boxes(probs, code, text) -> None:
+    from labelwise.scorebatch import scoring_rule
+    from labelwise.config import Settings
+    from labelwise.task_types import TaskType, classification_detections
+
+    d = classification_detections(np.asarray(probs), 32, 32)
+    context = PickContext("weighted_combination", 0.0, NAMES, task_type=TaskType.CLASSIFY)
+    why = explain_pick(score_image("img", d, scoring_rule(Settings(), TaskType.CLASSIFY)), d, context)
+    assert why.code == code and text in why.text and "box" not in why.text, why.text
+
+
 @pytest.mark.parametrize(("strategy", "distance", "code", "codes", "words"), [
     ("random", 0.9, "random", ("random",), ["at random"]),
     ("cold_start", 0.62, "cold_start", ("cold_start",), ["no trained model yet", "distance 0.62"]),

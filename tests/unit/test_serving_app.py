@@ -292,3 +292,36 @@ def test_repeated_upload_parts_are_422_not_the_last_one(app_env, admin, parts, f
     assert stats["counts"].get("predictions", 0) == 0  # nothing was predicted or stored
     single = client.post("/v1/predict", files=parts[:1])
     assert single.status_code == 200, single.text
+
+
+def test_a_classification_project_is_served_its_class_distribution(tmp_path, catalog, admin):
+    """A real (yaml-built) classifier behind /v1/predict: the response carries the task and the
+    full distribution, no boxes; the routing score is the softmax row's, flagged uploads queue."""
+    from labelwise.classifier import YoloClassifier
+    from labelwise.config import DetectorSettings
+    from labelwise.task_types import TaskType
+    from labelwise.ultralytics_env import current_config_dir, prepare_ultralytics
+
+    prepare_ultralytics(current_config_dir() or tmp_path / "ul")
+    names = ["cat", "dog", "bird"]
+    classifier = YoloClassifier.load("yolov8n-cls.yaml", DetectorSettings(imgsz=32, batch=4),
+                                     tmp_path / "state", class_names=names)
+    settings = Settings(state_dir=tmp_path / "state")
+    catalog.create_project("c", names, task_type=TaskType.CLASSIFY)
+    key, _ = create_api_key(catalog, ["c"])
+    serving = ServingSettings(project="c", routing_threshold=0.99, poll_interval_s=0, upload_group="g")
+    app = create_app(settings, serving, catalog=catalog, deliver=lambda _d: None,
+                     model_source=lambda _p: ((lambda: ServingModel(classifier, "yolov8n-cls.yaml",
+                                                                    "explicit")), None))
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        reply = client.post("/v1/predict", files={"file": ("x.png", png((30, 120, 200), (40, 30)),
+                                                            "image/png")}).json()
+    assert reply["task"] == "classify" and reply["boxes"] == []
+    assert [c["class_name"] for c in reply["classes"]] != [] and len(reply["classes"]) == 3
+    probs = [c["probability"] for c in reply["classes"]]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert reply["scores"]["lowest_confidence"] == pytest.approx(probs[0], abs=1e-5)
+    assert reply["flagged"] is True and reply["queued_for_review"] is True  # under 0.99
+    stored = catalog.predictions(catalog.project("c"), classifier.version)[reply["image_id"]]
+    assert len(stored) == 1 and stored.xyxy.tolist() == [[0, 0, 40, 30]]

@@ -100,9 +100,15 @@ class ProjectsMixin(CatalogMixin):
         return self.project(project.name)
 
     def set_holdout(self, project: ProjectRecord, data_yaml: Path, split: str = "test") -> ProjectRecord:
-        """Fix the held-out evaluation set: a YOLO data.yaml and the split to evaluate on."""
+        """Fix the held-out evaluation set and the split to evaluate on: a YOLO data.yaml (a
+        detection project) or a classification folder holding ``<split>/<class>/<image>``."""
         path = Path(data_yaml).expanduser().resolve()
-        if not path.is_file():
+        if project.task_type is TaskType.CLASSIFY:
+            if not (path / split).is_dir():
+                raise FileNotFoundError(
+                    f"held-out classification folder {path / split} does not exist; expected "
+                    f"{path}/{split}/<class>/<image> for the classes {list(project.class_names)}")
+        elif not path.is_file():
             raise FileNotFoundError(f"held-out data yaml {path} does not exist")
         with self.session() as s, s.begin():
             s.execute(update(ProjectRow).where(ProjectRow.id == project.id)

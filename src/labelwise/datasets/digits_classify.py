@@ -10,6 +10,9 @@ placed at a random position and overlaid with pixel noise. Written as::
       manifest.json                 format, config, class names, counts, one entry per image
       pool_truth.json               the pool's ground truth: {"pool_000000.png": class_id, ...}
       pool/pool_000000.png ...      the unlabelled pool, flat (classes shuffled over file names)
+      pool_labels/pool_000000.txt   the same truth as the label Labelwise stores for a classified
+                                    image (one YOLO row ``class 0.5 0.5 1 1``), which the
+                                    simulated annotator and the benchmark's oracle read
       test/<class>/test_000000.png  the test images in ultralytics' classification layout
 
 Images are ``imgsz`` x ``imgsz`` 8-bit RGB PNGs. The pool and the test images of a class come from
@@ -40,13 +43,14 @@ from labelwise.datasets.digits.dataset import _write_atomic
 from labelwise.datasets.digits.render import _composite, _digit_alpha
 
 MANIFEST_FORMAT = "labelwise.datasets.digits_classify"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 TRUTH_NAME = "pool_truth.json"
 POOL_DIR = "pool"
+LABELS_DIR = "pool_labels"
 TEST_DIR = "test"
 INCOMPLETE_MARKER = ".digits-classify-incomplete"
-OWNED_ENTRIES = (POOL_DIR, TEST_DIR, TRUTH_NAME, MANIFEST_NAME)
+OWNED_ENTRIES = (POOL_DIR, LABELS_DIR, TEST_DIR, TRUTH_NAME, MANIFEST_NAME)
 """What the generator writes (and, with ``overwrite=True``, removes) under its root."""
 MIN_IMGSZ = 16
 PNG_COMPRESS_LEVEL = 1
@@ -122,6 +126,12 @@ class DigitsClassifySet:
     def truth_file(self) -> Path:
         """``root/pool_truth.json``: pool file name -> class id."""
         return self.root / TRUTH_NAME
+
+    @property
+    def pool_labels_dir(self) -> Path:
+        """``root/pool_labels``: ``<pool stem>.txt`` = the image's label row (the ``truth_dir``
+        of ``annotate-simulated``)."""
+        return self.root / LABELS_DIR
 
     @property
     def manifest(self) -> Path:
@@ -310,6 +320,7 @@ def generate_digits_classify(
     _write_atomic(root / INCOMPLETE_MARKER, json.dumps(config.to_dict(), sort_keys=True))
     dataset = DigitsClassifySet(root, config)
     dataset.pool_dir.mkdir(parents=True, exist_ok=True)
+    dataset.pool_labels_dir.mkdir(parents=True, exist_ok=True)
     for name in CLASS_NAMES:
         (dataset.test_dir / name).mkdir(parents=True, exist_ok=True)
 
@@ -321,6 +332,8 @@ def generate_digits_classify(
         _save_png(_render_digit(images[sample], imgsz, _image_rng(config, POOL_DIR, index)),
                   dataset.pool_dir / name)
         truth[name] = class_id
+        _write_atomic(dataset.pool_labels_dir / f"{Path(name).stem}.txt",
+                      f"{class_id} 0.5 0.5 1 1\n")
         entries.append({"file": f"{POOL_DIR}/{name}", "split": POOL_DIR, "class_id": class_id,
                         "sample": sample})
     index = 0

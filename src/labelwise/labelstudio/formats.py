@@ -36,6 +36,8 @@ class ReviewFormat(Protocol):
     """Label Studio's view of one task type."""
 
     task_type: TaskType
+    control: str
+    """The label config's control tag holding the class names (``RectangleLabels``, ``Choices``)."""
 
     def label_config(self, class_names: Sequence[str], reason_field: str | None = "reason_text") -> str:
         """The project's labelling interface (XML)."""
@@ -67,6 +69,7 @@ class BoxFormat:
     """Detection: rectangles."""
 
     task_type = TaskType.DETECT
+    control = "RectangleLabels"
 
     def label_config(self, class_names: Sequence[str], reason_field: str | None = "reason_text") -> str:
         return build_label_config(class_names, reason_field=reason_field)
@@ -91,6 +94,7 @@ class ChoiceFormat:
     """Classification: one required choice per image."""
 
     task_type = TaskType.CLASSIFY
+    control = "Choices"
 
     def label_config(self, class_names: Sequence[str], reason_field: str | None = "reason_text") -> str:
         return build_choices_label_config(class_names, reason_field=reason_field)

@@ -53,21 +53,24 @@ def project_url(client: "LabelStudioClient", ls_project_id: int, view_id: int | 
     return url if view_id is None else f"{url}?tab={view_id}"
 
 
-def _rectangle_labels(info: dict[str, Any]) -> list[str] | None:
+def _control_labels(info: dict[str, Any], control_type: str) -> list[str] | None:
+    """The labels of the label config's first ``control_type`` control (None: it has none)."""
     parsed = info.get("parsed_label_config") or {}
     for control in parsed.values():
-        if isinstance(control, dict) and control.get("type") == "RectangleLabels":
+        if isinstance(control, dict) and control.get("type") == control_type:
             return [str(label) for label in control.get("labels") or []]
     return None
 
 
 def _check_labels(info: dict[str, Any], project: ProjectRecord) -> None:
-    labels = _rectangle_labels(info)
+    control = review_format(project.task_type).control
+    labels = _control_labels(info, control)
     names = list(project.class_names)
     if labels is None:
         raise ValueError(
             f"Label Studio project {info.get('id')} ({info.get('title')!r}) has no "
-            f"RectangleLabels control; expected one with the labels {names}"
+            f"{control} control; expected one with the labels {names} (a "
+            f"{project.task_type.value!r} project)"
         )
     if sorted(labels) != sorted(names):
         raise ValueError(

@@ -23,6 +23,7 @@ from labelwise.serving.uploads import (
     upload_dir,
     write_incoming,
 )
+from labelwise.task_types import TaskType
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["predict"])
@@ -35,13 +36,24 @@ class Box(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
 
 
+class ClassProbability(BaseModel):
+    class_id: int
+    class_name: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
 class Prediction(BaseModel):
     project_id: str
+    task: str = Field("detect", description="The project's task type: detect or classify.")
     image_id: str = Field(description="Content id of the upload (16 hex characters).")
     width: int
     height: int
     model_version: str
-    boxes: list[Box] = Field(description="Boxes at or above scoring.confidence_floor.")
+    boxes: list[Box] = Field(description="Boxes at or above scoring.confidence_floor (empty for "
+                             "a classification project).")
+    classes: list[ClassProbability] | None = Field(
+        None, description="A classification project's full class distribution, most probable "
+        "first; None for detection.")
     routing_strategy: str
     routing_score: float = Field(ge=0.0, le=1.0, description="Lower = more uncertain.")
     routing_threshold: float
@@ -71,6 +83,15 @@ class Prediction(BaseModel):
     @property
     def evaluation_threshold(self) -> float:
         return self.routing_threshold
+
+
+def _classes(dets: Detections, names: tuple[str, ...]) -> list[ClassProbability]:
+    """The one whole-image row of a classification as its distribution, most probable first
+    (ties in class order)."""
+    probs = dets.probs[0]
+    order = sorted(range(len(names)), key=lambda c: (-float(probs[c]), c))
+    return [ClassProbability(class_id=c, class_name=names[c], probability=round(float(probs[c]), 6))
+            for c in order]
 
 
 def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
@@ -156,6 +177,7 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
         ) from None
     dets = model.predict(upload.pixels, (upload.width, upload.height))
     rule = scoring_rule(state.settings, project.task_type)
+    classify = project.task_type is TaskType.CLASSIFY
     score = score_image(upload.image_id, dets, rule)
     strategy = serving.routing_strategy
     value = (
@@ -185,7 +207,10 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
         width=upload.width,
         height=upload.height,
         model_version=model.version,
-        boxes=_boxes(dets, project.class_names, state.settings.scoring.confidence_floor),
+        task=project.task_type.value,
+        boxes=([] if classify else
+               _boxes(dets, project.class_names, state.settings.scoring.confidence_floor)),
+        classes=_classes(dets, project.class_names) if classify else None,
         routing_strategy=strategy,
         routing_score=round(float(value), 6),
         routing_threshold=serving.routing_threshold,

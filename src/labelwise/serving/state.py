@@ -55,10 +55,10 @@ def default_model_source(settings: Settings, serving: ServingSettings) -> ModelS
         trackers: dict[str, Any] = {}
 
         def load() -> ServingModel:
-            from labelwise.runtime import load_detector, load_embedder
+            from labelwise.runtime import load_embedder, load_model
 
             base = resolve_base_model(settings, project.name, serving.model)
-            detector = load_detector(settings, project.class_names, base.ref)
+            detector = load_model(settings, project, base.ref)
             model = ServingModel(
                 detector,
                 base.ref,
