@@ -48,11 +48,13 @@ test-faults: setup
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 DEMO_CONFIG := $(CURDIR)/.labelwise/demo.yaml
+TASK ?= detect
 
+# `make demo TASK=classify`: the same loop on the digits as a classification set.
 demo: setup
-	$(BIN)/python -m deployments.demo --write-config $(DEMO_CONFIG)
+	$(BIN)/python -m deployments.demo --task $(TASK) --write-config $(DEMO_CONFIG)
 	LABELWISE_CONFIG=$(DEMO_CONFIG) bash scripts/services.sh up
-	set -a; . .labelwise/run/env; set +a; $(BIN)/python -m deployments.demo --config $(DEMO_CONFIG)
+	set -a; . .labelwise/run/env; set +a; $(BIN)/python -m deployments.demo --task $(TASK) --config $(DEMO_CONFIG)
 
 bench: setup
 	$(BIN)/labelwise bench scoring

@@ -26,11 +26,16 @@ def reviewer_edits(row: dict) -> int | None:
     return sum(int(v) for v in parts if v is not None)
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], headline: tuple[str, ...] = ("precision", "recall", "mAP50", "mAP50-95")
+                ) -> None:
     """One line per round: labelled (reviewed) images and boxes, pseudo-labelled images and
-    boxes (0 unless ``training.pseudo_labels`` is on), reviewer edits, held-out metrics."""
+    boxes (0 unless ``training.pseudo_labels`` is on), reviewer edits, held-out metrics (the
+    project's ``headline``: labelwise.evaluation)."""
+    short = {"precision": "P", "recall": "R"}
+    widths = [max(6, len(short.get(m, m))) for m in headline]
+    metrics = " ".join(f"{short.get(m, m):>{w}}" for m, w in zip(headline, widths))
     header = (f"{'round':>5} {'strategy':<20} {'labels(img)':>11} {'boxes':>6} {'pseudo(img)':>11} "
-              f"{'pseudo(box)':>11} {'edits':>5} {'P':>6} {'R':>6} {'mAP50':>6} {'mAP50-95':>8}  "
+              f"{'pseudo(box)':>11} {'edits':>5} {metrics}  "
               f"{'champion':<11} learnt by")
     print(header)
     print("-" * len(header))
@@ -42,7 +47,7 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['round']:>5} {r['strategy']:<20} {r['labelled_images']:>11} {r['labelled_boxes']:>6} "
               f"{r.get('pseudo_images', 0):>11} {r.get('pseudo_boxes', 0):>11} "
               f"{'-' if edits is None else edits:>5} "
-              f"{r['precision']:6.3f} {r['recall']:6.3f} {r['mAP50']:6.3f} {r['mAP50-95']:8.3f}  "
+              + " ".join(f"{r[m]:{w}.3f}" for m, w in zip(headline, widths)) + "  "
               f"{'moved to v' + str(r['registered_version']) if r['champion_moved'] else 'kept':<11} "
               f"{learnt_by(r)}")
 
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pool", type=int, default=300)
+    parser.add_argument("--task", default="detect", choices=["detect", "classify"],
+                        help="The demo project's task type (make demo TASK=classify).")
     parser.add_argument("--write-config", metavar="PATH", default=None,
                         help="Write the demo's settings to PATH and exit (services read it).")
     parser.add_argument("--config", metavar="PATH", default=None,
@@ -91,25 +98,27 @@ def main(argv: list[str] | None = None) -> None:
         # The Label Studio webhook stays on: each finished batch reaches the receiver `make up`
         # starts, which starts the learn deployment; the loop hands the round to that run.
         os.environ.pop("LABELWISE_CONFIG", None)
-        path = write_settings(demo_settings(load_settings()), Path(args.write_config))
+        path = write_settings(demo_settings(load_settings(), args.task), Path(args.write_config))
         print(f"demo config: {path}")
         return
     if args.config:
         config_file = Path(args.config)
         settings = load_settings(config_file)
     else:
-        settings = demo_settings(load_settings())
+        settings = demo_settings(load_settings(), args.task)
         config_file = write_settings(settings, settings.state_dir / "demo.yaml")
-    run_demo(settings, str(config_file), args.rounds, args.pool)
+    run_demo(settings, str(config_file), args.rounds, args.pool, args.task)
 
 
-def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # type: ignore[no-untyped-def]
+def run_demo(settings, config_file: str, rounds: int, pool: int, task: str = "detect") -> None:  # type: ignore[no-untyped-def]
     from flows.closed_loop import closed_loop
     from flows.params import LoopParams
     from labelwise.demo_project import prepare_demo_project
 
     started = time.perf_counter()
-    demo = prepare_demo_project(settings, pool_images=pool)
+    from labelwise.evaluation import metric_scheme
+
+    demo = prepare_demo_project(settings, pool_images=pool, task=task)
     print(f"demo data: {demo.dataset_root} ({demo.pool_images} pool images); project {demo.name}")
     on = settings.training.pseudo_labels
     print(f"pseudo-labels: {'on' if on else 'off'} (training.pseudo_labels; "
@@ -122,7 +131,7 @@ def run_demo(settings, config_file: str, rounds: int, pool: int) -> None:  # typ
                                   review_timeout_s=600, campaign=settings.tracking.campaign,
                                   handoff_s=HANDOFF_S if webhook else 0.0))
     print()
-    print_table(rows)
+    print_table(rows, metric_scheme(task).headline)
     print_next_queue(settings, config_file, demo.name)
     minutes = (time.perf_counter() - started) / 60
     print(f"\n{len(rows)} rounds in {minutes:.1f} min.")
