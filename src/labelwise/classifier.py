@@ -53,7 +53,7 @@ from labelwise.config import DetectorSettings
 from labelwise.detector import WEIGHTS_SUFFIX, YAML_SUFFIXES, TrainResult, weights_digest
 from labelwise.domain import Detections
 from labelwise.task_types import TaskType, check_model_task, classification_detections
-from labelwise.ultralytics_env import ensure_ultralytics
+from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import as_bgr, batched
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -619,30 +619,9 @@ class YoloClassifier:
             raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
         data_dir = check_classification_set(data_dir, self.class_names, VAL_SPLIT)
         out_dir = Path(out_dir).resolve()
-        args: dict[str, Any] = {
-            "model": self._ref,
-            "data": str(data_dir),
-            "task": TASK,
-            "epochs": epochs,
-            "batch": batch,
-            "imgsz": imgsz or self.settings.imgsz,
-            "seed": seed,
-            "patience": patience,
-            "deterministic": True,
-            "device": self.settings.device,
-            "amp": False,
-            "workers": 0,
-            "plots": False,
-            "val": False,
-            # As the detector: checkpoints only at the last epoch unless early stopping may end
-            # the run before it.
-            "save": patience > 0,
-            "project": str(out_dir),
-            "name": name,
-            "exist_ok": True,
-            "verbose": False,
-            **overrides,
-        }
+        args = cpu_training_args(self._ref, data_dir, out_dir, name, epochs=epochs, batch=batch,
+                                 imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
+                                 device=self.settings.device, task=TASK, **overrides)
         start = time.perf_counter()
         trainer = ClassificationTrainer(overrides=args)
         if int(trainer.data["nc"]) != self.num_classes:

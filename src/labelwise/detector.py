@@ -34,7 +34,7 @@ from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
 from labelwise.evaluation import DETECT_SCHEME, MetricScheme
 from labelwise.task_types import TaskType, check_model_task
-from labelwise.ultralytics_env import ensure_ultralytics
+from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -593,31 +593,9 @@ class YoloDetector:
             raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
         self._check_data_names(data_yaml)
         out_dir = Path(out_dir).resolve()
-        args: dict[str, Any] = {
-            "model": self._ref,
-            "data": str(data_yaml),
-            "epochs": epochs,
-            "batch": batch,
-            "imgsz": imgsz or self.settings.imgsz,
-            "seed": seed,
-            "patience": patience,
-            "deterministic": True,
-            "device": self.settings.device,
-            "amp": False,
-            "workers": 0,
-            "plots": False,
-            "val": False,
-            # Checkpoints only at the last epoch (ultralytics writes last.pt and best.pt then):
-            # saving every epoch cost 0.33 s of a 0.45 s epoch on 16 images at 96 px. An early
-            # stop ends before the last epoch, so with patience every epoch is saved as before.
-            "save": patience > 0,
-            "project": str(out_dir),
-            "name": name,
-            "exist_ok": True,
-            "verbose": False,
-            "nms": True,
-            **overrides,
-        }
+        args = cpu_training_args(self._ref, data_yaml, out_dir, name, epochs=epochs, batch=batch,
+                                 imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
+                                 device=self.settings.device, nms=True, **overrides)
         start = time.perf_counter()
         trainer = DetectionTrainer(overrides=args)
         # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).

@@ -75,8 +75,9 @@ def resolve_base_model(settings: Settings, project: str, explicit: str | None = 
     """
     if explicit and not explicit.startswith(CHAMPION_PREFIX):
         return StartingModel(explicit, "explicit")
+    configured = _configured_model(settings, project)
     if settings.training.start_from == "base" and not explicit:
-        return StartingModel(settings.detector.model, "configured")
+        return StartingModel(configured, "configured")
     tracker = tracker_for(settings, project)
     info = tracker.champion()
     if info is not None:
@@ -84,7 +85,20 @@ def resolve_base_model(settings: Settings, project: str, explicit: str | None = 
         return StartingModel(str(path), "champion", info.version)
     if explicit:
         raise FileNotFoundError(f"{explicit}: project {project!r} has no champion model yet")
-    return StartingModel(settings.detector.model, "configured")
+    return StartingModel(configured, "configured")
+
+
+def _configured_model(settings: Settings, project: str) -> str:
+    """The configured model for the project's task (a project the catalog does not know: as
+    configured)."""
+    from labelwise.catalog import ProjectNotFound
+    from labelwise.runtime import configured_model_ref, open_catalog
+
+    try:
+        task = open_catalog(settings).project(project).task_type
+    except ProjectNotFound:
+        return settings.detector.model
+    return configured_model_ref(settings, task)
 
 
 @dataclass(frozen=True)

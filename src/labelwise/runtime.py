@@ -44,18 +44,22 @@ def load_detector(
     )
 
 
-def project_model_ref(settings: Settings, project: "ProjectRecord", model: str | None = None) -> str:
-    """The model a command uses for ``project``: ``model`` when given, else
-    ``settings.detector.model``. The configured model, when it is a stock yaml name of the
-    detection family (``yolov8n.yaml``), becomes the project's task variant (``yolov8n-cls.yaml``
-    for a classification project), so one configuration serves projects of every task."""
-    ref = model or settings.detector.model
-    if ref != settings.detector.model:
-        return ref
+def configured_model_ref(settings: Settings, task_type: TaskType) -> str:
+    """``settings.detector.model`` for a project of ``task_type``: a stock yaml name of the
+    detection family (``yolov8n.yaml``) becomes the task's variant (``yolov8n-cls.yaml`` for a
+    classification project), so one configuration serves projects of every task. Anything else
+    (a .pt, a yaml path, a task-suffixed name) is used as configured."""
+    ref = settings.detector.model
     stem = ref[: -len(".yaml")] if ref.endswith(".yaml") and "/" not in ref else None
-    if stem is None or project.task_type is TaskType.DETECT or stem.endswith(("-cls", "-seg")):
+    if stem is None or task_type is TaskType.DETECT or stem.endswith(("-cls", "-seg")):
         return ref
-    return model_yaml_name(project.task_type, stem)
+    return model_yaml_name(task_type, stem)
+
+
+def project_model_ref(settings: Settings, project: "ProjectRecord", model: str | None = None) -> str:
+    """The model a command uses for ``project``: ``model`` when given (as given), else the
+    configured one for the project's task (:func:`configured_model_ref`)."""
+    return model or configured_model_ref(settings, project.task_type)
 
 
 def load_model(settings: Settings, project: "ProjectRecord", model: str | None = None

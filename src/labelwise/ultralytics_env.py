@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 # Ultralytics integrations that log to external services; all are switched off.
 _INTEGRATION_SETTINGS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
@@ -202,3 +203,39 @@ def ensure_ultralytics(default_config_dir: Path, threads: int = 0) -> Path:
         return current
     prepare_ultralytics(default_config_dir, threads=threads)
     return Path(default_config_dir).expanduser().resolve()
+
+
+def cpu_training_args(
+    ref: str, data: Path, out_dir: Path, name: str, *, epochs: int, batch: int, imgsz: int,
+    seed: int, patience: int, device: str, **extra: Any,
+) -> dict[str, Any]:
+    """Ultralytics trainer overrides of Labelwise's CPU recipe, for every task's trainer.
+
+    amp off, workers 0 (no dataloader processes on 2 cores), plots off, deterministic,
+    validation only at the last epoch (ultralytics always validates then), and checkpoints only
+    at the last epoch (ultralytics writes last.pt and best.pt then: saving every epoch cost 0.33 s
+    of a 0.45 s epoch on 16 images at 96 px). An early stop ends before the last epoch, so with
+    ``patience`` every epoch is saved. ``extra`` (the task's own keys, the recipe's overrides)
+    goes last and wins.
+    """
+    return {
+        "model": ref,
+        "data": str(data),
+        "epochs": epochs,
+        "batch": batch,
+        "imgsz": imgsz,
+        "seed": seed,
+        "patience": patience,
+        "deterministic": True,
+        "device": device,
+        "amp": False,
+        "workers": 0,
+        "plots": False,
+        "val": False,
+        "save": patience > 0,
+        "project": str(out_dir),
+        "name": name,
+        "exist_ok": True,
+        "verbose": False,
+        **extra,
+    }

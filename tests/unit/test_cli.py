@@ -200,3 +200,36 @@ def test_auto_label_prints_only_json_on_stdout(tmp_path):
     report = json.loads(result.stdout)
     assert report["predicted"] == 3
     assert "nc=80" in result.stderr or "Ultralytics" in result.stderr
+
+
+@pytest.mark.parametrize(("task", "model", "expected_model"), [
+    ("classify", "yolov8n.yaml", "'detect'"),
+    ("detect", "yolov8n-cls.yaml", "'classify'"),
+])
+def test_a_model_of_another_task_is_refused_naming_both(env, tmp_path, task, model, expected_model):
+    for i in range(2):
+        write_png(tmp_path / "pool" / f"{i}.png", seed=i)
+    assert invoke("project", "create", "p", "--classes", "a,b", "--task", task).exit_code == 0
+    assert invoke("project", "add-images", "p", str(tmp_path / "pool")).exit_code == 0
+    result = runner.invoke(app, ["auto-label", "--project", "p", "--model", model, "--no-progress"])
+    assert result.exit_code != 0
+    assert (f"project 'p' is a '{task}' project but model {model} is a {expected_model} model; "
+            f"expected a '{task}' model") in result.output
+    assert Catalog.open(f"sqlite:///{env / 'catalog.db'}").predictions(
+        Catalog.open(f"sqlite:///{env / 'catalog.db'}").project("p"), "any") == {}
+
+
+def test_the_configured_stock_model_follows_the_projects_task(env):
+    from labelwise.config import Settings
+    from labelwise.runtime import project_model_ref
+    from labelwise.task_types import TaskType
+
+    assert invoke("project", "create", "c", "--classes", "a,b", "--task", "classify").exit_code == 0
+    listed = json.loads(invoke("project", "list").output)
+    assert [(p["project"], p["task"]) for p in listed] == [("c", "classify")]
+    catalog = Catalog.open(f"sqlite:///{env / 'catalog.db'}")
+    project = catalog.project("c")
+    assert project_model_ref(Settings(), project) == "yolov8n-cls.yaml"
+    assert project_model_ref(Settings(), project, "yolov8n.yaml") == "yolov8n.yaml"  # as given
+    assert project_model_ref(Settings(detector={"model": "/m/x.pt"}), project) == "/m/x.pt"
+    assert project.task_type is TaskType.CLASSIFY
