@@ -252,3 +252,54 @@ def test_pending_images_can_be_stored_page_by_page_while_they_stream(catalog, im
     assert left == sorted(ids)[2:4]
     with pytest.raises(ValueError, match="chunk must be >= 1; got 0"):
         next(catalog.pending_images(project, "v", "e", chunk=0))
+
+
+def _square(x: float, y: float, side: float):
+    from labelwise.masks import Polygon
+
+    return Polygon(np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]], np.float32))
+
+
+def test_instance_outlines_are_stored_with_predictions_and_labels(catalog, image_dir):
+    """A segmentation model's outlines ride with its predictions, a segmentation label's with its
+    box rows: one outline per row, same classes, read back in pixels of the image."""
+    from labelwise.masks import ImageSegments, SegmentInstance
+
+    project = catalog.create_project("p", ["a", "b"], task_type="segment")
+    ids = catalog.add_images(project, image_dir).added
+    img = catalog.image(project, ids[0])
+    segs = ImageSegments(img.width, img.height, (SegmentInstance(1, _square(1, 1, 4)),
+                                                  SegmentInstance(0, _square(2, 3, 3))))
+    det = Detections(np.array([[1, 1, 5, 5], [2, 3, 5, 6]], np.float32), np.array([0.9, 0.4]),
+                     np.array([1, 0]), np.array([[0.1, 0.9], [0.7, 0.3]]))
+    plain = Detections.empty(2)
+    assert catalog.save_predictions(project, "v", [(ids[0], det), (ids[1], plain)], {ids[0]: segs}) == 2
+    back = catalog.prediction_segments(project, "v", ids[:2])
+    assert list(back) == [ids[0]]  # the image without outlines is left out
+    assert back[ids[0]].class_ids.tolist() == [1, 0]
+    for got, want in zip(back[ids[0]].instances, segs.instances):
+        np.testing.assert_allclose(got.polygon.points, want.polygon.points, atol=1e-4 * max(img.width, img.height))
+
+    rows = np.array([[1, 0.5, 0.5, 0.2, 0.2], [0, 0.4, 0.4, 0.1, 0.1]])
+    catalog.save_labels(project, {ids[0]: rows, ids[1]: rows[:0]}, "review", segments={ids[0]: segs})
+    labelled = catalog.label_segments(project)
+    assert list(labelled) == [ids[0]] and labelled[ids[0]].class_ids.tolist() == [1, 0]
+    catalog.save_labels(project, {ids[0]: rows}, "review")  # a new label without outlines replaces them
+    assert catalog.label_segments(project) == {}
+
+
+def test_outlines_that_do_not_match_the_box_rows_are_refused(catalog, image_dir):
+    from labelwise.masks import ImageSegments, SegmentInstance
+
+    project = catalog.create_project("p", ["a", "b"], task_type="segment")
+    ids = catalog.add_images(project, image_dir).added
+    segs = ImageSegments(16, 16, (SegmentInstance(0, _square(1, 1, 4)),))
+    rows = np.array([[1, 0.5, 0.5, 0.2, 0.2]])
+    with pytest.raises(CatalogError, match=rf"label of image {ids[0]}: outlines must match the box rows one "
+                                           r"to one; expected classes \[1\], got \[0\]"):
+        catalog.save_labels(project, {ids[0]: rows}, "review", segments={ids[0]: segs})
+    assert catalog.labels(project) == {}  # nothing stored
+    det = Detections.empty(2)
+    with pytest.raises(CatalogError, match="expected classes \\[\\], got \\[0\\]"):
+        catalog.save_predictions(project, "v", [(ids[0], det)], {ids[0]: segs})
+    assert catalog.predictions(project, "v") == {}

@@ -72,6 +72,9 @@ class PredictionRow(Base):
     confidence: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n,)
     class_id: Mapped[bytes] = mapped_column(LargeBinary)  # int64 (n,)
     probs: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n, C)
+    # A segmentation model's instance outlines, one Ultralytics segment label line per box
+    # (labelwise.masks.format_segment_labels, coordinates normalised); None for other tasks.
+    segments: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class EmbeddingRow(Base):
@@ -127,6 +130,9 @@ class LabelRow(Base):
     ls_annotation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     labelled_round: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A segmentation label's outlines, one segment label line per box row (same order); None
+    # for other tasks.
+    segments: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApiKeyRow(Base):

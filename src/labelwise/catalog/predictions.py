@@ -4,9 +4,9 @@ or embedder. Arrays are stored as little-endian bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import and_, false, func, or_, select
@@ -23,6 +23,9 @@ from labelwise.catalog.records import (
 )
 from labelwise.columnar import PackedDetections
 from labelwise.domain import Detections, ImageStatus
+
+if TYPE_CHECKING:
+    from labelwise.masks import ImageSegments
 
 PACK_CHUNK = 20_000
 """Images per :class:`~labelwise.columnar.PackedDetections` chunk when streaming predictions."""
@@ -49,6 +52,27 @@ class PendingCounts:
     already_predicted: int
 
 
+def outline_text(boxes: Detections | np.ndarray, segments: ImageSegments, what: str) -> str:
+    """The stored text of ``segments`` (:func:`labelwise.masks.format_segment_labels`), after
+    checking it has one instance per box row with the row's class.
+
+    Args:
+        boxes: detections, or (N, 5) label rows (class id first).
+        what: how the error names the item.
+
+    Raises:
+        CatalogError: a count or class that disagrees (expected vs got).
+    """
+    from labelwise.masks import format_segment_labels
+
+    classes = (boxes.class_id if isinstance(boxes, Detections)
+               else np.asarray(boxes, np.float64).reshape(-1, 5)[:, 0].astype(np.int64))
+    if len(segments) != len(classes) or not np.array_equal(segments.class_ids, classes):
+        raise CatalogError(f"{what}: outlines must match the box rows one to one; expected classes "
+                           f"{classes.tolist()}, got {segments.class_ids.tolist()}")
+    return format_segment_labels(segments)
+
+
 class PredictionsMixin(CatalogMixin):
     """Predictions and embeddings of :class:`~labelwise.catalog.Catalog`."""
 
@@ -64,16 +88,24 @@ class PredictionsMixin(CatalogMixin):
             )
 
     def save_predictions(
-        self, project: ProjectRecord, model_version: str, items: Sequence[tuple[str, Detections]]
+        self, project: ProjectRecord, model_version: str, items: Sequence[tuple[str, Detections]],
+        segments: Mapping[str, ImageSegments] | None = None,
     ) -> int:
         """Store predictions of one model version; already stored (image, version) pairs are kept
-        (also when another writer stores them at the same time). Returns how many were added."""
+        (also when another writer stores them at the same time). Returns how many were added.
+
+        ``segments``: a segmentation model's instance outlines per image id, one instance per
+        box row of its detections, same order and classes (:func:`outline_text`).
+        """
+        outlines = {i: outline_text(det, segments[i], f"prediction of image {i}")
+                    for i, det in items if segments is not None and i in segments}
         rows = [{"project_id": project.id, "image_id": image_id, "model_version": model_version,
                  "n_boxes": len(det), "num_classes": det.num_classes,
                  "xyxy": det.xyxy.astype("<f4").tobytes(),
                  "confidence": det.confidence.astype("<f4").tobytes(),
                  "class_id": det.class_id.astype("<i8").tobytes(),
-                 "probs": det.probs.astype("<f4").tobytes()} for image_id, det in items]
+                 "probs": det.probs.astype("<f4").tobytes(),
+                 "segments": outlines.get(image_id)} for image_id, det in items]
         with self.session() as s, s.begin():
             return insert_new(s, PredictionRow, rows, ("project_id", "image_id", "model_version"))
 
@@ -91,6 +123,27 @@ class PredictionsMixin(CatalogMixin):
                 for row in s.scalars(q.where(PredictionRow.image_id.in_(ids))).all():
                     found[row.image_id] = _detections(row)
             return found
+
+    def prediction_segments(
+        self, project: ProjectRecord, model_version: str, image_ids: Sequence[str]
+    ) -> dict[str, ImageSegments]:
+        """The stored instance outlines of ``model_version`` for ``image_ids`` (pixels of each
+        image; images whose prediction has no outlines are left out)."""
+        from labelwise.masks import parse_segment_labels
+
+        found: dict[str, ImageSegments] = {}
+        with self.session() as s:
+            for ids in in_chunks(list(image_ids)):
+                q = (select(PredictionRow.image_id, PredictionRow.segments, ImageRow.width, ImageRow.height)
+                     .join(ImageRow, and_(ImageRow.project_id == PredictionRow.project_id,
+                                          ImageRow.image_id == PredictionRow.image_id))
+                     .where(PredictionRow.project_id == project.id,
+                            PredictionRow.model_version == model_version,
+                            PredictionRow.segments.is_not(None), PredictionRow.image_id.in_(ids)))
+                for image_id, text, width, height in s.execute(q).all():
+                    found[image_id] = parse_segment_labels(text, width, height,
+                                                           source=f"stored outlines of image {image_id}")
+        return found
 
     def packed_predictions(
         self, project: ProjectRecord, model_version: str, status: ImageStatus, *,
