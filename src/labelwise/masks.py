@@ -389,3 +389,15 @@ def segments_from_masks(
             instances.append(SegmentInstance(int(class_ids[i]), polygons[0]))
             kept.append(i)
     return ImageSegments(int(arr.shape[2]), int(arr.shape[1]), tuple(instances)), np.asarray(kept, dtype=np.int64)
+
+
+def segment_rows(segments: ImageSegments) -> np.ndarray:
+    """(N, 5) float64 YOLO rows ``[cls, cx, cy, w, h]`` (normalised) of each instance's polygon
+    bounding box, clipped to the image: the box rows stored beside a segmentation label."""
+    rows = np.zeros((len(segments), 5), np.float64)
+    size = np.array([segments.width, segments.height], np.float64)
+    for i, inst in enumerate(segments.instances):
+        pts = np.clip(inst.polygon.points.astype(np.float64) / size, 0.0, 1.0)
+        (x1, y1), (x2, y2) = pts.min(axis=0), pts.max(axis=0)
+        rows[i] = [inst.class_id, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+    return rows

@@ -6,18 +6,51 @@ import numpy as np
 import pytest
 
 from labelwise.domain import Detections
-from labelwise.labelstudio.formats import BoxFormat, ChoiceFormat, review_format
+from labelwise.labelstudio.formats import BoxFormat, ChoiceFormat, PolygonFormat, review_format
+from labelwise.masks import ImageSegments, Polygon, SegmentInstance
 from labelwise.task_types import TaskType, classification_detections, classification_label
 
 NAMES = ["cat", "dog", "bird"]
 
 
-def test_each_task_type_has_its_format():
-    assert isinstance(review_format("detect"), BoxFormat)
-    assert isinstance(review_format(TaskType.CLASSIFY), ChoiceFormat)
-    with pytest.raises(ValueError, match=r"review of 'segment' projects is not supported yet; "
-                                         r"supported: \['detect', 'classify'\]"):
-        review_format("segment")
+@pytest.mark.parametrize(("task", "kind", "control"), [
+    ("detect", BoxFormat, "RectangleLabels"), (TaskType.CLASSIFY, ChoiceFormat, "Choices"),
+    ("segment", PolygonFormat, "PolygonLabels")])
+def test_each_task_type_has_its_format(task, kind, control):
+    fmt = review_format(task)
+    assert isinstance(fmt, kind) and fmt.control == control and f"<{control} " in fmt.label_config(NAMES)
+
+
+def _outlines(width: int, height: int) -> ImageSegments:
+    square = Polygon(np.array([[4, 2], [20, 2], [20, 12], [4, 12]], np.float32))
+    triangle = Polygon(np.array([[30, 5], [38, 18], [26, 18]], np.float32))
+    return ImageSegments(width, height, (SegmentInstance(2, square), SegmentInstance(0, triangle)))
+
+
+def test_outlines_go_as_polygons_and_come_back_as_outlines_and_their_boxes():
+    fmt = review_format("segment")
+    segs = _outlines(40, 20)
+    det = Detections(np.array([[4, 2, 20, 12], [26, 5, 38, 18]], np.float32), np.array([0.9, 0.2]),
+                     np.array([2, 0]), np.array([[0.1, 0.1, 0.8], [0.6, 0.3, 0.1]]))
+    result = fmt.prediction_result(det, NAMES, 40, 20, floor=0.5, segments=segs)
+    assert [(r["type"], r["value"]["polygonlabels"], r["score"]) for r in result] == [
+        ("polygonlabels", ["bird"], pytest.approx(0.9))]  # the floor applies to outlines too
+    assert fmt.prediction_result(det, NAMES, 40, 20, floor=0.0) == []  # stored without outlines
+    shown = fmt.labels_to_result(np.zeros((2, 5)), NAMES, 40, 20, segments=segs)
+    rows = fmt.answer_labels(shown, NAMES)
+    np.testing.assert_allclose(rows, [[2, 0.3, 0.35, 0.4, 0.5], [0, 0.8, 0.575, 0.3, 0.65]], atol=1e-6)
+    back = fmt.answer_segments(shown, NAMES, 40, 20)
+    assert back is not None and back.class_ids.tolist() == [2, 0]
+    for got, want in zip(back.instances, segs.instances):
+        np.testing.assert_allclose(got.polygon.points, want.polygon.points, atol=1e-3)
+    assert review_format("detect").answer_segments(shown, NAMES, 40, 20) is None
+
+
+def test_outlines_that_do_not_match_the_detections_are_refused():
+    det = Detections.empty(3)
+    with pytest.raises(ValueError, match=r"outlines must match the detections one to one; expected classes "
+                                         r"\[\], got \[2, 0\]"):
+        review_format("segment").prediction_result(det, NAMES, 40, 20, 0.0, _outlines(40, 20))
 
 
 def test_a_classification_goes_as_its_top_class_and_comes_back_as_one_row():

@@ -40,6 +40,7 @@ from labelwise.catalog import Catalog, ImageRecord, ProjectRecord
 from labelwise.config import Settings
 from labelwise.domain import ImageStatus
 from labelwise.labelstudio.formats import ReviewFormat, review_format
+from labelwise.masks import ImageSegments
 from labelwise.review.corrections import ImageCorrections, compare_yolo, summarize
 from labelwise.review.media import project_folder_name
 from labelwise.review.project import open_client
@@ -134,6 +135,7 @@ def pull_annotations(
 
     labels: dict[int | None, dict[str, np.ndarray]] = defaultdict(dict)
     annotation_ids: dict[str, int] = {}
+    outlines: dict[str, ImageSegments] = {}
     rejected: list[str] = []
     pending: list[str] = []
     invalid: list[dict[str, Any]] = []
@@ -151,12 +153,16 @@ def pull_annotations(
         assert final is not None
         try:
             rows = fmt.answer_labels(final.get("result") or [], record.class_names)
+            outline = fmt.answer_segments(final.get("result") or [], record.class_names, img.width,
+                                          img.height)
             item = image_corrections(task, record.class_names, fmt)
         except ValueError as exc:
             invalid.append({"image_id": img.image_id, "task_id": img.ls_task_id, "error": str(exc)})
             pending.append(img.image_id)
             continue
         labels[img.queued_round][img.image_id] = rows
+        if outline is not None:
+            outlines[img.image_id] = outline
         annotation_ids[img.image_id] = int(final["id"])
         if item is not None:
             pulled.append(item)
@@ -167,7 +173,8 @@ def pull_annotations(
             write_label_file(out_dir / f"{image_id}.txt", rows)
     for number, by_image in labels.items():
         catalog.save_labels(record, by_image, source="labelstudio", round_number=number,
-                            annotation_ids={i: annotation_ids[i] for i in by_image})
+                            annotation_ids={i: annotation_ids[i] for i in by_image},
+                            segments={i: outlines[i] for i in by_image if i in outlines})
     if rejected:
         catalog.set_status(record, rejected, ImageStatus.REJECTED)
 

@@ -40,9 +40,11 @@ from labelwise.domain import Detections, ImageStatus, ScoreBatch
 from labelwise.labelstudio.formats import review_format
 from labelwise.labelstudio.local_files import local_files_url
 from labelwise.labelstudio.task_import import TaskImport, has_answers
+from labelwise.masks import ImageSegments
 from labelwise.review.media import check_sources, place_all
 from labelwise.review.project import ensure_in, open_client, project_url
 from labelwise.rounds import PROPOSED, QUEUED
+from labelwise.task_types import TaskType
 
 if TYPE_CHECKING:
     from labelwise.labelstudio.client import LabelStudioClient
@@ -100,10 +102,10 @@ def _check_queueable(project: ProjectRecord, images: Sequence[ImageRecord], numb
 
 def _prediction(
     dets: Detections | None, project: ProjectRecord, image: ImageRecord, model_version: str,
-    score: float, floor: float,
+    score: float, floor: float, outlines: ImageSegments | None = None,
 ) -> dict[str, Any]:
     result = [] if dets is None else review_format(project.task_type).prediction_result(
-        dets, project.class_names, image.width, image.height, floor)
+        dets, project.class_names, image.width, image.height, floor, outlines)
     return {"model_version": model_version, "score": round(score, 6), "result": result}
 
 
@@ -165,6 +167,8 @@ def queue_batch(
     floor = settings.labelstudio.preannotation_conf
     root = settings.labelstudio_document_root
     preds = catalog.predictions(record, str(model_version), ids) if model_version else {}
+    outlines = (catalog.prediction_segments(record, str(model_version), ids)
+                if model_version and record.task_type is TaskType.SEGMENT else {})
 
     with open_client(settings) as client:
         record, info = ensure_in(client, settings, catalog, record)
@@ -191,7 +195,7 @@ def queue_batch(
             if model_version:
                 spec["predictions"] = [_prediction(preds.get(img.image_id), record, img,
                                                    str(model_version), item.uncertainty_score,
-                                                   floor)]
+                                                   floor, outlines.get(img.image_id))]
             specs[img.image_id] = spec
             known = existing.get(img.image_id)
             if known is not None and dict(known.get("data") or {}) == data:

@@ -39,10 +39,12 @@ from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.config import Settings
 from labelwise.labelstudio.formats import review_format
 from labelwise.labelstudio.local_files import local_files_url
+from labelwise.masks import ImageSegments
 from labelwise.quality.label_issues import LabelIssue, rank_issues
 from labelwise.review.media import check_sources, place_all
 from labelwise.review.project import ensure_in, open_client, project_url
 from labelwise.review.status import latest_final_annotation, require_ls_project
+from labelwise.task_types import TaskType
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ def queue_second_look(
                          f"{len(ids)} have no label in project {record.name!r}: {unlabelled[:5]}")
     check_sources(images)
     names = record.class_names
+    outlines = catalog.label_segments(record) if record.task_type is TaskType.SEGMENT else {}
     root = settings.labelstudio_document_root
     with open_client(settings) as client:
         record, info = ensure_in(client, settings, catalog, record)
@@ -174,8 +177,8 @@ def queue_second_look(
             known = existing.get(img.image_id)
             if known is not None and known.get("annotations"):
                 continue  # has the current labels (or a reviewer's fix) already
-            result = review_format(record.task_type).labels_to_result(labels[img.image_id], names, img.width,
-                                                                      img.height)
+            result = review_format(record.task_type).labels_to_result(
+                labels[img.image_id], names, img.width, img.height, outlines.get(img.image_id))
             client.create_annotation(task_ids[img.image_id], result)
             annotated += 1
         view_id = client.ensure_view(ls_id, title=SECOND_LOOK_TAB, field=LOOK_FIELD,
@@ -209,6 +212,10 @@ def apply_second_looks(
     from labelwise.review.pull import labels_dir, write_label_file
 
     looks = second_look_tasks(tasks)
+    fmt = review_format(project.task_type)
+    sizes = {img.image_id: (img.width, img.height)
+             for img in catalog.images(project, image_ids=list(looks))} if looks else {}
+    fixed_outlines: dict[str, ImageSegments] = {}
     current = catalog.labels(project)
     rounds = catalog.label_rounds(project)
     updated: dict[int | None, dict[str, np.ndarray]] = {}
@@ -221,8 +228,10 @@ def apply_second_looks(
             skipped += 1
             continue
         try:
-            rows = review_format(project.task_type).result_to_labels(final.get("result") or [],
-                                                                     project.class_names)
+            rows = fmt.result_to_labels(final.get("result") or [], project.class_names)
+            width, height = sizes.get(image_id, (0, 0))
+            outline = (fmt.answer_segments(final.get("result") or [], project.class_names, width, height)
+                       if image_id in sizes else None)
         except ValueError as exc:
             invalid.append({"image_id": image_id, "task_id": int(task["id"]), "error": str(exc)})
             continue
@@ -231,13 +240,16 @@ def apply_second_looks(
             unchanged += 1
             continue
         updated.setdefault(rounds.get(image_id), {})[image_id] = rows
+        if outline is not None:
+            fixed_outlines[image_id] = outline
         annotation_ids[image_id] = int(final["id"])
     out_dir = labels_dir(settings, project)
     for number, by_image in updated.items():
         for image_id, rows in by_image.items():
             write_label_file(out_dir / f"{image_id}.txt", rows)
         catalog.save_labels(project, by_image, source=SECOND_LOOK_SOURCE, round_number=number,
-                            annotation_ids={i: annotation_ids[i] for i in by_image})
+                            annotation_ids={i: annotation_ids[i] for i in by_image},
+                            segments={i: fixed_outlines[i] for i in by_image if i in fixed_outlines})
     changed = sorted(i for by_image in updated.values() for i in by_image)
     if changed:
         log.info("second look: labels of %d image(s) of %s fixed: %s", len(changed),

@@ -25,8 +25,10 @@ from labelwise.catalog import Catalog, ImageRecord
 from labelwise.config import Settings
 from labelwise.domain import ImageStatus
 from labelwise.labelstudio.formats import review_format
+from labelwise.masks import ImageSegments, SegmentInstance, read_segment_labels, segment_rows
 from labelwise.review.project import open_client
 from labelwise.review.status import require_ls_project, task_state
+from labelwise.task_types import TaskType
 
 
 def default_truth_path(image_path: Path) -> Path:
@@ -281,6 +283,10 @@ def annotate_simulated(
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be a probability in [0, 1]; got {noise}")
     record = catalog.project(project)
+    if label_noise is not None and record.task_type is not TaskType.DETECT:
+        raise ValueError(f"label noise (drop, add, shift, swap of boxes) is for detection projects; "
+                         f"project {record.name!r} is a {record.task_type.value!r} project (use noise= "
+                         "for wrong classes)")
     ls_id = require_ls_project(record)
     queued = [img for img in catalog.images(record, ImageStatus.QUEUED)
               if img.ls_task_id is not None]
@@ -310,8 +316,16 @@ def annotate_simulated(
             if not path.is_file():
                 missing += 1
                 continue
-            truth = read_yolo_labels(path)
+            outlines = None
+            if record.task_type is TaskType.SEGMENT:  # truth: segment label lines (outlines)
+                outlines = read_segment_labels(path, img.width, img.height)
+                truth = segment_rows(outlines)
+            else:
+                truth = read_yolo_labels(path)
             rows = noisy_labels(truth, len(names), noise, rng)
+            if outlines is not None:
+                outlines = ImageSegments(outlines.width, outlines.height, tuple(
+                    SegmentInstance(int(r[0]), inst.polygon) for r, inst in zip(rows, outlines.instances)))
             relabelled += int((rows[:, 0] != truth[:, 0]).sum())
             if label_noise is not None:
                 for t_row, n_row in zip(truth, rows):
@@ -322,7 +336,8 @@ def annotate_simulated(
                 rows, errors = apply_label_noise(rows, len(names), label_noise, rng,
                                                  img.image_id)
                 injected.extend(errors)
-            result = review_format(record.task_type).labels_to_result(rows, names, img.width, img.height)
+            result = review_format(record.task_type).labels_to_result(rows, names, img.width, img.height,
+                                                                      outlines)
             client.create_annotation(int(task["id"]), result)
             annotated += 1
     summary: dict[str, Any] = {"annotated": annotated, "already_annotated": already,
