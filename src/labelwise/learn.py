@@ -260,8 +260,8 @@ def retrain(
     pseudo = pseudo_labels_for(settings, catalog, project) if on else None
     extra = pseudo.extra if pseudo is not None else ()
     out_dir = settings.state_dir / "datasets" / project.name / f"round-{round_number}"
-    ts = (build_training_set(catalog, project, out_dir, extra=extra) if detect
-          else build_classification_training_set(catalog, project, out_dir))
+    ts = (build_classification_training_set(catalog, project, out_dir)
+          if project.task_type is TaskType.CLASSIFY else build_training_set(catalog, project, out_dir, extra=extra))
     reviewed = ts.n_images - len(extra)
     chosen = pseudo.labels if pseudo is not None else NO_PSEUDO_LABELS
     sheet = pseudo_sheet(settings, project, round_number, pseudo) if pseudo is not None else None

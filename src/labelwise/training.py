@@ -26,6 +26,8 @@ import yaml
 from labelwise.catalog import Catalog, CatalogError, ProjectRecord
 from labelwise.config import TrainingSettings
 from labelwise.domain import class_box_counts
+from labelwise.masks import ImageSegments, write_segment_labels
+from labelwise.task_types import TaskType
 
 if TYPE_CHECKING:  # pragma: no cover
     from labelwise.classifier import YoloClassifier
@@ -126,11 +128,13 @@ def train_round(
 
 @dataclass(frozen=True)
 class LabelledImage:
-    """One image of a training set: the file name stem to write, its source file, (N, 5) rows."""
+    """One image of a training set: the file name stem to write, its source file, (N, 5) rows,
+    and (a segmentation project's) the instance outlines of those rows, one per row."""
 
     name: str
     path: Path
     boxes: np.ndarray
+    outlines: ImageSegments | None = None
 
 
 def write_yolo_labels(path: Path, boxes: np.ndarray) -> None:
@@ -173,7 +177,10 @@ def write_training_set(
         if not src.is_file():
             raise FileNotFoundError(f"labelled image {src} is gone; restore it or reject the image")
         _link_or_copy(src.resolve(), images_dir / f"{item.name}{src.suffix.lower()}")
-        write_yolo_labels(labels_dir / f"{item.name}.txt", item.boxes)
+        if item.outlines is not None:  # ultralytics' segment format: cls x1 y1 ... per instance
+            write_segment_labels(labels_dir / f"{item.name}.txt", item.outlines)
+        else:
+            write_yolo_labels(labels_dir / f"{item.name}.txt", item.boxes)
     counts = class_box_counts((item.boxes for item in items), len(class_names))
     data: dict[str, Any] = {
         "path": str(out_dir.resolve()),
@@ -213,7 +220,15 @@ def build_training_set(
             f"project {project.name!r} has no labelled images to train on; review a queue first"
         )
     records = {r.image_id: r for r in catalog.images(project, image_ids=list(labels))}
-    items = [LabelledImage(image_id, records[image_id].path, boxes)
+    outlines = catalog.label_segments(project) if project.task_type is TaskType.SEGMENT else {}
+    if project.task_type is TaskType.SEGMENT:
+        bare = sorted(i for i, boxes in labels.items() if len(boxes) and i not in outlines)
+        if bare:
+            raise CatalogError(
+                f"project {project.name!r} is a segmentation project but {len(bare)} labelled "
+                f"image(s) have boxes without outlines: {bare[:5]}; expected outlines with every "
+                "label (label them again with polygons, or reject them)")
+    items = [LabelledImage(image_id, records[image_id].path, boxes, outlines.get(image_id))
              for image_id, boxes in labels.items() if image_id in records]
     taken = {item.name for item in items}
     seen: set[str] = set()
