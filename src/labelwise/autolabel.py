@@ -22,13 +22,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from labelwise.catalog import Catalog, ImageRecord, PendingImage, ProjectRecord
 from labelwise.domain import Detections
 from labelwise.images import ImageReadError, read_image_info
+
+if TYPE_CHECKING:
+    from labelwise.masks import ImageSegments
 
 
 class Predictor(Protocol):
@@ -82,6 +85,27 @@ class SamePassEmbedder(Protocol):
         ...
 
 
+class SegmentOutput(Protocol):
+    """One image's instance segmentation (see :class:`labelwise.segmenter.SegmentPrediction`)."""
+
+    @property
+    def detections(self) -> Detections:
+        """The instances' boxes with their full class distributions."""
+        ...
+
+    def polygons(self) -> ImageSegments:
+        """The instances' outlines, one per detection row, in pixels of the image."""
+        ...
+
+
+@runtime_checkable
+class SegmentPredictor(Protocol):
+    """A model that also outlines each instance (:class:`labelwise.segmenter.YoloSegmenter`):
+    auto-label stores the outlines beside the boxes, for Label Studio's polygons."""
+
+    def predict_segments(self, images: Sequence[Path]) -> Sequence[SegmentOutput]: ...
+
+
 DEFAULT_WRITE_BATCH = 256
 """Images whose predictions / embeddings are stored per catalog call."""
 
@@ -90,6 +114,7 @@ def shares_pass(detector: object, embedder: object | None) -> bool:
     """Whether auto-label can take ``embedder``'s vectors from ``detector``'s prediction pass."""
     return (
         embedder is not None
+        and not isinstance(detector, SegmentPredictor)  # its outlines come from predict_segments
         and isinstance(detector, FeaturePredictor)
         and isinstance(embedder, SamePassEmbedder)
         and embedder.shares_pass_with(detector)
@@ -169,6 +194,7 @@ class _Writer:
         self.catalog, self.project, self.model_version = catalog, project, model_version
         self.embedder, self.report, self.progress = embedder, report, progress
         self.preds: list[tuple[str, Detections]] = []
+        self.outlines: dict[str, ImageSegments] = {}
         self.ids: list[str] = []
         self.vectors: list[np.ndarray] = []
         self.finished = 0
@@ -178,8 +204,12 @@ class _Writer:
         """Images whose prediction or embedding is held (the larger of the two counts)."""
         return max(len(self.preds), len(self.ids))
 
-    def predictions(self, ids: Sequence[str], dets: Sequence[Detections]) -> None:
+    def predictions(self, ids: Sequence[str], dets: Sequence[Detections],
+                    outlines: Sequence[ImageSegments] | None = None) -> None:
+        """``outlines``: a segmentation model's, one per image (one outline per detection row)."""
         self.preds.extend(zip(ids, dets))
+        if outlines is not None:
+            self.outlines.update(zip(ids, outlines))
 
     def embeddings(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """``vectors``: (len(ids), dim) float32."""
@@ -193,7 +223,8 @@ class _Writer:
     def flush(self) -> None:
         t0 = time.perf_counter()
         if self.preds:
-            self.report.predicted += self.catalog.save_predictions(self.project, self.model_version, self.preds)
+            self.report.predicted += self.catalog.save_predictions(self.project, self.model_version, self.preds,
+                                                                   self.outlines or None)
         if self.embedder is not None and self.ids:
             self.report.embedded += self.catalog.save_embeddings(
                 self.project, self.embedder.name, self.ids, np.concatenate(self.vectors))
@@ -201,6 +232,7 @@ class _Writer:
         if self.progress is not None and self.finished:
             self.progress(self.finished)
         self.preds, self.ids, self.vectors, self.finished = [], [], [], 0
+        self.outlines = {}
 
 
 def _predict_same_pass(images: list[ImageRecord], detector: FeaturePredictor, embedder: SamePassEmbedder,
@@ -233,9 +265,15 @@ def _predict_apart(work: list[PendingImage], detector: Predictor, embedder: Imag
     need_emb = [w.record for w in batch if w.needs_embedding]
     if need_pred:
         t0 = time.perf_counter()
-        dets = detector.predict([img.path for img in need_pred])
-        report.predict_seconds += time.perf_counter() - t0
-        writer.predictions([img.image_id for img in need_pred], dets)
+        ids = [img.image_id for img in need_pred]
+        if isinstance(detector, SegmentPredictor):
+            segmented = detector.predict_segments([img.path for img in need_pred])
+            report.predict_seconds += time.perf_counter() - t0
+            writer.predictions(ids, [s.detections for s in segmented], [s.polygons() for s in segmented])
+        else:
+            dets = detector.predict([img.path for img in need_pred])
+            report.predict_seconds += time.perf_counter() - t0
+            writer.predictions(ids, dets)
     if embedder is not None and need_emb:
         t0 = time.perf_counter()
         vectors = embedder.embed([img.path for img in need_emb])
