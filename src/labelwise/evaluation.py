@@ -6,9 +6,12 @@ primary metric (the one promotion compares and the plateau rule follows):
 
 * ``detect``: precision, recall, mAP50, mAP50-95; primary mAP50-95.
 * ``classify``: precision, recall (macro over the classes present), top1, top5; primary top1.
+* ``segment``: box precision, recall, mAP50, mAP50-95, then mask_mAP50, mask_mAP50-95; primary
+  mask_mAP50-95.
 
 An evaluation result (:class:`~labelwise.detector.EvalResult`,
-:class:`~labelwise.classifier.ClassifyEvalResult`) satisfies :class:`Evaluation`.
+:class:`~labelwise.classifier.ClassifyEvalResult`, :class:`~labelwise.segmenter.SegmentEvalResult`)
+satisfies :class:`Evaluation`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ class MetricScheme:
 
 DETECT_SCHEME = MetricScheme(TaskType.DETECT, ("precision", "recall", "mAP50", "mAP50-95"), "mAP50-95")
 CLASSIFY_SCHEME = MetricScheme(TaskType.CLASSIFY, ("precision", "recall", "top1", "top5"), "top1")
-_SCHEMES = {s.task_type: s for s in (DETECT_SCHEME, CLASSIFY_SCHEME)}
+SEGMENT_SCHEME = MetricScheme(
+    TaskType.SEGMENT,
+    ("precision", "recall", "mAP50", "mAP50-95", "mask_mAP50", "mask_mAP50-95"),
+    "mask_mAP50-95",
+)
+_SCHEMES = {s.task_type: s for s in (DETECT_SCHEME, CLASSIFY_SCHEME, SEGMENT_SCHEME)}
 
 
 def metric_scheme(task_type: TaskType | str) -> MetricScheme:

@@ -1,0 +1,904 @@
+"""YOLO instance-segmentation adapter: load, predict boxes with class vectors and masks, features,
+train, evaluate.
+
+The segmentation twin of :class:`labelwise.detector.YoloDetector`, with the same conventions:
+only this module (and :mod:`labelwise.ultralytics_env`) knows ultralytics' segmentation classes,
+everything it returns is numpy or a frozen dataclass, and ultralytics and torch are imported on
+first use, after :func:`~labelwise.ultralytics_env.prepare_ultralytics`.
+
+Class vectors
+-------------
+The Segment head's raw inference output is ``(B, 4 + C + M, anchors)`` (decoded xywh boxes in
+letterboxed pixels, C per-class sigmoid scores, M = 32 mask coefficients) plus the prototypes
+``(B, M, h/4, w/4)``. The predictor runs ultralytics' NMS exactly as its
+``SegmentationPredictor`` does (``nc=C``, so the rows after ``4 + C`` travel with each box as its
+mask coefficients) with ``return_idxs=True``, and reads each kept box's class-score row at its
+anchor index, as the detector does (:func:`labelwise.yolo_inference.class_vector_predictor` is
+the base class: same forward-hook features, same confidence check).
+:attr:`Detections.confidence` is that row's max (ultralytics' ``boxes.conf``),
+:attr:`Detections.probs` the row divided by its sum.
+
+Masks
+-----
+ultralytics' default (``retina_masks=False``) route: :func:`ultralytics.utils.ops.process_mask`
+with ``upsample=True`` turns the kept boxes' coefficients into binary masks at the letterboxed
+input size, cropped to the boxes; a box whose mask is empty there is dropped (as
+``YOLO.predict`` drops it); then :func:`ultralytics.utils.ops.scale_masks` removes the letterbox
+padding and resizes the masks to the original image (bilinear on the 0/1 mask, kept where >= 0.5).
+So the boxes, their count and their masks are those of ``YOLO(model).predict(image)`` at the same
+``conf``, ``iou``, ``imgsz`` and ``max_det``, with ``Results.masks`` taken to the original size
+by the same ``scale_masks`` (for the same batches: ultralytics letterboxes a batch whose images
+share one shape to the smallest stride-32 rectangle, any other batch to an ``imgsz`` square, as
+for the detector). ``YOLO.predict(retina_masks=True)`` upsamples the prototypes straight to the
+image instead (``process_mask_native``), and filters empty masks there: masks that differ at
+their edges (mask IoU 0.90-0.94 measured at ``imgsz`` 96 on ~120 px images), rarely another
+instance count. An original-size mask stack costs ``N * H * W`` bytes: :meth:`YoloSegmenter.predict`
+and :meth:`~YoloSegmenter.predict_with_features` never build it, and
+:meth:`~YoloSegmenter.predict_segments_iter` streams it image by image.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labelwise.classifier import _model_task
+from labelwise.classify_training import validate_class_names
+from labelwise.config import DetectorSettings
+from labelwise.detector import WEIGHTS_SUFFIX, YAML_SUFFIXES, TrainResult, _data_yaml_names, weights_digest
+from labelwise.domain import Detections
+from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
+from labelwise.masks import ImageSegments, segments_from_masks
+from labelwise.task_types import TaskType, check_model_task
+from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
+from labelwise.yolo_inference import CONF_CHECK_ATOL, as_bgr, batched, class_vector_predictor, normalise_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+TASK = TaskType.SEGMENT.value
+"""ultralytics' name of the instance-segmentation task (``"segment"``)."""
+ACCEPTED_REFS = (
+    "a local .pt segmentation weights file (e.g. runs/train/weights/best.pt) or an ultralytics "
+    "segmentation model yaml (e.g. yolov8n-seg.yaml, yolo11n-seg.yaml, or a path to a custom -seg "
+    ".yaml; random init)"
+)
+DEFAULT_EPSILON_PX = 1.0
+"""Douglas-Peucker tolerance (pixels) of :meth:`SegmentPrediction.polygons` by default."""
+DEFAULT_MIN_AREA_PX = 4.0
+"""Smallest polygon (square pixels) :meth:`SegmentPrediction.polygons` keeps by default."""
+MASK_THRESHOLD = 0.5
+"""A resized 0/1 mask is kept where its bilinear value reaches this."""
+_MASK_CHUNK_PIXELS = 32_000_000  # float32 pixels resized at once (128 MB)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SegmentPrediction:
+    """The instances one segmentation model found in one image.
+
+    Attributes:
+        detections: N boxes in original-image pixels, each with its full class distribution
+            (see the module docstring).
+        masks: (N, H, W) bool, a read-only view: instance i's mask at the original image size H x W
+            (cropped to its box, never empty). The order is that of ``detections``.
+    """
+
+    detections: Detections
+    masks: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detections, Detections):
+            raise TypeError(f"detections must be Detections; got {type(self.detections).__name__}")
+        masks = np.asarray(self.masks)
+        if masks.ndim != 3 or masks.dtype != np.bool_:
+            raise ValueError(f"masks must be an (N, H, W) bool array; got shape {masks.shape} dtype {masks.dtype}")
+        if masks.shape[0] != len(self.detections):
+            raise ValueError(
+                f"expected one mask per detection ({len(self.detections)}); got {masks.shape[0]} masks"
+            )
+        if masks.shape[1] < 1 or masks.shape[2] < 1:
+            raise ValueError(f"masks must be at least 1 x 1 pixels; got shape {masks.shape}")
+        view = masks.view()
+        view.setflags(write=False)
+        object.__setattr__(self, "masks", view)
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+    @property
+    def height(self) -> int:
+        """H: the original image's height in pixels."""
+        return int(self.masks.shape[1])
+
+    @property
+    def width(self) -> int:
+        """W: the original image's width in pixels."""
+        return int(self.masks.shape[2])
+
+    @property
+    def mask_area(self) -> np.ndarray:
+        """(N,) int64 pixels of each mask."""
+        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+
+    def polygons_with_index(
+        self, epsilon_px: float = DEFAULT_EPSILON_PX, min_area_px: float = DEFAULT_MIN_AREA_PX
+    ) -> tuple[ImageSegments, np.ndarray]:
+        """Simplified polygons of the masks and which detection each came from.
+
+        Each mask becomes its largest outer contour (holes filled, see :mod:`labelwise.masks`),
+        simplified with Douglas-Peucker so no boundary pixel centre is further than
+        ``epsilon_px`` from it; a mask whose polygon encloses less than ``min_area_px`` square
+        pixels (or keeps fewer than 3 vertices) gives none.
+
+        Returns:
+            (segments in pixels of the original image, with each instance's ``class_id``;
+            (K,) int64 index into :attr:`detections` of each instance, in order).
+        """
+        return segments_from_masks(
+            self.masks, self.detections.class_id.tolist(),
+            simplify_tolerance_px=epsilon_px, min_area_px=min_area_px,
+        )
+
+    def polygons(
+        self, epsilon_px: float = DEFAULT_EPSILON_PX, min_area_px: float = DEFAULT_MIN_AREA_PX
+    ) -> ImageSegments:
+        """The instances as simplified polygons (see :meth:`polygons_with_index`)."""
+        return self.polygons_with_index(epsilon_px, min_area_px)[0]
+
+
+@dataclass(frozen=True)
+class SegmentEvalResult:
+    """Box and mask metrics of one segmentation model on one split, all in [0, 1].
+
+    Attributes:
+        split: ``train``, ``val`` or ``test``.
+        precision, recall, map50, map50_95: the BOX metrics (ultralytics ``metrics.box``: mean
+            over classes of P and R at the F1-optimal confidence, mAP at IoU 0.5 and averaged
+            over 0.5:0.95). The headline ``precision`` / ``recall`` are these box values.
+        mask_precision, mask_recall, mask_map50, mask_map50_95: the same from mask IoU
+            (ultralytics ``metrics.seg``).
+        per_class_ap50: class name -> box AP50; per_class_mask_ap50, per_class_mask_ap50_95:
+            class name -> mask AP. Only classes with at least one instance in the split.
+        n_images: images evaluated; n_instances: ground-truth instances in them.
+        seconds: wall time.
+    """
+
+    split: str
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    mask_precision: float
+    mask_recall: float
+    mask_map50: float
+    mask_map50_95: float
+    per_class_ap50: dict[str, float] = field(default_factory=dict)
+    per_class_mask_ap50: dict[str, float] = field(default_factory=dict)
+    per_class_mask_ap50_95: dict[str, float] = field(default_factory=dict)
+    n_images: int = 0
+    n_instances: int = 0
+    seconds: float = 0.0
+
+    @property
+    def scheme(self) -> MetricScheme:
+        """Segmentation's headline names (box precision, recall, mAP50, mAP50-95, then
+        mask_mAP50, mask_mAP50-95; primary mask_mAP50-95)."""
+        return SEGMENT_SCHEME
+
+    def headline(self) -> dict[str, float]:
+        """The headline metrics under the names shown everywhere, in the scheme's order;
+        ``precision`` and ``recall`` are the box values."""
+        return {
+            "precision": float(self.precision),
+            "recall": float(self.recall),
+            "mAP50": float(self.map50),
+            "mAP50-95": float(self.map50_95),
+            "mask_mAP50": float(self.mask_map50),
+            "mask_mAP50-95": float(self.mask_map50_95),
+        }
+
+    def per_class(self) -> dict[str, float]:
+        """``mask_AP50/<class>`` of every class present in the split."""
+        return {f"mask_AP50/{k}": float(v) for k, v in self.per_class_mask_ap50.items()}
+
+    def as_metrics(self, prefix: str = "") -> dict[str, float]:
+        """Flat name -> value mapping (for experiment tracking): ``precision``, ``recall``,
+        ``map50``, ``map50_95`` (box), ``mask_precision``, ``mask_recall``, ``mask_map50``,
+        ``mask_map50_95``, ``ap50/<class>``, ``mask_ap50/<class>``, ``mask_ap50_95/<class>``,
+        each after ``prefix``."""
+        out = {
+            f"{prefix}precision": self.precision,
+            f"{prefix}recall": self.recall,
+            f"{prefix}map50": self.map50,
+            f"{prefix}map50_95": self.map50_95,
+            f"{prefix}mask_precision": self.mask_precision,
+            f"{prefix}mask_recall": self.mask_recall,
+            f"{prefix}mask_map50": self.mask_map50,
+            f"{prefix}mask_map50_95": self.mask_map50_95,
+        }
+        out.update({f"{prefix}ap50/{k}": v for k, v in self.per_class_ap50.items()})
+        out.update({f"{prefix}mask_ap50/{k}": v for k, v in self.per_class_mask_ap50.items()})
+        out.update({f"{prefix}mask_ap50_95/{k}": v for k, v in self.per_class_mask_ap50_95.items()})
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Predictor: class vectors and masks
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _RawSegments:
+    """One image's kept instances as numpy, before conversion (see :func:`_segment_predictor`)."""
+
+    xyxy: np.ndarray  # (N, 4) float32, original-image pixels
+    confidence: np.ndarray  # (N,) float32, raw max class score
+    class_id: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
+    image_hw: tuple[int, int]  # original image (H, W) in pixels
+    input_masks: np.ndarray | None  # (N, h, w) bool at the letterboxed input size, or None
+    pooled: np.ndarray | None = None  # (D,) float32 pooled feature_layer output, not normalised
+    speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
+
+
+def _split_outputs(preds: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(raw head output (B, 4 + C + M, A), prototypes (B, M, h, w)) of a segmentation forward:
+    ``[(raw, protos), loss dict]`` from a torch model, ``[raw, protos]`` from an export (the two
+    layouts ``SegmentationPredictor.postprocess`` reads)."""
+    first = preds[0]
+    if isinstance(first, (list, tuple)):
+        return first[0], first[1]
+    return preds[0], preds[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _segment_predictor() -> type:
+    """Build the predictor class (deferred so ultralytics is imported lazily).
+
+    It derives from the detector's class-vector predictor (:func:`class_vector_predictor`: the
+    forward hook that keeps ``feature_layer``'s pooled output) and replaces its postprocess.
+    """
+    from ultralytics.utils import nms, ops
+
+    base: Any = class_vector_predictor()
+
+    class SegmentVectorPredictor(base):  # type: ignore[misc]
+        """NMS and masks as ultralytics' SegmentationPredictor makes them, plus each kept box's
+        class-score row. ``keep_masks=False`` drops the masks after the empty-mask filter."""
+
+        keep_masks: bool = True
+
+        def postprocess(self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any) -> list:
+            raw, protos = _split_outputs(preds)
+            nc = len(self.model.names)
+            nm = int(protos.shape[1])
+            if raw.ndim != 3 or raw.shape[1] != 4 + nc + nm:
+                raise RuntimeError(
+                    f"segmentation head output must be (B, 4 + nc + nm, anchors) = (B, {4 + nc + nm}, A) to "
+                    f"read class vectors; got {tuple(raw.shape)}. End-to-end heads without a one-to-many "
+                    f"branch carry no class distribution."
+                )
+            kept, indices = nms.non_max_suppression(
+                raw,
+                self.args.conf,
+                self.args.iou,
+                None,
+                self.args.agnostic_nms,
+                max_det=self.args.max_det,
+                nc=nc,
+                end2end=False,
+                return_idxs=True,
+            )
+            if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
+                orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
+            pooled = self._pooled if self.feature_layer is not None else None
+            if pooled is not None and pooled.shape[0] != raw.shape[0]:
+                raise RuntimeError(
+                    f"pooled features must have one row per image: expected {raw.shape[0]}, got {pooled.shape[0]}"
+                )
+            input_hw = (int(img.shape[2]), int(img.shape[3]))
+            out = []
+            for b, (det, idx) in enumerate(zip(kept, indices)):
+                idx = idx.reshape(-1).long()
+                rows = raw[b, 4 : 4 + nc, idx].T.float()  # (N, nc) sigmoid scores at kept anchors
+                if det.shape[0] and not np.allclose(
+                    rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=CONF_CHECK_ATOL
+                ):
+                    raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
+                masks = ops.process_mask(protos[b], det[:, 6:], det[:, :4], input_hw, upsample=True)  # (N, h, w)
+                keep = masks.amax((-2, -1)) > 0  # YOLO.predict drops boxes whose mask is empty
+                det, rows, masks = det[keep], rows[keep], masks[keep]
+                boxes = ops.scale_boxes(input_hw, det[:, :4].clone(), orig_imgs[b].shape)
+                xyxy = boxes if isinstance(boxes, np.ndarray) else boxes.cpu().numpy()
+                out.append(
+                    _RawSegments(
+                        xyxy=xyxy.astype(np.float32).reshape(-1, 4),
+                        confidence=det[:, 4].cpu().numpy().astype(np.float32),
+                        class_id=det[:, 5].cpu().numpy().astype(np.int64),
+                        scores=rows.cpu().numpy().astype(np.float32).reshape(-1, nc),
+                        image_hw=(int(orig_imgs[b].shape[0]), int(orig_imgs[b].shape[1])),
+                        input_masks=masks.bool().cpu().numpy() if self.keep_masks else None,
+                        pooled=None if pooled is None else pooled[b],
+                    )
+                )
+            return out
+
+    return SegmentVectorPredictor
+
+
+def masks_to_image(input_masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Masks at the letterboxed input size -> masks at the original image size.
+
+    Args:
+        input_masks: (N, h, w) bool masks of one image at the letterboxed input size (centred
+            padding, as ultralytics' LetterBox pads).
+        height, width: the original image's size in pixels.
+
+    Returns:
+        (N, height, width) bool: ``ultralytics.utils.ops.scale_masks`` (padding cut off, bilinear
+        resize) of the 0/1 masks, kept where >= :data:`MASK_THRESHOLD`. Resized a few masks at a
+        time (at most ~128 MB of float32 at once).
+    """
+    import torch
+    from ultralytics.utils import ops
+
+    masks = np.asarray(input_masks)
+    if masks.ndim != 3 or masks.dtype != np.bool_:
+        raise ValueError(f"input_masks must be (N, h, w) bool; got shape {masks.shape} dtype {masks.dtype}")
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be >= 1 pixel; got {height} x {width}")
+    n = masks.shape[0]
+    out = np.zeros((n, height, width), dtype=bool)
+    if n == 0:
+        return out
+    if masks.shape[1:] == (height, width):
+        out[:] = masks
+        return out
+    step = max(1, _MASK_CHUNK_PIXELS // (height * width))
+    for start in range(0, n, step):
+        chunk = torch.from_numpy(masks[start : start + step]).float()[None]  # (1, n, h, w)
+        scaled = ops.scale_masks(chunk, (height, width))[0]
+        out[start : start + step] = (scaled >= MASK_THRESHOLD).cpu().numpy()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading helpers
+# --------------------------------------------------------------------------------------------
+def _require_segment_head(model: Any, ref: str) -> None:
+    from ultralytics.nn.modules.head import Segment
+    from ultralytics.nn.tasks import SegmentationModel
+
+    layers = getattr(model, "model", None)
+    head = layers[-1] if isinstance(model, SegmentationModel) and layers is not None else None
+    if not isinstance(head, Segment):
+        raise ValueError(
+            f"{ref} holds a {type(model).__name__} whose last layer is "
+            f"{type(head).__name__ if head is not None else 'missing'}; expected an ultralytics "
+            f"SegmentationModel with a YOLO Segment head"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------------------------
+class YoloSegmenter:
+    """An ultralytics YOLO instance-segmentation model behind a numpy interface.
+
+    Build it with :meth:`load`. The object is not thread-safe; use one per worker.
+
+    Attributes:
+        version: ``<ref stem>-<weights digest>``; same weights from the same stem, same version.
+        class_names: the classes, in the order of the class-vector columns.
+        settings: inference settings (``imgsz``, ``batch``, ``conf``, ``iou``, ``max_det``,
+            ``device``, ``threads``).
+        state_dir: Labelwise's state folder (ultralytics' config and runs below it).
+        task: always ``"segment"``.
+    """
+
+    task: str = TASK
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        ref: str,
+        settings: DetectorSettings,
+        state_dir: Path,
+        class_names: tuple[str, ...],
+    ) -> None:
+        self._model = model  # ultralytics SegmentationModel (fp32, eval mode); never handed out
+        self._ref = ref
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.class_names = class_names
+        self.version = f"{Path(ref).stem}-{weights_digest(model)}"
+        self._predictor: Any = None
+        self._feature_predictor: Any = None
+        self._feature_dim: int | None = None
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        ref: str | Path,
+        settings: DetectorSettings,
+        state_dir: Path,
+        class_names: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> "YoloSegmenter":
+        """Load segmentation weights or build a fresh segmentation model.
+
+        Args:
+            ref: a local ``.pt`` file of a segmentation model, or an ultralytics segmentation
+                yaml name/path (random init, a head for ``len(class_names)`` classes).
+                ``models:/`` registry URIs are resolved by the tracking layer first.
+            settings: inference settings; ``backend`` must be ``torch`` (the exported backends
+                serve detection only).
+            state_dir: Labelwise's state folder; ultralytics' config goes to
+                ``state_dir/ultralytics`` unless this process already set one up.
+            class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
+                checkpoint's names in order.
+            seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
+
+        Raises:
+            TaskMismatch: the yaml or checkpoint is of another task (``detect``, ``classify``...),
+                naming both tasks.
+            ValueError: unsupported ref or backend, missing/duplicate class names, names not
+                matching the checkpoint, an unreadable checkpoint or one without a Segment head.
+            FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
+        """
+        ref_str = str(ref).strip()
+        lowered = ref_str.lower()
+        if lowered.startswith("models:/") or "://" in lowered:
+            raise ValueError(
+                f"unsupported segmentation model reference {ref_str!r}: registry/remote URIs must be "
+                f"resolved to a local file first; expected {ACCEPTED_REFS}"
+            )
+        if settings.backend != "torch":
+            raise ValueError(
+                f"a segmentation model runs on the torch backend; got backend={settings.backend!r} "
+                f"(expected 'torch')"
+            )
+        state_dir = Path(state_dir)
+        ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
+
+        if lowered.endswith(YAML_SUFFIXES):
+            if not class_names:
+                raise ValueError(
+                    f"building {ref_str} from yaml needs class_names (one per class score); got {class_names!r}"
+                )
+            names = validate_class_names(class_names)
+            model = cls._build_from_yaml(ref_str, names, seed)
+        elif lowered.endswith(WEIGHTS_SUFFIX):
+            path = Path(ref_str).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"segmentation weights {path} do not exist; expected a .pt file")
+            model = cls._load_weights(path)
+            names = tuple(str(model.names[i]) for i in sorted(model.names))
+            if class_names is not None and tuple(class_names) != names:
+                raise ValueError(
+                    f"class_names must match the checkpoint {path} in order; expected {list(names)}, "
+                    f"got {list(class_names)}"
+                )
+            ref_str = str(path)
+        else:
+            raise ValueError(f"unsupported segmentation model reference {ref_str!r}; expected {ACCEPTED_REFS}")
+        return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
+
+    @staticmethod
+    def _build_from_yaml(cfg: str, names: tuple[str, ...], seed: int) -> Any:
+        import torch
+        from ultralytics.nn.tasks import SegmentationModel, guess_model_task, yaml_model_load
+        from ultralytics.utils import DEFAULT_CFG_DICT
+
+        try:
+            cfg_dict = yaml_model_load(cfg)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"model yaml {cfg} not found; expected an ultralytics segmentation model name such as "
+                f"yolov8n-seg.yaml or an existing .yaml path ({exc})"
+            ) from exc
+        check_model_task(TASK, guess_model_task(cfg_dict), cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SegmentationModel(cfg_dict, nc=len(names), verbose=False)
+        model.names = dict(enumerate(names))
+        # torch types Module.__setattr__ values as Tensor | Module; plain attributes are allowed.
+        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": TASK}  # type: ignore[assignment]
+        model.task = TASK  # type: ignore[assignment]
+        _require_segment_head(model, cfg)
+        return model.float().eval()
+
+    @staticmethod
+    def _load_weights(path: Path) -> Any:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        try:
+            model, _ = load_checkpoint(str(path))
+        except Exception as exc:  # corrupt file, foreign pickle, ...
+            raise ValueError(f"cannot load segmentation weights {path}: {exc}") from exc
+        check_model_task(TASK, _model_task(model), str(path))
+        _require_segment_head(model, str(path))
+        return model.float().eval()
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int:
+        """C: the class-vector length."""
+        return len(self.class_names)
+
+    @property
+    def ref(self) -> str:
+        """What the model was loaded from (a .pt path or a yaml name)."""
+        return self._ref
+
+    @property
+    def backend(self) -> str:
+        """Inference backend: always ``torch`` for a segmentation model."""
+        return "torch"
+
+    @property
+    def feature_layer(self) -> int:
+        """Index of the layer :meth:`features` pools: the last backbone layer (SPPF/C2PSA), as
+        the detector's."""
+        yaml_cfg = getattr(self._model, "yaml", None) or {}
+        backbone = yaml_cfg.get("backbone")
+        if not backbone:
+            raise RuntimeError(f"model from {self._ref} has no yaml backbone; cannot pick a layer")
+        return len(backbone) - 1
+
+    @property
+    def feature_dim(self) -> int:
+        """D of :meth:`features`: the channels :attr:`feature_layer` outputs (256 for yolov8n-seg
+        and yolo11n-seg), measured once by running the backbone up to that layer on a blank
+        64 x 64 input (the layer's last convolution is not always its output: C2PSA)."""
+        if self._feature_dim is None:
+            import torch
+
+            with torch.inference_mode():
+                pooled = self._model.predict(torch.zeros(1, 3, 64, 64), embed=[self.feature_layer])
+            self._feature_dim = int(pooled[0].numel())
+        return self._feature_dim
+
+    @property
+    def mask_dim(self) -> int:
+        """M: mask coefficients per box (prototype channels; 32 for the YOLO heads)."""
+        return int(self._model.model[-1].nm)
+
+    def __repr__(self) -> str:
+        return f"YoloSegmenter(version={self.version!r}, classes={len(self.class_names)})"
+
+    # ---------------------------------------------------------------- inference
+    def _predict_overrides(self, **extra: Any) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "conf": s.conf,
+            "iou": s.iou,
+            "imgsz": s.imgsz,
+            "max_det": s.max_det,
+            "batch": s.batch,
+            "device": s.device,
+            "mode": "predict",
+            "task": TASK,
+            "rect": True,
+            "nms": True,  # keep the one-to-many head (class vectors) on end-to-end models
+            "retina_masks": False,
+            "save": False,
+            "verbose": False,
+            "project": str(self.state_dir / "runs"),
+            "name": "predict",
+            "exist_ok": True,
+            **extra,
+        }
+
+    def _get_predictor(self) -> Any:
+        if self._predictor is None:
+            predictor = _segment_predictor()(overrides=self._predict_overrides())
+            predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
+            predictor.feature_layer = self.feature_layer
+            self._predictor = predictor
+        return self._predictor
+
+    def _get_feature_predictor(self) -> Any:
+        if self._feature_predictor is None:
+            from ultralytics.models.yolo.segment import SegmentationPredictor
+
+            predictor = SegmentationPredictor(overrides=self._predict_overrides(embed=[self.feature_layer]))
+            predictor.setup_model(model=self._model, verbose=False)
+            self._feature_predictor = predictor
+        return self._feature_predictor
+
+    def _raw_iter(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None, keep_masks: bool
+    ) -> Iterator[tuple["Path | np.ndarray", _RawSegments]]:
+        size = batch or self.settings.batch
+        if size < 1:
+            raise ValueError(f"batch must be >= 1; got {size}")
+        predictor = self._get_predictor()
+        predictor.keep_masks = keep_masks
+        for chunk in batched(list(paths), size):
+            results = predictor(source=[as_bgr(p) for p in chunk], stream=False)
+            if len(results) != len(chunk):
+                raise RuntimeError(f"expected {len(chunk)} results for the batch; got {len(results)}")
+            yield from zip(chunk, results)
+
+    def _to_detections(self, raw: _RawSegments) -> Detections:
+        return Detections(
+            xyxy=raw.xyxy,
+            confidence=raw.confidence,
+            class_id=raw.class_id,
+            probs=normalise_rows(raw.scores) if len(raw.scores) else raw.scores.reshape(0, self.num_classes),
+        )
+
+    def predict_segments_iter(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> Iterator[tuple["Path | np.ndarray", SegmentPrediction]]:
+        """Stream ``(path, instances)`` in input order, ``batch`` images per forward pass.
+
+        Args:
+            paths: image files, each read with ultralytics' reader (BGR, EXIF orientation
+                applied: see :mod:`labelwise.images`), or already decoded (H, W, 3) uint8 BGR
+                arrays (used as they are).
+            batch: images per forward pass; default ``settings.batch``.
+
+        Yields:
+            (path, SegmentPrediction): boxes in pixels of the (oriented) image with their class
+            vectors, and (N, H, W) bool masks at that image's size (see the module docstring).
+
+        Raises:
+            FileNotFoundError / ValueError: naming an image that is missing or cannot be decoded
+                (raised when its batch is reached).
+        """
+        for path, raw in self._raw_iter(paths, batch, keep_masks=True):
+            if raw.input_masks is None:  # pragma: no cover - keep_masks=True above
+                raise RuntimeError("the predictor returned no masks")
+            height, width = raw.image_hw
+            yield path, SegmentPrediction(self._to_detections(raw), masks_to_image(raw.input_masks, height, width))
+
+    def predict_segments(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> list[SegmentPrediction]:
+        """The instances of every image (file or BGR array), in input order (see
+        :meth:`predict_segments_iter`; all masks are held: ``sum(N * H * W)`` bytes)."""
+        return [pred for _, pred in self.predict_segments_iter(paths, batch)]
+
+    def predict_iter(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> Iterator[tuple["Path | np.ndarray", Detections]]:
+        """Stream ``(path, detections)``: the boxes of :meth:`predict_segments_iter` (same boxes,
+        same order, same class vectors) without building the original-size masks."""
+        for path, raw in self._raw_iter(paths, batch, keep_masks=False):
+            yield path, self._to_detections(raw)
+
+    def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
+        """The boxes of every image (file or BGR array), in input order (see :meth:`predict_iter`):
+        what auto-label and scoring read."""
+        return [det for _, det in self.predict_iter(paths)]
+
+    def read(self, path: Path) -> np.ndarray:
+        """(H, W, 3) uint8 BGR pixels of an image file as :meth:`predict_iter` reads it
+        (EXIF-oriented; FileNotFoundError / ValueError naming the file)."""
+        return as_bgr(path)
+
+    def predict_with_features(
+        self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
+    ) -> tuple[list[Detections], np.ndarray]:
+        """Boxes and pooled features of every image from ONE forward pass per batch.
+
+        Returns:
+            (detections in input order as :meth:`predict`, (N, D) float32 L2-normalised rows
+            equal to :meth:`features` of the same images up to float rounding).
+        """
+        dets: list[Detections] = []
+        rows: list[np.ndarray] = []
+        for _, raw in self._raw_iter(paths, batch, keep_masks=False):
+            if raw.pooled is None:
+                raise RuntimeError("the forward pass returned no pooled features")
+            dets.append(self._to_detections(raw))
+            rows.append(raw.pooled)
+        return dets, self._normalised(rows)
+
+    def features(self, paths: Sequence["Path | np.ndarray"], batch: int | None = None) -> np.ndarray:
+        """Pooled backbone features: (N, D) float32, rows L2-normalised (D = :attr:`feature_dim`).
+
+        Global average pool of :attr:`feature_layer` on the letterboxed ``settings.imgsz`` input;
+        the forward pass stops at that layer (ultralytics' ``embed``).
+        """
+        size = batch or self.settings.batch
+        if size < 1:
+            raise ValueError(f"batch must be >= 1; got {size}")
+        predictor = self._get_feature_predictor()
+        rows: list[np.ndarray] = []
+        for chunk in batched(list(paths), size):
+            for emb in predictor(source=[as_bgr(p) for p in chunk], stream=False):
+                rows.append(emb.detach().float().cpu().numpy().reshape(-1))
+        return self._normalised(rows)
+
+    def _normalised(self, rows: list[np.ndarray]) -> np.ndarray:
+        if not rows:
+            return np.zeros((0, self.feature_dim), np.float32)
+        feats = np.stack(rows).astype(np.float32)
+        norms = np.linalg.norm(feats, axis=1, keepdims=True)
+        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: Path) -> Path:
+        """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps the weights digest of
+        :attr:`version`; the stem part is the file's). ``YOLO(path)`` loads it as a segment model."""
+        import torch
+        from ultralytics import __version__ as ul_version
+
+        path = Path(path)
+        if path.suffix != WEIGHTS_SUFFIX:
+            raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = copy.deepcopy(self._model).float()
+        ckpt = {
+            "model": model,
+            "date": datetime.now().isoformat(),
+            "version": ul_version,
+            "labelwise_version": self.version,
+            "train_args": {**(getattr(model, "args", None) or {}), "task": TASK},
+        }
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(path)
+        return path
+
+    # ---------------------------------------------------------------- training
+    def _check_data(self, data_yaml: Path) -> Path:
+        data_yaml = Path(data_yaml).resolve()
+        if not data_yaml.is_file():
+            raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
+        names = _data_yaml_names(data_yaml)
+        if tuple(names) != self.class_names:
+            raise ValueError(
+                f"{data_yaml} names must equal the segmentation model's classes in order; expected "
+                f"{list(self.class_names)}, got {names}"
+            )
+        return data_yaml
+
+    def train(
+        self,
+        data_yaml: Path,
+        out_dir: Path,
+        epochs: int,
+        batch: int,
+        seed: int = 0,
+        patience: int = 0,
+        imgsz: int | None = None,
+        name: str = "train",
+        **overrides: Any,
+    ) -> TrainResult:
+        """Fine-tune a copy of these weights with ultralytics' SegmentationTrainer; this object is
+        left unchanged.
+
+        The CPU recipe of :func:`~labelwise.ultralytics_env.cpu_training_args` (amp off, workers
+        0, plots off, deterministic, checkpoints only at the end unless ``patience`` is set);
+        ultralytics validates on ``val`` at the last epoch. ``overrides`` go to ultralytics
+        unchanged (e.g. ``mosaic=0.0``, ``warmup_epochs=1``, ``overlap_mask=False``).
+
+        Args:
+            data_yaml: ultralytics dataset yaml with absolute paths and segment labels (polygons,
+                ``cls x1 y1 x2 y2 ...``); its ``names`` must equal :attr:`class_names` in order.
+            out_dir: the run goes to ``out_dir/name`` (overwritten if it exists).
+            epochs, batch, seed: as in ultralytics. patience: 0 = no early stop.
+            imgsz: default ``settings.imgsz``.
+
+        Raises:
+            ValueError: epochs or batch < 1, names that are not this model's classes.
+            FileNotFoundError: no ``data_yaml``.
+        """
+        from ultralytics.models.yolo.segment import SegmentationTrainer
+
+        if epochs < 1 or batch < 1:
+            raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
+        data_yaml = self._check_data(data_yaml)
+        out_dir = Path(out_dir).resolve()
+        args = cpu_training_args(self._ref, data_yaml, out_dir, name, epochs=epochs, batch=batch,
+                                 imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
+                                 device=self.settings.device, task=TASK, nms=True, **overrides)
+        start = time.perf_counter()
+        trainer = SegmentationTrainer(overrides=args)
+        # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).
+        trainer.model = trainer.get_model(cfg=copy.deepcopy(self._model.yaml), weights=self._model, verbose=False)
+        trainer.train()
+        seconds = time.perf_counter() - start
+        weights = trainer.best if trainer.best.exists() else trainer.last
+        if not weights.exists():
+            raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
+        return TrainResult(weights=Path(weights), seconds=seconds, epochs=int(trainer.epoch) + 1,
+                           run_dir=Path(trainer.save_dir))
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(
+        self,
+        data_yaml: Path,
+        split: str = "test",
+        out_dir: Path | None = None,
+        batch: int | None = None,
+        imgsz: int | None = None,
+    ) -> SegmentEvalResult:
+        """Box and mask metrics on one split of a dataset yaml (ultralytics'
+        SegmentationValidator, plots off, on a copy of the model).
+
+        Args:
+            data_yaml: dataset yaml with absolute paths, segment labels and ``names`` equal to
+                :attr:`class_names`.
+            split: ``train``, ``val`` or ``test``.
+            out_dir: where ultralytics writes its run folder; default ``state_dir/runs``.
+            batch, imgsz: default ``settings.batch`` / ``settings.imgsz``.
+
+        Raises:
+            ValueError: an unknown split, names that are not this model's classes.
+            FileNotFoundError: no ``data_yaml``.
+        """
+        from ultralytics.models.yolo.segment import SegmentationValidator
+
+        if split not in {"train", "val", "test"}:
+            raise ValueError(f"split must be one of train, val, test; got {split!r}")
+        data_yaml = self._check_data(data_yaml)
+        out_dir = Path(out_dir).resolve() if out_dir is not None else self.state_dir / "runs"
+        args = {
+            "model": self._ref,
+            "data": str(data_yaml),
+            "split": split,
+            "imgsz": imgsz or self.settings.imgsz,
+            "batch": batch or self.settings.batch,
+            "device": self.settings.device,
+            "workers": 0,
+            "plots": False,
+            "save_json": False,
+            "verbose": False,
+            "project": str(out_dir),
+            "name": f"eval-{split}",
+            "exist_ok": True,
+            "mode": "val",
+            "task": TASK,
+            "rect": True,
+            "nms": True,
+        }
+        start = time.perf_counter()
+        validator = SegmentationValidator(args=args)
+        # The validator fuses Conv+BN and freezes the module it is given in place: give it a copy.
+        validator(model=copy.deepcopy(self._model))
+        seconds = time.perf_counter() - start
+        metrics = validator.metrics
+        box, seg = metrics.box, metrics.seg
+        ap50: dict[str, float] = {}
+        for i, cls_idx in enumerate(np.asarray(box.ap_class_index, dtype=int).tolist()):
+            ap50[self.class_names[cls_idx]] = float(box.class_result(i)[2])
+        mask_ap50: dict[str, float] = {}
+        mask_ap50_95: dict[str, float] = {}
+        for i, cls_idx in enumerate(np.asarray(seg.ap_class_index, dtype=int).tolist()):
+            _, _, a50, a = seg.class_result(i)
+            mask_ap50[self.class_names[cls_idx]] = float(a50)
+            mask_ap50_95[self.class_names[cls_idx]] = float(a)
+        nt = metrics.nt_per_class
+        return SegmentEvalResult(
+            split=split,
+            precision=float(box.mp),
+            recall=float(box.mr),
+            map50=float(box.map50),
+            map50_95=float(box.map),
+            mask_precision=float(seg.mp),
+            mask_recall=float(seg.mr),
+            mask_map50=float(seg.map50),
+            mask_map50_95=float(seg.map),
+            per_class_ap50=ap50,
+            per_class_mask_ap50=mask_ap50,
+            per_class_mask_ap50_95=mask_ap50_95,
+            n_images=int(validator.seen or 0),
+            n_instances=int(np.sum(nt)) if nt is not None else 0,
+            seconds=seconds,
+        )
