@@ -93,8 +93,9 @@ class SegmentOutput(Protocol):
         """The instances' boxes with their full class distributions."""
         ...
 
-    def polygons(self) -> ImageSegments:
-        """The instances' outlines, one per detection row, in pixels of the image."""
+    def polygons_with_index(self) -> tuple[ImageSegments, np.ndarray]:
+        """The instances' outlines in pixels of the image, and (K,) the detection row of each
+        (a mask too small for an outline has none)."""
         ...
 
 
@@ -269,7 +270,10 @@ def _predict_apart(work: list[PendingImage], detector: Predictor, embedder: Imag
         if isinstance(detector, SegmentPredictor):
             segmented = detector.predict_segments([img.path for img in need_pred])
             report.predict_seconds += time.perf_counter() - t0
-            writer.predictions(ids, [s.detections for s in segmented], [s.polygons() for s in segmented])
+            outlined = [s.polygons_with_index() for s in segmented]
+            # An instance too small for an outline is left out, boxes and outlines stay one to one.
+            writer.predictions(ids, [s.detections.take(index) for s, (_, index) in zip(segmented, outlined)],
+                               [outline for outline, _ in outlined])
         else:
             dets = detector.predict([img.path for img in need_pred])
             report.predict_seconds += time.perf_counter() - t0

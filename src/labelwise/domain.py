@@ -134,8 +134,11 @@ class Detections:
 
     def above(self, floor: float) -> "Detections":
         """The boxes whose confidence reaches ``floor``."""
-        keep = self.confidence >= floor
-        return Detections(self.xyxy[keep], self.confidence[keep], self.class_id[keep], self.probs[keep])
+        return self.take(self.confidence >= floor)
+
+    def take(self, rows: np.ndarray) -> "Detections":
+        """The rows ``rows`` selects: an (N,) bool mask or integer indices, in their order."""
+        return Detections(self.xyxy[rows], self.confidence[rows], self.class_id[rows], self.probs[rows])
 
 
 @dataclass(frozen=True)

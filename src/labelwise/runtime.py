@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # heavy imports only when used
     from labelwise.classifier import YoloClassifier
     from labelwise.detector import YoloDetector
     from labelwise.embedder import Embedder, FeatureModel
+    from labelwise.segmenter import YoloSegmenter
 
 
 def open_catalog(settings: Settings) -> Catalog:
@@ -63,14 +64,13 @@ def project_model_ref(settings: Settings, project: "ProjectRecord", model: str |
 
 
 def load_model(settings: Settings, project: "ProjectRecord", model: str | None = None
-               ) -> "YoloDetector | YoloClassifier":
+               ) -> "YoloDetector | YoloClassifier | YoloSegmenter":
     """The model of ``project``'s task named by ``model`` (default :func:`project_model_ref`),
     with the project's class names.
 
     Raises:
         TaskMismatch: the model's task is not the project's (the message names the project and
             both tasks).
-        ValueError: a task type this version cannot run yet.
     """
     ref = project_model_ref(settings, project, model)
     try:
@@ -82,11 +82,14 @@ def load_model(settings: Settings, project: "ProjectRecord", model: str | None =
 
             return YoloClassifier.load(ref, settings.detector, settings.state_dir,
                                        class_names=project.class_names, seed=settings.training.seed)
+        prepare_ml(settings)
+        from labelwise.segmenter import YoloSegmenter
+
+        return YoloSegmenter.load(ref, settings.detector, settings.state_dir,
+                                  class_names=project.class_names, seed=settings.training.seed)
     except TaskMismatch as exc:
         check_model_task(project.task_type, exc.actual, exc.model_ref, project.name)
         raise
-    raise ValueError(f"project {project.name!r} is a {project.task_type.value!r} project; this "
-                     "version runs 'detect' and 'classify' projects")
 
 
 def load_embedder(settings: Settings, detector: "FeatureModel | None") -> "Embedder | None":

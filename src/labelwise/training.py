@@ -32,6 +32,7 @@ from labelwise.task_types import TaskType
 if TYPE_CHECKING:  # pragma: no cover
     from labelwise.classifier import YoloClassifier
     from labelwise.detector import TrainResult, YoloDetector
+    from labelwise.segmenter import YoloSegmenter
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def training_plan(recipe: TrainingSettings, n_images: int, seed: int | None = No
 
 
 def train_round(
-    detector: "YoloDetector | YoloClassifier",
+    detector: "YoloDetector | YoloClassifier | YoloSegmenter",
     data_yaml: Path,
     recipe: TrainingSettings,
     n_images: int,
