@@ -344,6 +344,8 @@ def test_learn_round_trains_on_reviewed_plus_pseudo_labels(tmp_path, digits, cap
 class FakeTracker:
     """What track_round hands MLflow, in memory."""
 
+    from labelwise.evaluation import DETECT_SCHEME as scheme  # the project's metric names
+
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self.metrics: dict[str, float] = {}

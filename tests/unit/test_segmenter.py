@@ -343,3 +343,36 @@ def test_training_starts_from_these_weights(seg_env: Env, digits: DigitsSegmentS
     for key, value in start.items():
         np.testing.assert_allclose(end[key].detach().numpy(), value.detach().numpy(), rtol=2e-3, atol=1e-4,
                                    err_msg=key)
+
+
+def test_a_segmentation_project_is_served_its_outlines(varied, digits: DigitsSegmentSet, tmp_path: Path,
+                                                       catalog) -> None:
+    """/v1/predict on a segmentation project: the task, the boxes and one outline per box (same
+    order, pixels of the upload); a flagged upload is stored with its outlines beside its boxes."""
+    from fastapi.testclient import TestClient
+
+    from labelwise.config import Settings
+    from labelwise.serving import ServingSettings, create_app
+    from labelwise.serving.auth import create_api_key
+    from labelwise.serving.holder import ServingModel
+
+    settings = Settings(state_dir=tmp_path / "state", scoring={"confidence_floor": 0.0})
+    project = catalog.create_project("s", list(DIGITS), task_type="segment")
+    key, _ = create_api_key(catalog, ["s"])
+    serving = ServingSettings(project="s", routing_threshold=1.0, poll_interval_s=0, upload_group="g")
+    app = create_app(settings, serving, catalog=catalog, deliver=lambda _d: None,
+                     model_source=lambda _p: ((lambda: ServingModel(varied, "varied.pt", "explicit")), None))
+    image = digits.image_paths("pool")[0]
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        reply = client.post("/v1/predict", files={"file": ("x.png", image.read_bytes(), "image/png")}).json()
+    assert reply["task"] == "segment" and reply["classes"] is None
+    assert len(reply["segments"]) == len(reply["boxes"]) > 0
+    width, height = reply["width"], reply["height"]
+    for box, outline in zip(reply["boxes"], reply["segments"]):
+        assert outline["class_id"] == box["class_id"] and outline["confidence"] == box["confidence"]
+        pts = np.asarray(outline["points"])
+        assert pts.shape[0] >= 3 and (pts >= 0).all() and (pts[:, 0] <= width).all() and (pts[:, 1] <= height).all()
+    assert reply["queued_for_review"] is True  # under the threshold of 1.0
+    stored = catalog.prediction_segments(project, varied.version, [reply["image_id"]])[reply["image_id"]]
+    assert len(stored) == len(reply["segments"])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field, computed_field
 from starlette.concurrency import run_in_threadpool
 
 from labelwise.catalog import ProjectRecord
 from labelwise.domain import Detections
+from labelwise.masks import ImageSegments
 from labelwise.scorebatch import scoring_rule
 from labelwise.scoring import score_image
 from labelwise.serving.deps import KeyDep, StateDep, authorized_project
@@ -36,6 +38,14 @@ class Box(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
 
 
+class Outline(BaseModel):
+    class_id: int
+    class_name: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    points: list[list[float]] = Field(description="[[x, y], ...] polygon vertices in pixels of the "
+                                      "uploaded image (at least 3).")
+
+
 class ClassProbability(BaseModel):
     class_id: int
     class_name: str
@@ -44,7 +54,7 @@ class ClassProbability(BaseModel):
 
 class Prediction(BaseModel):
     project_id: str
-    task: str = Field("detect", description="The project's task type: detect or classify.")
+    task: str = Field("detect", description="The project's task type: detect, classify or segment.")
     image_id: str = Field(description="Content id of the upload (16 hex characters).")
     width: int
     height: int
@@ -53,7 +63,11 @@ class Prediction(BaseModel):
                              "a classification project).")
     classes: list[ClassProbability] | None = Field(
         None, description="A classification project's full class distribution, most probable "
-        "first; None for detection.")
+        "first; None for other tasks.")
+    segments: list[Outline] | None = Field(
+        None, description="A segmentation project's instance outlines at or above "
+        "scoring.confidence_floor (the same instances as boxes, in the same order); None for "
+        "other tasks.")
     routing_strategy: str
     routing_score: float = Field(ge=0.0, le=1.0, description="Lower = more uncertain.")
     routing_threshold: float
@@ -92,6 +106,15 @@ def _classes(dets: Detections, names: tuple[str, ...]) -> list[ClassProbability]
     order = sorted(range(len(names)), key=lambda c: (-float(probs[c]), c))
     return [ClassProbability(class_id=c, class_name=names[c], probability=round(float(probs[c]), 6))
             for c in order]
+
+
+def _outlines(dets: Detections, outlines: ImageSegments, names: tuple[str, ...], floor: float) -> list[Outline]:
+    """The outlines of the boxes at or above ``floor`` (one per detection row), in box order."""
+    keep = np.flatnonzero(dets.confidence >= np.float32(floor))
+    return [Outline(class_id=int(dets.class_id[i]), class_name=names[int(dets.class_id[i])],
+                    confidence=round(float(dets.confidence[i]), 6),
+                    points=[[round(float(x), 2), round(float(y), 2)]
+                            for x, y in outlines.instances[i].polygon.points]) for i in keep]
 
 
 def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
@@ -175,9 +198,11 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
             f"model: cannot load the model of project {project.name!r}: "
             f"{type(exc).__name__}: {exc}",
         ) from None
-    dets = model.predict(upload.pixels, (upload.width, upload.height))
+    answer = model.predict_instances(upload.pixels, (upload.width, upload.height))
+    dets = answer.detections
     rule = scoring_rule(state.settings, project.task_type)
     classify = project.task_type is TaskType.CLASSIFY
+    floor = state.settings.scoring.confidence_floor
     score = score_image(upload.image_id, dets, rule)
     strategy = serving.routing_strategy
     value = (
@@ -189,7 +214,7 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
         incoming = write_incoming(upload_dir(state.settings.state_dir, project), upload)
         try:
             decision = state.flags.consider(
-                project, model, upload, incoming, dets, value, dict(score.scores)
+                project, model, upload, incoming, dets, value, dict(score.scores), answer.outlines
             )
         finally:
             incoming.unlink(missing_ok=True)
@@ -208,9 +233,10 @@ def _predict(state: ServingState, project: ProjectRecord, data: bytes) -> Predic
         height=upload.height,
         model_version=model.version,
         task=project.task_type.value,
-        boxes=([] if classify else
-               _boxes(dets, project.class_names, state.settings.scoring.confidence_floor)),
+        boxes=[] if classify else _boxes(dets, project.class_names, floor),
         classes=_classes(dets, project.class_names) if classify else None,
+        segments=(_outlines(dets, answer.outlines, project.class_names, floor)
+                  if answer.outlines is not None else None),
         routing_strategy=strategy,
         routing_score=round(float(value), 6),
         routing_threshold=serving.routing_threshold,

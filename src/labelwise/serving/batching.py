@@ -17,20 +17,21 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
-from labelwise.domain import Detections
+T = TypeVar("T")
 
 Source = Path | np.ndarray  # an image file or (H, W, 3) uint8 BGR pixels
 
 
 @dataclass(eq=False)
-class _Job:
+class _Job(Generic[T]):
     path: Source
     shape: Hashable
     done: bool = False
-    result: Detections | None = None
+    result: T | None = None
     error: BaseException | None = None
 
 
@@ -42,8 +43,9 @@ class BatchStats:
     sizes: dict[int, int] = field(default_factory=dict)
 
 
-class MicroBatcher:
-    """Runs ``predict(sources) -> list[Detections]`` for concurrent callers, batched.
+class MicroBatcher(Generic[T]):
+    """Runs ``predict(sources) -> list[T]`` (a detector's ``Detections``, a segmenter's
+    instances) for concurrent callers, batched.
 
     Args:
         predict: not thread-safe; only the leader calls it, holding ``lock``.
@@ -53,7 +55,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[Sequence[Source]], list[Detections]],
+        predict: Callable[[Sequence[Source]], list[T]],
         max_batch: int,
         lock: threading.Lock | None = None,
     ) -> None:
@@ -63,11 +65,11 @@ class MicroBatcher:
         self.max_batch = max_batch
         self._lock = lock or threading.Lock()
         self._cond = threading.Condition()
-        self._queue: deque[_Job] = deque()
+        self._queue: deque[_Job[T]] = deque()
         self._busy = False
         self.stats = BatchStats()
 
-    def _take(self, leader: _Job) -> list[_Job]:
+    def _take(self, leader: _Job[T]) -> list[_Job[T]]:
         """The leader's job plus queued jobs of its shape, oldest first (call under _cond)."""
         self._queue.remove(leader)
         batch = [leader]
@@ -79,7 +81,7 @@ class MicroBatcher:
                 batch.append(job)
         return batch
 
-    def _run(self, batch: list[_Job]) -> None:
+    def _run(self, batch: list[_Job[T]]) -> None:
         with self._lock:
             try:
                 results = self._predict([job.path for job in batch])
@@ -97,11 +99,11 @@ class MicroBatcher:
                         except Exception as single:  # noqa: BLE001
                             job.error = single
 
-    def predict(self, path: Source, shape: Hashable | None = None) -> Detections:
-        """Detections of one image (a file or BGR pixels); ``shape`` (e.g. (width, height))
+    def predict(self, path: Source, shape: Hashable | None = None) -> T:
+        """The result for one image (a file or BGR pixels); ``shape`` (e.g. (width, height))
         groups batchable images; None never shares a batch."""
         source = path if isinstance(path, np.ndarray) else Path(path)
-        job = _Job(source, shape if shape is not None else object())
+        job: _Job[T] = _Job(source, shape if shape is not None else object())
         with self._cond:
             self._queue.append(job)
             while self._busy and not job.done:

@@ -29,6 +29,7 @@ import numpy as np
 
 from labelwise.catalog import Catalog, ProjectRecord
 from labelwise.domain import Detections, ImageStatus
+from labelwise.masks import ImageSegments
 from labelwise.serving import outbox
 from labelwise.serving.guards import NearDuplicateGuard, RateCaps
 from labelwise.serving.holder import ServingModel
@@ -113,8 +114,10 @@ class FlagService:
         detections: Detections,
         routing_score: float,
         scores: dict[str, float],
+        outlines: ImageSegments | None = None,
     ) -> FlagDecision:
-        """Guards, then durable storage of a flagged image. Never raises for a guard."""
+        """Guards, then durable storage of a flagged image (with a segmentation model's
+        ``outlines`` beside its boxes). Never raises for a guard."""
         with self._lock(project):
             known = self.catalog.images(project, image_ids=[upload.image_id])
             if known and known[0].status is not ImageStatus.UNLABELLED:
@@ -145,6 +148,7 @@ class FlagService:
                     routing_score,
                     scores,
                     known_path=known[0].path if known else None,
+                    outlines=outlines,
                 )
             except Exception:  # noqa: BLE001 - the prediction is still answered
                 log.exception(
@@ -165,6 +169,7 @@ class FlagService:
         routing_score: float,
         scores: dict[str, float],
         known_path: Path | None,
+        outlines: ImageSegments | None = None,
     ) -> None:
         if known_path is None or not known_path.is_file():
             path = keep(upload_dir(self.state_dir, project), incoming, upload)
@@ -172,7 +177,8 @@ class FlagService:
             report = self.catalog.add_images(project, [path], max_pixels=None)
             if report.failed:
                 raise ValueError(f"catalog refused {path}: {report.failed[0][1]}")
-        self.catalog.save_predictions(project, model.version, [(upload.image_id, detections)])
+        self.catalog.save_predictions(project, model.version, [(upload.image_id, detections)],
+                                      {upload.image_id: outlines} if outlines is not None else None)
         if vector is not None:
             self.catalog.save_embeddings(
                 project, model.embedder.name, [upload.image_id], vector.reshape(1, -1)

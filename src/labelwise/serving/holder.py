@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from labelwise.autolabel import SegmentPredictor
 from labelwise.domain import Detections
+from labelwise.masks import ImageSegments
 from labelwise.serving.batching import MicroBatcher, Source
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,32 @@ class Predictor(Protocol):
     version: str
 
     def predict(self, paths: Sequence[Source]) -> list[Detections]: ...
+
+
+@dataclass(frozen=True)
+class Instances:
+    """One served image's answer: the boxes, and a segmentation model's instance outlines (one
+    per box row, pixels of the image; None for other models)."""
+
+    detections: Detections
+    outlines: ImageSegments | None = None
+
+
+def _instances_of(model: Predictor) -> Callable[[Sequence[Source]], list[Instances]]:
+    """The batch function of ``model``: a segmentation model's boxes with their outlines (an
+    instance too small for an outline is left out, as auto-label does), else its boxes."""
+    if isinstance(model, SegmentPredictor):
+        segmenter = model
+
+        def outlined(sources: Sequence[Source]) -> list[Instances]:
+            out = []
+            for seg in segmenter.predict_segments(sources):  # type: ignore[arg-type]
+                outline, index = seg.polygons_with_index()
+                out.append(Instances(seg.detections.take(index), outline))
+            return out
+
+        return outlined
+    return lambda sources: [Instances(d) for d in model.predict(sources)]
 
 
 @dataclass(frozen=True)
@@ -56,11 +84,11 @@ class ServingModel:
     loaded_at: float = field(default_factory=time.time)
     max_batch: int = 8
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
-    batcher: MicroBatcher = field(init=False, compare=False, repr=False)
+    batcher: MicroBatcher[Instances] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "batcher", MicroBatcher(self.detector.predict, self.max_batch, self.lock)
+            self, "batcher", MicroBatcher(_instances_of(self.detector), self.max_batch, self.lock)
         )
 
     @property
@@ -70,6 +98,10 @@ class ServingModel:
     def predict(self, path: Source, shape: Hashable | None = None) -> Detections:
         """Detections of one image file or (H, W, 3) uint8 BGR array. Concurrent requests with the same ``shape`` (e.g.
         (width, height)) may share a forward pass; None runs alone."""
+        return self.batcher.predict(path, shape).detections
+
+    def predict_instances(self, path: Source, shape: Hashable | None = None) -> Instances:
+        """:meth:`predict` with a segmentation model's outlines."""
         return self.batcher.predict(path, shape)
 
     def embed(self, path: Path) -> np.ndarray | None:
