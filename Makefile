@@ -50,7 +50,8 @@ test-faults: setup
 DEMO_CONFIG := $(CURDIR)/.labelwise/demo.yaml
 TASK ?= detect
 
-# `make demo TASK=classify`: the same loop on the digits as a classification set.
+# `make demo TASK=classify` / `TASK=segment`: the same loop on the digits as a classification
+# set / with instance masks.
 demo: setup
 	$(BIN)/python -m deployments.demo --task $(TASK) --write-config $(DEMO_CONFIG)
 	LABELWISE_CONFIG=$(DEMO_CONFIG) bash scripts/services.sh up

@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pool", type=int, default=300)
-    parser.add_argument("--task", default="detect", choices=["detect", "classify"],
-                        help="The demo project's task type (make demo TASK=classify).")
+    parser.add_argument("--task", default="detect", choices=["detect", "classify", "segment"],
+                        help="The demo project's task type (make demo TASK=classify|segment).")
     parser.add_argument("--write-config", metavar="PATH", default=None,
                         help="Write the demo's settings to PATH and exit (services read it).")
     parser.add_argument("--config", metavar="PATH", default=None,

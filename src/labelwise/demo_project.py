@@ -11,7 +11,8 @@ from labelwise.config import Settings
 from labelwise.task_types import TaskType
 
 DEMO_PROJECT = "digits-demo"
-DEMO_PROJECTS = {TaskType.DETECT: DEMO_PROJECT, TaskType.CLASSIFY: "digits-classify-demo"}
+DEMO_PROJECTS = {TaskType.DETECT: DEMO_PROJECT, TaskType.CLASSIFY: "digits-classify-demo",
+                 TaskType.SEGMENT: "digits-segment-demo"}
 """The demo's project per task type."""
 
 # Small on purpose: 2 cores, no GPU. Raise for real data.
@@ -21,6 +22,10 @@ DEMO_OVERRIDES: dict[str, dict[str, object]] = {
     "selection": {"limit": 20, "diversity_weight": 0.3},
     # Rounds the webhook's learn runs learn are logged under the loop's campaign run.
     "tracking": {"campaign": "demo"},
+}
+SEGMENT_OVERRIDES: dict[str, dict[str, object]] = {
+    # yolov8n.yaml follows the project's task (yolov8n-seg.yaml); masks need more pixels than boxes.
+    "detector": {"imgsz": 160, "batch": 16},
 }
 CLASSIFY_OVERRIDES: dict[str, dict[str, object]] = {
     # yolov8n.yaml follows the project's task (yolov8n-cls.yaml); the digits are 32 px images.
@@ -41,9 +46,9 @@ class DemoProject:
 def demo_settings(base: Settings, task: TaskType | str = TaskType.DETECT) -> Settings:
     """``base`` with the demo's small model and training recipe for ``task``."""
     overrides = {k: dict(v) for k, v in DEMO_OVERRIDES.items()}
-    if TaskType.parse(task) is TaskType.CLASSIFY:
-        for section, values in CLASSIFY_OVERRIDES.items():
-            overrides.setdefault(section, {}).update(values)
+    extra = {TaskType.CLASSIFY: CLASSIFY_OVERRIDES, TaskType.SEGMENT: SEGMENT_OVERRIDES}.get(TaskType.parse(task), {})
+    for section, values in extra.items():
+        overrides.setdefault(section, {}).update(values)
     update = {section: getattr(base, section).model_copy(update=values)
               for section, values in overrides.items()}
     return base.model_copy(update=update)
@@ -67,6 +72,8 @@ def prepare_demo_project(
     name = name or DEMO_PROJECTS[task]
     if task is TaskType.CLASSIFY:
         return _prepare_classify(settings, name, pool_images, seed)
+    if task is TaskType.SEGMENT:
+        return _prepare_segment(settings, name, pool_images, seed)
 
     root = settings.state_dir / "data" / f"digits-{seed}-{pool_images}"
     if (root / "manifest.json").exists():
@@ -92,3 +99,16 @@ def _prepare_classify(settings: Settings, name: str, pool_images: int, seed: int
     catalog.set_holdout(project, ds.root, "test")
     catalog.add_images(project, ds.pool_dir)
     return DemoProject(name, ds.root, ds.root, ds.pool_labels_dir, per_class * 10)
+
+
+def _prepare_segment(settings: Settings, name: str, pool_images: int, seed: int) -> DemoProject:
+    from labelwise.datasets.digits_segment import DigitsSegmentConfig, generate_digits_segment
+    from labelwise.runtime import open_catalog
+
+    root = settings.state_dir / "data" / f"digits-segment-{seed}-{pool_images}"
+    ds = generate_digits_segment(root, DigitsSegmentConfig(pool_images=pool_images, seed=seed))
+    catalog = open_catalog(settings)
+    project = catalog.create_project(name, list(ds.class_names), task_type=TaskType.SEGMENT)
+    catalog.set_holdout(project, ds.data_yaml, "test")
+    catalog.add_images(project, ds.pool_images)
+    return DemoProject(name, ds.root, ds.data_yaml, ds.pool_truth, pool_images)
