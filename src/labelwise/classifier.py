@@ -47,14 +47,14 @@ from labelwise.classify_training import (
     SPLITS,
     VAL_SPLIT,
     check_classification_set,
-    validate_class_names,
 )
 from labelwise.config import DetectorSettings
-from labelwise.detector import WEIGHTS_SUFFIX, YAML_SUFFIXES, TrainResult, weights_digest
+from labelwise.detector import TrainResult, weights_digest
 from labelwise.domain import Detections
-from labelwise.task_types import TaskType, check_model_task, classification_detections
+from labelwise.task_types import TaskType, classification_detections
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import as_bgr, batched
+from labelwise.yolo_models import CLASSIFIER, WEIGHTS_SUFFIX, load_yolo_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -63,11 +63,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TASK = TaskType.CLASSIFY.value
 """ultralytics' name of the classification task (``"classify"``)."""
-ACCEPTED_REFS = (
-    "a local .pt classification weights file (e.g. runs/train/weights/best.pt) or an ultralytics "
-    "classification model yaml (e.g. yolov8n-cls.yaml, yolo11n-cls.yaml, or a path to a custom "
-    "-cls .yaml; random init)"
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,32 +248,6 @@ def _probs_predictor() -> type:
 # --------------------------------------------------------------------------------------------
 # Loading helpers
 # --------------------------------------------------------------------------------------------
-def _model_task(model: Any) -> str | None:
-    """The task of a loaded ultralytics model: from its yaml's head when it has one, else its
-    ``task`` attribute (ultralytics' checkpoint loader sets it)."""
-    from ultralytics.nn.tasks import guess_model_task
-
-    yaml_cfg = getattr(model, "yaml", None)
-    if isinstance(yaml_cfg, dict) and yaml_cfg.get("head"):
-        return str(guess_model_task(yaml_cfg))
-    task = getattr(model, "task", None)
-    return None if task is None else str(task)
-
-
-def _require_classify_head(model: Any, ref: str) -> None:
-    from ultralytics.nn.modules.head import Classify
-    from ultralytics.nn.tasks import ClassificationModel
-
-    layers = getattr(model, "model", None)
-    head = layers[-1] if isinstance(model, ClassificationModel) and layers is not None else None
-    if not isinstance(head, Classify):
-        raise ValueError(
-            f"{ref} holds a {type(model).__name__} whose last layer is "
-            f"{type(head).__name__ if head is not None else 'missing'}; expected an ultralytics "
-            f"ClassificationModel with a YOLO Classify head"
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
@@ -345,13 +314,6 @@ class YoloClassifier:
                 matching the checkpoint, an unreadable checkpoint or one without a Classify head.
             FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
         """
-        ref_str = str(ref).strip()
-        lowered = ref_str.lower()
-        if lowered.startswith("models:/") or "://" in lowered:
-            raise ValueError(
-                f"unsupported classifier reference {ref_str!r}: registry/remote URIs must be "
-                f"resolved to a local file first; expected {ACCEPTED_REFS}"
-            )
         if settings.backend != "torch":
             raise ValueError(
                 f"a classifier runs on the torch backend; got backend={settings.backend!r} "
@@ -359,70 +321,8 @@ class YoloClassifier:
             )
         state_dir = Path(state_dir)
         ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
-
-        if lowered.endswith(YAML_SUFFIXES):
-            if not class_names:
-                raise ValueError(
-                    f"building {ref_str} from yaml needs class_names (one per softmax column); "
-                    f"got {class_names!r}"
-                )
-            names = validate_class_names(class_names)
-            model = cls._build_from_yaml(ref_str, names, seed)
-        elif lowered.endswith(WEIGHTS_SUFFIX):
-            path = Path(ref_str).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"classifier weights {path} do not exist; expected a .pt file"
-                )
-            model = cls._load_weights(path)
-            names = tuple(str(model.names[i]) for i in sorted(model.names))
-            if class_names is not None and tuple(class_names) != names:
-                raise ValueError(
-                    f"class_names must match the checkpoint {path} in order; expected "
-                    f"{list(names)}, got {list(class_names)}"
-                )
-            ref_str = str(path)
-        else:
-            raise ValueError(
-                f"unsupported classifier reference {ref_str!r}; expected {ACCEPTED_REFS}"
-            )
+        model, names, ref_str = load_yolo_model(CLASSIFIER, ref, class_names, seed)
         return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
-
-    @staticmethod
-    def _build_from_yaml(cfg: str, names: tuple[str, ...], seed: int) -> Any:
-        import torch
-        from ultralytics.nn.tasks import ClassificationModel, guess_model_task, yaml_model_load
-        from ultralytics.utils import DEFAULT_CFG_DICT
-
-        try:
-            cfg_dict = yaml_model_load(cfg)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"model yaml {cfg} not found; expected an ultralytics classification model name "
-                f"such as yolov8n-cls.yaml or an existing .yaml path ({exc})"
-            ) from exc
-        check_model_task(TASK, guess_model_task(cfg_dict), cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = ClassificationModel(cfg_dict, nc=len(names), verbose=False)
-        model.names = dict(enumerate(names))
-        # torch types Module.__setattr__ values as Tensor | Module; plain attributes are allowed.
-        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": TASK}  # type: ignore[assignment]
-        model.task = TASK  # type: ignore[assignment]
-        _require_classify_head(model, cfg)
-        return model.float().eval()
-
-    @staticmethod
-    def _load_weights(path: Path) -> Any:
-        from ultralytics.nn.tasks import load_checkpoint
-
-        try:
-            model, _ = load_checkpoint(str(path))
-        except Exception as exc:  # corrupt file, foreign pickle, ...
-            raise ValueError(f"cannot load classifier weights {path}: {exc}") from exc
-        check_model_task(TASK, _model_task(model), str(path))
-        _require_classify_head(model, str(path))
-        return model.float().eval()
 
     # ---------------------------------------------------------------- properties
     @property

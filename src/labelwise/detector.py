@@ -33,19 +33,13 @@ import numpy as np
 from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
 from labelwise.evaluation import DETECT_SCHEME, MetricScheme
-from labelwise.task_types import TaskType, check_model_task
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
+from labelwise.yolo_models import DETECTOR, WEIGHTS_SUFFIX, load_yolo_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-YAML_SUFFIXES = (".yaml", ".yml")
-WEIGHTS_SUFFIX = ".pt"
-ACCEPTED_REFS = (
-    "a local .pt weights file (e.g. runs/train/weights/best.pt) or an ultralytics model yaml "
-    "(e.g. yolov8n.yaml, yolo11n.yaml, or a path to a custom model .yaml; random init)"
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,90 +204,16 @@ class YoloDetector:
             seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
 
         Raises:
+            TaskMismatch: the yaml or checkpoint is of another task, naming both tasks.
             ValueError: unsupported ref, missing/duplicate class names, names not matching the
-                checkpoint, or a checkpoint that is not a detection model.
+                checkpoint, or an unreadable checkpoint (see
+                :func:`labelwise.yolo_models.load_yolo_model`).
             FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
         """
-        ref_str = str(ref).strip()
-        lowered = ref_str.lower()
-        if lowered.startswith("models:/") or "://" in lowered:
-            raise ValueError(
-                f"unsupported detector reference {ref_str!r}: registry/remote URIs must be "
-                f"resolved to a local file first; expected {ACCEPTED_REFS}"
-            )
         state_dir = Path(state_dir)
         ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
-
-        if lowered.endswith(YAML_SUFFIXES):
-            if not class_names:
-                raise ValueError(
-                    f"building {ref_str} from yaml needs class_names (one per head output); got "
-                    f"{class_names!r}"
-                )
-            names = cls._check_names(class_names)
-            model = cls._build_from_yaml(ref_str, names, seed)
-        elif lowered.endswith(WEIGHTS_SUFFIX):
-            path = Path(ref_str).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"detector weights {path} do not exist; expected a .pt file"
-                )
-            model = cls._load_weights(path)
-            names = tuple(str(model.names[i]) for i in sorted(model.names))
-            if class_names is not None and tuple(class_names) != names:
-                raise ValueError(
-                    f"class_names must match the checkpoint {path} in order; expected "
-                    f"{list(names)}, got {list(class_names)}"
-                )
-            ref_str = str(path)
-        else:
-            raise ValueError(
-                f"unsupported detector reference {ref_str!r}; expected {ACCEPTED_REFS}"
-            )
+        model, names, ref_str = load_yolo_model(DETECTOR, ref, class_names, seed)
         return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
-
-    @staticmethod
-    def _check_names(class_names: Sequence[str]) -> tuple[str, ...]:
-        names = tuple(str(n) for n in class_names)
-        if len(set(names)) != len(names) or any(not n for n in names):
-            raise ValueError(f"class_names must be unique and non-empty; got {list(names)}")
-        return names
-
-    @staticmethod
-    def _build_from_yaml(cfg: str, names: tuple[str, ...], seed: int) -> Any:
-        import torch
-        from ultralytics.nn.tasks import DetectionModel, guess_model_task, yaml_model_load
-        from ultralytics.utils import DEFAULT_CFG_DICT
-
-        try:
-            cfg_dict = yaml_model_load(cfg)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"model yaml {cfg} not found; expected an ultralytics model name such as "
-                f"yolov8n.yaml or an existing .yaml path ({exc})"
-            ) from exc
-        check_model_task(TaskType.DETECT, guess_model_task(cfg_dict), cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = DetectionModel(cfg_dict, nc=len(names), verbose=False)
-        model.names = dict(enumerate(names))
-        # torch types Module.__setattr__ values as Tensor | Module; plain attributes are allowed.
-        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": "detect"}  # type: ignore[assignment]
-        model.task = "detect"  # type: ignore[assignment]
-        return model.float().eval()
-
-    @staticmethod
-    def _load_weights(path: Path) -> Any:
-        from ultralytics.nn.tasks import DetectionModel, load_checkpoint
-
-        try:
-            model, _ = load_checkpoint(str(path))
-        except Exception as exc:  # corrupt file, foreign pickle, ...
-            raise ValueError(f"cannot load detector weights {path}: {exc}") from exc
-        task = getattr(model, "task", None)
-        check_model_task(TaskType.DETECT, task if isinstance(model, DetectionModel) or task != "detect"
-                         else type(model).__name__, str(path))
-        return model.float().eval()
 
     # ---------------------------------------------------------------- properties
     @property

@@ -50,27 +50,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.classifier import _model_task
-from labelwise.classify_training import validate_class_names
 from labelwise.config import DetectorSettings
-from labelwise.detector import WEIGHTS_SUFFIX, YAML_SUFFIXES, TrainResult, _data_yaml_names, weights_digest
+from labelwise.detector import TrainResult, _data_yaml_names, weights_digest
 from labelwise.domain import Detections
 from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
 from labelwise.masks import ImageSegments, segments_from_masks
-from labelwise.task_types import TaskType, check_model_task
+from labelwise.task_types import TaskType
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import CONF_CHECK_ATOL, as_bgr, batched, class_vector_predictor, normalise_rows
+from labelwise.yolo_models import SEGMENTER, WEIGHTS_SUFFIX, load_yolo_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 TASK = TaskType.SEGMENT.value
 """ultralytics' name of the instance-segmentation task (``"segment"``)."""
-ACCEPTED_REFS = (
-    "a local .pt segmentation weights file (e.g. runs/train/weights/best.pt) or an ultralytics "
-    "segmentation model yaml (e.g. yolov8n-seg.yaml, yolo11n-seg.yaml, or a path to a custom -seg "
-    ".yaml; random init)"
-)
 DEFAULT_EPSILON_PX = 1.0
 """Douglas-Peucker tolerance (pixels) of :meth:`SegmentPrediction.polygons` by default."""
 DEFAULT_MIN_AREA_PX = 4.0
@@ -374,20 +368,6 @@ def masks_to_image(input_masks: np.ndarray, height: int, width: int) -> np.ndarr
 # --------------------------------------------------------------------------------------------
 # Loading helpers
 # --------------------------------------------------------------------------------------------
-def _require_segment_head(model: Any, ref: str) -> None:
-    from ultralytics.nn.modules.head import Segment
-    from ultralytics.nn.tasks import SegmentationModel
-
-    layers = getattr(model, "model", None)
-    head = layers[-1] if isinstance(model, SegmentationModel) and layers is not None else None
-    if not isinstance(head, Segment):
-        raise ValueError(
-            f"{ref} holds a {type(model).__name__} whose last layer is "
-            f"{type(head).__name__ if head is not None else 'missing'}; expected an ultralytics "
-            f"SegmentationModel with a YOLO Segment head"
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
@@ -457,13 +437,6 @@ class YoloSegmenter:
                 matching the checkpoint, an unreadable checkpoint or one without a Segment head.
             FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
         """
-        ref_str = str(ref).strip()
-        lowered = ref_str.lower()
-        if lowered.startswith("models:/") or "://" in lowered:
-            raise ValueError(
-                f"unsupported segmentation model reference {ref_str!r}: registry/remote URIs must be "
-                f"resolved to a local file first; expected {ACCEPTED_REFS}"
-            )
         if settings.backend != "torch":
             raise ValueError(
                 f"a segmentation model runs on the torch backend; got backend={settings.backend!r} "
@@ -471,65 +444,8 @@ class YoloSegmenter:
             )
         state_dir = Path(state_dir)
         ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
-
-        if lowered.endswith(YAML_SUFFIXES):
-            if not class_names:
-                raise ValueError(
-                    f"building {ref_str} from yaml needs class_names (one per class score); got {class_names!r}"
-                )
-            names = validate_class_names(class_names)
-            model = cls._build_from_yaml(ref_str, names, seed)
-        elif lowered.endswith(WEIGHTS_SUFFIX):
-            path = Path(ref_str).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"segmentation weights {path} do not exist; expected a .pt file")
-            model = cls._load_weights(path)
-            names = tuple(str(model.names[i]) for i in sorted(model.names))
-            if class_names is not None and tuple(class_names) != names:
-                raise ValueError(
-                    f"class_names must match the checkpoint {path} in order; expected {list(names)}, "
-                    f"got {list(class_names)}"
-                )
-            ref_str = str(path)
-        else:
-            raise ValueError(f"unsupported segmentation model reference {ref_str!r}; expected {ACCEPTED_REFS}")
+        model, names, ref_str = load_yolo_model(SEGMENTER, ref, class_names, seed)
         return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
-
-    @staticmethod
-    def _build_from_yaml(cfg: str, names: tuple[str, ...], seed: int) -> Any:
-        import torch
-        from ultralytics.nn.tasks import SegmentationModel, guess_model_task, yaml_model_load
-        from ultralytics.utils import DEFAULT_CFG_DICT
-
-        try:
-            cfg_dict = yaml_model_load(cfg)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"model yaml {cfg} not found; expected an ultralytics segmentation model name such as "
-                f"yolov8n-seg.yaml or an existing .yaml path ({exc})"
-            ) from exc
-        check_model_task(TASK, guess_model_task(cfg_dict), cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = SegmentationModel(cfg_dict, nc=len(names), verbose=False)
-        model.names = dict(enumerate(names))
-        # torch types Module.__setattr__ values as Tensor | Module; plain attributes are allowed.
-        model.args = {**DEFAULT_CFG_DICT, "model": cfg, "task": TASK}  # type: ignore[assignment]
-        model.task = TASK  # type: ignore[assignment]
-        _require_segment_head(model, cfg)
-        return model.float().eval()
-
-    @staticmethod
-    def _load_weights(path: Path) -> Any:
-        from ultralytics.nn.tasks import load_checkpoint
-
-        try:
-            model, _ = load_checkpoint(str(path))
-        except Exception as exc:  # corrupt file, foreign pickle, ...
-            raise ValueError(f"cannot load segmentation weights {path}: {exc}") from exc
-        check_model_task(TASK, _model_task(model), str(path))
-        _require_segment_head(model, str(path))
-        return model.float().eval()
 
     # ---------------------------------------------------------------- properties
     @property

@@ -139,7 +139,7 @@ def test_other_tasks_and_bad_references_are_refused(seg_env: Env, tmp_path: Path
         YoloSegmenter.load("yolov8n-seg.yaml", s.model_copy(update={"backend": "onnx"}), state, DIGITS)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot load segmentation weights"):
+    with pytest.raises(ValueError, match="cannot load segmentation model weights"):
         YoloSegmenter.load(junk, s, state)
 
 
