@@ -121,8 +121,12 @@ def run_demo(settings, config_file: str, rounds: int, pool: int, task: str = "de
     demo = prepare_demo_project(settings, pool_images=pool, task=task)
     print(f"demo data: {demo.dataset_root} ({demo.pool_images} pool images); project {demo.name}")
     on = settings.training.pseudo_labels
-    print(f"pseudo-labels: {'on' if on else 'off'} (training.pseudo_labels; "
-          f"LABELWISE_TRAINING__PSEUDO_LABELS={'false' if on else 'true'} switches them {'off' if on else 'on'})")
+    if task != "detect":
+        print(f"pseudo-labels: off (they are for detection projects; this is a {task!r} project)")
+    else:
+        print(f"pseudo-labels: {'on' if on else 'off'} (training.pseudo_labels; "
+              f"LABELWISE_TRAINING__PSEUDO_LABELS={'false' if on else 'true'} switches them "
+              f"{'off' if on else 'on'})")
     webhook = bool(settings.labelstudio.webhook_url.strip())
     print(f"webhook: {settings.labelstudio.webhook_url or 'off'} (a finished batch starts the learn "
           "deployment; the loop hands the round to that run)" if webhook else "webhook: off")
@@ -158,14 +162,16 @@ def print_where_to_look(settings, project: str, rows: list[dict]) -> None:  # ty
     last = rows[-1]["round"] if rows else 0
     print("Where to look:")
     print(f"  Label Studio   {data}  tabs 'round <n>' and 'group: active-learning', most uncertain "
-          "first; each task shows why it was picked above the image and the round model's boxes")
+          "first; each task shows why it was picked above the image and the round model's "
+          "pre-annotations")
     print(f"  Prefect UI     {prefect_ui}/runs  propose-{project}-round-<n> (Artifacts: the queue with "
           f"reasons, the contact sheet) and learn-{project}-round-<n> (Artifacts: metrics before -> "
           f"after, promotion); Deployments -> learn-round/learn lists the runs the webhook started")
     print(f"  MLflow UI      {mlflow_ui}/{tracker_for(settings, project).rounds_view_path()}  "
-          f"(one row per round with its metrics; Models -> {model_name_for(project)}: versions with round, mAP and "
-          "why promoted)")
-    print(f"  Contact sheet  {reports / f'round-{last}-queue.png'}  (boxes, score and reason per image)")
+          f"(one row per round with its metrics; Models -> {model_name_for(project)}: versions with round, "
+          "held-out metrics and why promoted)")
+    print(f"  Contact sheet  {reports / f'round-{last}-queue.png'}  (the model's answer, score and reason "
+          "per image)")
     print(f"  Webhook        {settings.labelstudio.webhook_url or 'off'}  "
           f"(health: {settings.labelstudio.webhook_url.rsplit('/webhooks', 1)[0]}/health)")
     print("  Stop the services with: make down")
