@@ -174,7 +174,8 @@ def _rare_part(score: ImageScore, context: PickContext) -> str | None:
     best = int(np.argmax(weighted))
     if mass[best] < RARE_MASS or rarity[best] <= 1.0:  # no expected box of a rarer-than-mean class
         return None
-    text = f"rare class {_name(context, best)} expected ({mass[best]:.1f} boxes"
+    unit = "images" if context.task_type is TaskType.CLASSIFY else "boxes"
+    text = f"rare class {_name(context, best)} expected ({mass[best]:.1f} {unit}"
     if context.labelled_counts is not None:
         text += f"; {float(np.asarray(context.labelled_counts)[best]):g} labelled"
     return text + ")"
