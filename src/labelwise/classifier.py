@@ -37,7 +37,6 @@ import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,12 +48,12 @@ from labelwise.classify_training import (
     check_classification_set,
 )
 from labelwise.config import DetectorSettings
-from labelwise.detector import TrainResult, weights_digest
+from labelwise.detector import weights_digest
 from labelwise.domain import Detections
 from labelwise.task_types import TaskType, classification_detections
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import as_bgr, batched
-from labelwise.yolo_models import CLASSIFIER, WEIGHTS_SUFFIX, load_yolo_model
+from labelwise.yolo_models import CLASSIFIER, TrainResult, load_yolo_model, save_checkpoint, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -462,25 +461,7 @@ class YoloClassifier:
     def save(self, path: Path) -> Path:
         """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps the weights digest
         of :attr:`version`; the stem part is the file's)."""
-        import torch
-        from ultralytics import __version__ as ul_version
-
-        path = Path(path)
-        if path.suffix != WEIGHTS_SUFFIX:
-            raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model = copy.deepcopy(self._model).float()
-        ckpt = {
-            "model": model,
-            "date": datetime.now().isoformat(),
-            "version": ul_version,
-            "labelwise_version": self.version,
-            "train_args": {**(getattr(model, "args", None) or {}), "task": TASK},
-        }
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(path)
-        return path
+        return save_checkpoint(self._model, path, self.version, TaskType.CLASSIFY)
 
     # ---------------------------------------------------------------- training
     def train(
@@ -522,7 +503,6 @@ class YoloClassifier:
         args = cpu_training_args(self._ref, data_dir, out_dir, name, epochs=epochs, batch=batch,
                                  imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
                                  device=self.settings.device, task=TASK, **overrides)
-        start = time.perf_counter()
         trainer = ClassificationTrainer(overrides=args)
         if int(trainer.data["nc"]) != self.num_classes:
             raise ValueError(
@@ -533,21 +513,7 @@ class YoloClassifier:
         # carries are the project's, not the folder names. ClassificationDataset maps folders to
         # these names by name, or (prefixed folders) by their sorted order.
         trainer.data["names"] = dict(enumerate(self.class_names))
-        # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).
-        trainer.model = trainer.get_model(
-            cfg=copy.deepcopy(self._model.yaml), weights=self._model, verbose=False
-        )
-        trainer.train()
-        seconds = time.perf_counter() - start
-        weights = trainer.best if trainer.best.exists() else trainer.last
-        if not weights.exists():
-            raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
-        return TrainResult(
-            weights=Path(weights),
-            seconds=seconds,
-            epochs=int(trainer.epoch) + 1,
-            run_dir=Path(trainer.save_dir),
-        )
+        return train_from(trainer, self._model)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(

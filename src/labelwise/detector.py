@@ -35,7 +35,7 @@ from labelwise.domain import Detections
 from labelwise.evaluation import DETECT_SCHEME, MetricScheme
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
-from labelwise.yolo_models import DETECTOR, WEIGHTS_SUFFIX, load_yolo_model
+from labelwise.yolo_models import DETECTOR, TrainResult, load_yolo_model, save_checkpoint, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,24 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainResult:
-    """A finished training run.
-
-    Attributes:
-        weights: best.pt (last.pt when no best was written) of the run; load it with
-            :meth:`YoloDetector.load`.
-        seconds: wall time of the run.
-        epochs: epochs actually trained (fewer than asked when early stopping fired).
-        run_dir: the ultralytics run folder (args.yaml, weights/, results.csv).
-    """
-
-    weights: Path
-    seconds: float
-    epochs: int
-    run_dir: Path
-
-
 @dataclass(frozen=True)
 class EvalResult:
     """Box metrics of one detector on one split, all in [0, 1].
@@ -447,27 +429,7 @@ class YoloDetector:
     # ---------------------------------------------------------------- persistence
     def save(self, path: Path) -> Path:
         """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps :attr:`version`)."""
-        from datetime import datetime
-
-        import torch
-        from ultralytics import __version__ as ul_version
-
-        path = Path(path)
-        if path.suffix != WEIGHTS_SUFFIX:
-            raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model = copy.deepcopy(self._model).float()
-        ckpt = {
-            "model": model,
-            "date": datetime.now().isoformat(),
-            "version": ul_version,
-            "labelwise_version": self.version,
-            "train_args": {k: v for k, v in (getattr(model, "args", None) or {}).items()},
-        }
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(path)
-        return path
+        return save_checkpoint(self._model, path, self.version, DETECTOR.task)
 
     # ---------------------------------------------------------------- training
     def _check_data_names(self, data_yaml: Path) -> None:
@@ -516,21 +478,8 @@ class YoloDetector:
         args = cpu_training_args(self._ref, data_yaml, out_dir, name, epochs=epochs, batch=batch,
                                  imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
                                  device=self.settings.device, nms=True, **overrides)
-        start = time.perf_counter()
         trainer = DetectionTrainer(overrides=args)
-        # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).
-        trainer.model = trainer.get_model(cfg=self._model.yaml, weights=self._model, verbose=False)
-        trainer.train()
-        seconds = time.perf_counter() - start
-        weights = trainer.best if trainer.best.exists() else trainer.last
-        if not weights.exists():
-            raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
-        return TrainResult(
-            weights=Path(weights),
-            seconds=seconds,
-            epochs=int(trainer.epoch) + 1,
-            run_dir=Path(trainer.save_dir),
-        )
+        return train_from(trainer, self._model)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(

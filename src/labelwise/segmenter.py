@@ -44,21 +44,20 @@ import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labelwise.config import DetectorSettings
-from labelwise.detector import TrainResult, _data_yaml_names, weights_digest
+from labelwise.detector import _data_yaml_names, weights_digest
 from labelwise.domain import Detections
 from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
 from labelwise.masks import ImageSegments, segments_from_masks
 from labelwise.task_types import TaskType
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import CONF_CHECK_ATOL, as_bgr, batched, class_vector_predictor, normalise_rows
-from labelwise.yolo_models import SEGMENTER, WEIGHTS_SUFFIX, load_yolo_model
+from labelwise.yolo_models import SEGMENTER, TrainResult, load_yolo_model, save_checkpoint, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -651,25 +650,7 @@ class YoloSegmenter:
     def save(self, path: Path) -> Path:
         """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps the weights digest of
         :attr:`version`; the stem part is the file's). ``YOLO(path)`` loads it as a segment model."""
-        import torch
-        from ultralytics import __version__ as ul_version
-
-        path = Path(path)
-        if path.suffix != WEIGHTS_SUFFIX:
-            raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model = copy.deepcopy(self._model).float()
-        ckpt = {
-            "model": model,
-            "date": datetime.now().isoformat(),
-            "version": ul_version,
-            "labelwise_version": self.version,
-            "train_args": {**(getattr(model, "args", None) or {}), "task": TASK},
-        }
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(path)
-        return path
+        return save_checkpoint(self._model, path, self.version, TaskType.SEGMENT)
 
     # ---------------------------------------------------------------- training
     def _check_data(self, data_yaml: Path) -> Path:
@@ -724,17 +705,8 @@ class YoloSegmenter:
         args = cpu_training_args(self._ref, data_yaml, out_dir, name, epochs=epochs, batch=batch,
                                  imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
                                  device=self.settings.device, task=TASK, nms=True, **overrides)
-        start = time.perf_counter()
         trainer = SegmentationTrainer(overrides=args)
-        # Start from these weights (a yaml ref would otherwise be rebuilt with new random weights).
-        trainer.model = trainer.get_model(cfg=copy.deepcopy(self._model.yaml), weights=self._model, verbose=False)
-        trainer.train()
-        seconds = time.perf_counter() - start
-        weights = trainer.best if trainer.best.exists() else trainer.last
-        if not weights.exists():
-            raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
-        return TrainResult(weights=Path(weights), seconds=seconds, epochs=int(trainer.epoch) + 1,
-                           run_dir=Path(trainer.save_dir))
+        return train_from(trainer, self._model)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(

@@ -174,3 +174,72 @@ def load_yolo_model(kind: ModelKind, ref: str | Path, class_names: Sequence[str]
                              f"{list(names)}, got {list(class_names)}")
         return model, names, str(path)
     raise ValueError(f"unsupported {kind.noun} reference {ref_str!r}; expected {ACCEPTED_REFS}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished training run.
+
+    Attributes:
+        weights: best.pt (last.pt when no best was written) of the run; load it with the
+            adapter's ``load``.
+        seconds: wall time of the run.
+        epochs: epochs actually trained (fewer than asked when early stopping fired).
+        run_dir: the ultralytics run folder (args.yaml, weights/, results.csv).
+    """
+
+    weights: Path
+    seconds: float
+    epochs: int
+    run_dir: Path
+
+
+def train_from(trainer: Any, model: Any) -> TrainResult:
+    """Run an ultralytics ``trainer`` starting from ``model``'s weights (a yaml reference would
+    otherwise be rebuilt with new random weights); the run's best (else last) checkpoint.
+
+    Raises:
+        RuntimeError: the run wrote no checkpoint.
+    """
+    import copy
+    import time
+
+    start = time.perf_counter()
+    trainer.model = trainer.get_model(cfg=copy.deepcopy(model.yaml), weights=model, verbose=False)
+    trainer.train()
+    seconds = time.perf_counter() - start
+    weights = trainer.best if trainer.best.exists() else trainer.last
+    if not weights.exists():
+        raise RuntimeError(f"training in {trainer.save_dir} finished without a checkpoint")
+    return TrainResult(Path(weights), seconds, int(trainer.epoch) + 1, Path(trainer.save_dir))
+
+
+def save_checkpoint(model: Any, path: Path, version: str, task: TaskType) -> Path:
+    """Write ``model`` as an ultralytics-loadable checkpoint at ``path`` (fp32, so a reload keeps
+    the weights digest of ``version``; ``YOLO(path)`` loads it as a ``task`` model), atomically.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.pt``.
+    """
+    import copy
+    from datetime import datetime
+
+    import torch
+    from ultralytics import __version__ as ul_version
+
+    path = Path(path)
+    if path.suffix != WEIGHTS_SUFFIX:
+        raise ValueError(f"checkpoint path must end in {WEIGHTS_SUFFIX}; got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    copied = copy.deepcopy(model).float()
+    ckpt = {
+        "model": copied,
+        "date": datetime.now().isoformat(),
+        "version": ul_version,
+        "labelwise_version": version,
+        "train_args": {**(getattr(copied, "args", None) or {}), "task": task.value},
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    return path
