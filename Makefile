@@ -54,7 +54,8 @@ TASK ?= detect
 # set / with instance masks.
 demo: setup
 	$(BIN)/python -m deployments.demo --task $(TASK) --write-config $(DEMO_CONFIG)
-	LABELWISE_CONFIG=$(DEMO_CONFIG) bash scripts/services.sh up
+	LABELWISE_PROJECT=$$($(BIN)/python -m deployments.demo --task $(TASK) --print-project) \
+		LABELWISE_CONFIG=$(DEMO_CONFIG) bash scripts/services.sh up
 	set -a; . .labelwise/run/env; set +a; $(BIN)/python -m deployments.demo --task $(TASK) --config $(DEMO_CONFIG)
 
 bench: setup

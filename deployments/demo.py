@@ -83,11 +83,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", type=int, default=300)
     parser.add_argument("--task", default="detect", choices=["detect", "classify", "segment"],
                         help="The demo project's task type (make demo TASK=classify|segment).")
+    parser.add_argument("--print-project", action="store_true",
+                        help="Print the task's demo project name and exit (the services' project).")
     parser.add_argument("--write-config", metavar="PATH", default=None,
                         help="Write the demo's settings to PATH and exit (services read it).")
     parser.add_argument("--config", metavar="PATH", default=None,
                         help="Run with this config (default: the demo settings).")
     args = parser.parse_args(argv)
+    if args.print_project:
+        from labelwise.demo_project import DEMO_PROJECTS
+        from labelwise.task_types import TaskType
+
+        print(DEMO_PROJECTS[TaskType.parse(args.task)])
+        return
 
     from labelwise.config import load_settings, write_settings
     from labelwise.demo_project import demo_settings
