@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +35,13 @@ def test_the_table_says_who_learnt_each_round() -> None:
         "webhook: learn-digits-demo-round-2"
     assert learnt_by({"learnt_by": "learn-digits-demo-round-2"}) == "the loop"
     assert learnt_by({}) == "the loop"
+
+
+@pytest.mark.parametrize(("task", "project"), [
+    ("detect", "digits-demo"), ("classify", "digits-classify-demo"), ("segment", "digits-segment-demo")])
+def test_the_services_get_the_tasks_demo_project(task, project, capsys):
+    """`make demo TASK=...` hands this name to the services (the reconcile cron's project)."""
+    from deployments.demo import main
+
+    main(["--task", task, "--print-project"])
+    assert capsys.readouterr().out.strip() == project
