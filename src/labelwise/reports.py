@@ -7,10 +7,12 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from labelwise.domain import Detections
 from labelwise.images import oriented
+from labelwise.masks import ImageSegments
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
            "#bfef45", "#fabed4", "#469990"]
@@ -34,13 +36,15 @@ def contact_sheet(
     columns: int = 5,
     confidence_floor: float = 0.25,
     captions: Sequence[str] | None = None,
+    outlines: Mapping[str, ImageSegments] | None = None,
 ) -> Path:
     """A grid of images (id, path, uncertainty score, predicted boxes) with boxes drawn.
 
     Boxes at or above ``confidence_floor`` are drawn with their class and confidence (pass the
-    pre-annotation threshold to show what reviewers get). Under each tile: the id and score,
-    then its caption from ``captions`` (aligned with ``items``; e.g. why it was picked),
-    wrapped to the tile's width.
+    pre-annotation threshold to show what reviewers get); an image with ``outlines`` (a
+    segmentation model's, one per box row) gets each kept instance's polygon drawn inside its
+    box. Under each tile: the id and score, then its caption from ``captions`` (aligned with
+    ``items``; e.g. why it was picked), wrapped to the tile's width.
     """
     if not items:
         raise ValueError("contact sheet needs at least one image; got none")
@@ -60,6 +64,12 @@ def contact_sheet(
         x0, y0 = (i % columns) * tile, (i // columns) * (tile + below)
         sheet.paste(thumb, (x0, y0))
         if dets is not None:
+            drawn = (outlines or {}).get(image_id)
+            if drawn is not None and len(drawn) == len(dets):
+                for keep, inst in zip(dets.confidence >= np.float32(confidence_floor), drawn.instances):
+                    if keep:
+                        pts = [(x0 + float(x) * scale, y0 + float(y) * scale) for x, y in inst.polygon.points]
+                        draw.polygon(pts, outline=PALETTE[inst.class_id % len(PALETTE)], width=2)
             kept = dets.above(confidence_floor)
             for box, cls, conf in zip(kept.xyxy, kept.class_id, kept.confidence):
                 colour = PALETTE[int(cls) % len(PALETTE)]

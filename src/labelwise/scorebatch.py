@@ -445,8 +445,11 @@ def write_batch_artifacts(
         preds = catalog.predictions(project, str(data["model_version"]), ids) if data.get("model_version") else {}
         items = [(r.image_id, r.path, float(item["uncertainty_score"]), preds.get(r.image_id))
                  for r, item in zip(records, queue)]
+        outlines = (catalog.prediction_segments(project, str(data["model_version"]), ids)
+                    if data.get("model_version") and project.task_type is TaskType.SEGMENT else None)
         sheet = contact_sheet(items, project.class_names, out / f"round-{number}-queue.png",
                               confidence_floor=settings.labelstudio.preannotation_conf,
-                              captions=[str(item.get("reason_text") or "") for item in queue])
+                              captions=[str(item.get("reason_text") or "") for item in queue],
+                              outlines=outlines)
         paths["contact_sheet"] = str(sheet)
     return paths
