@@ -56,7 +56,14 @@ from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
 from labelwise.masks import ImageSegments, segments_from_masks
 from labelwise.task_types import TaskType
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
-from labelwise.yolo_inference import CONF_CHECK_ATOL, as_bgr, batched, class_vector_predictor, normalise_rows
+from labelwise.yolo_inference import (
+    CONF_CHECK_ATOL,
+    as_bgr,
+    batched,
+    class_vector_predictor,
+    nms_with_indices,
+    normalise_rows,
+)
 from labelwise.yolo_models import SEGMENTER, TrainResult, load_yolo_model, save_checkpoint, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,7 +267,7 @@ def _segment_predictor() -> type:
     It derives from the detector's class-vector predictor (:func:`class_vector_predictor`: the
     forward hook that keeps ``feature_layer``'s pooled output) and replaces its postprocess.
     """
-    from ultralytics.utils import nms, ops
+    from ultralytics.utils import ops
 
     base: Any = class_vector_predictor()
 
@@ -280,17 +287,7 @@ def _segment_predictor() -> type:
                     f"read class vectors; got {tuple(raw.shape)}. End-to-end heads without a one-to-many "
                     f"branch carry no class distribution."
                 )
-            kept, indices = nms.non_max_suppression(
-                raw,
-                self.args.conf,
-                self.args.iou,
-                None,
-                self.args.agnostic_nms,
-                max_det=self.args.max_det,
-                nc=nc,
-                end2end=False,
-                return_idxs=True,
-            )
+            kept, indices = nms_with_indices(raw, self.args, nc)
             if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
                 orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
             pooled = self._pooled if self.feature_layer is not None else None

@@ -118,11 +118,22 @@ def pool_features(x: "torch.Tensor") -> np.ndarray:
     return pooled.cpu().numpy().astype(np.float32)
 
 
+def nms_with_indices(raw: "torch.Tensor", args: Any, nc: int) -> tuple[list[Any], list[Any]]:
+    """Ultralytics' NMS over a raw one-to-many head output (B, 4 + nc [+ extra], anchors) under
+    the predictor's ``args`` (conf, iou, agnostic_nms, max_det), returning per image the kept rows
+    and the anchor index of each, so callers read the kept boxes' full class rows (and, for a
+    segmentation head, mask coefficients) from ``raw``."""
+    from ultralytics.utils import nms
+
+    return nms.non_max_suppression(raw, args.conf, args.iou, None, args.agnostic_nms,
+                                   max_det=args.max_det, nc=nc, end2end=False, return_idxs=True)
+
+
 @functools.lru_cache(maxsize=1)
 def class_vector_predictor() -> type:
     """Build the DetectionPredictor subclass (deferred so ultralytics is imported lazily)."""
     from ultralytics.models.yolo.detect import DetectionPredictor
-    from ultralytics.utils import nms, ops
+    from ultralytics.utils import ops
 
     class ClassVectorPredictor(DetectionPredictor):
         """NMS as ultralytics does it, plus the kept boxes' full class-score rows.
@@ -169,17 +180,7 @@ def class_vector_predictor() -> type:
                     f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a "
                     f"one-to-many branch (output (B, 300, 6)) carry no class distribution."
                 )
-            kept, indices = nms.non_max_suppression(
-                raw,
-                self.args.conf,
-                self.args.iou,
-                None,
-                self.args.agnostic_nms,
-                max_det=self.args.max_det,
-                nc=nc,
-                end2end=False,
-                return_idxs=True,
-            )
+            kept, indices = nms_with_indices(raw, self.args, nc)
             if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
                 orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
             pooled = self._pooled if self.feature_layer is not None or self.runner is not None else None
