@@ -22,6 +22,8 @@ class BenchmarkParams(BaseModel):
     preset: Literal["quick", "full", "pool"] = Field(
         "quick", description="See docs/benchmarks.md for measured durations."
     )
+    task: Literal["detect", "classify", "segment"] = Field(
+        "detect", description="The bundled data set, model family and curve metric of the task type.")
     out: str = Field(".labelwise/benchmark", description="Output folder (CSV, PNGs, summary, MLflow).")
     strategies: list[str] | None = Field(None, description="Default: every registered strategy but cold_start.")
     pseudo: list[str] | None = Field(
@@ -43,7 +45,7 @@ def benchmark(params: BenchmarkParams) -> dict:
 
     logger = get_run_logger()
     cfg = preset(
-        params.preset, Path(params.out), strategies=tuple(params.strategies) if params.strategies else None,
+        params.preset, Path(params.out), task=params.task, strategies=tuple(params.strategies) if params.strategies else None,
         pseudo_strategies=tuple(params.pseudo) if params.pseudo else None,
         seeds=params.seeds, protocols=PROTOCOLS[params.protocol], rounds=params.rounds,
         per_round=params.per_round, workers=params.workers, diversity_weight=params.diversity_weight,

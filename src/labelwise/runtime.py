@@ -76,20 +76,31 @@ def load_model(settings: Settings, project: "ProjectRecord", model: str | None =
     try:
         if project.task_type is TaskType.DETECT:
             return load_detector(settings, project.class_names, ref)
-        if project.task_type is TaskType.CLASSIFY:
-            prepare_ml(settings)
-            from labelwise.classifier import YoloClassifier
-
-            return YoloClassifier.load(ref, settings.detector, settings.state_dir,
-                                       class_names=project.class_names, seed=settings.training.seed)
         prepare_ml(settings)
-        from labelwise.segmenter import YoloSegmenter
-
-        return YoloSegmenter.load(ref, settings.detector, settings.state_dir,
-                                  class_names=project.class_names, seed=settings.training.seed)
+        return model_adapter(project.task_type).load(ref, settings.detector, settings.state_dir,
+                                                     class_names=project.class_names,
+                                                     seed=settings.training.seed)
     except TaskMismatch as exc:
         check_model_task(project.task_type, exc.actual, exc.model_ref, project.name)
         raise
+
+
+def model_adapter(task_type: TaskType | str
+                  ) -> "type[YoloDetector] | type[YoloClassifier] | type[YoloSegmenter]":
+    """The adapter class that loads, predicts, trains and evaluates models of ``task_type``
+    (each has ``load(ref, detector settings, state_dir, class_names=, seed=)``)."""
+    task = TaskType.parse(task_type)
+    if task is TaskType.DETECT:
+        from labelwise.detector import YoloDetector
+
+        return YoloDetector
+    if task is TaskType.CLASSIFY:
+        from labelwise.classifier import YoloClassifier
+
+        return YoloClassifier
+    from labelwise.segmenter import YoloSegmenter
+
+    return YoloSegmenter
 
 
 def load_embedder(settings: Settings, detector: "FeatureModel | None") -> "Embedder | None":

@@ -71,7 +71,7 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
     assert {p.name for p in result.plots} >= {"learning-curve-warm-edits.png", "learning-curve-scratch-boxes.png"}
     ceilings = json.loads((cfg.out / "ceilings.json").read_text())
     assert sorted(c["protocol"] for c in ceilings) == ["scratch", "warm"]
-    assert all(c["images"] == 16 and 0.0 <= c["map50"] <= 1.0 for c in ceilings)
+    assert all(c["images"] == 16 and 0.0 <= c["value"] <= 1.0 and c["metric"] == "map50" for c in ceilings)
     md = result.summary_md.read_text()
     assert "| scratch | random |" in md and "| warm | random_sprint |" in md and "Cost in edits" in md
     assert {r.strategy for r in result.summary} == {"random", "random_sprint", "diverse_uncertainty",
@@ -83,7 +83,7 @@ def test_tiny_benchmark_writes_consistent_outputs(tmp_path):
         assert [t["labelled_images"] for t in twin] == [8, 12]
     assert by[("scratch", "random+pseudo", 0)]["pseudo_images"] == 0  # no model before round 0
     assert math.isnan(by[("warm", "random", 0)]["pseudo_images"])  # supervised rows: no such count
-    assert all(r.ceiling_map50 is not None for r in result.summary)
+    assert all(r.ceiling is not None for r in result.summary)
     from mlflow import MlflowClient
 
     client = MlflowClient(result.mlflow_uri)

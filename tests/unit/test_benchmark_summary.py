@@ -72,7 +72,7 @@ def test_speedup_against_random_in_images_boxes_and_edits():
     rows += _rows("slow", [[0.0, 0.1, 0.1, 0.2], [0.0, 0.1, 0.1, 0.2]])
     by = {r.strategy: r for r in summarise(rows)}
     images, boxes, edits = ({k: v.unit(unit) for k, v in by.items()} for unit in ("images", "boxes", "edits"))
-    assert by["random"].target_map50 == pytest.approx(0.4)
+    assert by["random"].target == pytest.approx(0.4)
     assert images["random"].to_random_final == pytest.approx(40) and images["random"].speedup == pytest.approx(1)
     assert images["fast"].to_random_final == pytest.approx(20)
     assert images["fast"].ratio == pytest.approx(0.5) and images["fast"].speedup == pytest.approx(2)
@@ -87,13 +87,13 @@ def test_speedup_against_random_in_images_boxes_and_edits():
     table = markdown_table(list(by.values()))
     assert "not reached" in table and "Cost in edits" in table and "ratio vs random_sprint" in table
     assert images["fast"].nauc > images["random"].nauc > images["slow"].nauc
-    assert by["fast"].ceiling_map50 is None and "n/a" in table  # no ceiling measured
+    assert by["fast"].ceiling is None and "n/a" in table  # no ceiling measured
 
 
 def test_ceiling_gives_gap_closed_and_labels_to_ninety_percent():
     rows = _rows("random", [[0.2, 0.3, 0.4, 0.5]]) + _rows("fast", [[0.2, 0.5, 0.6, 0.7]])
     by = {r.strategy: r for r in summarise(rows, ceilings={"warm": 0.8})}
-    assert by["random"].ceiling_map50 == pytest.approx(0.8)
+    assert by["random"].ceiling == pytest.approx(0.8)
     assert by["random"].gap_closed == pytest.approx(0.5) and by["fast"].gap_closed == pytest.approx(5 / 6)
     # 90% of the ceiling = 0.72: random never gets there; fast neither (0.7) -> not reached
     assert by["fast"].unit("images").to_ceiling is None
@@ -112,14 +112,14 @@ def test_near_duplicates_are_na_when_clusters_are_unknown():
 def test_mean_curve_uses_rounds_every_seed_finished():
     rows = _rows("random", [[0.1, 0.3, 0.5], [0.3, 0.5]])
     curve = mean_curves(rows)[("warm", "random")]
-    np.testing.assert_allclose(curve.map50, [0.2, 0.4])
-    np.testing.assert_allclose(curve.map50_std, [0.1, 0.1])
+    np.testing.assert_allclose(curve.y, [0.2, 0.4])
+    np.testing.assert_allclose(curve.y_std, [0.1, 0.1])
     assert curve.seeds == 2
 
 
 def test_protocol_without_random_has_no_ratios():
     row = summarise(_rows("entropy", [[0.1, 0.2]]))[0]
-    assert math.isnan(row.target_map50) and row.unit("images").ratio is None and row.unit("boxes").speedup is None
+    assert math.isnan(row.target) and row.unit("images").ratio is None and row.unit("boxes").speedup is None
 
 
 def test_random_stuck_at_zero_gives_na_not_a_fake_speedup():

@@ -83,9 +83,10 @@ def test_product_round_and_benchmark_round_train_identically(tmp_path, digits, c
     bench_settings = cfg.product_settings()
     assert bench_settings.training.model_dump() == {**recipe.model_dump(), "seed": 0}
     data = prepare_data(cfg)
-    labels = [data.oracle().reveal(p.stem) for p in data.pool_paths]
+    oracle = data.oracle()
     with pytest.raises(_Captured):
-        train_and_evaluate(bench_settings, data, "yolov8n.yaml", list(range(len(labels))), labels,
+        train_and_evaluate(bench_settings, data, "yolov8n.yaml",
+                           [data.train_item(oracle, i) for i in range(len(data.pool_paths))],
                            tmp_path / "job", "round-0", seed=recipe.seed)
 
     product, bench = capture_train

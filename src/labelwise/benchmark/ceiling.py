@@ -33,19 +33,35 @@ class CeilingJob:
 
 @dataclass(frozen=True)
 class Ceiling:
-    """mAP on the test split after training on every pool image."""
+    """The curve metric on the test split after training on every pool image.
+
+    Attributes:
+        value, secondary: the task's curve metric and its companion
+            (:class:`~labelwise.benchmark.tasks.CurveMetric`: mAP50 and mAP50-95 for detection).
+        metric: the curve metric's column (``map50``, ``mask_map50``, ``top1``).
+    """
 
     protocol: str
     seed: int
-    map50: float
-    map50_95: float
+    value: float
+    secondary: float
     images: int
     boxes: int
     epochs: int
     train_seconds: float
+    metric: str = "map50"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Ceiling":
+        """Inverse of :meth:`as_dict`; also reads the detection-only files written before task
+        types (``map50`` / ``map50_95``)."""
+        values = dict(values)
+        if "map50" in values:
+            values["value"], values["secondary"] = values.pop("map50"), values.pop("map50_95")
+        return cls(**values)
 
 
 def _start_identity(ref: str) -> dict[str, Any]:
@@ -62,6 +78,8 @@ def ceiling_path(cfg: BenchmarkConfig, data: PreparedData, job: CeilingJob) -> P
         "pool": [p.name for p in data.pool_paths], "truth": str(data.truth_dir),
         "test": str(data.test_dir), "format": 1,
     }
+    if cfg.task != "detect":  # detection ceilings keep their cache keys
+        values["task"] = cfg.task
     return cfg.resolved_cache_dir / f"ceiling-{config_hash(values)}.json"
 
 
@@ -72,16 +90,18 @@ def train_ceiling(cfg: BenchmarkConfig, data: PreparedData, job: CeilingJob) -> 
     target = ceiling_path(cfg, data, job)
     if target.is_file():
         saved = json.loads(target.read_text(encoding="utf-8"))
-        return Ceiling(**{**saved, "protocol": job.protocol, "seed": job.seed})
+        return Ceiling.from_dict({**saved, "protocol": job.protocol, "seed": job.seed})
     work = cfg.resolved_cache_dir / target.stem
     settings = cfg.product_settings()
     everything = list(range(len(data.pool_paths)))
     oracle = data.oracle()
     labels = [oracle.reveal(p.stem) for p in data.pool_paths]
-    _, trained, ev = train_and_evaluate(settings, data, job.start_ref, everything, labels, work,
-                                        "ceiling", job.seed)
-    result = Ceiling(job.protocol, job.seed, ev.map50, ev.map50_95, len(everything),
-                     int(sum(len(b) for b in labels)), trained.epochs, round(trained.seconds, 1))
+    _, trained, metrics = train_and_evaluate(settings, data, job.start_ref,
+                                             [data.train_item(oracle, i) for i in everything], work,
+                                             "ceiling", job.seed)
+    curve = data.task.curve
+    result = Ceiling(job.protocol, job.seed, metrics[curve.column], metrics[curve.secondary], len(everything),
+                     int(sum(len(b) for b in labels)), trained.epochs, round(trained.seconds, 1), curve.column)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(result.as_dict(), indent=1), encoding="utf-8")

@@ -123,10 +123,14 @@ class BenchmarkConfig:
         ceiling: train once per protocol and seed on the whole pool (cached) to know how far
             any selection could go.
         cache_dir: where base detectors are cached (default ``out/cache``).
+        task: ``detect``, ``classify`` or ``segment``: the bundled data set, the model family,
+            the training set format and the metric the curves follow
+            (:mod:`labelwise.benchmark.tasks`).
     """
 
     out: Path
     preset: str = "custom"
+    task: str = "detect"
     strategies: tuple[str, ...] = ()
     pseudo_strategies: tuple[str, ...] = ()
     pseudo_protocols: tuple[Protocol, ...] = ("warm",)
@@ -138,7 +142,7 @@ class BenchmarkConfig:
     per_round: int = 16
     workers: int = 2
     threads: int = 1
-    model: str = "yolov8n.yaml"
+    model: str = ""  # "" = the task's stock yaml (yolov8n.yaml, yolov8n-cls.yaml, yolov8n-seg.yaml)
     imgsz: int = 128
     epochs: int | None = None
     min_image_passes: int | None = None
@@ -167,7 +171,17 @@ class BenchmarkConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from labelwise.benchmark.tasks import benchmark_task
+
         object.__setattr__(self, "out", Path(self.out).expanduser().resolve())
+        task = benchmark_task(self.task)  # a ValueError names the task types
+        object.__setattr__(self, "task", task.task_type.value)
+        if not self.model:
+            object.__setattr__(self, "model", task.default_model)
+        if self.pseudo_strategies and self.task != "detect":
+            raise ValueError(f"pseudo-label twins (pseudo_strategies) are measured for detection only; "
+                             f"got {list(self.pseudo_strategies)} for a {self.task!r} benchmark "
+                             "(expected none)")
         strategies = tuple(self.strategies) or default_strategies()
         if BASELINE not in strategies:
             strategies = (BASELINE, *strategies)
@@ -309,5 +323,8 @@ def preset(name: str, out: Path, **overrides: Any) -> BenchmarkConfig:
     """The ``quick``, ``full`` or ``pool`` configuration with ``overrides`` (None values ignored)."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
-    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**PRESETS[name], **given}
+    if values.get("task", "detect") != "detect" and "pseudo_strategies" not in given:
+        values.pop("pseudo_strategies", None)  # the preset's pseudo twins are detection's
     return BenchmarkConfig(out=out, preset=name, **values)

@@ -1,15 +1,16 @@
 """Data for a benchmark: the replayed data set, per-round training sets and the warm-start base.
 
-The bundled data is the long-tail digits set (target domain) written under ``out/data``; the
-warm-start base detector is trained once on a disjoint source-domain digits set and cached under
-``cache_dir/base-<hash>.pt``, the hash covering everything that shapes those weights.
+The bundled data is the task's digits set (target domain; :mod:`labelwise.benchmark.tasks`)
+written under ``out/data``; the warm-start base model is trained once on a disjoint
+source-domain digits set of the same task and cached under ``cache_dir/base-<hash>.pt``, the hash
+covering everything that shapes those weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +20,13 @@ import yaml
 from labelwise.benchmark.config import BenchmarkConfig, DataSpec, config_hash, training_values
 from labelwise.benchmark.oracle import (
     Oracle,
+    SegmentOracle,
     pool_image_paths,
     rare_from_counts,
     read_manifest_info,
 )
+from labelwise.benchmark.tasks import BenchmarkTask, TrainItem, benchmark_task
 from labelwise.domain import class_box_counts
-from labelwise.training import LabelledImage, write_training_set
 
 TARGET_SEED = 0
 SOURCE_SEED = 1
@@ -44,6 +46,7 @@ class PreparedData:
         pool_class_counts: (C,) boxes per class in the whole pool.
         val_dir, test_dir: absolute image folders of the data yaml's val and test splits.
         sizes: (width, height) of every pool image, in ``pool_paths`` order (pixels).
+        task_type: ``detect``, ``classify`` or ``segment`` (how truths are read and trained on).
     """
 
     pool_paths: tuple[Path, ...]
@@ -56,17 +59,56 @@ class PreparedData:
     cluster_of: dict[str, int] = field(default_factory=dict)
     pool_class_counts: tuple[int, ...] = ()
     sizes: tuple[tuple[int, int], ...] = ()
+    task_type: str = "detect"
 
     def size_of(self, index: int) -> tuple[int, int]:
         """(width, height) in pixels of pool image ``index``."""
         return self.sizes[index]
 
+    @property
+    def task(self) -> BenchmarkTask:
+        return benchmark_task(self.task_type)
+
     def oracle(self) -> Oracle:
+        """A fresh oracle over the pool's truth (a :class:`SegmentOracle` for segmentation)."""
+        if self.task_type == "segment":
+            return SegmentOracle(self.truth_dir, len(self.class_names),
+                                 {p.stem: size for p, size in zip(self.pool_paths, self.sizes)})
         return Oracle(self.truth_dir, len(self.class_names))
+
+    def train_item(self, oracle: Oracle, index: int) -> TrainItem:
+        """Pool image ``index`` with the truth ``oracle`` reveals (outlines for segmentation)."""
+        path = self.pool_paths[index]
+        outlines = oracle.outlines(path.stem) if isinstance(oracle, SegmentOracle) else None
+        return TrainItem(path, oracle.reveal(path.stem), outlines)
+
+
+def read_classification_folder(root: Path) -> tuple[tuple[str, ...], Path, Path]:
+    """(class names, absolute val folder, absolute test folder) of a classification folder:
+    ``root/test/<class>/`` (and ``root/val/<class>/``, else test doubles as val); the class names
+    are the manifest's ``class_names`` beside it when there is one, else the test folder's
+    class folders in sorted order."""
+    root = Path(root).resolve()
+    test = root / "test"
+    if not test.is_dir():
+        raise ValueError(f"{root} must hold a test/<class>/ split for a classification benchmark "
+                         f"(the fixed evaluation split); found {sorted(p.name for p in root.iterdir())}")
+    val = root / "val" if (root / "val").is_dir() else test
+    manifest = root / "manifest.json"
+    names = None
+    if manifest.is_file():
+        names = json.loads(manifest.read_text(encoding="utf-8")).get("class_names")
+    if not names:
+        names = sorted(p.name for p in test.iterdir() if p.is_dir())
+    if not names:
+        raise ValueError(f"{test} holds no class folders; expected test/<class>/<image>")
+    return tuple(str(n) for n in names), val, test
 
 
 def read_data_yaml(path: Path) -> tuple[tuple[str, ...], Path, Path]:
     """(class names, absolute val folder, absolute test folder) of an ultralytics data yaml."""
+    if Path(path).is_dir():
+        return read_classification_folder(Path(path))
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path} must be a YAML mapping with names, val and test; got {type(data).__name__}")
@@ -101,24 +143,23 @@ def source_digits_config(cfg: BenchmarkConfig):  # -> DigitsConfig
 
 
 def prepare_data(cfg: BenchmarkConfig) -> PreparedData:
-    """Resolve ``cfg.data``, generating the bundled digits set under ``out/data`` when None."""
-    spec = cfg.data
-    if spec is None:
-        from labelwise.datasets import generate_digits
-
-        ds = generate_digits(cfg.out / "data" / "target", target_digits_config(cfg))
-        spec = DataSpec(ds.pool_images, ds.pool_truth, ds.data_yaml, ds.manifest)
+    """Resolve ``cfg.data``, generating the task's bundled digits set under ``out/data`` when
+    None (:meth:`~labelwise.benchmark.tasks.BenchmarkTask.generate_target`)."""
+    task = benchmark_task(cfg.task)
+    spec = cfg.data or task.generate_target(cfg, cfg.out / "data" / f"target-{cfg.task}")
     names, val_dir, test_dir = read_data_yaml(spec.data_yaml)
     paths = tuple(pool_image_paths(spec.pool_images))
-    oracle = Oracle(spec.truth_labels, len(names))
+    sizes = tuple(image_size(p) for p in paths)
+    data = PreparedData(paths, Path(spec.truth_labels).resolve(), Path(spec.data_yaml).resolve(), names,
+                        (), val_dir, test_dir, sizes=sizes, task_type=task.task_type.value)
+    oracle = data.oracle()
     counts = class_box_counts((oracle.reveal(p.stem) for p in paths), len(names))
     clusters, manifest_rare = read_manifest_info(spec.manifest)
     rare = spec.rare_classes if spec.rare_classes is not None else manifest_rare
     if rare is None:
         rare = rare_from_counts(counts)
-    return PreparedData(paths, Path(spec.truth_labels).resolve(), Path(spec.data_yaml).resolve(), names,
-                        tuple(rare), val_dir, test_dir, clusters, tuple(int(c) for c in counts),
-                        tuple(image_size(p) for p in paths))
+    return dataclasses.replace(data, rare_classes=tuple(rare), cluster_of=clusters,
+                               pool_class_counts=tuple(int(c) for c in counts))
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -129,27 +170,16 @@ def image_size(path: Path) -> tuple[int, int]:
         return int(im.width), int(im.height)
 
 
-def write_train_set(
-    folder: Path,
-    items: Sequence[tuple[Path, np.ndarray]],
-    class_names: Sequence[str],
-    val_dir: Path,
-    test_dir: Path | None = None,
-) -> Path:
-    """(image, (N, 5) labels) pairs as a YOLO training set through the product's own writer
-    (:func:`labelwise.training.write_training_set`); returns its data.yaml."""
-    labelled = [LabelledImage(Path(path).stem, Path(path), boxes) for path, boxes in items]
-    return write_training_set(folder, labelled, class_names, Path(val_dir).resolve(),
-                              Path(test_dir).resolve() if test_dir is not None else None).data_yaml
-
-
 def base_recipe(cfg: BenchmarkConfig) -> dict:
     """Everything that shapes the warm-start base weights (hashed into the cache key)."""
-    return {
+    values = {
         "model": cfg.model, "imgsz": cfg.imgsz, "epochs": cfg.base_epochs,
         "training": training_values(base_training(cfg)), "seed": 0,
-        "source": source_digits_config(cfg).to_dict(), "format": 2,
+        "source": benchmark_task(cfg.task).source_config(cfg), "format": 2,
     }
+    if cfg.task != "detect":  # detection keeps its cache key (bases trained before task types)
+        values["task"] = cfg.task
+    return values
 
 
 def base_training(cfg: BenchmarkConfig):  # -> TrainingSettings
@@ -159,12 +189,23 @@ def base_training(cfg: BenchmarkConfig):  # -> TrainingSettings
         update={"epochs": cfg.base_epochs, "min_image_passes": 0})
 
 
+def _val_folder(data_yaml: Path) -> Path:
+    """The absolute ``val`` folder of a data yaml or a classification folder (a source set has
+    no test split of its own)."""
+    if Path(data_yaml).is_dir():
+        return read_classification_folder(Path(data_yaml))[1]
+    data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
+    value = Path(str(data["val"]))
+    return value if value.is_absolute() else (Path(data.get("path") or Path(data_yaml).parent) / value).resolve()
+
+
 def base_weights_path(cfg: BenchmarkConfig) -> Path:
     return cfg.resolved_cache_dir / f"base-{config_hash(base_recipe(cfg))}.pt"
 
 
 def train_base(cfg: BenchmarkConfig, class_names: tuple[str, ...]) -> str:
-    """Train (or reuse) the warm-start base detector on the source domain; returns the .pt path.
+    """Train (or reuse) the warm-start base model on the task's source domain; returns the .pt
+    path.
 
     Runs in a worker process. With ``cfg.base_weights`` set, that file is returned unchanged.
     """
@@ -176,19 +217,22 @@ def train_base(cfg: BenchmarkConfig, class_names: tuple[str, ...]) -> str:
     target = base_weights_path(cfg)
     if target.is_file():
         return str(target)
-    from labelwise.datasets import generate_digits
-    from labelwise.detector import YoloDetector
     from labelwise.training import train_round
 
+    task = benchmark_task(cfg.task)
     recipe = base_recipe(cfg)
     work = cfg.resolved_cache_dir / f"base-{config_hash(recipe)}"
-    src = generate_digits(work / "source", source_digits_config(cfg), overwrite=True)
-    oracle = Oracle(src.pool_truth, len(class_names))
-    items = [(p, oracle.reveal(p.stem)) for p in src.image_paths("pool")]
-    data_yaml = write_train_set(work / "train", items, class_names, src.val_images)
-    settings = cfg.product_settings().detector
-    det = YoloDetector.load(cfg.model, settings, work, class_names=class_names, seed=0)
-    result = train_round(det, data_yaml, base_training(cfg), len(items), work / "runs", "base", seed=0)
+    src_spec = task.generate_source(cfg, work / "source")
+    val_dir = _val_folder(src_spec.data_yaml)
+    paths = tuple(pool_image_paths(src_spec.pool_images))
+    src = PreparedData(paths, Path(src_spec.truth_labels).resolve(), Path(src_spec.data_yaml).resolve(),
+                       class_names, (), val_dir, val_dir, sizes=tuple(image_size(p) for p in paths),
+                       task_type=task.task_type.value)
+    oracle = src.oracle()
+    items = [src.train_item(oracle, i) for i in range(len(paths))]
+    data_ref = task.write_train_set(work / "train", items, src)
+    model = task.load(cfg.model, cfg.product_settings(), work, class_names, seed=0)
+    result = train_round(model, data_ref, base_training(cfg), len(items), work / "runs", "base", seed=0)
     tmp = target.with_suffix(".pt.tmp")
     shutil.copy2(result.weights, tmp)
     tmp.replace(target)

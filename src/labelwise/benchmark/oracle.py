@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -176,6 +178,54 @@ class Oracle:
     @property
     def calls(self) -> int:
         return len(self.revealed)
+
+
+class SegmentOracle(Oracle):
+    """Reveals a segmentation truth: Ultralytics segment label files (``cls x1 y1 ... xK yK``
+    per instance), as the (N, 5) box rows of the instances' outlines
+    (:func:`labelwise.masks.segment_rows`) and, by :meth:`outlines`, the outlines themselves.
+
+    Args:
+        truth_dir: folder of ``<stem>.txt`` segment label files (missing file: no instances).
+        num_classes: class ids must be below this (a larger one is an error naming the file).
+        sizes: image stem -> (width, height) in pixels (polygons are normalised by them).
+
+    A malformed line is an error naming the file and line (the segment parser's rule), not a
+    skipped box: an outline cannot be clipped back into shape.
+    """
+
+    def __init__(self, truth_dir: Path, num_classes: int, sizes: Mapping[str, tuple[int, int]]) -> None:
+        super().__init__(truth_dir, num_classes)
+        self.sizes = dict(sizes)
+        self._outlines: dict[str, Any] = {}
+
+    def outlines(self, stem: str) -> Any:
+        """The :class:`~labelwise.masks.ImageSegments` of image ``stem`` (one per row of
+        :meth:`reveal`, in the same order)."""
+        from labelwise.masks import ImageSegments, read_segment_labels
+
+        if stem not in self._outlines:
+            if stem not in self.sizes:
+                raise KeyError(f"no image size known for {stem!r}; expected a pool image stem")
+            width, height = self.sizes[stem]
+            path = self.truth_dir / f"{stem}.txt"
+            segments = (read_segment_labels(path, width, height) if path.is_file()
+                        else ImageSegments(width, height, ()))
+            bad = [i.class_id for i in segments.instances if not 0 <= i.class_id < self.num_classes]
+            if bad:
+                raise ValueError(f"{path}: class ids {bad} are not in 0..{self.num_classes - 1}")
+            self._outlines[stem] = segments
+        return self._outlines[stem]
+
+    def reveal(self, stem: str) -> np.ndarray:
+        if stem not in self.revealed:
+            from labelwise.masks import segment_rows
+
+            rows = segment_rows(self.outlines(stem))
+            self.revealed[stem] = rows
+            path = self.truth_dir / f"{stem}.txt"
+            self._report = self._report + LabelReport(int(path.is_file()), len(rows))
+        return self.revealed[stem]
 
 
 def scan_labels(truth_dir: Path, stems: Iterable[str], num_classes: int) -> LabelReport:

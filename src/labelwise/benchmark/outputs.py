@@ -14,26 +14,35 @@ from typing import Any
 import numpy as np
 
 from labelwise.benchmark.summary import SummaryRow, markdown_table, mean_curves
+from labelwise.benchmark.tasks import BOX_CURVE, METRIC_COLUMNS, CurveMetric
 
 CORE_COLUMNS = (
     "preset", "protocol", "strategy", "seed", "round", "labelled_images", "labelled_boxes",
     "new_images", "new_boxes", "edits", "new_edits", "preannotated_boxes", "edits_added",
     "edits_deleted", "edits_relabelled", "edits_moved", "pseudo_images", "pseudo_boxes", "pseudo_errors",
-    "map50", "map50_95", "precision", "recall", "rare_boxes",
+    *METRIC_COLUMNS, "rare_boxes",
     "rare_boxes_gained", "near_duplicates", "near_duplicates_total", "epochs", "train_seconds",
     "eval_seconds", "select_seconds",
 )
 CSV_NAME = "results.csv"
 
 
-def csv_columns(class_names: Sequence[str]) -> list[str]:
-    """Core columns, then ``ap50/<class>`` and ``boxes/<class>`` for every class in id order."""
-    return [*CORE_COLUMNS, *(f"ap50/{n}" for n in class_names), *(f"boxes/{n}" for n in class_names)]
+PER_CLASS_PREFIXES = ("ap50", "mask_ap50", "recall")
+"""Per-class metric families (box AP50; segmentation's mask AP50; classification's recall)."""
+
+
+def csv_columns(class_names: Sequence[str], rows: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """Core columns, then the per-class metrics the rows carry (``ap50/<class>`` always,
+    ``mask_ap50/<class>`` and ``recall/<class>`` when present), then ``boxes/<class>``."""
+    prefixes = [p for p in PER_CLASS_PREFIXES
+                if p == "ap50" or any(f"{p}/{class_names[0]}" in r for r in rows[:1])] if class_names else []
+    return [*CORE_COLUMNS, *(f"{p}/{n}" for p in prefixes for n in class_names),
+            *(f"boxes/{n}" for n in class_names)]
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], class_names: Sequence[str], preset: str) -> Path:
-    """Rows sorted by protocol, strategy, seed, round; a missing per-class AP is empty."""
-    columns = csv_columns(class_names)
+    """Rows sorted by protocol, strategy, seed, round; a missing metric is empty."""
+    columns = csv_columns(class_names, rows)
     ordered = sorted(rows, key=lambda r: (r["protocol"], r["strategy"], int(r["seed"]), int(r["round"])))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -61,19 +70,20 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
                     parsed[key] = float("nan")
                 else:
                     number = float(value)
-                    fractional = key.startswith(("map", "ap50", "prec", "rec"))
+                    fractional = key.startswith(("map", "ap50", "mask_", "prec", "rec", "top"))
                     parsed[key] = int(number) if number.is_integer() and not fractional else number
             out.append(parsed)
     return out
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], out_dir: Path, x: str = "images",
-                prefix: str = "learning-curve", ceilings: Mapping[str, float] | None = None) -> list[Path]:
-    """One PNG per protocol: mean mAP50 ± std band per strategy against labelled images, boxes
-    or reviewer edits (``x``); the protocol's ceiling (mean over seeds) as a dashed line."""
+                prefix: str = "learning-curve", ceilings: Mapping[str, float] | None = None,
+                metric: CurveMetric = BOX_CURVE) -> list[Path]:
+    """One PNG per protocol: mean ``metric`` ± std band per strategy against labelled images,
+    boxes or reviewer edits (``x``); the protocol's ceiling (mean over seeds) as a dashed line."""
     from labelwise.reports import learning_curve
 
-    curves = mean_curves(rows)
+    curves = mean_curves(rows, metric)
     paths = []
     for protocol in sorted({p for p, _ in curves}):
         lines, bands = {}, {}
@@ -81,8 +91,8 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], out_dir: Path, x: str = "imag
             xs = c.x[x]
             if p != protocol or np.isnan(xs).any():
                 continue
-            lines[f"{strategy} (n={c.seeds})"] = list(zip(xs.tolist(), c.map50.tolist()))
-            bands[f"{strategy} (n={c.seeds})"] = c.map50_std.tolist()
+            lines[f"{strategy} (n={c.seeds})"] = list(zip(xs.tolist(), c.y.tolist()))
+            bands[f"{strategy} (n={c.seeds})"] = c.y_std.tolist()
         if not lines:
             continue
         suffix = "" if x == "images" else f"-{x}"
@@ -90,16 +100,17 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], out_dir: Path, x: str = "imag
         ceiling = (ceilings or {}).get(protocol)
         hlines = {f"ceiling (whole pool) {ceiling:.3f}": ceiling} if ceiling is not None else None
         label = "reviewer edits" if x == "edits" else f"labelled {x}"
-        learning_curve(lines, path, xlabel=label, ylabel="mAP50 (test)", bands=bands,
+        learning_curve(lines, path, xlabel=label, ylabel=f"{metric.label} (test)", bands=bands,
                        title=f"{protocol} protocol: mean ± std over seeds", hlines=hlines)
         paths.append(path)
     return paths
 
 
-def write_summary(out_dir: Path, rows: Sequence[SummaryRow], header: str) -> tuple[Path, Path]:
+def write_summary(out_dir: Path, rows: Sequence[SummaryRow], header: str,
+                  metric: CurveMetric = BOX_CURVE) -> tuple[Path, Path]:
     """summary.md (header + markdown table) and summary.json."""
     md = out_dir / "summary.md"
-    md.write_text(header + "\n\n" + markdown_table(rows), encoding="utf-8")
+    md.write_text(header + "\n\n" + markdown_table(rows, metric), encoding="utf-8")
     js = out_dir / "summary.json"
     js.write_text(json.dumps([r.as_dict() for r in rows], indent=1), encoding="utf-8")
     return md, js

@@ -2,7 +2,7 @@
 
 Scheduling: a process pool of ``workers`` processes, each pinned to ``threads`` torch threads
 (one ultralytics training uses about one core, so two trajectories train side by side on two
-cores). The warm-start base detector is trained as the first pool job; warm trajectories become
+cores). The warm-start base model is trained as the first pool job; warm trajectories become
 eligible once it exists, scratch trajectories run meanwhile. Jobs are started seed-major so a run
 cut short still holds complete seeds. Results stream into MLflow as each trajectory finishes.
 """
@@ -81,7 +81,7 @@ def _ceiling(cfg: BenchmarkConfig, data: PreparedData, job: CeilingJob) -> Ceili
 
 
 def prepare_base(cfg: BenchmarkConfig, log: Log = print) -> str:
-    """Train (or reuse from the cache) only the warm-start base detector; returns its .pt path.
+    """Train (or reuse from the cache) only the warm-start base model; returns its .pt path.
 
     Runs in a worker process like every training of the benchmark (one torch thread, offline
     ultralytics, output in ``out/logs``).
@@ -91,7 +91,7 @@ def prepare_base(cfg: BenchmarkConfig, log: Log = print) -> str:
     logs.mkdir(exist_ok=True)
     data = prepare_data(cfg)
     if cfg.base_weights is None and base_weights_path(cfg).is_file():
-        log(f"base detector cached: {base_weights_path(cfg)}")
+        log(f"base {cfg.task} model cached: {base_weights_path(cfg)}")
         return str(base_weights_path(cfg))
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
@@ -99,7 +99,7 @@ def prepare_base(cfg: BenchmarkConfig, log: Log = print) -> str:
                              initargs=(str(cfg.out / "ultralytics"), cfg.threads, str(logs))) as pool:
         with stop_workers_on_exit(pool):
             path = pool.submit(_base, cfg, data.class_names).result()
-    log(f"base detector ready in {time.perf_counter() - started:.0f} s: {path}")
+    log(f"base {cfg.task} model ready in {time.perf_counter() - started:.0f} s: {path}")
     return path
 
 
@@ -112,10 +112,10 @@ def ceiling_jobs(cfg: BenchmarkConfig, refs: dict[str, str]) -> list[CeilingJob]
 
 
 def mean_ceilings(ceilings: list[Ceiling]) -> dict[str, float]:
-    """protocol -> mean ceiling mAP50 over the seeds measured."""
+    """protocol -> mean ceiling (the curve metric) over the seeds measured."""
     by: dict[str, list[float]] = {}
     for c in ceilings:
-        by.setdefault(c.protocol, []).append(c.map50)
+        by.setdefault(c.protocol, []).append(c.value)
     return {p: sum(v) / len(v) for p, v in by.items()}
 
 
@@ -179,6 +179,7 @@ def _drive(cfg: BenchmarkConfig, data: PreparedData, n_jobs: int, pending: list[
     """Keep ``workers`` jobs in flight (warm ones once the base exists) until all are done."""
     from labelwise.benchmark.trajectory import as_random_sprint
 
+    curve = data.task.curve
     done_count = 0
     while pending or running:
         while pending and len(running) < cfg.workers:
@@ -205,11 +206,11 @@ def _drive(cfg: BenchmarkConfig, data: PreparedData, n_jobs: int, pending: list[
                 continue
             if isinstance(job, str):  # "base"
                 base_ready = True
-                log(f"[{elapsed:7.0f}s] base detector ready: {value}")
+                log(f"[{elapsed:7.0f}s] base {cfg.task} model ready: {value}")
                 continue
             if isinstance(job, CeilingJob):
                 state.ceilings.append(value)
-                log(f"[{elapsed:7.0f}s] {key}: mAP50 {value.map50:.3f} on all {value.images} pool images "
+                log(f"[{elapsed:7.0f}s] {key}: {curve.label} {value.value:.3f} on all {value.images} pool images "
                     f"({value.epochs} epochs, {value.train_seconds:.0f} s)")
                 _write_ceilings(cfg, state.ceilings)
                 continue
@@ -221,8 +222,8 @@ def _drive(cfg: BenchmarkConfig, data: PreparedData, n_jobs: int, pending: list[
                 state.rows.extend(sprint)
                 tracker.log_trajectory(f"{job.protocol}-random_sprint-seed{job.seed}", sprint)
             last = value[-1]
-            log(f"[{elapsed:7.0f}s] {done_count}/{n_jobs} {key}: mAP50 "
-                + " ".join(f"{r['map50']:.3f}" for r in value) + f" at {last['labelled_images']} images, "
+            log(f"[{elapsed:7.0f}s] {done_count}/{n_jobs} {key}: {curve.label} "
+                + " ".join(f"{r[curve.column]:.3f}" for r in value) + f" at {last['labelled_images']} images, "
                 f"{last['edits']} edits")
             write_csv(cfg.out / CSV_NAME, state.rows, data.class_names, cfg.preset)
 
@@ -241,37 +242,41 @@ def read_ceilings(path: Path) -> list[Ceiling]:
 
     if not Path(path).is_file():
         return []
-    return [Ceiling(**c) for c in json.loads(Path(path).read_text(encoding="utf-8"))]
+    return [Ceiling.from_dict(c) for c in json.loads(Path(path).read_text(encoding="utf-8"))]
 
 
 def finish(cfg: BenchmarkConfig, rows: list[dict[str, Any]], class_names: tuple[str, ...], started: float,
            failed: dict[str, str], mlflow_uri: str | None, log: Log = print,
            ceilings: list[Ceiling] | None = None, clusters_known: bool = True) -> BenchmarkResult:
     """Write the CSV, plots and summary from the rows (also used to re-summarise a CSV)."""
+    from labelwise.benchmark.tasks import benchmark_task
+
     out = cfg.out
+    task = benchmark_task(cfg.task)
+    m = task.curve
     csv_path = write_csv(out / CSV_NAME, rows, class_names, cfg.preset)
     means = mean_ceilings(ceilings or [])
     if ceilings:
         _write_ceilings(cfg, ceilings)
-    plots = [p for unit in UNITS for p in plot_curves(rows, out, unit, ceilings=means)] if rows else []
-    summary = summarise(rows, means, clusters_known)
+    plots = [p for unit in UNITS for p in plot_curves(rows, out, unit, ceilings=means, metric=m)] if rows else []
+    summary = summarise(rows, means, clusters_known, metric=m)
     st = cfg.product_settings()
     ceiling_text = (", ".join(f"{p} {v:.3f} (n={sum(c.protocol == p for c in ceilings or [])})"
                               for p, v in sorted(means.items())) or "not measured")
-    header = (f"# Strategy benchmark ({cfg.preset} preset)\n\n"
+    header = (f"# Strategy benchmark ({cfg.preset} preset, {cfg.task})\n\n"
               f"protocols {', '.join(f'{p} ({len(cfg.seeds_for(p))} seeds)' for p in cfg.protocols)}, "
               f"{cfg.initial} initial + "
               f"{cfg.rounds} rounds x {cfg.per_round} images, {cfg.model} at {cfg.imgsz} px, the product's "
               f"recipe: epochs max({st.training.epochs}, ceil({st.training.min_image_passes} / images)), "
               f"batch {st.training.batch}, {st.training.optimizer} lr0 {st.training.lr0}, restarting from "
-              f"the start model every round. Pre-annotations: boxes at or above "
-              f"{st.labelstudio.preannotation_conf}. Ceiling (whole pool, mean mAP50): {ceiling_text}. "
-              f"Targets: random's final mean mAP50 and 90% of the ceiling. Ratio = labels needed / "
+              f"the start model every round. Pre-annotations: rows at or above "
+              f"{task.preannotation_floor(st)}. Ceiling (whole pool, mean {m.label}): {ceiling_text}. "
+              f"Targets: random's final mean {m.label} and 90% of the ceiling. Ratio = labels needed / "
               f"random's labels (lower is better); random_sprint = random's images with no "
               f"pre-annotations (edits = boxes).")
-    md, js = write_summary(out, summary, header)
+    md, js = write_summary(out, summary, header, m)
     seconds = time.perf_counter() - started
-    log(text_table(summary))
+    log(text_table(summary, m))
     log(f"wrote {csv_path}, {md}, {len(plots)} plots in {seconds:.0f} s")
     if failed:
         log(f"{len(failed)} job(s) failed: {sorted(failed)}")
@@ -293,7 +298,7 @@ def resummarise(csv_paths: list[Path], cfg: BenchmarkConfig, log: Log = print,
     for path in csv_paths:
         for row in read_csv(Path(path)):
             merged[(row["protocol"], row["strategy"], row["seed"], row["round"])] = row
-            names = names or tuple(k.split("/", 1)[1] for k in row if k.startswith("ap50/"))
+            names = names or tuple(k.split("/", 1)[1] for k in row if k.startswith("boxes/"))
     if ceilings is None:
         found = {(c.protocol, c.seed): c for path in csv_paths
                  for c in read_ceilings(Path(path).parent / CEILINGS_NAME)}

@@ -1,5 +1,9 @@
-"""Summary maths: mean learning curves, labels needed to reach a target mAP50 in three units,
+"""Summary maths: mean learning curves, labels needed to reach a target metric in three units,
 normalised area under the learning curve, the ceiling's share, and the tables.
+
+The curve metric is the task's (:class:`~labelwise.benchmark.tasks.CurveMetric`): mAP50 for
+detection (named below), mask mAP50 for segmentation, top-1 accuracy for classification; every
+definition reads the same with it in place of mAP50.
 
 Definitions (all on the MEAN curve over seeds of one protocol x strategy):
 
@@ -36,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from labelwise.benchmark.config import BASELINE, SPRINT
+from labelwise.benchmark.tasks import BOX_CURVE, CurveMetric
 
 UNITS = ("images", "boxes", "edits")
 CEILING_SHARE = 0.9
@@ -79,15 +84,18 @@ def normalised_auc(xs: ArrayLike, ys: ArrayLike) -> float:
 
 @dataclass(frozen=True)
 class Curve:
-    """Mean over seeds, per round. Arrays are (R,) in round order; ``x[unit]`` per cost unit."""
+    """Mean over seeds, per round. Arrays are (R,) in round order; ``x[unit]`` per cost unit.
+
+    ``y`` / ``y_std``: mean and std of the curve metric; ``secondary``: mean of its companion.
+    """
 
     protocol: str
     strategy: str
     seeds: int
     x: dict[str, np.ndarray]
-    map50: np.ndarray
-    map50_std: np.ndarray
-    map50_95: np.ndarray
+    y: np.ndarray
+    y_std: np.ndarray
+    secondary: np.ndarray
     rare_boxes: np.ndarray
     near_duplicates_total: np.ndarray
 
@@ -105,8 +113,10 @@ def _value(row: Mapping[str, Any], name: str) -> float:
     return math.nan if value is None or value == "" else float(value)
 
 
-def mean_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Curve]:
-    """(protocol, strategy) -> mean curve over seeds, using rounds every seed completed."""
+def mean_curves(rows: Sequence[Mapping[str, Any]], metric: CurveMetric = BOX_CURVE
+                ) -> dict[tuple[str, str], Curve]:
+    """(protocol, strategy) -> mean curve of ``metric`` over seeds, using rounds every seed
+    completed."""
     groups: dict[tuple[str, str], dict[int, list[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         groups[(str(row["protocol"]), str(row["strategy"]))][int(row["round"])].append(row)
@@ -119,8 +129,8 @@ def mean_curves(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Curv
             return np.asarray([fn([_value(row, name) for row in by_round[r]]) for r in rounds])
 
         x = {"images": col("labelled_images"), "boxes": col("labelled_boxes"), "edits": col("edits")}
-        out[key] = Curve(key[0], key[1], seeds, x, col("map50"), col("map50", np.std), col("map50_95"),
-                         col("rare_boxes"), col("near_duplicates_total"))
+        out[key] = Curve(key[0], key[1], seeds, x, col(metric.column), col(metric.column, np.std),
+                         col(metric.secondary), col("rare_boxes"), col("near_duplicates_total"))
     return out
 
 
@@ -141,24 +151,26 @@ class UnitSummary:
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """One strategy of one protocol."""
+    """One strategy of one protocol; ``final``, ``target``, ``round0``, ``ceiling`` are values of
+    the curve metric ``metric`` (a row column, e.g. ``map50``), ``final_secondary`` of its companion."""
 
     protocol: str
     strategy: str
     seeds: int
-    final_map50: float
-    final_map50_std: float
-    final_map50_95: float
-    target_map50: float
-    round0_map50: float
-    ceiling_map50: float | None
+    final: float
+    final_std: float
+    final_secondary: float
+    target: float
+    round0: float
+    ceiling: float | None
     gap_closed: float | None
     rare_boxes: float
     near_duplicates: float | None
     boxes_per_pick: float
     edits_per_pick: float
     units: dict[str, UnitSummary] = field(default_factory=dict)
-    comparable: bool = True  # False when random's final mAP50 is 0 (nothing to reach)
+    comparable: bool = True  # False when random's final value is 0 (nothing to reach)
+    metric: str = "map50"
 
     def unit(self, name: str) -> UnitSummary:
         return self.units[name]
@@ -187,7 +199,7 @@ def boxes_per_pick(rows: Sequence[Mapping[str, Any]], protocol: str, strategy: s
 def _reach(c: Curve | None, unit: str, target: float | None) -> float | None:
     if c is None or target is None or not math.isfinite(target):
         return None
-    return labels_to_reach(c.x[unit], c.map50, target)
+    return labels_to_reach(c.x[unit], c.y, target)
 
 
 def summarise(
@@ -195,19 +207,21 @@ def summarise(
     ceilings: Mapping[str, float] | None = None,
     clusters_known: bool = True,
     baseline: str = BASELINE,
+    metric: CurveMetric = BOX_CURVE,
 ) -> list[SummaryRow]:
     """One :class:`SummaryRow` per protocol x strategy.
 
     Args:
-        ceilings: protocol -> mean ceiling mAP50 over seeds (absent: no ceiling columns).
+        ceilings: protocol -> mean ceiling of ``metric`` over seeds (absent: no ceiling columns).
         clusters_known: False when the data has no near-duplicate clusters.
+        metric: the curve metric (the task's).
     """
-    curves = mean_curves(rows)
+    curves = mean_curves(rows, metric)
     out = []
     for (protocol, strategy), c in sorted(curves.items()):
         base = curves.get((protocol, baseline))
         sprint = curves.get((protocol, SPRINT))
-        target = float(base.map50[-1]) if base is not None else math.nan
+        target = float(base.y[-1]) if base is not None else math.nan
         comparable = base is not None and target > 0
         ceiling = (ceilings or {}).get(protocol)
         goal = CEILING_SHARE * ceiling if ceiling is not None else None
@@ -221,17 +235,17 @@ def summarise(
                 sprint_ratio = _ratio(mine, _reach(sprint, unit, target) if comparable else None)
                 sprint90 = _ratio(mine90, _reach(sprint, unit, goal))
             units[unit] = UnitSummary(mine, _ratio(mine, ref), _ratio(ref, mine), mine90, _ratio(mine90, ref90),
-                                      _ratio(ref90, mine90), normalised_auc(c.x[unit], c.map50),
+                                      _ratio(ref90, mine90), normalised_auc(c.x[unit], c.y),
                                       sprint_ratio, sprint90)
         gap = None
-        if ceiling is not None and ceiling - float(c.map50[0]) > 1e-9:
-            gap = (float(c.map50[-1]) - float(c.map50[0])) / (ceiling - float(c.map50[0]))
+        if ceiling is not None and ceiling - float(c.y[0]) > 1e-9:
+            gap = (float(c.y[-1]) - float(c.y[0])) / (ceiling - float(c.y[0]))
         out.append(SummaryRow(
-            protocol, strategy, c.seeds, float(c.map50[-1]), float(c.map50_std[-1]), float(c.map50_95[-1]),
-            target, float(c.map50[0]), ceiling, gap, float(c.rare_boxes[-1]),
+            protocol, strategy, c.seeds, float(c.y[-1]), float(c.y_std[-1]), float(c.secondary[-1]),
+            target, float(c.y[0]), ceiling, gap, float(c.rare_boxes[-1]),
             float(c.near_duplicates_total[-1]) if clusters_known else None,
             boxes_per_pick(rows, protocol, strategy), per_pick(rows, protocol, strategy, "new_edits"),
-            units, comparable,
+            units, comparable, metric.column,
         ))
     return out
 
@@ -244,13 +258,19 @@ def _x(value: float | None) -> str:
     return _fmt(value, ".2f", "–") + ("x" if value is not None and not math.isnan(value) else "")
 
 
-OVERVIEW = ("protocol", "strategy", "seeds", "final mAP50 (mean ± std)", "final mAP50-95", "round-0 mAP50",
-            "ceiling mAP50", "gap closed", "rare boxes", "near-dup picks", "boxes/pick", "edits/pick")
+def overview_header(metric: CurveMetric = BOX_CURVE) -> tuple[str, ...]:
+    """The overview table's columns, naming the task's curve metric."""
+    return ("protocol", "strategy", "seeds", f"final {metric.label} (mean ± std)", f"final {metric.secondary_label}",
+            f"round-0 {metric.label}", f"ceiling {metric.label}", "gap closed", "rare boxes", "near-dup picks",
+            "boxes/pick", "edits/pick")
+
+
+OVERVIEW = overview_header()
 
 
 def overview_cells(rows: Sequence[SummaryRow]) -> list[list[str]]:
-    return [[r.protocol, r.strategy, str(r.seeds), f"{r.final_map50:.3f} ± {r.final_map50_std:.3f}",
-             f"{r.final_map50_95:.3f}", f"{r.round0_map50:.3f}", _fmt(r.ceiling_map50, ".3f", "n/a"),
+    return [[r.protocol, r.strategy, str(r.seeds), f"{r.final:.3f} ± {r.final_std:.3f}",
+             f"{r.final_secondary:.3f}", f"{r.round0:.3f}", _fmt(r.ceiling, ".3f", "n/a"),
              _fmt(r.gap_closed, ".2f", "n/a"), f"{r.rare_boxes:.1f}",
              _fmt(r.near_duplicates, ".1f", "n/a"), _fmt(r.boxes_per_pick, ".2f", "–"),
              _fmt(r.edits_per_pick, ".2f", "–")] for r in rows]
@@ -269,7 +289,7 @@ def unit_cells(rows: Sequence[SummaryRow], unit: str) -> list[list[str]]:
     for r in rows:
         u = r.unit(unit)
         reach = "not reached" if r.comparable else "n/a"
-        reach90 = "not reached" if r.ceiling_map50 is not None else "n/a"
+        reach90 = "not reached" if r.ceiling is not None else "n/a"
         spec = ".1f" if unit == "images" else ".0f"
         row = [r.protocol, r.strategy, _fmt(u.to_random_final, spec, reach), _fmt(u.ratio, ".2f", "–"),
                _x(u.speedup), _fmt(u.to_ceiling, spec, reach90), _fmt(u.ceiling_ratio, ".2f", "–"),
@@ -292,16 +312,16 @@ def _text(header: Sequence[str], cells: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table) + "\n"
 
 
-def markdown_table(rows: Sequence[SummaryRow]) -> str:
+def markdown_table(rows: Sequence[SummaryRow], metric: CurveMetric = BOX_CURVE) -> str:
     """The overview table, then one table per cost unit (images, boxes, reviewer edits)."""
-    parts = [_markdown(OVERVIEW, overview_cells(rows))]
+    parts = [_markdown(overview_header(metric), overview_cells(rows))]
     for unit in UNITS:
         parts.append(f"\nCost in {unit}:\n\n" + _markdown(unit_header(unit), unit_cells(rows, unit)))
     return "".join(parts)
 
 
-def text_table(rows: Sequence[SummaryRow]) -> str:
-    parts = [_text(OVERVIEW, overview_cells(rows))]
+def text_table(rows: Sequence[SummaryRow], metric: CurveMetric = BOX_CURVE) -> str:
+    parts = [_text(overview_header(metric), overview_cells(rows))]
     for unit in UNITS:
         parts.append(f"\ncost in {unit}:\n" + _text(unit_header(unit), unit_cells(rows, unit)))
     return "".join(parts)

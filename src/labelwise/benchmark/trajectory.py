@@ -1,14 +1,18 @@
 """One trajectory (protocol x strategy x seed): train -> evaluate -> select -> reveal, per round.
 
 Runs inside a worker process (one torch thread). Every step is the product's own code under the
-product's settings (:meth:`BenchmarkConfig.product_settings`): the training set writer and the
-recipe (:mod:`labelwise.training`), the scoring rule (:func:`labelwise.scorebatch.scoring_rule`),
-the selection (:func:`labelwise.scorebatch.select_queue`) and the embedder.
+product's settings (:meth:`BenchmarkConfig.product_settings`): the task's adapter and training
+set writer (:mod:`labelwise.benchmark.tasks`), the recipe (:mod:`labelwise.training`), the
+scoring rule of the task (:func:`labelwise.scorebatch.scoring_rule`), the selection
+(:func:`labelwise.scorebatch.select_queue`) and the embedder. One loop serves detection,
+classification and segmentation.
 
 Reviewer edits: every image the oracle labels is counted against the pre-annotations it would
-have been queued with — the boxes of the model that picked it (round 0: the warm base; none from
-scratch) at or above ``labelstudio.preannotation_conf``, the product's pre-annotation threshold — by
-:func:`labelwise.review.corrections.reviewer_edits` (added, deleted, relabelled, moved).
+have been queued with — the rows of the model that picked it (round 0: the warm base; none from
+scratch) at or above the product's pre-annotation threshold (``labelstudio.preannotation_conf``;
+a classifier's top class always) — by :func:`labelwise.review.corrections.reviewer_edits`
+(added, deleted, relabelled, moved; for a classification one relabel per wrong top class; for a
+segmentation per instance, by its box).
 
 All state of the job lives in ``job.job_dir``: the round's training set, the ultralytics run
 (deleted once the round is done) and ``result.json`` (written last; a finished job is not re-run
@@ -27,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labelwise.benchmark.config import SPRINT, BenchmarkConfig, config_hash, training_values
-from labelwise.benchmark.data import PreparedData, write_train_set
-from labelwise.benchmark.oracle import near_duplicates, rare_boxes
+from labelwise.benchmark.data import PreparedData
+from labelwise.benchmark.oracle import Oracle, near_duplicates, rare_boxes
 from labelwise.benchmark.plan import Job, round_rng
+from labelwise.benchmark.tasks import TrainItem
 from labelwise.config import Settings
 from labelwise.domain import Detections, class_box_counts
 from labelwise.labelstudio.boxes import detections_to_yolo
@@ -40,7 +45,8 @@ from labelwise.strategies import get_strategy
 from labelwise.training import train_round
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labelwise.detector import EvalResult, TrainResult, YoloDetector
+    from labelwise.detector import YoloDetector
+    from labelwise.yolo_models import TrainResult
 
 RESULT_NAME = "result.json"
 EDIT_KINDS = ("added", "deleted", "relabelled", "moved")
@@ -53,33 +59,35 @@ def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
                 "preset", "cache_dir", "ceiling"):
         values.pop(key, None)
     recipe = {**cfg.recipe_values(), "training": training_values(cfg.job_settings(job.pseudo).training)}
+    if values.get("task") == "detect":  # detection trajectories keep their fingerprints
+        values.pop("task")
     return config_hash({"cfg": values, "recipe": recipe, "job": job.as_dict(), "format": 2})
 
 
 def train_and_evaluate(
-    settings: Settings, data: PreparedData, start_ref: str, labelled: Sequence[int],
-    labels: Sequence[np.ndarray], work: Path, name: str, seed: int,
-    pseudo: Sequence[tuple[int, np.ndarray]] = (),
-) -> tuple["YoloDetector", "TrainResult", "EvalResult"]:
-    """Train ``start_ref`` on the labelled pool images (plus ``pseudo`` (index, (N, 5) rows)
-    pseudo-labelled ones) by the product's recipe; evaluate on the test split.
+    settings: Settings, data: PreparedData, start_ref: str, items: Sequence[TrainItem],
+    work: Path, name: str, seed: int, reviewed: int | None = None,
+) -> tuple[Any, "TrainResult", dict[str, float]]:
+    """Train ``start_ref`` on ``items`` (pool images with their truth, or pseudo-labels) by the
+    product's recipe through the task's writer and adapter; evaluate on the test split.
 
-    The training set goes to ``work/train`` (replaced), the run to ``work/runs/<name>``.
+    ``reviewed``: how many of ``items`` are reviewed labels (the recipe's epochs follow them;
+    default all). Returns (the trained model, the training result, the task's metric columns
+    incl. per class and ``eval_seconds``). The training set goes to ``work/train`` (replaced),
+    the run to ``work/runs/<name>``.
     """
-    from labelwise.detector import YoloDetector
-
+    task = data.task
     names = data.class_names
-    items = [(data.pool_paths[i], b) for i, b in zip(labelled, labels)] + [(data.pool_paths[i], b) for i, b in pseudo]
-    data_yaml = write_train_set(work / "train", items, names, data.val_dir, data.test_dir)
-    start = YoloDetector.load(start_ref, settings.detector, work, class_names=names, seed=seed)
-    trained = train_round(start, data_yaml, settings.training, len(items), work / "runs", name, seed=seed,
-                          reviewed_images=len(labelled))
-    model = YoloDetector.load(trained.weights, settings.detector, work, class_names=names)
-    ev = model.evaluate(data_yaml, "test", out_dir=work / "runs")
-    return model, trained, ev
+    data_ref = task.write_train_set(work / "train", items, data)
+    start = task.load(start_ref, settings, work, names, seed=seed)
+    trained = train_round(start, data_ref, settings.training, len(items), work / "runs", name, seed=seed,
+                          reviewed_images=len(items) if reviewed is None else reviewed)
+    model = task.load(str(trained.weights), settings, work, names)
+    ev = model.evaluate(data_ref, "test", out_dir=work / "runs")
+    return model, trained, {**task.metrics(ev, names), "eval_seconds": round(ev.seconds, 2)}
 
 
-def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetector", labelled: list[int],
+def choose(settings: Settings, job: Job, data: PreparedData, model: Any, labelled: list[int],
            round_number: int, labelled_counts: np.ndarray | None = None
            ) -> tuple[list[int], dict[int, Detections]]:
     """Pool indices the strategy queues after ``round_number`` and the model's detections of
@@ -99,7 +107,7 @@ def choose(settings: Settings, job: Job, data: PreparedData, model: "YoloDetecto
     if strategy.needs_predictions:
         predicted = model.predict(paths)
         detections = dict(zip(unlabelled, predicted))
-        scores = score_images(list(zip(stems, predicted)), scoring_rule(settings))
+        scores = score_images(list(zip(stems, predicted)), scoring_rule(settings, data.task.task_type))
     else:
         scores = [unscored(s) for s in stems]
     emb = lab = None
@@ -131,7 +139,7 @@ def image_edits(settings: Settings, data: PreparedData, index: int, dets: Detect
         pre = np.zeros((0, 5))
     else:
         width, height = data.size_of(index)
-        pre = detections_to_yolo(dets.above(settings.labelstudio.preannotation_conf), width, height)
+        pre = detections_to_yolo(dets.above(data.task.preannotation_floor(settings)), width, height)
     return reviewer_edits(pre, truth), len(pre)
 
 
@@ -164,8 +172,6 @@ def pseudo_step(settings: Settings, data: PreparedData, model: "YoloDetector | N
 
 def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[dict[str, Any]]:
     """Every round's row of ``job`` (see :mod:`labelwise.benchmark.outputs` for the columns)."""
-    from labelwise.detector import YoloDetector
-
     job_dir = Path(job.job_dir)
     fingerprint = trajectory_fingerprint(cfg, job)
     result_file = job_dir / RESULT_NAME
@@ -178,14 +184,15 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
     job_dir.mkdir(parents=True)
     settings = cfg.job_settings(job.pseudo)
     names = data.class_names
+    task = data.task
     oracle = data.oracle()
     labelled: list[int] = list(job.initial)
     new: list[int] = list(job.initial)
     # Round 0's images are queued with the start model's boxes (warm base); none from scratch.
     sent: dict[int, Detections] = {}
-    current: YoloDetector | None = None  # the model whose predictions feed pseudo-labels
+    current: Any = None  # the model whose predictions feed pseudo-labels
     if job.protocol == "warm":
-        current = YoloDetector.load(job.start_ref, settings.detector, job_dir, class_names=names)
+        current = task.load(job.start_ref, settings, job_dir, names)
         sent = dict(zip(new, current.predict([data.pool_paths[i] for i in new])))
     dup_total = 0
     totals = dict.fromkeys(EDIT_KINDS, 0)
@@ -206,8 +213,10 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
             totals_sent += n_sent
         labels = [oracle.reveal(data.pool_paths[i].stem) for i in labelled]
         pseudo, pseudo_counts = ([], {}) if not job.pseudo else pseudo_step(settings, data, current, sent, labelled)
-        model, trained, ev = train_and_evaluate(settings, data, job.start_ref, labelled, labels, job_dir,
-                                                f"round-{r}", job.seed, pseudo)
+        items = [data.train_item(oracle, i) for i in labelled] + [
+            TrainItem(data.pool_paths[i], b) for i, b in pseudo]
+        model, trained, metrics = train_and_evaluate(settings, data, job.start_ref, items, job_dir,
+                                                     f"round-{r}", job.seed, reviewed=len(labelled))
         counts = class_box_counts(labels, len(names))
         t_select = time.perf_counter()
         picks, sent = choose(settings, job, data, model, labelled, r, counts) if r < cfg.rounds else ([], {})
@@ -219,13 +228,12 @@ def run_trajectory(cfg: BenchmarkConfig, data: PreparedData, job: Job) -> list[d
             "new_images": len(new), "new_boxes": int(sum(len(oracle.reveal(s)) for s in new_stems)),
             "edits": sum(totals.values()), "new_edits": new_edits, "preannotated_boxes": totals_sent,
             **{f"edits_{kind}": totals[kind] for kind in EDIT_KINDS},
-            "map50": ev.map50, "map50_95": ev.map50_95, "precision": ev.precision, "recall": ev.recall,
+            **metrics,
             "rare_boxes": rare_boxes(labels, data.rare_classes),
             "rare_boxes_gained": rare_boxes((oracle.reveal(s) for s in new_stems), data.rare_classes),
             "near_duplicates": dups, "near_duplicates_total": dup_total,
             "epochs": trained.epochs, "train_seconds": round(trained.seconds, 2),
-            "eval_seconds": round(ev.seconds, 2), "select_seconds": round(select_seconds, 2),
-            **{f"ap50/{name}": float(ev.per_class_ap50.get(name, float("nan"))) for name in names},
+            "select_seconds": round(select_seconds, 2),
             **{f"boxes/{name}": int(c) for name, c in zip(names, counts)},
         })
         shutil.rmtree(trained.run_dir, ignore_errors=True)

@@ -15,9 +15,13 @@ placed at a random position and overlaid with pixel noise. Written as::
                                     simulated annotator and the benchmark's oracle read
       test/<class>/test_000000.png  the test images in ultralytics' classification layout
 
-Images are ``imgsz`` x ``imgsz`` 8-bit RGB PNGs. The pool and the test images of a class come from
-disjoint sklearn samples (each sample is used at most once), so ``per_class_pool +
-per_class_test`` may not exceed the rarest class's 174 samples.
+Images are ``imgsz`` x ``imgsz`` 8-bit RGB PNGs. Like the detection set, a set belongs to a
+``domain`` (:data:`~labelwise.datasets.digits.DOMAIN_RULE`): the target domain draws the even
+sklearn samples on light textured backgrounds, the source domain the odd ones on its own
+backgrounds and inks, so a classifier pretrained on a source set has never seen a target image's
+digit. The pool and the test images of a class come from disjoint samples of the domain (each
+sample is used at most once), so ``per_class_pool + per_class_test`` may not exceed the rarest
+class's 86 samples in either domain.
 
 Determinism: the sample assignment is drawn from ``(seed, 0)`` and every image from its own
 :class:`numpy.random.Generator` seeded with ``(seed, split, index)``, so the same config writes
@@ -38,12 +42,20 @@ import numpy as np
 from PIL import Image
 
 from labelwise.datasets.digits.backgrounds import _background, _ink_colour
-from labelwise.datasets.digits.config import CLASS_NAMES, NUM_CLASSES, _check_int, _sklearn_digits
+from labelwise.datasets.digits.config import (
+    CLASS_NAMES,
+    DOMAINS,
+    NUM_CLASSES,
+    Domain,
+    _check_int,
+    _sklearn_digits,
+    domain_sample_indices,
+)
 from labelwise.datasets.digits.dataset import _write_atomic
 from labelwise.datasets.digits.render import _composite, _digit_alpha
 
 MANIFEST_FORMAT = "labelwise.datasets.digits_classify"
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 TRUTH_NAME = "pool_truth.json"
 POOL_DIR = "pool"
@@ -69,18 +81,24 @@ class DigitsClassifyConfig:
         per_class_test: test images per class (>= 0).
         seed: non-negative integer; the same config writes byte-identical files.
         imgsz: side of the square images in pixels (>= 16).
+        domain: ``"target"`` (even sklearn samples, light backgrounds) or ``"source"`` (odd
+            samples, its own backgrounds and inks): a source set pretrains a classifier that has
+            never seen a target digit.
     """
 
     per_class_pool: int = 40
     per_class_test: int = 10
     seed: int = 0
     imgsz: int = 32
+    domain: Domain = "target"
 
     def __post_init__(self) -> None:
         _check_int("per_class_pool", self.per_class_pool, 1)
         _check_int("per_class_test", self.per_class_test, 0)
         _check_int("seed", self.seed, 0)
         _check_int("imgsz", self.imgsz, MIN_IMGSZ)
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {list(DOMAINS)}; got {self.domain!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
@@ -167,29 +185,33 @@ def _assign_samples(config: DigitsClassifyConfig) -> tuple[list[tuple[int, int]]
         test: per class, the sample indices of its test images.
     """
     _, labels = _sklearn_digits()
+    domain = domain_sample_indices(config.domain)
     need = config.per_class_pool + config.per_class_test
-    available = np.bincount(labels, minlength=NUM_CLASSES)
+    available = np.bincount(labels[domain], minlength=NUM_CLASSES)
     if need > available.min():
         raise ValueError(
             f"per_class_pool + per_class_test must be <= {int(available.min())} (the rarest "
-            f"digit's sklearn samples; pool and test never share one); got {need}"
+            f"digit's sklearn samples in the {config.domain} domain; pool and test never share "
+            f"one); got {need}"
         )
     rng = np.random.default_rng([config.seed, _SEED_TAG, 0])
     pool: list[tuple[int, int]] = []
     test: list[list[int]] = []
     for c in range(NUM_CLASSES):
-        chosen = rng.permutation(np.flatnonzero(labels == c))[:need]
+        chosen = rng.permutation(domain[labels[domain] == c])[:need]
         pool += [(c, int(s)) for s in chosen[: config.per_class_pool]]
         test.append([int(s) for s in chosen[config.per_class_pool :]])
     order = rng.permutation(len(pool))
     return [pool[i] for i in order], test
 
 
-def _render_digit(sample: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One (size, size, 3) uint8 RGB image of an (8, 8) ink sample, drawn from ``rng``."""
-    canvas = _background(rng, size, size, "target")
+def _render_digit(sample: np.ndarray, size: int, rng: np.random.Generator,
+                  domain: Domain = "target") -> np.ndarray:
+    """One (size, size, 3) uint8 RGB image of an (8, 8) ink sample, drawn from ``rng`` on the
+    ``domain``'s backgrounds and inks."""
+    canvas = _background(rng, size, size, domain)
     luma = float((canvas @ _LUMA).mean())
-    colour = _ink_colour(rng, luma, "target")
+    colour = _ink_colour(rng, luma, domain)
     digit = round(size * rng.uniform(0.55, 0.75))
     alpha = _digit_alpha(
         sample,
@@ -215,7 +237,8 @@ def _render_digit(sample: np.ndarray, size: int, rng: np.random.Generator) -> np
 
 
 def _image_rng(config: DigitsClassifyConfig, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, _SEED_TAG, _SPLIT_CODE[split], index])
+    return np.random.default_rng([config.seed, _SEED_TAG, _SPLIT_CODE[split], index,
+                                  DOMAINS.index(config.domain)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +311,7 @@ def generate_digits_classify(
     seed: int = 0,
     imgsz: int = 32,
     *,
+    domain: Domain = "target",
     overwrite: bool = False,
 ) -> DigitsClassifySet:
     """Write the digits classification set into ``root`` and return it.
@@ -303,13 +327,14 @@ def generate_digits_classify(
         per_class_test: test images per class (>= 0).
         seed: non-negative integer.
         imgsz: image side in pixels (>= 16).
+        domain: ``"target"`` or ``"source"`` (see the module docstring).
         overwrite: replace a set generated with another config.
 
     Raises:
         ValueError: a bad config value, or more images per class than sklearn has samples.
         FileExistsError: ``root`` may not be written (see above).
     """
-    config = DigitsClassifyConfig(per_class_pool, per_class_test, seed, imgsz)
+    config = DigitsClassifyConfig(per_class_pool, per_class_test, seed, imgsz, domain)
     root = Path(root).expanduser().resolve()
     existing = _prepare_root(root, config, overwrite)
     if existing is not None:
@@ -329,7 +354,7 @@ def generate_digits_classify(
     truth: dict[str, int] = {}
     for index, (class_id, sample) in enumerate(pool):
         name = f"pool_{index:06d}.png"
-        _save_png(_render_digit(images[sample], imgsz, _image_rng(config, POOL_DIR, index)),
+        _save_png(_render_digit(images[sample], imgsz, _image_rng(config, POOL_DIR, index), domain),
                   dataset.pool_dir / name)
         truth[name] = class_id
         _write_atomic(dataset.pool_labels_dir / f"{Path(name).stem}.txt",
@@ -340,7 +365,7 @@ def generate_digits_classify(
     for class_id, samples in enumerate(test):
         for sample in samples:
             rel = f"{TEST_DIR}/{CLASS_NAMES[class_id]}/test_{index:06d}.png"
-            _save_png(_render_digit(images[sample], imgsz, _image_rng(config, TEST_DIR, index)),
+            _save_png(_render_digit(images[sample], imgsz, _image_rng(config, TEST_DIR, index), domain),
                       root / rel)
             entries.append({"file": rel, "split": TEST_DIR, "class_id": class_id,
                             "sample": sample})

@@ -58,6 +58,7 @@ from labelwise.datasets.digits.config import (
     CLASS_NAMES,
     NUM_CLASSES,
     DigitsConfig,
+    Domain,
     _check_int,
     class_probabilities,
 )
@@ -118,6 +119,9 @@ class DigitsSegmentConfig:
             boundary pixel centre).
         min_area_px: smallest ink part (square pixels, polygon area) kept in a polygon (>= 0).
         seed: non-negative integer; the same config writes byte-identical files.
+        domain: ``"target"`` (even sklearn samples, light backgrounds) or ``"source"`` (odd
+            samples, its own backgrounds): the detection set's domains, so a model pretrained on
+            a source set has never seen a target digit.
     """
 
     pool_images: int = 60
@@ -137,6 +141,7 @@ class DigitsSegmentConfig:
     simplify_tolerance_px: float = 0.5
     min_area_px: float = 4.0
     seed: int = 0
+    domain: Domain = "target"
 
     def __post_init__(self) -> None:
         _check_int("pool_images", self.pool_images, 1)
@@ -155,7 +160,7 @@ class DigitsSegmentConfig:
 
     def render_config(self) -> DigitsConfig:
         """The detection generator's config that plans and renders these scenes (ink boxes may
-        not overlap at all; the target domain)."""
+        not overlap at all; this set's domain)."""
         return DigitsConfig(
             pool_images=self.pool_images,
             val_images=self.val_images,
@@ -172,7 +177,7 @@ class DigitsSegmentConfig:
             max_box_overlap=0.0,
             duplicate_cluster_fraction=self.duplicate_cluster_fraction,
             distractors_max=self.distractors_max,
-            domain="target",
+            domain=self.domain,
             seed=self.seed,
         )
 

@@ -362,6 +362,7 @@ def fold_jobs(seed: int, rows: Sequence[np.ndarray], folds: int, rng: np.random.
 def grade_fold(cfg: LabelIssueBenchConfig, data: PreparedData, base: str, job: FoldJob) -> FoldResult:
     """Train by the product's recipe on the job's noisy labels, then find the held-out images'
     label issues with that model (runs in a worker process)."""
+    from labelwise.benchmark.tasks import TrainItem
     from labelwise.benchmark.trajectory import train_and_evaluate
     from labelwise.quality.label_issues import find_label_issues
     from labelwise.review.corrections import yolo_rows_to_xyxy
@@ -369,8 +370,9 @@ def grade_fold(cfg: LabelIssueBenchConfig, data: PreparedData, base: str, job: F
     started = time.perf_counter()
     settings = cfg.benchmark_config().job_settings(pseudo=False)
     work = cfg.out / "folds" / f"seed{job.seed}-fold{job.fold}"
-    model, _, ev = train_and_evaluate(settings, data, base, [i for i, _ in job.train],
-                                      [r for _, r in job.train], work, "fold", seed=job.seed)
+    model, _, metrics = train_and_evaluate(settings, data, base,
+                                           [TrainItem(data.pool_paths[i], r) for i, r in job.train],
+                                           work, "fold", seed=job.seed)
     held = [i for i, _ in job.held_out]
     issues: list[LabelIssue] = []
     for (i, rows), det in zip(job.held_out, model.predict([data.pool_paths[i] for i in held])):
@@ -379,7 +381,7 @@ def grade_fold(cfg: LabelIssueBenchConfig, data: PreparedData, base: str, job: F
         issues.extend(find_label_issues(
             data.pool_paths[i].stem, xyxy * np.array([w, h, w, h], dtype=np.float64), classes,
             det.xyxy, det.confidence, det.probs if len(det.xyxy) else np.zeros((0, 0)), cfg.rule))
-    return FoldResult(job.seed, job.fold, tuple(issues), ev.map50, time.perf_counter() - started)
+    return FoldResult(job.seed, job.fold, tuple(issues), metrics["map50"], time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
