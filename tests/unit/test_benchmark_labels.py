@@ -91,14 +91,14 @@ def test_scan_labels_report_and_log_line(tmp_path):
     _write(truth, "b", "12 0.5 0.5 0.2 0.2\n")
     _write(truth, "c", "")
     _write(truth, "unused", "bad line\n")  # not a requested stem: not read
-    report = scan_labels(truth, ["a", "b", "c", "no-file"], NUM_CLASSES)
+    report = scan_labels(Oracle(truth, NUM_CLASSES), ["a", "b", "c", "no-file"])
     assert (report.files, report.boxes, report.clipped, report.skipped) == (3, 2, 1, 1)
     assert report.examples == ("b.txt:1: expected an integer class id in 0..9 (got '12 0.5 0.5 0.2 0.2')",)
     assert report.describe() == (
         "labels: 2 boxes in 3 files; clipped 1 that crossed the image edge, skipped 1 invalid lines "
         "(e.g. b.txt:1: expected an integer class id in 0..9 (got '12 0.5 0.5 0.2 0.2'))"
     )
-    clean = scan_labels(truth, ["c"], NUM_CLASSES)
+    clean = scan_labels(Oracle(truth, NUM_CLASSES), ["c"])
     assert clean.describe() == "labels: 0 boxes in 1 files; clipped 0 that crossed the image edge, skipped 0 invalid lines"
 
 
@@ -106,7 +106,7 @@ def test_report_keeps_at_most_five_examples_and_shortens_long_lines(tmp_path):
     truth = tmp_path / "truth"
     _write(truth, "a", "x\n" * 4)
     _write(truth, "b", "y\n" * 3 + "1 " + "0.5 " * 40 + "\n")
-    report = scan_labels(truth, ["a", "b"], NUM_CLASSES)
+    report = scan_labels(Oracle(truth, NUM_CLASSES), ["a", "b"])
     assert report.skipped == 8 and len(report.examples) == MAX_EXAMPLES
     assert [e.split(":")[0] for e in report.examples] == ["a.txt"] * 4 + ["b.txt"]
     long_report = read_label_file(truth / "b.txt", NUM_CLASSES)[1]

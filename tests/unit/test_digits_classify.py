@@ -65,16 +65,27 @@ def test_manifest_records_disjoint_samples_of_the_right_class(small: DigitsClass
 
     manifest = json.loads(small.manifest.read_text())
     assert manifest["format"] == MANIFEST_FORMAT and manifest["class_names"] == list(DIGITS)
-    assert manifest["config"] == SMALL and manifest["counts"] == {"pool": 30, "test": 20}
+    assert manifest["config"] == {**SMALL, "domain": "target"}
+    assert manifest["counts"] == {"pool": 30, "test": 20}
     labels = load_digits().target
     entries = manifest["images"]
     assert all(labels[e["sample"]] == e["class_id"] for e in entries)
     samples = [e["sample"] for e in entries]
     assert len(set(samples)) == len(samples)  # pool and test never share a digit sample
+    assert all(s % 2 == 0 for s in samples)  # the target domain's samples only
     truth = small.pool_truth()
     for e in entries:
         if e["split"] == "pool":
             assert truth[Path(e["file"]).name] == e["class_id"]
+
+
+def test_source_domain_draws_the_other_samples_on_its_own_backgrounds(
+    small: DigitsClassifySet, tmp_path: Path
+) -> None:
+    source = generate_digits_classify(tmp_path / "source", **SMALL, domain="source")
+    entries = json.loads(source.manifest.read_text())["images"]
+    assert entries and all(e["sample"] % 2 == 1 for e in entries)
+    assert _files(source.root) != _files(small.root)
 
 
 def test_same_config_is_idempotent_and_deterministic(
@@ -114,9 +125,11 @@ def test_other_config_interrupted_runs_and_foreign_folders(tmp_path: Path) -> No
 
 
 def test_bad_configs_are_refused_before_writing(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="<= 174"):
-        generate_digits_classify(tmp_path / "a", per_class_pool=170, per_class_test=10)
+    with pytest.raises(ValueError, match="<= 86 .*in the target domain.*got 90"):
+        generate_digits_classify(tmp_path / "a", per_class_pool=80, per_class_test=10)
     assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="domain must be one of"):
+        generate_digits_classify(tmp_path / "d", domain="other")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="imgsz must be an integer >= 16"):
         generate_digits_classify(tmp_path / "b", imgsz=8)
     with pytest.raises(ValueError, match="per_class_pool must be an integer >= 1"):

@@ -228,13 +228,13 @@ class SegmentOracle(Oracle):
         return self.revealed[stem]
 
 
-def scan_labels(truth_dir: Path, stems: Iterable[str], num_classes: int) -> LabelReport:
-    """Read the label files of ``stems`` once and report what was clipped and skipped.
+def scan_labels(oracle: Oracle, stems: Iterable[str]) -> LabelReport:
+    """Read the label files of ``stems`` once through ``oracle`` (a fresh one: the data set's)
+    and report what was clipped and skipped.
 
     Meant for the start of a run, so the log says up front what the oracle will do with the
     data set (``report.describe()``).
     """
-    oracle = Oracle(truth_dir, num_classes)
     for stem in stems:
         oracle.reveal(stem)
     return oracle.report()

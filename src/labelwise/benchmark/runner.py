@@ -137,7 +137,7 @@ def run_benchmark(cfg: BenchmarkConfig, log: Log = print) -> BenchmarkResult:
     data = prepare_data(cfg)
     log(f"data: {len(data.pool_paths)} pool images, classes {list(data.class_names)}, "
         f"rare {list(data.rare_classes)}, test split {data.test_dir}")
-    log(scan_labels(data.truth_dir, [p.stem for p in data.pool_paths], len(data.class_names)).describe())
+    log(scan_labels(data.oracle(), [p.stem for p in data.pool_paths]).describe())
     refs = _start_refs(cfg)
     jobs = [j for j in plan_jobs(cfg.protocols, cfg.strategies, cfg.seed_list, len(data.pool_paths),
                                  cfg.initial, refs, out / "jobs", cfg.pseudo_strategies)
