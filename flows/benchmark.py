@@ -45,7 +45,8 @@ def benchmark(params: BenchmarkParams) -> dict:
 
     logger = get_run_logger()
     cfg = preset(
-        params.preset, Path(params.out), task=params.task, strategies=tuple(params.strategies) if params.strategies else None,
+        params.preset, Path(params.out), task=params.task,
+        strategies=tuple(params.strategies) if params.strategies else None,
         pseudo_strategies=tuple(params.pseudo) if params.pseudo else None,
         seeds=params.seeds, protocols=PROTOCOLS[params.protocol], rounds=params.rounds,
         per_round=params.per_round, workers=params.workers, diversity_weight=params.diversity_weight,

@@ -401,10 +401,16 @@ def test_train_on_digits_then_evaluate(
     )
     before = classifier.version
     result = classifier.train(
-        root, tmp_path / "runs", epochs=2, batch=32, imgsz=IMGSZ,
-        fliplr=0.0, auto_augment=None, erasing=0.0, warmup_epochs=0,
+        root, tmp_path / "runs", epochs=2, batch=32, imgsz=IMGSZ, warmup_epochs=0, hsv_v=0.2,
     )
     assert result.epochs == 2 and result.weights.is_file() and result.seconds > 0
+    # The recipe's light augmentation reached ultralytics; an override still wins.
+    import yaml
+
+    from labelwise.classifier import LIGHT_AUGMENTATION
+
+    used = yaml.safe_load((tmp_path / "runs" / "train" / "args.yaml").read_text())
+    assert {k: used[k] for k in LIGHT_AUGMENTATION} == {**LIGHT_AUGMENTATION, "hsv_v": 0.2}
     assert classifier.version == before  # training works on a copy
     trained = YoloClassifier.load(
         result.weights, cls_env.settings, cls_env.state_dir, class_names=DIGITS

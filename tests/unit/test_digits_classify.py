@@ -44,8 +44,8 @@ def test_layout_truth_and_images(small: DigitsClassifySet) -> None:
     truth = small.pool_truth()
     assert sorted(truth) == pool_files
     assert Counter(truth.values()) == {c: 3 for c in range(10)}
-    from labelwise.task_types import classification_label, label_class
     from labelwise.datasets.digits.labels import read_yolo_labels
+    from labelwise.task_types import classification_label, label_class
     for name, class_id in truth.items():  # the label a classified image gets, as the annotator reads it
         rows = read_yolo_labels(small.pool_labels_dir / f"{Path(name).stem}.txt")
         np.testing.assert_array_equal(rows, classification_label(class_id))

@@ -14,10 +14,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from labelwise.benchmark.config import BenchmarkConfig, DataSpec, config_hash, training_values
+from labelwise.benchmark.config import BenchmarkConfig, config_hash, training_values
 from labelwise.benchmark.oracle import (
     Oracle,
     SegmentOracle,

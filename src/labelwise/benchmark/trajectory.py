@@ -32,7 +32,7 @@ import numpy as np
 
 from labelwise.benchmark.config import SPRINT, BenchmarkConfig, config_hash, training_values
 from labelwise.benchmark.data import PreparedData
-from labelwise.benchmark.oracle import Oracle, near_duplicates, rare_boxes
+from labelwise.benchmark.oracle import near_duplicates, rare_boxes
 from labelwise.benchmark.plan import Job, round_rng
 from labelwise.benchmark.tasks import TrainItem
 from labelwise.config import Settings
