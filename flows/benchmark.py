@@ -19,11 +19,11 @@ PROTOCOLS = {"scratch": ("scratch",), "warm": ("warm",), "both": ("scratch", "wa
 class BenchmarkParams(BaseModel):
     """Benchmark parameters (None = the preset's value)."""
 
-    preset: Literal["quick", "full", "pool"] = Field(
+    preset: Literal["quick", "full", "pool", "segment", "classify"] = Field(
         "quick", description="See docs/benchmarks.md for measured durations."
     )
-    task: Literal["detect", "classify", "segment"] = Field(
-        "detect", description="The bundled data set, model family and curve metric of the task type.")
+    task: Literal["detect", "classify", "segment"] | None = Field(
+        None, description="The bundled data set, model family and curve metric (default: the preset's).")
     out: str = Field(".labelwise/benchmark", description="Output folder (CSV, PNGs, summary, MLflow).")
     strategies: list[str] | None = Field(None, description="Default: every registered strategy but cold_start.")
     pseudo: list[str] | None = Field(

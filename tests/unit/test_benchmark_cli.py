@@ -149,7 +149,8 @@ def test_sigterm_during_the_run_exits_143_with_one_line(env, monkeypatch):
 
 def test_help_texts(env, calls):
     group = invoke("benchmark", "--help")
-    assert group.exit_code == 0 and "quick, full or pool" in group.output and "base" in group.output
+    assert group.exit_code == 0 and "quick, full, pool," in group.output and "base" in group.output
+    assert "--task" in group.output
     assert "--manifest" in group.output and "--rare-classes" in group.output
     sub = invoke("benchmark", "base", "--help")
     assert sub.exit_code == 0 and "warm-start base detector" in sub.output
@@ -168,3 +169,25 @@ def test_register_on_another_app_keeps_benchmark_a_group(env, calls):
     assert result.exit_code == 2 and "--protocol must be one of" in result.output
     assert runner.invoke(other, ["benchmark", "--preset", "quick", "base"]).exit_code == 0
     assert len(calls["base"]) == 1
+
+
+@pytest.mark.parametrize(("args", "task", "model", "folder"), [
+    (["--preset", "full"], "detect", "yolov8n.yaml", "full"),
+    (["--preset", "segment"], "segment", "yolov8n-seg.yaml", "segment"),
+    (["--preset", "classify"], "classify", "yolov8n-cls.yaml", "classify"),
+    (["--preset", "quick", "--task", "Segment"], "segment", "yolov8n-seg.yaml", "quick-segment"),
+])
+def test_task_comes_from_the_preset_or_the_task_option(env, calls, args, task, model, folder):
+    result = invoke("benchmark", *args, "--protocol", "warm")
+    assert result.exit_code == 0, result.output
+    (cfg,) = calls["run"]
+    assert (cfg.task, cfg.model, cfg.out.name) == (task, model, folder)
+    assert cfg.pseudo_strategies == () or task == "detect"
+
+
+def test_unknown_task_is_one_line_naming_the_task_types(env, calls):
+    result = invoke("benchmark", "--task", "boxes")
+    assert result.exit_code == 2
+    assert result.stderr == ("error: --task: unknown task type 'boxes'; expected one of "
+                             "['detect', 'classify', 'segment']\n")
+    assert calls == {"base": [], "run": []}

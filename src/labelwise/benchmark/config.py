@@ -316,11 +316,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         pseudo_strategies=("random", "rare_class_diverse", "edit_aware_diverse"), val_images=20,
         test_images=200, duplicate_fraction=0.4, base_epochs=50, base_pool_images=300,
     ),
+    # The task-type runs of docs/benchmarks.md (warm protocol, 3 seeds; the product's recipe).
+    "segment": dict(
+        task="segment", seeds=3, rounds=3, initial=10, per_round=10, imgsz=96, pool_images=300,
+        val_images=12, test_images=60, base_epochs=30, base_pool_images=200, ceiling=False,
+    ),
+    "classify": dict(
+        task="classify", seeds=3, rounds=4, initial=20, per_round=20, imgsz=64, pool_images=600,
+        val_images=100, test_images=200, base_epochs=30, base_pool_images=760,
+    ),
 }
 
 
 def preset(name: str, out: Path, **overrides: Any) -> BenchmarkConfig:
-    """The ``quick``, ``full`` or ``pool`` configuration with ``overrides`` (None values ignored)."""
+    """The ``quick``, ``full``, ``pool``, ``segment`` or ``classify`` configuration with
+    ``overrides`` (None values ignored). ``segment`` and ``classify`` set their task type."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}; got {name!r}")
     given = {k: v for k, v in overrides.items() if v is not None}

@@ -95,11 +95,13 @@ def _log(message: str) -> None:
 def benchmark(
     ctx: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="The ~15-minute preset (same as --preset quick)."),
-    preset_name: str = typer.Option("full", "--preset", help="quick, full or pool (see docs/benchmarks.md)."),
-    task: str = typer.Option(
-        "detect", "--task",
+    preset_name: str = typer.Option(
+        "full", "--preset", help="quick, full, pool, segment or classify (see docs/benchmarks.md)."),
+    task: Optional[str] = typer.Option(
+        None, "--task",
         help="detect, classify or segment: the bundled data set, model family and curve metric "
-        "(mAP50, top-1, mask mAP50)."),
+        "(mAP50, top-1, mask mAP50). Default: the preset's (detect; segment and classify for "
+        "those presets)."),
     strategies: Optional[list[str]] = typer.Option(
         None, "--strategies", "-s",
         help="Strategies to compare (repeat or comma-separate); random is always included. "
@@ -164,19 +166,21 @@ def benchmark(
         fail("the warm protocol on custom data needs --base-weights (your pretrained .pt); "
              "or pass --protocol scratch")
     name = "quick" if quick else preset_name
-    try:
-        from labelwise.task_types import TaskType
+    task_type: str | None = None
+    if task is not None:
+        try:
+            from labelwise.task_types import TaskType
 
-        task_type = TaskType.parse(task).value
-    except ValueError as exc:
-        fail(f"--task: {exc}")
+            task_type = TaskType.parse(task).value
+        except ValueError as exc:
+            fail(f"--task: {exc}")
 
     def build() -> BenchmarkConfig:
         from labelwise.benchmark.config import DataSpec, preset
 
         spec = (DataSpec(pool, truth, data, manifest=manifest, rare_classes=rare)  # type: ignore[arg-type]
                 if pool is not None else None)
-        suffix = "" if task_type == "detect" else f"-{task_type}"
+        suffix = "" if task_type in (None, "detect", name) else f"-{task_type}"
         target = out or settings_from(ctx).state_dir / "benchmark" / f"{name}{suffix}"
         return preset(name, target, task=task_type, strategies=_strategies(strategies) or None,
                       pseudo_strategies=_strategies(pseudo) or None, seeds=seeds,
