@@ -69,7 +69,7 @@ LIGHT_AUGMENTATION: dict[str, Any] = {
 """The classification trainer's augmentation in Labelwise's recipe: none of ultralytics'
 ImageNet defaults (RandAugment, random erasing 0.4, random resized crops down to half the area,
 horizontal flips, HSV jitter). Measured on the bundled digits (660 labelled images, the product's
-recipe, 64 px): top-1 0.76 after 25 epochs with this, at chance with ultralytics' defaults (see
+recipe, 64 px): top-1 0.76 after 25 epochs with this, 0.14 with ultralytics' defaults (see
 docs/task-types.md); a few hundred labelled images and a few dozen epochs are too little for a
 from-scratch or fine-tuned classifier to learn through those distortions, and a flip changes what
 a digit or a letter means. ``train(..., **overrides)`` can still set any of them."""
