@@ -33,7 +33,6 @@ read or written at import time; scikit-learn is imported on first use.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from labelwise.datasets.digits.config import (
 )
 from labelwise.datasets.digits.dataset import _write_atomic
 from labelwise.datasets.digits.render import _composite, _digit_alpha
+from labelwise.datasets.generated_folder import GeneratedFolder
 
 MANIFEST_FORMAT = "labelwise.datasets.digits_classify"
 MANIFEST_VERSION = 3
@@ -244,60 +244,13 @@ def _image_rng(config: DigitsClassifyConfig, split: str, index: int) -> np.rando
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
-def _read_manifest(root: Path) -> dict[str, Any] | None:
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+_FOLDER = GeneratedFolder("generate_digits_classify", "digits classification set", MANIFEST_FORMAT,
+                          MANIFEST_VERSION, OWNED_ENTRIES, INCOMPLETE_MARKER)
 
 
 def _is_complete(root: Path, manifest: dict[str, Any]) -> bool:
     files = [entry.get("file", "") for entry in manifest.get("images", [])]
     return (root / TRUTH_NAME).is_file() and all((root / f).is_file() for f in files)
-
-
-def _remove_owned(root: Path) -> None:
-    for name in (*OWNED_ENTRIES, INCOMPLETE_MARKER):
-        target = root / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-
-
-def _prepare_root(
-    root: Path, config: DigitsClassifyConfig, overwrite: bool
-) -> DigitsClassifySet | None:
-    """Check ``root`` may be written; return the existing set when it already is this one."""
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"root must be a folder; {root} exists and is not a directory")
-    if not root.exists() or not any(root.iterdir()):
-        return None
-    wanted = config.to_dict()
-    manifest = _read_manifest(root)
-    if manifest is not None:
-        same = manifest.get("config") == wanted and manifest.get("format_version") == MANIFEST_VERSION
-        if same and _is_complete(root, manifest):
-            return DigitsClassifySet(root, config)
-        if not same and not overwrite:
-            raise FileExistsError(
-                f"{root} holds a digits classification set generated with config "
-                f"{manifest.get('config')}; expected {wanted}. Pass overwrite=True to replace it, "
-                f"or choose another folder"
-            )
-        _remove_owned(root)
-        return None
-    if (root / INCOMPLETE_MARKER).is_file():  # an interrupted run of ours
-        _remove_owned(root)
-        return None
-    raise FileExistsError(
-        f"{root} is not empty and holds no {MANIFEST_NAME} of generate_digits_classify; refusing "
-        f"to write into it so nothing stored there is lost. Choose an empty or new folder."
-    )
 
 
 def _save_png(image: np.ndarray, path: Path) -> None:
@@ -336,9 +289,8 @@ def generate_digits_classify(
     """
     config = DigitsClassifyConfig(per_class_pool, per_class_test, seed, imgsz, domain)
     root = Path(root).expanduser().resolve()
-    existing = _prepare_root(root, config, overwrite)
-    if existing is not None:
-        return existing
+    if _FOLDER.holds(root, config.to_dict(), overwrite, lambda m: _is_complete(root, m)):
+        return DigitsClassifySet(root, config)
     pool, test = _assign_samples(config)  # validates the counts before anything is written
 
     root.mkdir(parents=True, exist_ok=True)
@@ -396,7 +348,7 @@ def load_digits_classify(root: Path | str) -> DigitsClassifySet:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"digits classification set {root} does not exist")
-    manifest = _read_manifest(root)
+    manifest = _FOLDER.read_manifest(root)
     if manifest is None or not _is_complete(root, manifest):
         raise ValueError(
             f"{root} holds no complete digits classification set; expected a {MANIFEST_NAME} of "

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +71,7 @@ from labelwise.datasets.digits.render import (
     _rng,
     _samples_by_class,
 )
+from labelwise.datasets.generated_folder import GeneratedFolder
 from labelwise.masks import (
     ImageSegments,
     Polygon,
@@ -365,60 +365,14 @@ def _data_yaml_text(root: Path) -> str:
     return header + yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
 
 
-def _read_manifest(root: Path) -> dict[str, Any] | None:
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+_FOLDER = GeneratedFolder("generate_digits_segment", "digits segmentation set", MANIFEST_FORMAT,
+                          MANIFEST_VERSION, OWNED_ENTRIES, INCOMPLETE_MARKER)
 
 
 def _is_complete(root: Path, manifest: dict[str, Any]) -> bool:
     return (root / DATA_YAML_NAME).is_file() and all(
         (root / entry["file"]).is_file() and (root / entry["labels"]).is_file()
         for entry in manifest.get("images", [])
-    )
-
-
-def _remove_owned(root: Path) -> None:
-    for name in (*OWNED_ENTRIES, INCOMPLETE_MARKER):
-        target = root / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-
-
-def _prepare_root(root: Path, config: DigitsSegmentConfig, overwrite: bool) -> DigitsSegmentSet | None:
-    """Check ``root`` may be written; return the existing set when it already is this one."""
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"root must be a folder; {root} exists and is not a directory")
-    if not root.exists() or not any(root.iterdir()):
-        return None
-    wanted = config.to_dict()
-    manifest = _read_manifest(root)
-    if manifest is not None:
-        same = manifest.get("config") == wanted and manifest.get("format_version") == MANIFEST_VERSION
-        if same and _is_complete(root, manifest):
-            if _yaml_root(root) != str(root):  # moved: point data.yaml here
-                _write_atomic(root / DATA_YAML_NAME, _data_yaml_text(root))
-            return DigitsSegmentSet(root, config)
-        if not same and not overwrite:
-            raise FileExistsError(
-                f"{root} holds a digits segmentation set generated with config {manifest.get('config')}; "
-                f"expected {wanted}. Pass overwrite=True to replace it, or choose another folder"
-            )
-        _remove_owned(root)
-        return None
-    if (root / INCOMPLETE_MARKER).is_file():  # an interrupted run of ours
-        _remove_owned(root)
-        return None
-    raise FileExistsError(
-        f"{root} is not empty and holds no {MANIFEST_NAME} of generate_digits_segment; refusing to "
-        f"write into it so nothing stored there is lost. Choose an empty or new folder."
     )
 
 
@@ -460,9 +414,10 @@ def generate_digits_segment(
     if not isinstance(config, DigitsSegmentConfig):
         raise TypeError(f"config must be a DigitsSegmentConfig; got {type(config).__name__}")
     root = Path(root).expanduser().resolve()
-    existing = _prepare_root(root, config, overwrite)
-    if existing is not None:
-        return existing
+    if _FOLDER.holds(root, config.to_dict(), overwrite, lambda m: _is_complete(root, m)):
+        if _yaml_root(root) != str(root):  # moved: point data.yaml here
+            _write_atomic(root / DATA_YAML_NAME, _data_yaml_text(root))
+        return DigitsSegmentSet(root, config)
 
     root.mkdir(parents=True, exist_ok=True)
     _write_atomic(root / INCOMPLETE_MARKER, json.dumps(config.to_dict(), sort_keys=True))
@@ -546,7 +501,7 @@ def load_digits_segment(root: Path | str) -> DigitsSegmentSet:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"digits segmentation set {root} does not exist")
-    manifest = _read_manifest(root)
+    manifest = _FOLDER.read_manifest(root)
     if manifest is None or manifest.get("format_version") != MANIFEST_VERSION or not _is_complete(root, manifest):
         raise ValueError(
             f"{root} holds no complete digits segmentation set; expected a {MANIFEST_NAME} of format "
