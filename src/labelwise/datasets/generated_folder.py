@@ -6,7 +6,8 @@ Every generator of :mod:`labelwise.datasets` follows the same rules, kept here o
 * a root holding a complete set of the same config (and manifest version) is reused as it is;
 * a set of another config is replaced only with ``overwrite=True``, removing only the entries
   the generator owns;
-* an interrupted run of the generator (its incomplete marker, no manifest) is cleared;
+* an interrupted run of the generator (its incomplete marker, no manifest) is cleared: what it
+  left is the generator's own;
 * any other non-empty folder is refused, so nothing a user stored there is lost.
 
 The manifest is written last, so its presence marks a complete set.
@@ -79,7 +80,7 @@ class GeneratedFolder:
                 ``overwrite``, or holds anything that is not the generator's.
         """
         if root.exists() and not root.is_dir():
-            raise FileExistsError(f"root must be a folder; {root} exists and is not a directory")
+            raise FileExistsError(f"the data set folder must be a folder; {root} exists and is not a directory")
         if not root.exists() or not any(root.iterdir()):
             return False
         wanted = dict(config)
@@ -90,15 +91,26 @@ class GeneratedFolder:
                 return True
             if not same and not overwrite:
                 raise FileExistsError(
-                    f"{root} holds a {self.what} generated with config {manifest.get('config')}; "
-                    f"expected {wanted}. Pass overwrite=True to replace it, or choose another folder"
+                    f"{root} holds a {self.what} generated with another config "
+                    f"({config_diff(manifest.get('config') or {}, wanted)}); pass overwrite=True to "
+                    f"replace it, or choose another folder"
                 )
             self.remove_owned(root)
             return False
-        if (root / self.incomplete_marker).is_file():  # an interrupted run of ours
+        if (root / self.incomplete_marker).is_file():  # an interrupted run of ours: all ours
             self.remove_owned(root)
             return False
+        even = " even with overwrite=True" if overwrite else ""
         raise FileExistsError(
-            f"{root} is not empty and holds no {MANIFEST_NAME} of {self.generator}; refusing to "
-            f"write into it so nothing stored there is lost. Choose an empty or new folder."
+            f"{root} is not empty and is not a generated {self.what} (no {MANIFEST_NAME} from "
+            f"{self.generator}); refusing to write into it{even} so nothing stored there is lost. "
+            f"Choose an empty or new folder."
         )
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``"key: old -> new; ..."`` over the keys whose values differ (``"format version"`` when
+    none does: the manifest is of another version)."""
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(diffs) or "format version"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labelwise.datasets.generated_folder import GeneratedFolder
+
 from .config import CLASS_NAMES, NUM_CLASSES, SPLITS, DigitsConfig, Split
 
 MANIFEST_FORMAT = "labelwise.datasets.digits"
@@ -18,6 +20,8 @@ MANIFEST_NAME = "manifest.json"
 DATA_YAML_NAME = "data.yaml"
 INCOMPLETE_MARKER = ".digits-incomplete"
 OWNED_ENTRIES = ("pool", "pool_truth", "val", "test", DATA_YAML_NAME, MANIFEST_NAME)
+DIGITS_FOLDER = GeneratedFolder("generate_digits", "digits data set", MANIFEST_FORMAT, MANIFEST_VERSION,
+                                OWNED_ENTRIES, INCOMPLETE_MARKER)
 
 
 @dataclass(frozen=True)
@@ -119,16 +123,7 @@ def _data_yaml_text(root: Path) -> str:
 
 def _read_manifest(root: Path) -> dict[str, Any] | None:
     """The parsed manifest when ``root`` holds one of ours, else None."""
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        return None
-    return data
+    return DIGITS_FOLDER.read_manifest(root)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,13 @@ from .config import (
 )
 from .dataset import (
     DATA_YAML_NAME,
+    DIGITS_FOLDER,
     INCOMPLETE_MARKER,
     MANIFEST_FORMAT,
-    MANIFEST_NAME,
     MANIFEST_VERSION,
-    OWNED_ENTRIES,
     DigitsDataset,
     _data_yaml_text,
     _dataset_for,
-    _read_manifest,
     _write_atomic,
 )
 from .labels import _format_labels
@@ -50,65 +47,6 @@ def _is_complete(root: Path, manifest: dict[str, Any]) -> bool:
         if not (root / entry["file"]).is_file() or not (root / entry["labels"]).is_file():
             return False
     return (root / DATA_YAML_NAME).is_file()
-
-
-def _remove_owned(root: Path) -> None:
-    for name in (*OWNED_ENTRIES, INCOMPLETE_MARKER):
-        target = root / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-
-
-def _config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-    return "; ".join(diffs) or "format version"
-
-
-def _prepare_root(root: Path, config: DigitsConfig, overwrite: bool) -> DigitsDataset | None:
-    """Check ``root`` may be written; return the existing data set when it already is this one."""
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"out must be a folder; {root} exists and is not a directory")
-    if not root.exists() or not any(root.iterdir()):
-        return None
-    wanted = config.to_dict()
-    manifest = _read_manifest(root)
-    if manifest is not None:
-        same = (
-            manifest.get("config") == wanted
-            and manifest.get("format_version") == MANIFEST_VERSION
-        )
-        if same and _is_complete(root, manifest):
-            return _dataset_for(root, config)
-        if not same and not overwrite:
-            raise FileExistsError(
-                f"{root} holds a digits data set generated with another config "
-                f"({_config_diff(manifest.get('config', {}), wanted)}); pass overwrite=True to "
-                f"replace it, or choose another folder"
-            )
-        _remove_owned(root)
-        return None
-    marker = root / INCOMPLETE_MARKER
-    if marker.is_file():  # an interrupted run of ours
-        try:
-            started = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            started = None
-        if started != wanted and not overwrite:
-            raise FileExistsError(
-                f"{root} holds an interrupted digits generation with another config; pass "
-                f"overwrite=True to replace it, or choose another folder"
-            )
-        _remove_owned(root)
-        return None
-    even = " even with overwrite=True" if overwrite else ""
-    raise FileExistsError(
-        f"{root} is not empty and is not a generated digits data set (no {MANIFEST_NAME} from "
-        f"generate_digits); refusing to write into it{even} so nothing stored there is lost. "
-        f"Choose an empty or new folder."
-    )
 
 
 def generate_digits(
@@ -133,9 +71,8 @@ def generate_digits(
     if not isinstance(config, DigitsConfig):
         raise TypeError(f"config must be a DigitsConfig; got {type(config).__name__}")
     root = Path(out).expanduser().resolve()
-    existing = _prepare_root(root, config, overwrite)
-    if existing is not None:
-        return existing
+    if DIGITS_FOLDER.holds(root, config.to_dict(), overwrite, lambda m: _is_complete(root, m)):
+        return _dataset_for(root, config)
 
     root.mkdir(parents=True, exist_ok=True)
     _write_atomic(root / INCOMPLETE_MARKER, json.dumps(config.to_dict(), sort_keys=True))
