@@ -145,7 +145,8 @@ def prepare_data(cfg: BenchmarkConfig) -> PreparedData:
     """Resolve ``cfg.data``, generating the task's bundled digits set under ``out/data`` when
     None (:meth:`~labelwise.benchmark.tasks.BenchmarkTask.generate_target`)."""
     task = benchmark_task(cfg.task)
-    spec = cfg.data or task.generate_target(cfg, cfg.out / "data" / f"target-{cfg.task}")
+    folder = "target" if cfg.task == "detect" else f"target-{cfg.task}"  # detection's path (and caches) as before
+    spec = cfg.data or task.generate_target(cfg, cfg.out / "data" / folder)
     names, val_dir, test_dir = read_data_yaml(spec.data_yaml)
     paths = tuple(pool_image_paths(spec.pool_images))
     sizes = tuple(image_size(p) for p in paths)
