@@ -76,10 +76,8 @@ def ceiling_path(cfg: BenchmarkConfig, data: PreparedData, job: CeilingJob) -> P
     values = {
         "recipe": cfg.recipe_values(), "start": _start_identity(job.start_ref), "seed": job.seed,
         "pool": [p.name for p in data.pool_paths], "truth": str(data.truth_dir),
-        "test": str(data.test_dir), "format": 1,
+        "test": str(data.test_dir), "format": 1, **cfg.task_identity(),
     }
-    if cfg.task != "detect":  # detection ceilings keep their cache keys
-        values["task"] = cfg.task
     return cfg.resolved_cache_dir / f"ceiling-{config_hash(values)}.json"
 
 

@@ -210,6 +210,17 @@ class BenchmarkConfig:
                 f"not exceed pool_images ({self.pool_images})"
             )
 
+    def task_identity(self) -> dict[str, str]:
+        """What the task adds to every cache key and fingerprint: nothing for detection (so the
+        bases, ceilings and trajectories measured before task types keep their keys),
+        ``{"task": ...}`` otherwise."""
+        return {} if self.task == "detect" else {"task": self.task}
+
+    @property
+    def data_folder(self) -> str:
+        """The bundled target set's folder under ``out/data`` (detection's as before)."""
+        return "target" if self.task == "detect" else f"target-{self.task}"
+
     @property
     def seed_list(self) -> tuple[int, ...]:
         return tuple(range(self.seeds))

@@ -116,14 +116,17 @@ def read_data_yaml(path: Path) -> tuple[tuple[str, ...], Path, Path]:
         names = [names[k] for k in sorted(names)]
     if not isinstance(names, list) or not names:
         raise ValueError(f"{path} must define 'names' as a list or {{id: name}} mapping; got {names!r}")
-    base = Path(data.get("path") or Path(path).parent)
-    folders = {}
     for key in ("val", "test"):
         if not data.get(key):
             raise ValueError(f"{path} must have a '{key}' entry (the fixed evaluation split is 'test')")
-        value = Path(str(data[key]))
-        folders[key] = value if value.is_absolute() else (base / value).resolve()
-    return tuple(str(n) for n in names), folders["val"], folders["test"]
+    return tuple(str(n) for n in names), _split_folder(data, path, "val"), _split_folder(data, path, "test")
+
+
+def _split_folder(data: dict, data_yaml: Path, key: str) -> Path:
+    """The absolute folder of split ``key`` of a parsed data yaml (relative to its ``path``,
+    else to the yaml's folder)."""
+    value = Path(str(data[key]))
+    return value if value.is_absolute() else (Path(data.get("path") or Path(data_yaml).parent) / value).resolve()
 
 
 def target_digits_config(cfg: BenchmarkConfig):  # -> DigitsConfig
@@ -145,8 +148,7 @@ def prepare_data(cfg: BenchmarkConfig) -> PreparedData:
     """Resolve ``cfg.data``, generating the task's bundled digits set under ``out/data`` when
     None (:meth:`~labelwise.benchmark.tasks.BenchmarkTask.generate_target`)."""
     task = benchmark_task(cfg.task)
-    folder = "target" if cfg.task == "detect" else f"target-{cfg.task}"  # detection's path (and caches) as before
-    spec = cfg.data or task.generate_target(cfg, cfg.out / "data" / folder)
+    spec = cfg.data or task.generate_target(cfg, cfg.out / "data" / cfg.data_folder)
     names, val_dir, test_dir = read_data_yaml(spec.data_yaml)
     paths = tuple(pool_image_paths(spec.pool_images))
     sizes = tuple(image_size(p) for p in paths)
@@ -172,14 +174,11 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def base_recipe(cfg: BenchmarkConfig) -> dict:
     """Everything that shapes the warm-start base weights (hashed into the cache key)."""
-    values = {
+    return {
         "model": cfg.model, "imgsz": cfg.imgsz, "epochs": cfg.base_epochs,
         "training": training_values(base_training(cfg)), "seed": 0,
-        "source": benchmark_task(cfg.task).source_config(cfg), "format": 2,
+        "source": benchmark_task(cfg.task).source_config(cfg), "format": 2, **cfg.task_identity(),
     }
-    if cfg.task != "detect":  # detection keeps its cache key (bases trained before task types)
-        values["task"] = cfg.task
-    return values
 
 
 def base_training(cfg: BenchmarkConfig):  # -> TrainingSettings
@@ -194,9 +193,7 @@ def _val_folder(data_yaml: Path) -> Path:
     no test split of its own)."""
     if Path(data_yaml).is_dir():
         return read_classification_folder(Path(data_yaml))[1]
-    data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
-    value = Path(str(data["val"]))
-    return value if value.is_absolute() else (Path(data.get("path") or Path(data_yaml).parent) / value).resolve()
+    return _split_folder(yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8")), data_yaml, "val")
 
 
 def base_weights_path(cfg: BenchmarkConfig) -> Path:

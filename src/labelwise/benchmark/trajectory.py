@@ -59,9 +59,9 @@ def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
                 "preset", "cache_dir", "ceiling"):
         values.pop(key, None)
     recipe = {**cfg.recipe_values(), "training": training_values(cfg.job_settings(job.pseudo).training)}
-    if values.get("task") == "detect":  # detection trajectories keep their fingerprints
-        values.pop("task")
-    return config_hash({"cfg": values, "recipe": recipe, "job": job.as_dict(), "format": 2})
+    values.pop("task", None)
+    return config_hash({"cfg": {**values, **cfg.task_identity()}, "recipe": recipe, "job": job.as_dict(),
+                        "format": 2})
 
 
 def train_and_evaluate(
