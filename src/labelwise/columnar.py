@@ -36,6 +36,8 @@ class PackedDetections:
         confidence: (B,) float32 box confidences in [0, 1].
         class_id: (B,) int64 class indices in [0, C).
         probs: (B, C) float32 class distributions, rows summing to 1.
+        mask_stability: (B,) float32 each box's mask stability in [0, 1], NaN for a box whose
+            image has none (:attr:`Detections.mask_stability`); None when no image has one.
 
     Raises:
         ValueError: shapes that disagree, or invalid probabilities or class ids (the message
@@ -47,6 +49,7 @@ class PackedDetections:
     confidence: np.ndarray
     class_id: np.ndarray
     probs: np.ndarray
+    mask_stability: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         counts = np.asarray(self.counts, dtype=np.int64).reshape(-1)
@@ -71,6 +74,14 @@ class PackedDetections:
                              f"[{cls.min()}, {cls.max()}]")
         if b and ((conf < 0).any() or (conf > 1).any() or not np.isfinite(conf).all()):
             raise ValueError(f"confidence must lie in [0, 1]; got min {conf.min()}, max {conf.max()}")
+        if self.mask_stability is not None:
+            stability = np.asarray(self.mask_stability, dtype=np.float32).reshape(-1)
+            known = stability[np.isfinite(stability)]
+            if stability.shape != (b,) or np.isinf(stability).any() or (known < 0).any() or (known > 1).any():
+                raise ValueError(f"mask_stability must be ({b},) values in [0, 1] or NaN; got shape "
+                                 f"{stability.shape}" + (f", range [{known.min()}, {known.max()}]"
+                                                         if known.size else ""))
+            object.__setattr__(self, "mask_stability", stability)
         object.__setattr__(self, "image_ids", tuple(self.image_ids))
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "confidence", conf)
@@ -111,12 +122,18 @@ class PackedDetections:
         classes = {d.num_classes for _, d in items}
         if len(classes) != 1:
             raise ValueError(f"every image's detections must have one class count; got {sorted(classes)}")
+        stability = None
+        if any(d.mask_stability is not None for _, d in items):
+            stability = np.concatenate([
+                d.mask_stability if d.mask_stability is not None else np.full(len(d), np.nan, np.float32)
+                for _, d in items])
         return cls(
             tuple(i for i, _ in items),
             np.asarray([len(d) for _, d in items], np.int64),
             np.concatenate([d.confidence for _, d in items]),
             np.concatenate([d.class_id for _, d in items]),
             np.concatenate([d.probs for _, d in items]),
+            stability,
         )
 
 

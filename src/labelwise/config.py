@@ -124,6 +124,12 @@ class ScoringSettings(BaseModel):
         default_factory=lambda: {str(name): 1.0 for name in SCORE_NAMES},
         description="Weights of the combination; normalised to sum to 1.",
     )
+    mask_weight: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Segmentation only: share of each instance's score taken by its mask stability "
+        "((1 - w) * class score + w * stability; 0 = class scores alone). Boxes without masks "
+        "are unaffected.",
+    )
 
     @field_validator("weights")
     @classmethod

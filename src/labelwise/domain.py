@@ -83,12 +83,17 @@ class Detections:
         probs: (N, C) float32, the full class distribution of each box, rows summing to 1.
             Its arg-max is ``class_id``; ``confidence`` is the head's raw max class score
             (before normalisation), so ``probs.max(1)`` need not equal ``confidence``.
+        mask_stability: (N,) float32 in [0, 1], how settled each instance's mask is (a
+            segmentation model's; :func:`labelwise.segmenter.mask_stability`: 1 = the outline
+            stays where it is however the mask threshold moves, lower = a soft, uncertain
+            outline), or None for models without masks.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     probs: np.ndarray
+    mask_stability: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -110,6 +115,14 @@ class Detections:
                 f"class_id must lie in [0, {probs.shape[1] - 1}]; got range "
                 f"[{cls.min()}, {cls.max()}]"
             )
+        if self.mask_stability is not None:
+            stability = np.asarray(self.mask_stability, dtype=np.float32)
+            if stability.shape != (n,):
+                raise ValueError(f"mask_stability must be ({n},) to match xyxy; got shape {stability.shape}")
+            if n and (not np.isfinite(stability).all() or stability.min() < 0 or stability.max() > 1):
+                raise ValueError(f"mask_stability must lie in [0, 1]; got min {stability.min()}, "
+                                 f"max {stability.max()}")
+            object.__setattr__(self, "mask_stability", stability)
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "confidence", conf)
         object.__setattr__(self, "class_id", cls)
@@ -138,7 +151,9 @@ class Detections:
 
     def take(self, rows: np.ndarray) -> "Detections":
         """The rows ``rows`` selects: an (N,) bool mask or integer indices, in their order."""
-        return Detections(self.xyxy[rows], self.confidence[rows], self.class_id[rows], self.probs[rows])
+        stability = None if self.mask_stability is None else self.mask_stability[rows]
+        return Detections(self.xyxy[rows], self.confidence[rows], self.class_id[rows], self.probs[rows],
+                          stability)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ def scoring_rule(settings: Settings, task_type: TaskType = TaskType.DETECT) -> S
 
     A classification has one whole-image row per image (:mod:`labelwise.task_types`), so its
     rule has no confidence floor: every image is scored by its one distribution, and the
-    aggregation over one row is that row's score.
+    aggregation over one row is that row's score. Only a segmentation's rule blends mask
+    stabilities in (``scoring.mask_weight``).
     """
     sc = settings.scoring
     return ScoringRule(
@@ -98,6 +99,7 @@ def scoring_rule(settings: Settings, task_type: TaskType = TaskType.DETECT) -> S
         no_box_score=sc.no_box_score,
         weights=dict(sc.weights),
         blind_band=sc.blind_band,
+        mask_weight=sc.mask_weight if task_type is TaskType.SEGMENT else 0.0,
     )
 
 

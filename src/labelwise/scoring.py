@@ -39,6 +39,13 @@ recorded with every result.
 
 The image's ``uncertainty_score`` is the weighted combination of the three image scores
 (:func:`combine`), weights normalised to sum to 1, equal by default.
+
+Masks: a segmentation model's boxes carry a mask stability ``m`` in [0, 1]
+(:attr:`~labelwise.domain.Detections.mask_stability`: 1 = a settled outline, lower = a soft
+one). With ``mask_weight = w > 0`` every box score ``s`` of such a box becomes
+``(1 - w) * s + w * m`` (:func:`mask_aware`) before aggregation, so an instance whose class is
+clear but whose outline is not still makes its image uncertain. Boxes without a stability
+(detection, classification) keep ``s``; ``w = 0`` (the default) leaves every score as it was.
 """
 
 from __future__ import annotations
@@ -116,6 +123,21 @@ _BOX_SCORES_VALIDATED: dict[ScoreName, Callable[[np.ndarray], np.ndarray]] = {
 """The same scores on (N, C) float64 probabilities already validated (one check per chunk)."""
 
 
+def mask_aware(box_scores: np.ndarray, stability: np.ndarray | None, mask_weight: float) -> np.ndarray:
+    """Box scores with their mask stability blended in: (B,) scores on [0, 1] and (B,) stabilities
+    on [0, 1] (NaN = the box has no mask) -> (B,) ``(1 - w) * s + w * m`` where ``m`` is known,
+    ``s`` elsewhere. ``stability`` None or ``mask_weight`` 0 returns ``box_scores`` unchanged."""
+    if not 0.0 <= mask_weight <= 1.0:
+        raise ValueError(f"mask_weight must lie in [0, 1]; got {mask_weight}")
+    scores = np.asarray(box_scores, np.float64)
+    if stability is None or mask_weight == 0.0:
+        return scores
+    m = np.asarray(stability, np.float64)
+    if m.shape != scores.shape:
+        raise ValueError(f"stability must be {scores.shape} like the box scores; got {m.shape}")
+    return np.where(np.isnan(m), scores, (1.0 - mask_weight) * scores + mask_weight * np.nan_to_num(m))
+
+
 def aggregate(box_scores: np.ndarray, how: Aggregation = "min", top_k: int = 3) -> float:
     """Aggregate (N,) box scores on [0, 1] into one image score on [0, 1]; N >= 1.
 
@@ -163,6 +185,7 @@ class ScoringRule:
     no_box_score: float = 0.0
     weights: dict[str, float] = field(default_factory=lambda: dict(normalise_weights(None)))
     blind_band: float = 0.1
+    mask_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -171,7 +194,7 @@ class ScoringRule:
             )
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1; got {self.top_k}")
-        for name in ("confidence_floor", "no_box_score", "blind_band"):
+        for name in ("confidence_floor", "no_box_score", "blind_band", "mask_weight"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {value}")
@@ -190,6 +213,7 @@ class ScoringRule:
             "no_box_score": self.no_box_score,
             "blind_band": self.blind_band,
             "weights": {k: round(v, 6) for k, v in self.weights.items()},
+            "mask_weight": self.mask_weight,
         }
 
 
@@ -243,7 +267,8 @@ def score_packed(packed: PackedDetections, rule: ScoringRule) -> ScoreTable:
     n, seg = len(packed), packed.box_image
     probs = packed.probs.astype(np.float64)
     conf = packed.confidence.astype(np.float64)
-    box = {name: fn(probs) for name, fn in _BOX_SCORES_VALIDATED.items()}
+    box = {name: mask_aware(fn(probs), packed.mask_stability, rule.mask_weight)
+           for name, fn in _BOX_SCORES_VALIDATED.items()}
     considered = packed.confidence >= rule.confidence_floor  # float32, as Detections.above
     seg_c = seg[considered]
     boxes_considered = segments.counts(seg_c, n)

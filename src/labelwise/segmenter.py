@@ -32,7 +32,19 @@ share one shape to the smallest stride-32 rectangle, any other batch to an ``img
 for the detector). ``YOLO.predict(retina_masks=True)`` upsamples the prototypes straight to the
 image instead (``process_mask_native``), and filters empty masks there: masks that differ at
 their edges (mask IoU 0.90-0.94 measured at ``imgsz`` 96 on ~120 px images), rarely another
-instance count. An original-size mask stack costs ``N * H * W`` bytes: :meth:`YoloSegmenter.predict`
+instance count.
+
+Mask stability
+--------------
+From the same upsampled mask logits (before the threshold at 0) each kept instance gets a
+stability in [0, 1] (:func:`mask_stability`, the stability score of Kirillov et al., "Segment
+Anything", 2023): inside its box, the pixels whose logit exceeds ``+offset`` over those whose
+logit exceeds ``-offset`` (the mask's IoU with itself at two thresholds, sigmoid 0.27 and 0.73
+for ``offset`` 1). An outline the model is sure of scores near 1; a soft, wavering one lower.
+It travels with the boxes as :attr:`Detections.mask_stability` and enters image scores through
+``scoring.mask_weight`` (:mod:`labelwise.scoring`).
+
+An original-size mask stack costs ``N * H * W`` bytes: :meth:`YoloSegmenter.predict`
 and :meth:`~YoloSegmenter.predict_with_features` never build it, and
 :meth:`~YoloSegmenter.predict_segments_iter` streams it image by image.
 """
@@ -77,6 +89,8 @@ DEFAULT_MIN_AREA_PX = 4.0
 """Smallest polygon (square pixels) :meth:`SegmentPrediction.polygons` keeps by default."""
 MASK_THRESHOLD = 0.5
 """A resized 0/1 mask is kept where its bilinear value reaches this."""
+STABILITY_OFFSET = 1.0
+"""Logit offset of :func:`mask_stability` (sigmoid 0.27 and 0.73 around the mask threshold 0)."""
 _MASK_CHUNK_PIXELS = 32_000_000  # float32 pixels resized at once (128 MB)
 
 
@@ -246,6 +260,7 @@ class _RawSegments:
     scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
     image_hw: tuple[int, int]  # original image (H, W) in pixels
     input_masks: np.ndarray | None  # (N, h, w) bool at the letterboxed input size, or None
+    stability: np.ndarray  # (N,) float32 in [0, 1], :func:`mask_stability` of each mask
     pooled: np.ndarray | None = None  # (D,) float32 pooled feature_layer output, not normalised
     speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
 
@@ -304,9 +319,9 @@ def _segment_predictor() -> type:
                     rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=CONF_CHECK_ATOL
                 ):
                     raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
-                masks = ops.process_mask(protos[b], det[:, 6:], det[:, :4], input_hw, upsample=True)  # (N, h, w)
+                masks, stability = masks_and_stability(protos[b], det[:, 6:], det[:, :4], input_hw)
                 keep = masks.amax((-2, -1)) > 0  # YOLO.predict drops boxes whose mask is empty
-                det, rows, masks = det[keep], rows[keep], masks[keep]
+                det, rows, masks, stability = det[keep], rows[keep], masks[keep], stability[keep]
                 boxes = ops.scale_boxes(input_hw, det[:, :4].clone(), orig_imgs[b].shape)
                 xyxy = boxes if isinstance(boxes, np.ndarray) else boxes.cpu().numpy()
                 out.append(
@@ -317,12 +332,64 @@ def _segment_predictor() -> type:
                         scores=rows.cpu().numpy().astype(np.float32).reshape(-1, nc),
                         image_hw=(int(orig_imgs[b].shape[0]), int(orig_imgs[b].shape[1])),
                         input_masks=masks.bool().cpu().numpy() if self.keep_masks else None,
+                        stability=stability.cpu().numpy().astype(np.float32).reshape(-1),
                         pooled=None if pooled is None else pooled[b],
                     )
                 )
             return out
 
     return SegmentVectorPredictor
+
+
+def masks_and_stability(
+    protos: "torch.Tensor", coefficients: "torch.Tensor", boxes: "torch.Tensor", input_hw: tuple[int, int],
+    offset: float = STABILITY_OFFSET,
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Binary masks exactly as ``ultralytics.utils.ops.process_mask(..., upsample=True)`` makes
+    them, and each one's :func:`mask_stability` from the same logits.
+
+    Args:
+        protos: (M, h/4, w/4) prototypes of one image.
+        coefficients: (N, M) mask coefficients of its kept boxes.
+        boxes: (N, 4) xyxy boxes in letterboxed input pixels.
+        input_hw: the letterboxed input size (h, w) in pixels.
+        offset: the stability's logit offset.
+
+    Returns:
+        ((N, h, w) uint8 0/1 masks cropped to their boxes, (N,) float32 stabilities in [0, 1]).
+    """
+    import torch
+    import torch.nn.functional as F
+    from ultralytics.utils import ops
+
+    c, mh, mw = protos.shape
+    if coefficients.shape[0] == 0:
+        return (torch.zeros((0, *input_hw), dtype=torch.uint8, device=coefficients.device),
+                torch.zeros(0, dtype=torch.float32, device=coefficients.device))
+    logits = (coefficients @ protos.float().view(c, -1)).view(-1, mh, mw)
+    logits = F.interpolate(logits[None], input_hw, mode="bilinear")[0]  # (N, h, w), as process_mask
+    masks = ops.crop_mask((logits > 0.0).byte(), boxes)
+    return masks, mask_stability(logits, boxes, offset)
+
+
+def mask_stability(logits: "torch.Tensor", boxes: "torch.Tensor", offset: float = STABILITY_OFFSET) -> "torch.Tensor":
+    """How settled each instance's mask is: (N, h, w) mask logits and (N, 4) xyxy boxes in the
+    same pixels -> (N,) float32 on [0, 1].
+
+    Inside instance i's box (pixel centres x with ``x1 <= col < x2``, ``y1 <= row < y2``, the
+    crop of ``process_mask``), ``|{logit > +offset}| / |{logit > -offset}|``: the IoU of the mask
+    thresholded at sigmoid(+offset) with the one at sigmoid(-offset) (the first lies inside the
+    second). 1 = every boundary pixel is decided, lower = a soft outline. A box with no pixel
+    above ``-offset`` scores 0 (no mask at all is not a settled one).
+    """
+    import torch
+    from ultralytics.utils import ops
+
+    if offset <= 0:
+        raise ValueError(f"offset must be > 0 (logit units); got {offset}")
+    strong = ops.crop_mask((logits > offset).to(torch.uint8), boxes).sum((1, 2)).float()
+    weak = ops.crop_mask((logits > -offset).to(torch.uint8), boxes).sum((1, 2)).float()
+    return torch.where(weak > 0, strong / weak.clamp(min=1.0), torch.zeros_like(weak))
 
 
 def masks_to_image(input_masks: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -550,6 +617,7 @@ class YoloSegmenter:
             confidence=raw.confidence,
             class_id=raw.class_id,
             probs=normalise_rows(raw.scores) if len(raw.scores) else raw.scores.reshape(0, self.num_classes),
+            mask_stability=np.clip(raw.stability, 0.0, 1.0),
         )
 
     def predict_segments_iter(

@@ -113,8 +113,8 @@ class BenchmarkConfig:
         pool_images, val_images, test_images: sizes of the bundled digits set (target domain).
         duplicate_fraction: share of its pool in near-duplicate clusters.
         data: a custom data set; None = the bundled long-tail digits set under ``out/data``.
-        aggregation, confidence_floor, top_k, no_box_score: the product's scoring rule
-            (``ScoringSettings``; None = default).
+        aggregation, confidence_floor, top_k, no_box_score, mask_weight: the product's scoring
+            rule (``ScoringSettings``; None = default; ``mask_weight`` counts for segmentation only).
         preannotation_conf: the pre-annotation threshold (``labelstudio.preannotation_conf``:
             boxes at or above it are sent to reviewers, so reviewer edits count against them;
             None = the product's default).
@@ -162,6 +162,7 @@ class BenchmarkConfig:
     preannotation_conf: float | None = None
     top_k: int | None = None
     no_box_score: float | None = None
+    mask_weight: float | None = None
     diversity_weight: float | None = None
     candidate_factor: int | None = None
     class_balance: bool | None = None
@@ -261,7 +262,7 @@ class BenchmarkConfig:
             embedder=EmbedderSettings(),
             scoring=ScoringSettings(**given(aggregation=self.aggregation, top_k=self.top_k,
                                             confidence_floor=self.confidence_floor,
-                                            no_box_score=self.no_box_score)),
+                                            no_box_score=self.no_box_score, mask_weight=self.mask_weight)),
             selection=SelectionSettings(**given(limit=self.per_round, diversity_weight=self.diversity_weight,
                                                 candidate_factor=self.candidate_factor,
                                                 class_balance=self.class_balance)),
@@ -283,6 +284,9 @@ class BenchmarkConfig:
         values = {name: getattr(st, name).model_dump(mode="json")
                   for name in ("detector", "embedder", "scoring", "selection")}
         values["selection"].pop("strategy")  # every trajectory names its own strategy
+        if self.task != "segment" or not values["scoring"]["mask_weight"]:
+            # no masks, or masks left out of scores: the trajectories of before mask_weight
+            values["scoring"].pop("mask_weight")
         values["preannotation_conf"] = st.labelstudio.preannotation_conf  # what edits count against
         return {**values, "training": training_values(st.training)}
 

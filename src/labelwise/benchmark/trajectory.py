@@ -56,7 +56,8 @@ def trajectory_fingerprint(cfg: BenchmarkConfig, job: Job) -> str:
     """Hash of everything that shapes a trajectory's rows (to reuse a finished job)."""
     values = cfg.as_dict()
     for key in ("out", "workers", "strategies", "pseudo_strategies", "pseudo_protocols", "seeds", "protocols",
-                "preset", "cache_dir", "ceiling"):
+                "preset", "cache_dir", "ceiling",
+                "mask_weight"):  # in the recipe's scoring where it shapes the trajectory
         values.pop(key, None)
     recipe = {**cfg.recipe_values(), "training": training_values(cfg.job_settings(job.pseudo).training)}
     values.pop("task", None)

@@ -128,6 +128,9 @@ def benchmark(
         None, "--preannotation-conf", min=0.0, max=1.0,
         help="Boxes at or above it are pre-annotations; reviewer edits count against them (0.1)."),
     aggregation: Optional[str] = typer.Option(None, "--aggregation", help="Scoring: min, mean, topk_mean or sum."),
+    mask_weight: Optional[float] = typer.Option(
+        None, "--mask-weight", min=0.0, max=1.0,
+        help="Scoring, segmentation: share of each instance's score taken by its mask stability (0)."),
     pool: Optional[Path] = typer.Option(None, "--pool", help="Custom data: folder of pool images."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="Custom data: the pool's YOLO labels folder."),
     data: Optional[Path] = typer.Option(None, "--data", help="Custom data: data.yaml with val and test splits."),
@@ -188,7 +191,7 @@ def benchmark(
                       initial=initial, workers=workers, threads=threads, imgsz=imgsz, epochs=epochs,
                       min_image_passes=min_image_passes, diversity_weight=diversity_weight, data=spec,
                       confidence_floor=confidence_floor, preannotation_conf=preannotation_conf,
-                      aggregation=aggregation,
+                      aggregation=aggregation, mask_weight=mask_weight,
                       base_weights=base_weights, base_epochs=base_epochs)
 
     if ctx.invoked_subcommand is not None:
