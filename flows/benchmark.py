@@ -35,6 +35,9 @@ class BenchmarkParams(BaseModel):
     per_round: int | None = Field(None, ge=1)
     workers: int = Field(2, ge=1, description="Trajectories trained side by side (one core each).")
     diversity_weight: float | None = Field(None, ge=0.0, le=1.0)
+    mask_weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="Segmentation: share of each instance's score taken by its "
+        "mask stability (default: the product's scoring.mask_weight).")
     base_weights: str | None = Field(None, description="Warm-start .pt instead of the source-domain base.")
 
 
@@ -50,6 +53,7 @@ def benchmark(params: BenchmarkParams) -> dict:
         pseudo_strategies=tuple(params.pseudo) if params.pseudo else None,
         seeds=params.seeds, protocols=PROTOCOLS[params.protocol], rounds=params.rounds,
         per_round=params.per_round, workers=params.workers, diversity_weight=params.diversity_weight,
+        mask_weight=params.mask_weight,
         base_weights=Path(params.base_weights) if params.base_weights else None,
     )
     return run_benchmark(cfg, log=logger.info).as_dict()

@@ -191,3 +191,19 @@ def test_unknown_task_is_one_line_naming_the_task_types(env, calls):
     assert result.stderr == ("error: --task: unknown task type 'boxes'; expected one of "
                              "['detect', 'classify', 'segment']\n")
     assert calls == {"base": [], "run": []}
+
+
+@pytest.mark.parametrize(("args", "weight", "code"), [
+    (["--mask-weight", "0.5"], 0.5, 0),
+    ([], None, 0),
+    (["--mask-weight", "1.5"], None, 2),  # out of [0, 1]: Typer's range check, nothing run
+])
+def test_the_mask_weight_reaches_the_segmentation_scoring(env, calls, args, weight, code):
+    result = invoke("benchmark", "--preset", "segment", "--protocol", "warm", *args)
+    assert result.exit_code == code, result.output
+    if code:
+        assert "--mask-weight" in result.output and calls["run"] == []
+        return
+    (cfg,) = calls["run"]
+    assert cfg.mask_weight == weight
+    assert cfg.product_settings().scoring.mask_weight == (weight or 0.0)

@@ -44,6 +44,23 @@ def test_pseudo_label_twins_are_refused_outside_detection(tmp_path):
     assert preset("pool", tmp_path).pseudo_strategies
 
 
+@pytest.mark.parametrize(("task", "weight", "changes"), [
+    ("segment", 0.0, False),  # masks left out of scores: the trajectories measured before the knob
+    ("segment", 0.5, True),
+    ("detect", 0.5, False),  # no masks: the knob cannot shape a detection trajectory
+    ("classify", 0.5, False),
+])
+def test_the_mask_weight_is_in_a_trajectorys_fingerprint_only_where_it_shapes_it(tmp_path, task, weight, changes):
+    from labelwise.benchmark.plan import Job
+    from labelwise.benchmark.trajectory import trajectory_fingerprint
+
+    job = Job("warm", "rare_class_diverse", 0, (1, 2), "base.pt", str(tmp_path / "job"))
+    plain = BenchmarkConfig(out=tmp_path, task=task, protocols=("warm",))
+    weighted = plain.replace(mask_weight=weight)
+    assert weighted.product_settings().scoring.mask_weight == weight
+    assert (trajectory_fingerprint(plain, job) != trajectory_fingerprint(weighted, job)) is changes
+
+
 def test_classification_preannotations_always_carry_the_top_class(tmp_path):
     st = BenchmarkConfig(out=tmp_path).product_settings()
     assert benchmark_task("classify").preannotation_floor(st) == 0.0

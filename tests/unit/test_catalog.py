@@ -195,6 +195,33 @@ def test_packed_predictions_stream_the_unlabelled_images_in_chunks(catalog, imag
         list(catalog.packed_predictions(project, "v1", ImageStatus.UNLABELLED))
 
 
+def test_mask_stabilities_ride_with_predictions(catalog, image_dir):
+    """A segmentation model's per-instance stabilities are stored with its boxes and read back by
+    ``predictions`` and ``packed_predictions``; images stored without any (earlier predictions,
+    other models) read as None / NaN, and a corrupt blob is named."""
+    from labelwise.catalog.models import PredictionRow
+
+    project = catalog.create_project("p", ["a", "b"], task_type="segment")
+    ids = catalog.add_images(project, image_dir).added[:3]
+    probs = np.array([[0.1, 0.9], [0.7, 0.3]], np.float32)
+    seg = Detections(np.array([[1, 1, 5, 5], [2, 3, 5, 6]], np.float32), np.array([0.9, 0.4]),
+                     np.array([1, 0]), probs, np.array([0.25, 1.0], np.float32))
+    plain = Detections(seg.xyxy[:1], seg.confidence[:1], seg.class_id[:1], probs[:1])
+    catalog.save_predictions(project, "v", [(ids[0], seg), (ids[1], plain), (ids[2], Detections.empty(2))])
+    back = catalog.predictions(project, "v", ids)
+    np.testing.assert_array_equal(back[ids[0]].mask_stability, np.float32([0.25, 1.0]))
+    assert back[ids[1]].mask_stability is None
+    (packed,) = catalog.packed_predictions(project, "v", ImageStatus.UNLABELLED)
+    by_image = dict(zip(packed.image_ids, np.split(packed.mask_stability, packed.offsets[1:-1]), strict=True))
+    np.testing.assert_array_equal(by_image[ids[0]], np.float32([0.25, 1.0]))
+    assert np.isnan(by_image[ids[1]]).all() and by_image[ids[2]].shape == (0,)
+    with catalog.session() as s, s.begin():  # a corrupt blob: one stability for two boxes
+        row = s.query(PredictionRow).filter_by(image_id=ids[0], model_version="v").one()
+        row.mask_stability = row.mask_stability[:4]
+    with pytest.raises(CatalogError, match="stored predictions of model version 'v' are corrupt"):
+        list(catalog.packed_predictions(project, "v", ImageStatus.UNLABELLED))
+
+
 def test_id_lists_longer_than_one_query_holds_are_read_in_chunks(catalog, image_dir, monkeypatch):
     import labelwise.catalog.base as base
 

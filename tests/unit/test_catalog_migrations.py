@@ -48,7 +48,8 @@ REPO = Path(__file__).resolve().parents[2]
 NEWEST_TABLES = ["api_keys", "flag_outbox", "learn_requests", "review_events"]  # added latest
 HEAD = head_revision()
 """The newest packaged revision."""
-ADDED_AFTER_BASELINE = {"projects": ("task_type",), "predictions": ("segments",), "labels": ("segments",)}
+ADDED_AFTER_BASELINE = {"projects": ("task_type",), "predictions": ("segments", "mask_stability"),
+                        "labels": ("segments",)}
 """Columns the packaged revisions after the baseline add (a pre-migration catalog lacks them)."""
 LATER = f"{int(HEAD) + 1:04d}"
 """The test-only revision after it (:data:`LATER_REVISION`)."""

@@ -175,6 +175,8 @@ def test_instances_carry_class_vectors_and_image_size_masks(varied, odd_sizes: l
         np.testing.assert_allclose(det.probs.sum(axis=1), 1.0, atol=1e-5)
         np.testing.assert_array_equal(det.probs.argmax(axis=1), det.class_id)
         assert (det.confidence >= CONF).all()
+        assert det.mask_stability is not None and det.mask_stability.shape == (len(det),)
+        assert ((det.mask_stability >= 0) & (det.mask_stability <= 1)).all()
         assert (pred.mask_area > 0).all()  # empty masks are dropped, as YOLO.predict drops them
         assert (det.xyxy[:, [0, 2]] <= width).all() and (det.xyxy[:, [1, 3]] <= height).all()
         for box, mask in zip(det.xyxy, pred.masks):  # cropped to the box (1 px of resampling slack)
@@ -185,6 +187,7 @@ def test_instances_carry_class_vectors_and_image_size_masks(varied, odd_sizes: l
     for pred, det in zip(preds, boxes_only):
         np.testing.assert_array_equal(det.xyxy, pred.detections.xyxy)
         np.testing.assert_array_equal(det.probs, pred.detections.probs)
+        np.testing.assert_array_equal(det.mask_stability, pred.detections.mask_stability)
 
 
 def test_boxes_and_masks_match_ultralytics_predict(varied, seg_env: Env, digits: DigitsSegmentSet,
@@ -371,8 +374,12 @@ def test_a_segmentation_project_is_served_its_outlines(varied, digits: DigitsSeg
     width, height = reply["width"], reply["height"]
     for box, outline in zip(reply["boxes"], reply["segments"]):
         assert outline["class_id"] == box["class_id"] and outline["confidence"] == box["confidence"]
+        assert 0.0 <= outline["mask_stability"] <= 1.0
         pts = np.asarray(outline["points"])
         assert pts.shape[0] >= 3 and (pts >= 0).all() and (pts[:, 0] <= width).all() and (pts[:, 1] <= height).all()
     assert reply["queued_for_review"] is True  # under the threshold of 1.0
     stored = catalog.prediction_segments(project, varied.version, [reply["image_id"]])[reply["image_id"]]
     assert len(stored) == len(reply["segments"])
+    stability = catalog.predictions(project, varied.version, [reply["image_id"]])[reply["image_id"]].mask_stability
+    assert stability is not None  # stored with the boxes: the pool scores it as auto-label's would be
+    np.testing.assert_allclose(stability, [o["mask_stability"] for o in reply["segments"]], atol=1e-6)

@@ -75,6 +75,8 @@ class PredictionRow(Base):
     # A segmentation model's instance outlines, one Ultralytics segment label line per box
     # (labelwise.masks.format_segment_labels, coordinates normalised); None for other tasks.
     segments: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Its instances' mask stabilities, float32 (n,) in the box rows' order; None without masks.
+    mask_stability: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class EmbeddingRow(Base):

@@ -105,7 +105,10 @@ class PredictionsMixin(CatalogMixin):
                  "confidence": det.confidence.astype("<f4").tobytes(),
                  "class_id": det.class_id.astype("<i8").tobytes(),
                  "probs": det.probs.astype("<f4").tobytes(),
-                 "segments": outlines.get(image_id)} for image_id, det in items]
+                 "segments": outlines.get(image_id),
+                 "mask_stability": (None if det.mask_stability is None
+                                    else det.mask_stability.astype("<f4").tobytes())}
+                for image_id, det in items]
         with self.session() as s, s.begin():
             return insert_new(s, PredictionRow, rows, ("project_id", "image_id", "model_version"))
 
@@ -158,7 +161,8 @@ class PredictionsMixin(CatalogMixin):
                 stored array is corrupt (the message names the image).
         """
         q = (select(PredictionRow.image_id, PredictionRow.n_boxes, PredictionRow.num_classes,
-                    PredictionRow.confidence, PredictionRow.class_id, PredictionRow.probs)
+                    PredictionRow.confidence, PredictionRow.class_id, PredictionRow.probs,
+                    PredictionRow.mask_stability)
              .join(ImageRow, (ImageRow.project_id == PredictionRow.project_id)
                    & (ImageRow.image_id == PredictionRow.image_id))
              .where(PredictionRow.project_id == project.id,
@@ -299,8 +303,17 @@ class PredictionsMixin(CatalogMixin):
             )
 
 
+def _stabilities(rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
+    """(B,) float32 mask stabilities of a chunk, NaN for rows stored without; None if no row has them."""
+    if all(r[6] is None for r in rows):
+        return None
+    return np.concatenate([np.full(int(r[1]), np.nan, np.float32) if r[6] is None
+                           else np.frombuffer(r[6], "<f4") for r in rows]).astype(np.float32)
+
+
 def _pack(rows: Sequence[Sequence[Any]], model_version: str) -> PackedDetections:
-    """One chunk of ``(image_id, n_boxes, num_classes, confidence, class_id, probs)`` rows."""
+    """One chunk of ``(image_id, n_boxes, num_classes, confidence, class_id, probs,
+    mask_stability)`` rows (a row without stabilities gives NaN for its boxes)."""
     classes = {int(r[2]) for r in rows}
     if len(classes) != 1:
         raise CatalogError(f"predictions of model version {model_version!r} must share one class "
@@ -313,6 +326,7 @@ def _pack(rows: Sequence[Sequence[Any]], model_version: str) -> PackedDetections
             np.frombuffer(b"".join(r[3] for r in rows), "<f4"),
             np.frombuffer(b"".join(r[4] for r in rows), "<i8"),
             np.frombuffer(b"".join(r[5] for r in rows), "<f4").reshape(-1, c),
+            _stabilities(rows),
         )
     except ValueError as exc:
         raise CatalogError(f"stored predictions of model version {model_version!r} are corrupt: "

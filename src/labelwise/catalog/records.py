@@ -86,4 +86,6 @@ def _detections(row: PredictionRow) -> Detections:
         confidence=np.frombuffer(row.confidence, np.float32).reshape(n),
         class_id=np.frombuffer(row.class_id, np.int64).reshape(n),
         probs=np.frombuffer(row.probs, np.float32).reshape(n, c),
+        mask_stability=(None if row.mask_stability is None
+                        else np.frombuffer(row.mask_stability, np.float32).reshape(n)),
     )

@@ -44,6 +44,10 @@ class Outline(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     points: list[list[float]] = Field(description="[[x, y], ...] polygon vertices in pixels of the "
                                       "uploaded image (at least 3).")
+    mask_stability: float | None = Field(
+        None, ge=0.0, le=1.0, description="How settled the mask's outline is (1 = the outline stays "
+        "put however the mask threshold moves; lower = a soft, uncertain outline); None when the model "
+        "gave none.")
 
 
 class ClassProbability(BaseModel):
@@ -114,7 +118,9 @@ def _outlines(dets: Detections, outlines: ImageSegments, names: tuple[str, ...],
     return [Outline(class_id=int(dets.class_id[i]), class_name=names[int(dets.class_id[i])],
                     confidence=round(float(dets.confidence[i]), 6),
                     points=[[round(float(x), 2), round(float(y), 2)]
-                            for x, y in outlines.instances[i].polygon.points]) for i in keep]
+                            for x, y in outlines.instances[i].polygon.points],
+                    mask_stability=(None if dets.mask_stability is None
+                                    else round(float(dets.mask_stability[i]), 6))) for i in keep]
 
 
 def _boxes(dets: Detections, names: tuple[str, ...], floor: float) -> list[Box]:
