@@ -50,7 +50,9 @@ def test_pseudo_label_twins_are_refused_outside_detection(tmp_path):
     ("detect", 0.5, False),  # no masks: the knob cannot shape a detection trajectory
     ("classify", 0.5, False),
 ])
-def test_the_mask_weight_is_in_a_trajectorys_fingerprint_only_where_it_shapes_it(tmp_path, task, weight, changes):
+def test_the_mask_weight_is_in_a_trajectorys_fingerprint_only_where_it_shapes_it(
+    tmp_path, task, weight, changes,
+):
     from labelwise.benchmark.plan import Job
     from labelwise.benchmark.trajectory import trajectory_fingerprint
 

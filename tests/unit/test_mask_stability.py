@@ -99,10 +99,12 @@ def test_mask_aware_blends_known_stabilities(scores, stability, weight, expected
     ("call", "message"),
     [
         (lambda: mask_aware(np.zeros(2), np.zeros(2), 1.5), r"mask_weight must lie in \[0, 1\]; got 1.5"),
-        (lambda: mask_aware(np.zeros(2), np.zeros(3), 0.5), r"stability must be \(2,\) like the box scores; got \(3,\)"),
+        (lambda: mask_aware(np.zeros(2), np.zeros(3), 0.5),
+         r"stability must be \(2,\) like the box scores; got \(3,\)"),
         (lambda: ScoringRule(mask_weight=-0.1), r"mask_weight must lie in \[0, 1\]; got -0.1"),
         (lambda: _dets([[1.0, 0.0]], [0.9], [1.2]), r"mask_stability must lie in \[0, 1\]; got min 1.2"),
-        (lambda: _dets([[1.0, 0.0]], [0.9], [0.5, 0.5]), r"mask_stability must be \(1,\) to match xyxy; got shape \(2,\)"),
+        (lambda: _dets([[1.0, 0.0]], [0.9], [0.5, 0.5]),
+         r"mask_stability must be \(1,\) to match xyxy; got shape \(2,\)"),
     ],
 )
 def test_bad_stabilities_and_weights_are_refused(call, message):
