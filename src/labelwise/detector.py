@@ -33,6 +33,7 @@ import numpy as np
 from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
 from labelwise.evaluation import DETECT_SCHEME, MetricScheme
+from labelwise.inference_backends import attach_runner
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
 from labelwise.yolo_models import DETECTOR, TrainResult, load_yolo_model, save_checkpoint, train_from
@@ -247,19 +248,8 @@ class YoloDetector:
             predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
             predictor.feature_layer = self.feature_layer if self._has_backbone() else None
             if self.backend != "torch":
-                from labelwise.inference_backends import build_runner, check_backend
-                from labelwise.ultralytics_env import resolve_threads
-
-                predictor.runner = build_runner(
-                    check_backend(self.backend),
-                    self._model,
-                    version=self.version,
-                    imgsz=self.settings.imgsz,
-                    batch=self.settings.batch,
-                    feature_layer=self.feature_layer,
-                    threads=resolve_threads(self.settings.threads),
-                    cache_root=self.export_root,
-                )
+                attach_runner(predictor, self._model, self.settings, version=self.version,
+                              feature_layer=self.feature_layer, cache_root=self.export_root)
             self._predictor = predictor
         return self._predictor
 

@@ -1,10 +1,12 @@
 """Inference backends of the YOLO adapter: PyTorch (the model itself), ONNX Runtime, OpenVINO.
 
-An exported backend runs the detector's forward pass only; everything around it stays the
+An exported backend runs the model's forward pass only; everything around it stays the
 adapter's own: ultralytics' letterbox (the predictor's ``preprocess``, same rect/stride rules
 as with torch), the index-returning NMS of :mod:`labelwise.yolo_inference` and the class-vector
 read-out. So the full class vectors survive: an exported Detect head outputs the same raw
-``(B, 4 + nc, anchors)`` tensor as the torch head.
+``(B, 4 + nc, anchors)`` tensor as the torch head, an exported Segment head the same
+``(B, 4 + nc + nm, anchors)`` tensor and ``(B, nm, h/4, w/4)`` prototypes (its masks and mask
+stabilities are then made by :mod:`labelwise.segmenter` as with torch).
 
 Exports are made by ultralytics' own exporter (what ``YOLO.export(format=...)`` calls), with
 dynamic batch and image shape, fp32, no embedded NMS, and cached under
@@ -79,19 +81,19 @@ def export_model(
     feature_layer: int,
     cache_root: Path,
 ) -> ExportedModel:
-    """Export ``model`` (an ultralytics DetectionModel, left unchanged) with ultralytics' exporter,
-    or reuse the cached export.
+    """Export ``model`` (an ultralytics DetectionModel or SegmentationModel, left unchanged) with
+    ultralytics' exporter, or reuse the cached export.
 
     The export is written to a fresh temporary folder and renamed into place, so a crash mid-export
     never leaves a half file in the cache and concurrent processes each see a complete one.
 
     Args:
-        model: the torch DetectionModel; exported from a deep copy.
+        model: the torch model; exported from a deep copy.
         version: the model version (weights digest) that keys the cache.
         backend: ``onnx`` or ``openvino``.
         imgsz: the export's nominal image size (the shape is dynamic; it names the cache entry).
         batch: the nominal batch of the trace (dynamic shapes accept any batch).
-        feature_layer: the layer whose output becomes the ONNX export's second output.
+        feature_layer: the layer whose output becomes the ONNX export's last output.
         cache_root: folder holding every export.
     """
     if backend not in EXPORT_FORMATS:
@@ -204,11 +206,26 @@ def add_onnx_feature_output(source: Path, target: Path, layer: int) -> Path:
 # --------------------------------------------------------------------------------------------
 # Runners
 # --------------------------------------------------------------------------------------------
+HEAD_OUTPUTS = ("output0", "output1")
+"""The exporter's names of the head outputs: the raw head, then (segmentation) the prototypes."""
+
+
+def _check_outputs(path: Path, outputs: list[str]) -> int:
+    """How many head outputs an export has, after checking its outputs are ``output0`` (and
+    ``output1``), then :data:`FEATURE_OUTPUT`."""
+    heads = len(outputs) - 1
+    if not 1 <= heads <= len(HEAD_OUTPUTS) or outputs != [*HEAD_OUTPUTS[:heads], FEATURE_OUTPUT]:
+        raise RuntimeError(f"{path} must have outputs ['output0', {FEATURE_OUTPUT!r}] (detection) or "
+                           f"['output0', 'output1', {FEATURE_OUTPUT!r}] (segmentation); got {outputs}")
+    return heads
+
+
 class OnnxRunner:
     """ONNX Runtime session on the CPU over an export from :func:`export_model`.
 
-    Called with the predictor's batch (B, 3, H, W) float32; returns the raw head output
-    (B, 4 + nc, anchors) as a torch tensor and the pooled features (B, D) float32.
+    Called with the predictor's batch (B, 3, H, W) float32; returns the head outputs as torch
+    tensors (the raw head (B, 4 + nc [+ nm], anchors), then a segmentation model's prototypes)
+    and the pooled features (B, D) float32.
     """
 
     def __init__(self, path: Path, threads: int) -> None:
@@ -220,22 +237,22 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        outputs = [o.name for o in self._session.get_outputs()]
-        if outputs != ["output0", FEATURE_OUTPUT]:
-            raise RuntimeError(f"{path} must have outputs ['output0', {FEATURE_OUTPUT!r}]; got {outputs}")
+        self.heads = _check_outputs(self.path, [o.name for o in self._session.get_outputs()])
         self._input = self._session.get_inputs()[0].name
 
-    def __call__(self, im: "torch.Tensor") -> tuple["torch.Tensor", np.ndarray]:
+    def __call__(self, im: "torch.Tensor") -> tuple[tuple["torch.Tensor", ...], np.ndarray]:
         import torch
 
-        raw, feats = self._session.run(None, {self._input: np.ascontiguousarray(im.cpu().numpy(), np.float32)})
-        return torch.from_numpy(np.asarray(raw, np.float32)), pooled_from_map(np.asarray(feats))
+        *heads, feats = self._session.run(None, {self._input: np.ascontiguousarray(im.cpu().numpy(), np.float32)})
+        return (tuple(torch.from_numpy(np.asarray(h, np.float32)) for h in heads),
+                pooled_from_map(np.asarray(feats)))
 
 
 class OpenVinoRunner:
     """OpenVINO compiled model on the CPU over an export from :func:`export_model`.
 
-    The feature layer's output is added to the model as a second output before compiling.
+    The feature layer's output is added to the model as its last output before compiling; the
+    others are the head outputs (as :class:`OnnxRunner` returns them).
     """
 
     def __init__(self, folder: Path, threads: int, feature_layer: int) -> None:
@@ -270,14 +287,18 @@ class OpenVinoRunner:
         self.path = Path(folder)
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
+        self.heads = len(self._compiled.outputs) - 1
+        if not 1 <= self.heads <= len(HEAD_OUTPUTS):
+            raise RuntimeError(f"{folder} must have 1 or 2 head outputs (detection, segmentation) before "
+                               f"the features; got {self.heads}")
 
-    def __call__(self, im: "torch.Tensor") -> tuple["torch.Tensor", np.ndarray]:
+    def __call__(self, im: "torch.Tensor") -> tuple[tuple["torch.Tensor", ...], np.ndarray]:
         import torch
 
         result = self._request.infer([np.ascontiguousarray(im.cpu().numpy(), np.float32)])
-        raw = result[self._compiled.output(0)]
-        feats = result[self._compiled.output(1)]
-        return torch.from_numpy(np.array(raw, np.float32)), pooled_from_map(np.asarray(feats))
+        heads = tuple(torch.from_numpy(np.array(result[self._compiled.output(i)], np.float32))
+                      for i in range(self.heads))
+        return heads, pooled_from_map(np.asarray(result[self._compiled.output(self.heads)]))
 
 
 def pooled_from_map(feature_map: np.ndarray) -> np.ndarray:
@@ -313,3 +334,19 @@ def build_runner(
     if backend == "openvino":
         return OpenVinoRunner(exported.path, threads, feature_layer)
     raise ValueError(f"no runner for backend {backend!r}; expected onnx or openvino")
+
+
+def attach_runner(predictor: Any, model: Any, settings: Any, *, version: str, feature_layer: int,
+                  cache_root: Path) -> None:
+    """Give ``predictor`` (a class-vector predictor after ``setup_model``) the runner of
+    ``settings.backend`` (a :class:`~labelwise.config.DetectorSettings`) in place of the torch
+    forward (``torch`` needs none: refused here)."""
+    if settings.backend == "torch":
+        raise ValueError("the torch backend runs the model itself; expected onnx or openvino")
+    from labelwise.ultralytics_env import resolve_threads
+
+    predictor.runner = build_runner(
+        check_backend(settings.backend), model, version=version, imgsz=settings.imgsz,
+        batch=settings.batch, feature_layer=feature_layer, threads=resolve_threads(settings.threads),
+        cache_root=cache_root,
+    )

@@ -65,6 +65,7 @@ from labelwise.config import DetectorSettings
 from labelwise.detector import _data_yaml_names, weights_digest
 from labelwise.domain import Detections
 from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
+from labelwise.inference_backends import attach_runner, check_backend
 from labelwise.masks import ImageSegments, segments_from_masks
 from labelwise.task_types import TaskType
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
@@ -485,8 +486,8 @@ class YoloSegmenter:
             ref: a local ``.pt`` file of a segmentation model, or an ultralytics segmentation
                 yaml name/path (random init, a head for ``len(class_names)`` classes).
                 ``models:/`` registry URIs are resolved by the tracking layer first.
-            settings: inference settings; ``backend`` must be ``torch`` (the exported backends
-                serve detection only).
+            settings: inference settings; ``backend`` torch, onnx or openvino (an export of
+                the model, cached under ``state_dir/exports``: :mod:`labelwise.inference_backends`).
             state_dir: Labelwise's state folder; ultralytics' config goes to
                 ``state_dir/ultralytics`` unless this process already set one up.
             class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
@@ -500,11 +501,7 @@ class YoloSegmenter:
                 matching the checkpoint, an unreadable checkpoint or one without a Segment head.
             FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
         """
-        if settings.backend != "torch":
-            raise ValueError(
-                f"a segmentation model runs on the torch backend; got backend={settings.backend!r} "
-                f"(expected 'torch')"
-            )
+        check_backend(settings.backend)
         state_dir = Path(state_dir)
         ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
         model, names, ref_str = load_yolo_model(SEGMENTER, ref, class_names, seed)
@@ -523,8 +520,14 @@ class YoloSegmenter:
 
     @property
     def backend(self) -> str:
-        """Inference backend: always ``torch`` for a segmentation model."""
-        return "torch"
+        """Inference backend of the predictions (``settings.backend``): torch, onnx, openvino.
+        :meth:`features` (a second pass) and training run on torch."""
+        return self.settings.backend
+
+    @property
+    def export_root(self) -> Path:
+        """Folder of the cached exports of the onnx / openvino backends."""
+        return self.state_dir / "exports"
 
     @property
     def feature_layer(self) -> int:
@@ -585,6 +588,9 @@ class YoloSegmenter:
             predictor = _segment_predictor()(overrides=self._predict_overrides())
             predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
             predictor.feature_layer = self.feature_layer
+            if self.backend != "torch":
+                attach_runner(predictor, self._model, self.settings, version=self.version,
+                              feature_layer=self.feature_layer, cache_root=self.export_root)
             self._predictor = predictor
         return self._predictor
 

@@ -102,12 +102,13 @@ class RawBoxes:
 class RawRunner(Protocol):
     """A forward pass that replaces the torch model's on the predictor's letterboxed batch.
 
-    Called with the preprocessed batch (B, 3, H, W) float32 in [0, 1], RGB; returns the raw Detect
-    head output (B, 4 + nc, anchors) as a float32 tensor and the pooled ``feature_layer`` output
-    (B, D) float32 (global average pool, not normalised).
+    Called with the preprocessed batch (B, 3, H, W) float32 in [0, 1], RGB; returns the head
+    outputs as float32 tensors (the raw Detect head output (B, 4 + nc, anchors); a Segment
+    head's (B, 4 + nc + nm, anchors) and its prototypes (B, nm, h, w)) and the pooled
+    ``feature_layer`` output (B, D) float32 (global average pool, not normalised).
     """
 
-    def __call__(self, im: "torch.Tensor") -> tuple["torch.Tensor", np.ndarray]: ...
+    def __call__(self, im: "torch.Tensor") -> tuple[tuple["torch.Tensor", ...], np.ndarray]: ...
 
 
 def pool_features(x: "torch.Tensor") -> np.ndarray:
@@ -163,9 +164,9 @@ def class_vector_predictor() -> type:
         def inference(self, im: "torch.Tensor", *args: Any, **kwargs: Any) -> Any:
             self._pooled = None
             if self.runner is not None:
-                raw, pooled = self.runner(im)
+                heads, pooled = self.runner(im)
                 self._pooled = pooled
-                return raw
+                return heads[0] if len(heads) == 1 else list(heads)  # [raw, protos] as an export's
             self._hook_features()
             return super().inference(im, *args, **kwargs)
 

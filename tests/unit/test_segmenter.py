@@ -135,8 +135,8 @@ def test_other_tasks_and_bad_references_are_refused(seg_env: Env, tmp_path: Path
         YoloSegmenter.load("weights.onnx", s, state, DIGITS)
     with pytest.raises(FileNotFoundError, match="do not exist"):
         YoloSegmenter.load(tmp_path / "missing.pt", s, state)
-    with pytest.raises(ValueError, match="torch backend"):
-        YoloSegmenter.load("yolov8n-seg.yaml", s.model_copy(update={"backend": "onnx"}), state, DIGITS)
+    with pytest.raises(ValueError, match="inference backend must be one of torch, onnx, openvino; got 'tensorrt'"):
+        YoloSegmenter.load("yolov8n-seg.yaml", s.model_copy(update={"backend": "tensorrt"}), state, DIGITS)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot load segmentation model weights"):
@@ -217,6 +217,39 @@ def test_boxes_and_masks_match_ultralytics_predict(varied, seg_env: Env, digits:
         sides = ours.detections.xyxy[:, 2:] - ours.detections.xyxy[:, :2]
         inside += int((sides < [width - 1, height - 1]).any(axis=1).sum())
     assert inside >= 3
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_backends_give_the_same_instances(backend: str, varied, seg_env: Env, digits: DigitsSegmentSet,
+                                                   odd_sizes: list[Path]) -> None:
+    """An ONNX Runtime / OpenVINO export of the model gives the same instances: boxes matched by
+    class and IoU carry the same class vectors (within 1e-3), masks (IoU > 0.95) and stabilities,
+    and the same-pass features; the export is cached under the model's version."""
+    from labelwise.inference_backends import export_dir
+    from labelwise.perf.autolabel import matched_class_vector_gap
+    from labelwise.segmenter import YoloSegmenter
+
+    exported = YoloSegmenter.load(varied.ref, seg_env.settings.model_copy(update={"backend": backend}),
+                                  seg_env.state_dir, class_names=DIGITS)
+    assert exported.backend == backend and exported.version == varied.version
+    images = [*odd_sizes, *digits.image_paths("val")]
+    ours, theirs = varied.predict_segments(images), exported.predict_segments(images)
+    gap = matched_class_vector_gap([p.detections for p in ours], [p.detections for p in theirs], 0.99)
+    assert gap.boxes > len(images) and gap.matched >= 0.9 * gap.boxes and gap.max_abs <= 1e-3
+    pairs = 0
+    for a, b in zip(ours, theirs):
+        for i in range(len(a)):
+            same = [j for j in range(len(b)) if b.detections.class_id[j] == a.detections.class_id[i]
+                    and np.abs(b.detections.xyxy[j] - a.detections.xyxy[i]).max() < 0.05]
+            if same:  # boxes clipped to the image can coincide: the instance is the best mask among them
+                j = max(same, key=lambda k: mask_iou(a.masks[i], b.masks[k]))
+                pairs += 1
+                assert mask_iou(a.masks[i], b.masks[j]) > 0.95
+                assert abs(float(a.detections.mask_stability[i]) - float(b.detections.mask_stability[j])) < 0.05
+    assert pairs >= 0.9 * gap.boxes
+    _, pooled = exported.predict_with_features(images[:4])
+    np.testing.assert_allclose(pooled, varied.predict_with_features(images[:4])[1], atol=1e-3)
+    assert export_dir(exported.export_root, exported.version, seg_env.settings.imgsz, backend).is_dir()
 
 
 def test_predict_on_arrays_equals_predict_on_files(varied, digits: DigitsSegmentSet) -> None:
