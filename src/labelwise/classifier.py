@@ -32,9 +32,7 @@ Ultralytics numbers a classification data set's classes by the sorted names of i
 
 from __future__ import annotations
 
-import copy
 import functools
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,18 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.classify_training import (
-    SPLITS,
-    VAL_SPLIT,
-    check_classification_set,
-)
-from labelwise.config import DetectorSettings
-from labelwise.detector import weights_digest
+from labelwise.classify_training import VAL_SPLIT, check_classification_set
 from labelwise.domain import Detections
 from labelwise.task_types import TaskType, classification_detections
-from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
-from labelwise.yolo_inference import as_bgr, batched
-from labelwise.yolo_models import CLASSIFIER, TrainResult, load_yolo_model, save_checkpoint, train_from
+from labelwise.yolo_adapter import YoloAdapter, check_split, l2_rows
+from labelwise.yolo_models import CLASSIFIER, TrainResult, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -261,95 +252,18 @@ def _probs_predictor() -> type:
 # --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
-class YoloClassifier:
+class YoloClassifier(YoloAdapter):
     """An ultralytics YOLO classification model behind a numpy interface.
 
-    Build it with :meth:`load`. The object is not thread-safe; use one per worker.
-
-    Attributes:
-        version: ``<ref stem>-<weights digest>``; same weights from the same stem, same version.
-        class_names: the classes, in the order of the softmax columns.
-        settings: inference settings (``imgsz``, ``batch``, ``device``, ``threads`` are used).
-        state_dir: Labelwise's state folder (ultralytics' config and runs below it).
-        task: always ``"classify"``.
+    Build it with :meth:`~labelwise.yolo_adapter.YoloAdapter.load` (a ``.pt`` of a
+    classification model or a ``-cls`` yaml; the backend must be ``torch``). The object is not
+    thread-safe; use one per worker.
     """
 
-    task: str = TASK
-
-    def __init__(
-        self,
-        model: Any,
-        *,
-        ref: str,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: tuple[str, ...],
-    ) -> None:
-        self._model = model  # ultralytics ClassificationModel (fp32, eval mode); never handed out
-        self._ref = ref
-        self.settings = settings
-        self.state_dir = Path(state_dir)
-        self.class_names = class_names
-        self.version = f"{Path(ref).stem}-{weights_digest(model)}"
-        self._predictor: Any = None
-
-    # ---------------------------------------------------------------- loading
-    @classmethod
-    def load(
-        cls,
-        ref: str | Path,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: Sequence[str] | None = None,
-        seed: int = 0,
-    ) -> "YoloClassifier":
-        """Load classification weights or build a fresh classification model.
-
-        Args:
-            ref: a local ``.pt`` file of a classification model, or an ultralytics
-                classification yaml name/path (random init, a head for ``len(class_names)``
-                classes). ``models:/`` registry URIs are resolved by the tracking layer first.
-            settings: inference settings; ``backend`` must be ``torch`` (the exported backends
-                serve detection only).
-            state_dir: Labelwise's state folder; ultralytics' config goes to
-                ``state_dir/ultralytics`` unless this process already set one up.
-            class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
-                checkpoint's names in order.
-            seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
-
-        Raises:
-            TaskMismatch: the yaml or checkpoint is of another task (``detect``, ``segment``...),
-                naming both tasks.
-            ValueError: unsupported ref or backend, missing/duplicate class names, names not
-                matching the checkpoint, an unreadable checkpoint or one without a Classify head.
-            FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
-        """
-        if settings.backend != "torch":
-            raise ValueError(
-                f"a classifier runs on the torch backend; got backend={settings.backend!r} "
-                f"(expected 'torch')"
-            )
-        state_dir = Path(state_dir)
-        ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
-        model, names, ref_str = load_yolo_model(CLASSIFIER, ref, class_names, seed)
-        return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
+    kind = CLASSIFIER
+    exported_backends = False
 
     # ---------------------------------------------------------------- properties
-    @property
-    def num_classes(self) -> int:
-        """C: the softmax length."""
-        return len(self.class_names)
-
-    @property
-    def ref(self) -> str:
-        """What the model was loaded from (a .pt path or a yaml name)."""
-        return self._ref
-
-    @property
-    def backend(self) -> str:
-        """Inference backend: always ``torch`` for a classifier."""
-        return "torch"
-
     @property
     def feature_layer(self) -> int:
         """Index of the Classify head, whose pooled linear-layer input :meth:`features` returns."""
@@ -359,9 +273,6 @@ class YoloClassifier:
     def feature_dim(self) -> int:
         """D of :meth:`features`: the input width of the head's linear layer (1280 for YOLO)."""
         return int(self._model.model[-1].linear.in_features)
-
-    def __repr__(self) -> str:
-        return f"YoloClassifier(version={self.version!r}, classes={len(self.class_names)})"
 
     # ---------------------------------------------------------------- inference
     def _predict_overrides(self) -> dict[str, Any]:
@@ -381,25 +292,13 @@ class YoloClassifier:
 
     def _get_predictor(self) -> Any:
         if self._predictor is None:
-            predictor = _probs_predictor()(overrides=self._predict_overrides())
-            predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
-            self._predictor = predictor
+            self._predictor = self._setup(_probs_predictor()(overrides=self._predict_overrides()))
         return self._predictor
 
     def _raw_iter(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None
     ) -> Iterator[tuple["Path | np.ndarray", _RawClass]]:
-        size = batch or self.settings.batch
-        if size < 1:
-            raise ValueError(f"batch must be >= 1; got {size}")
-        predictor = self._get_predictor()
-        for chunk in batched(list(paths), size):
-            results = predictor(source=[as_bgr(p) for p in chunk], stream=False)
-            if len(results) != len(chunk):
-                raise RuntimeError(
-                    f"expected {len(chunk)} results for the batch; got {len(results)}"
-                )
-            yield from zip(chunk, results)
+        yield from self._batches(self._get_predictor(), paths, batch)
 
     @staticmethod
     def _to_detections(raw: _RawClass) -> Detections:
@@ -427,16 +326,6 @@ class YoloClassifier:
         for path, raw in self._raw_iter(paths, batch):
             yield path, self._to_detections(raw)
 
-    def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
-        """One whole-image row per image (file or BGR array), in input order (see
-        :meth:`predict_iter`)."""
-        return [det for _, det in self.predict_iter(paths)]
-
-    def read(self, path: Path) -> np.ndarray:
-        """(H, W, 3) uint8 BGR pixels of an image file as :meth:`predict_iter` reads it
-        (EXIF-oriented; FileNotFoundError / ValueError naming the file)."""
-        return as_bgr(path)
-
     def predict_with_features(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
     ) -> tuple[list[Detections], np.ndarray]:
@@ -451,7 +340,7 @@ class YoloClassifier:
         for _, raw in self._raw_iter(paths, batch):
             dets.append(self._to_detections(raw))
             rows.append(raw.pooled)
-        return dets, self._normalised(rows)
+        return dets, l2_rows(rows, self.feature_dim)
 
     def features(self, paths: Sequence["Path | np.ndarray"], batch: int | None = None) -> np.ndarray:
         """Pooled head features: (N, D) float32, rows L2-normalised (D = :attr:`feature_dim`).
@@ -459,20 +348,7 @@ class YoloClassifier:
         The global average pool of the Classify head's convolution on the ``settings.imgsz``
         input: the vector its linear layer maps to the class logits.
         """
-        return self._normalised([raw.pooled for _, raw in self._raw_iter(paths, batch)])
-
-    def _normalised(self, rows: list[np.ndarray]) -> np.ndarray:
-        if not rows:
-            return np.zeros((0, self.feature_dim), np.float32)
-        feats = np.stack(rows).astype(np.float32)
-        norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    # ---------------------------------------------------------------- persistence
-    def save(self, path: Path) -> Path:
-        """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps the weights digest
-        of :attr:`version`; the stem part is the file's)."""
-        return save_checkpoint(self._model, path, self.version, TaskType.CLASSIFY)
+        return l2_rows([raw.pooled for _, raw in self._raw_iter(paths, batch)], self.feature_dim)
 
     # ---------------------------------------------------------------- training
     def train(
@@ -508,14 +384,9 @@ class YoloClassifier:
         """
         from ultralytics.models.yolo.classify import ClassificationTrainer
 
-        if epochs < 1 or batch < 1:
-            raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
         data_dir = check_classification_set(data_dir, self.class_names, VAL_SPLIT)
-        out_dir = Path(out_dir).resolve()
-        args = cpu_training_args(self._ref, data_dir, out_dir, name, epochs=epochs, batch=batch,
-                                 imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
-                                 device=self.settings.device, task=TASK,
-                                 **{**LIGHT_AUGMENTATION, **overrides})
+        args = self._training_args(data_dir, out_dir, name, epochs, batch, seed, patience, imgsz,
+                                   **{**LIGHT_AUGMENTATION, **overrides})
         trainer = ClassificationTrainer(overrides=args)
         if int(trainer.data["nc"]) != self.num_classes:
             raise ValueError(
@@ -554,32 +425,8 @@ class YoloClassifier:
         import torch
         from ultralytics.models.yolo.classify import ClassificationValidator
 
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}; got {split!r}")
-        data_dir = check_classification_set(data_dir, self.class_names, split)
-        out_dir = Path(out_dir).resolve() if out_dir is not None else self.state_dir / "runs"
-        args = {
-            "model": self._ref,
-            "data": str(data_dir),
-            "split": split,
-            "imgsz": imgsz or self.settings.imgsz,
-            "batch": batch or self.settings.batch,
-            "device": self.settings.device,
-            "workers": 0,
-            "plots": False,
-            "save_json": False,
-            "verbose": False,
-            "project": str(out_dir),
-            "name": f"eval-{split}",
-            "exist_ok": True,
-            "mode": "val",
-            "task": TASK,
-        }
-        start = time.perf_counter()
-        validator = ClassificationValidator(args=args)
-        # The validator fuses Conv+BN and freezes the module it is given in place: give it a copy.
-        validator(model=copy.deepcopy(self._model))
-        seconds = time.perf_counter() - start
+        data_dir = check_classification_set(data_dir, self.class_names, check_split(split))
+        validator, seconds = self._validate(ClassificationValidator, data_dir, split, out_dir, batch, imgsz)
         if not validator.targets:
             raise RuntimeError(f"the validator saw no images in {data_dir / split}")
         predicted = torch.cat(validator.pred)[:, 0].numpy()

@@ -20,27 +20,20 @@ with classic NMS, for prediction and evaluation alike.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
 from labelwise.evaluation import DETECT_SCHEME, MetricScheme
-from labelwise.inference_backends import attach_runner
-from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
-from labelwise.yolo_inference import RawBoxes, as_bgr, batched, class_vector_predictor, normalise_rows
-from labelwise.yolo_models import DETECTOR, TrainResult, load_yolo_model, save_checkpoint, train_from
+from labelwise.yolo_adapter import BoxAdapter, data_yaml_names, l2_rows, weights_digest
+from labelwise.yolo_inference import RawBoxes, as_bgr, class_vector_predictor, normalise_rows
+from labelwise.yolo_models import DETECTOR, TrainResult, train_from
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
+__all__ = ["EvalResult", "YoloDetector", "data_yaml_names", "weights_digest"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,183 +92,29 @@ class EvalResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-def weights_digest(module: "torch.nn.Module", length: int = 10) -> str:
-    """SHA-256 of a module's state dict (key, dtype, shape, bytes of each tensor), hex[:length].
-
-    Same weights give the same digest regardless of train/eval mode or where they came from.
-    """
-    import torch
-
-    h = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        if not isinstance(value, torch.Tensor):
-            continue
-        t = value.detach().cpu().contiguous()
-        if t.dtype == torch.bfloat16:
-            t = t.float()
-        h.update(key.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:length]
-
-
-def _data_yaml_names(data_yaml: Path) -> list[str]:
-    import yaml
-
-    data = yaml.safe_load(Path(data_yaml).read_text())
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict):
-        return [str(names[k]) for k in sorted(names)]
-    if isinstance(names, list):
-        return [str(n) for n in names]
-    raise ValueError(
-        f"{data_yaml} must define 'names' as a list or {{id: name}} mapping; got {names!r}"
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
-class YoloDetector:
+class YoloDetector(BoxAdapter):
     """An ultralytics YOLO detection model behind a numpy interface.
 
-    Build it with :meth:`load`. The object is not thread-safe; use one per worker.
+    Build it with :meth:`~labelwise.yolo_adapter.YoloAdapter.load`. The object is not
+    thread-safe; use one per worker.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        ref: str,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: tuple[str, ...],
-    ) -> None:
-        self._model = model  # ultralytics DetectionModel (fp32, eval mode); never handed out
-        self._ref = ref
-        self.settings = settings
-        self.state_dir = Path(state_dir)
-        self.class_names = class_names
-        self.version = f"{Path(ref).stem}-{weights_digest(model)}"
-        self._predictor: Any = None
-        self._feature_predictor: Any = None
-
-    # ---------------------------------------------------------------- loading
-    @classmethod
-    def load(
-        cls,
-        ref: str | Path,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: Sequence[str] | None = None,
-        seed: int = 0,
-    ) -> "YoloDetector":
-        """Load weights or build a fresh model.
-
-        Args:
-            ref: a local ``.pt`` file, or an ultralytics model yaml name/path (random init, with a
-                head for ``len(class_names)`` classes). ``models:/`` registry URIs are resolved by
-                the tracking layer into a ``.pt`` path before they get here.
-            settings: inference settings (imgsz, batch, conf, iou, max_det, device, threads).
-            state_dir: Labelwise's state folder; ultralytics' config goes to
-                ``state_dir/ultralytics`` unless this process already set one up.
-            class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
-                checkpoint's names in order.
-            seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
-
-        Raises:
-            TaskMismatch: the yaml or checkpoint is of another task, naming both tasks.
-            ValueError: unsupported ref, missing/duplicate class names, names not matching the
-                checkpoint, or an unreadable checkpoint (see
-                :func:`labelwise.yolo_models.load_yolo_model`).
-            FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
-        """
-        state_dir = Path(state_dir)
-        ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
-        model, names, ref_str = load_yolo_model(DETECTOR, ref, class_names, seed)
-        return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
-
-    # ---------------------------------------------------------------- properties
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def ref(self) -> str:
-        """What the model was loaded from (a .pt path or a yaml name)."""
-        return self._ref
-
-    @property
-    def feature_layer(self) -> int:
-        """Index of the layer :meth:`features` pools: the last backbone layer (SPPF/C2PSA)."""
-        yaml_cfg = getattr(self._model, "yaml", None) or {}
-        backbone = yaml_cfg.get("backbone")
-        if not backbone:
-            raise RuntimeError(f"model from {self._ref} has no yaml backbone; cannot pick a layer")
-        return len(backbone) - 1
-
-    def __repr__(self) -> str:
-        return f"YoloDetector(version={self.version!r}, classes={len(self.class_names)})"
+    kind = DETECTOR
 
     # ---------------------------------------------------------------- inference
-    def _predict_overrides(self, **extra: Any) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "conf": s.conf,
-            "iou": s.iou,
-            "imgsz": s.imgsz,
-            "max_det": s.max_det,
-            "batch": s.batch,
-            "device": s.device,
-            "mode": "predict",
-            "task": "detect",
-            "rect": True,
-            "nms": True,  # keep the one-to-many head (class vectors) on end-to-end models
-            "save": False,
-            "verbose": False,
-            "project": str(self.state_dir / "runs"),
-            "name": "predict",
-            "exist_ok": True,
-            **extra,
-        }
-
     def _get_predictor(self) -> Any:
         if self._predictor is None:
             predictor = class_vector_predictor()(overrides=self._predict_overrides())
-            predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
             predictor.feature_layer = self.feature_layer if self._has_backbone() else None
-            if self.backend != "torch":
-                attach_runner(predictor, self._model, self.settings, version=self.version,
-                              feature_layer=self.feature_layer, cache_root=self.export_root)
-            self._predictor = predictor
+            self._predictor = self._setup(predictor, predictor.feature_layer)
         return self._predictor
 
-    @property
-    def backend(self) -> str:
-        """Inference backend of :meth:`predict_iter` (``settings.backend``): torch, onnx, openvino."""
-        return self.settings.backend
+    def _embed_predictor_class(self) -> Any:
+        from ultralytics.models.yolo.detect import DetectionPredictor
 
-    @property
-    def export_root(self) -> Path:
-        """Folder of the cached exports of the onnx / openvino backends."""
-        return self.state_dir / "exports"
-
-    def _has_backbone(self) -> bool:
-        return bool((getattr(self._model, "yaml", None) or {}).get("backbone"))
-
-    def _get_feature_predictor(self) -> Any:
-        if self._feature_predictor is None:
-            from ultralytics.models.yolo.detect import DetectionPredictor
-
-            predictor = DetectionPredictor(
-                overrides=self._predict_overrides(embed=[self.feature_layer])
-            )
-            predictor.setup_model(model=self._model, verbose=False)
-            self._feature_predictor = predictor
-        return self._feature_predictor
+        return DetectionPredictor
 
     def _to_detections(self, raw: RawBoxes) -> Detections:
         return Detections(
@@ -292,7 +131,7 @@ class YoloDetector:
     def predict_iter(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
     ) -> Iterator[tuple["Path | np.ndarray", Detections]]:
-        """Stream ``(path, detections)`` in input order, ``batch`` images in memory at a time.
+        """Stream ``(path, detections)`` in input order, ``batch`` images per forward pass.
 
         Args:
             paths: image files, each read with ultralytics' reader (BGR, EXIF orientation
@@ -308,24 +147,8 @@ class YoloDetector:
             FileNotFoundError / ValueError: naming an image that is missing or cannot be decoded
                 (raised when its batch is reached).
         """
-        size = batch or self.settings.batch
-        if size < 1:
-            raise ValueError(f"batch must be >= 1; got {size}")
-        predictor = self._get_predictor()
-        for chunk in batched(list(paths), size):
-            images = [as_bgr(p) for p in chunk]
-            results = predictor(source=images, stream=False)
-            if len(results) != len(chunk):
-                raise RuntimeError(
-                    f"expected {len(chunk)} results for the batch; got {len(results)}"
-                )
-            for path, raw in zip(chunk, results):
-                yield path, self._to_detections(raw)
-
-    def read(self, path: Path) -> np.ndarray:
-        """(H, W, 3) uint8 BGR pixels of an image file as :meth:`predict_iter` reads it
-        (EXIF-oriented; FileNotFoundError / ValueError naming the file)."""
-        return as_bgr(path)
+        for path, raw in self._batches(self._get_predictor(), paths, batch):
+            yield path, self._to_detections(raw)
 
     def predict_with_features(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
@@ -337,28 +160,17 @@ class YoloDetector:
             :meth:`features` on the same images (same letterbox, same layer, same pooling; a
             forward hook keeps the layer's output while the head runs on), up to float rounding.
         """
-        size = batch or self.settings.batch
-        if size < 1:
-            raise ValueError(f"batch must be >= 1; got {size}")
         predictor = self._get_predictor()
         if predictor.feature_layer is None and predictor.runner is None:
             raise RuntimeError(f"model from {self._ref} has no yaml backbone; cannot pool features")
         dets: list[Detections] = []
         rows: list[np.ndarray] = []
-        for chunk in batched(list(paths), size):
-            results = predictor(source=[as_bgr(p) for p in chunk], stream=False)
-            if len(results) != len(chunk):
-                raise RuntimeError(f"expected {len(chunk)} results for the batch; got {len(results)}")
-            for raw in results:
-                if raw.pooled is None:
-                    raise RuntimeError("the forward pass returned no pooled features")
-                dets.append(self._to_detections(raw))
-                rows.append(raw.pooled)
-        if not rows:
-            return dets, np.zeros((0, self.feature_dim), np.float32)
-        feats = np.stack(rows).astype(np.float32)
-        norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return dets, (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+        for _, raw in self._batches(predictor, paths, batch):
+            if raw.pooled is None:
+                raise RuntimeError("the forward pass returned no pooled features")
+            dets.append(self._to_detections(raw))
+            rows.append(raw.pooled)
+        return dets, l2_rows(rows, self.feature_dim)
 
     def raw_outputs(self, images: Sequence["Path | np.ndarray"]) -> tuple[np.ndarray, np.ndarray]:
         """The forward pass of ONE batch, before NMS (to compare backends on the same input).
@@ -382,31 +194,6 @@ class YoloDetector:
             raise RuntimeError("the forward pass returned no pooled features")
         return raw.detach().float().cpu().numpy(), np.asarray(pooled, np.float32)
 
-    def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
-        """Detections of every image (file or BGR array), in input order (see
-        :meth:`predict_iter`)."""
-        return [det for _, det in self.predict_iter(paths)]
-
-    def features(self, paths: Sequence[Path], batch: int | None = None) -> np.ndarray:
-        """Pooled backbone features: (N, D) float32, rows L2-normalised.
-
-        Global average pool of :attr:`feature_layer` (the last backbone layer; D = its channels,
-        256 for a yolov8n) on the letterboxed ``settings.imgsz`` input. Cheap: the forward pass
-        stops at that layer.
-        """
-        size = batch or self.settings.batch
-        predictor = self._get_feature_predictor()
-        rows: list[np.ndarray] = []
-        for chunk in batched(list(paths), size):
-            images = [as_bgr(p) for p in chunk]
-            for emb in predictor(source=images, stream=False):
-                rows.append(emb.detach().float().cpu().numpy().reshape(-1))
-        if not rows:
-            return np.zeros((0, self.feature_dim), np.float32)
-        feats = np.stack(rows).astype(np.float32)
-        norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
-
     @property
     def feature_dim(self) -> int:
         """D of :meth:`features` (channels of :attr:`feature_layer`)."""
@@ -416,20 +203,7 @@ class YoloDetector:
             raise RuntimeError(f"cannot infer the channel count of layer {self.feature_layer}")
         return int(convs[-1].out_channels)
 
-    # ---------------------------------------------------------------- persistence
-    def save(self, path: Path) -> Path:
-        """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps :attr:`version`)."""
-        return save_checkpoint(self._model, path, self.version, DETECTOR.task)
-
     # ---------------------------------------------------------------- training
-    def _check_data_names(self, data_yaml: Path) -> None:
-        names = _data_yaml_names(data_yaml)
-        if tuple(names) != self.class_names:
-            raise ValueError(
-                f"{data_yaml} names must equal the detector's classes in order; expected "
-                f"{list(self.class_names)}, got {names}"
-            )
-
     def train(
         self,
         data_yaml: Path,
@@ -458,18 +232,9 @@ class YoloDetector:
         """
         from ultralytics.models.yolo.detect import DetectionTrainer
 
-        if epochs < 1 or batch < 1:
-            raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
-        data_yaml = Path(data_yaml).resolve()
-        if not data_yaml.is_file():
-            raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
-        self._check_data_names(data_yaml)
-        out_dir = Path(out_dir).resolve()
-        args = cpu_training_args(self._ref, data_yaml, out_dir, name, epochs=epochs, batch=batch,
-                                 imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
-                                 device=self.settings.device, nms=True, **overrides)
-        trainer = DetectionTrainer(overrides=args)
-        return train_from(trainer, self._model)
+        args = self._training_args(self._checked_data_yaml(data_yaml), out_dir, name, epochs, batch, seed,
+                                   patience, imgsz, nms=True, **overrides)
+        return train_from(DetectionTrainer(overrides=args), self._model)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(
@@ -489,36 +254,8 @@ class YoloDetector:
         """
         from ultralytics.models.yolo.detect import DetectionValidator
 
-        data_yaml = Path(data_yaml).resolve()
-        if not data_yaml.is_file():
-            raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
-        if split not in {"train", "val", "test"}:
-            raise ValueError(f"split must be one of train, val, test; got {split!r}")
-        self._check_data_names(data_yaml)
-        out_dir = Path(out_dir).resolve() if out_dir is not None else self.state_dir / "runs"
-        args = {
-            "model": self._ref,
-            "data": str(data_yaml),
-            "split": split,
-            "imgsz": imgsz or self.settings.imgsz,
-            "batch": batch or self.settings.batch,
-            "device": self.settings.device,
-            "plots": False,
-            "save_json": False,
-            "verbose": False,
-            "project": str(out_dir),
-            "name": f"eval-{split}",
-            "exist_ok": True,
-            "mode": "val",
-            "task": "detect",
-            "rect": True,
-            "nms": True,
-        }
-        start = time.perf_counter()
-        validator = DetectionValidator(args=args)
-        # The validator fuses Conv+BN and freezes the module it is given in place: give it a copy.
-        validator(model=copy.deepcopy(self._model))
-        seconds = time.perf_counter() - start
+        validator, seconds = self._validate(DetectionValidator, self._checked_data_yaml(data_yaml), split,
+                                            out_dir, batch, imgsz, rect=True, nms=True)
         metrics = validator.metrics
         box = metrics.box
         ap50: dict[str, float] = {}

@@ -51,9 +51,7 @@ and :meth:`~YoloSegmenter.predict_with_features` never build it, and
 
 from __future__ import annotations
 
-import copy
 import functools
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,22 +60,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labelwise.config import DetectorSettings
-from labelwise.detector import _data_yaml_names, weights_digest
 from labelwise.domain import Detections
 from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
-from labelwise.inference_backends import attach_runner, check_backend
 from labelwise.masks import ImageSegments, segments_from_masks
 from labelwise.task_types import TaskType
-from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
+from labelwise.yolo_adapter import BoxAdapter, l2_rows
 from labelwise.yolo_inference import (
     CONF_CHECK_ATOL,
-    as_bgr,
-    batched,
     class_vector_predictor,
     nms_with_indices,
     normalise_rows,
 )
-from labelwise.yolo_models import SEGMENTER, TrainResult, load_yolo_model, save_checkpoint, train_from
+from labelwise.yolo_models import SEGMENTER, TrainResult, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -435,21 +429,17 @@ def masks_to_image(input_masks: np.ndarray, height: int, width: int) -> np.ndarr
 # --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
-class YoloSegmenter:
+class YoloSegmenter(BoxAdapter):
     """An ultralytics YOLO instance-segmentation model behind a numpy interface.
 
-    Build it with :meth:`load`. The object is not thread-safe; use one per worker.
-
-    Attributes:
-        version: ``<ref stem>-<weights digest>``; same weights from the same stem, same version.
-        class_names: the classes, in the order of the class-vector columns.
-        settings: inference settings (``imgsz``, ``batch``, ``conf``, ``iou``, ``max_det``,
-            ``device``, ``threads``).
-        state_dir: Labelwise's state folder (ultralytics' config and runs below it).
-        task: always ``"segment"``.
+    Build it with :meth:`~labelwise.yolo_adapter.YoloAdapter.load` (a ``.pt`` of a segmentation
+    model or a ``-seg`` yaml; a model of another task is a
+    :class:`~labelwise.task_types.TaskMismatch` naming both). The object is not thread-safe;
+    use one per worker.
     """
 
-    task: str = TASK
+    kind = SEGMENTER
+    predict_extra = {"retina_masks": False}
 
     def __init__(
         self,
@@ -460,85 +450,10 @@ class YoloSegmenter:
         state_dir: Path,
         class_names: tuple[str, ...],
     ) -> None:
-        self._model = model  # ultralytics SegmentationModel (fp32, eval mode); never handed out
-        self._ref = ref
-        self.settings = settings
-        self.state_dir = Path(state_dir)
-        self.class_names = class_names
-        self.version = f"{Path(ref).stem}-{weights_digest(model)}"
-        self._predictor: Any = None
-        self._feature_predictor: Any = None
+        super().__init__(model, ref=ref, settings=settings, state_dir=state_dir, class_names=class_names)
         self._feature_dim: int | None = None
 
-    # ---------------------------------------------------------------- loading
-    @classmethod
-    def load(
-        cls,
-        ref: str | Path,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: Sequence[str] | None = None,
-        seed: int = 0,
-    ) -> "YoloSegmenter":
-        """Load segmentation weights or build a fresh segmentation model.
-
-        Args:
-            ref: a local ``.pt`` file of a segmentation model, or an ultralytics segmentation
-                yaml name/path (random init, a head for ``len(class_names)`` classes).
-                ``models:/`` registry URIs are resolved by the tracking layer first.
-            settings: inference settings; ``backend`` torch, onnx or openvino (an export of
-                the model, cached under ``state_dir/exports``: :mod:`labelwise.inference_backends`).
-            state_dir: Labelwise's state folder; ultralytics' config goes to
-                ``state_dir/ultralytics`` unless this process already set one up.
-            class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
-                checkpoint's names in order.
-            seed: torch seed for a yaml build (same yaml + seed -> same weights -> same version).
-
-        Raises:
-            TaskMismatch: the yaml or checkpoint is of another task (``detect``, ``classify``...),
-                naming both tasks.
-            ValueError: unsupported ref or backend, missing/duplicate class names, names not
-                matching the checkpoint, an unreadable checkpoint or one without a Segment head.
-            FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
-        """
-        check_backend(settings.backend)
-        state_dir = Path(state_dir)
-        ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
-        model, names, ref_str = load_yolo_model(SEGMENTER, ref, class_names, seed)
-        return cls(model, ref=ref_str, settings=settings, state_dir=state_dir, class_names=names)
-
     # ---------------------------------------------------------------- properties
-    @property
-    def num_classes(self) -> int:
-        """C: the class-vector length."""
-        return len(self.class_names)
-
-    @property
-    def ref(self) -> str:
-        """What the model was loaded from (a .pt path or a yaml name)."""
-        return self._ref
-
-    @property
-    def backend(self) -> str:
-        """Inference backend of the predictions (``settings.backend``): torch, onnx, openvino.
-        :meth:`features` (a second pass) and training run on torch."""
-        return self.settings.backend
-
-    @property
-    def export_root(self) -> Path:
-        """Folder of the cached exports of the onnx / openvino backends."""
-        return self.state_dir / "exports"
-
-    @property
-    def feature_layer(self) -> int:
-        """Index of the layer :meth:`features` pools: the last backbone layer (SPPF/C2PSA), as
-        the detector's."""
-        yaml_cfg = getattr(self._model, "yaml", None) or {}
-        backbone = yaml_cfg.get("backbone")
-        if not backbone:
-            raise RuntimeError(f"model from {self._ref} has no yaml backbone; cannot pick a layer")
-        return len(backbone) - 1
-
     @property
     def feature_dim(self) -> int:
         """D of :meth:`features`: the channels :attr:`feature_layer` outputs (256 for yolov8n-seg
@@ -557,65 +472,25 @@ class YoloSegmenter:
         """M: mask coefficients per box (prototype channels; 32 for the YOLO heads)."""
         return int(self._model.model[-1].nm)
 
-    def __repr__(self) -> str:
-        return f"YoloSegmenter(version={self.version!r}, classes={len(self.class_names)})"
-
     # ---------------------------------------------------------------- inference
-    def _predict_overrides(self, **extra: Any) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "conf": s.conf,
-            "iou": s.iou,
-            "imgsz": s.imgsz,
-            "max_det": s.max_det,
-            "batch": s.batch,
-            "device": s.device,
-            "mode": "predict",
-            "task": TASK,
-            "rect": True,
-            "nms": True,  # keep the one-to-many head (class vectors) on end-to-end models
-            "retina_masks": False,
-            "save": False,
-            "verbose": False,
-            "project": str(self.state_dir / "runs"),
-            "name": "predict",
-            "exist_ok": True,
-            **extra,
-        }
-
     def _get_predictor(self) -> Any:
         if self._predictor is None:
             predictor = _segment_predictor()(overrides=self._predict_overrides())
-            predictor.setup_model(model=self._model, verbose=False)  # deep-copies and fuses
             predictor.feature_layer = self.feature_layer
-            if self.backend != "torch":
-                attach_runner(predictor, self._model, self.settings, version=self.version,
-                              feature_layer=self.feature_layer, cache_root=self.export_root)
-            self._predictor = predictor
+            self._predictor = self._setup(predictor, self.feature_layer)
         return self._predictor
 
-    def _get_feature_predictor(self) -> Any:
-        if self._feature_predictor is None:
-            from ultralytics.models.yolo.segment import SegmentationPredictor
+    def _embed_predictor_class(self) -> Any:
+        from ultralytics.models.yolo.segment import SegmentationPredictor
 
-            predictor = SegmentationPredictor(overrides=self._predict_overrides(embed=[self.feature_layer]))
-            predictor.setup_model(model=self._model, verbose=False)
-            self._feature_predictor = predictor
-        return self._feature_predictor
+        return SegmentationPredictor
 
     def _raw_iter(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None, keep_masks: bool
     ) -> Iterator[tuple["Path | np.ndarray", _RawSegments]]:
-        size = batch or self.settings.batch
-        if size < 1:
-            raise ValueError(f"batch must be >= 1; got {size}")
         predictor = self._get_predictor()
         predictor.keep_masks = keep_masks
-        for chunk in batched(list(paths), size):
-            results = predictor(source=[as_bgr(p) for p in chunk], stream=False)
-            if len(results) != len(chunk):
-                raise RuntimeError(f"expected {len(chunk)} results for the batch; got {len(results)}")
-            yield from zip(chunk, results)
+        yield from self._batches(predictor, paths, batch)
 
     def _to_detections(self, raw: _RawSegments) -> Detections:
         return Detections(
@@ -666,16 +541,6 @@ class YoloSegmenter:
         for path, raw in self._raw_iter(paths, batch, keep_masks=False):
             yield path, self._to_detections(raw)
 
-    def predict(self, paths: Sequence["Path | np.ndarray"]) -> list[Detections]:
-        """The boxes of every image (file or BGR array), in input order (see :meth:`predict_iter`):
-        what auto-label and scoring read."""
-        return [det for _, det in self.predict_iter(paths)]
-
-    def read(self, path: Path) -> np.ndarray:
-        """(H, W, 3) uint8 BGR pixels of an image file as :meth:`predict_iter` reads it
-        (EXIF-oriented; FileNotFoundError / ValueError naming the file)."""
-        return as_bgr(path)
-
     def predict_with_features(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None
     ) -> tuple[list[Detections], np.ndarray]:
@@ -692,50 +557,9 @@ class YoloSegmenter:
                 raise RuntimeError("the forward pass returned no pooled features")
             dets.append(self._to_detections(raw))
             rows.append(raw.pooled)
-        return dets, self._normalised(rows)
-
-    def features(self, paths: Sequence["Path | np.ndarray"], batch: int | None = None) -> np.ndarray:
-        """Pooled backbone features: (N, D) float32, rows L2-normalised (D = :attr:`feature_dim`).
-
-        Global average pool of :attr:`feature_layer` on the letterboxed ``settings.imgsz`` input;
-        the forward pass stops at that layer (ultralytics' ``embed``).
-        """
-        size = batch or self.settings.batch
-        if size < 1:
-            raise ValueError(f"batch must be >= 1; got {size}")
-        predictor = self._get_feature_predictor()
-        rows: list[np.ndarray] = []
-        for chunk in batched(list(paths), size):
-            for emb in predictor(source=[as_bgr(p) for p in chunk], stream=False):
-                rows.append(emb.detach().float().cpu().numpy().reshape(-1))
-        return self._normalised(rows)
-
-    def _normalised(self, rows: list[np.ndarray]) -> np.ndarray:
-        if not rows:
-            return np.zeros((0, self.feature_dim), np.float32)
-        feats = np.stack(rows).astype(np.float32)
-        norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
-
-    # ---------------------------------------------------------------- persistence
-    def save(self, path: Path) -> Path:
-        """Write an ultralytics-loadable checkpoint (fp32, so a reload keeps the weights digest of
-        :attr:`version`; the stem part is the file's). ``YOLO(path)`` loads it as a segment model."""
-        return save_checkpoint(self._model, path, self.version, TaskType.SEGMENT)
+        return dets, l2_rows(rows, self.feature_dim)
 
     # ---------------------------------------------------------------- training
-    def _check_data(self, data_yaml: Path) -> Path:
-        data_yaml = Path(data_yaml).resolve()
-        if not data_yaml.is_file():
-            raise FileNotFoundError(f"dataset yaml {data_yaml} does not exist")
-        names = _data_yaml_names(data_yaml)
-        if tuple(names) != self.class_names:
-            raise ValueError(
-                f"{data_yaml} names must equal the segmentation model's classes in order; expected "
-                f"{list(self.class_names)}, got {names}"
-            )
-        return data_yaml
-
     def train(
         self,
         data_yaml: Path,
@@ -769,15 +593,9 @@ class YoloSegmenter:
         """
         from ultralytics.models.yolo.segment import SegmentationTrainer
 
-        if epochs < 1 or batch < 1:
-            raise ValueError(f"epochs and batch must be >= 1; got epochs={epochs}, batch={batch}")
-        data_yaml = self._check_data(data_yaml)
-        out_dir = Path(out_dir).resolve()
-        args = cpu_training_args(self._ref, data_yaml, out_dir, name, epochs=epochs, batch=batch,
-                                 imgsz=imgsz or self.settings.imgsz, seed=seed, patience=patience,
-                                 device=self.settings.device, task=TASK, nms=True, **overrides)
-        trainer = SegmentationTrainer(overrides=args)
-        return train_from(trainer, self._model)
+        args = self._training_args(self._checked_data_yaml(data_yaml), out_dir, name, epochs, batch, seed,
+                                   patience, imgsz, nms=True, **overrides)
+        return train_from(SegmentationTrainer(overrides=args), self._model)
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(
@@ -804,34 +622,8 @@ class YoloSegmenter:
         """
         from ultralytics.models.yolo.segment import SegmentationValidator
 
-        if split not in {"train", "val", "test"}:
-            raise ValueError(f"split must be one of train, val, test; got {split!r}")
-        data_yaml = self._check_data(data_yaml)
-        out_dir = Path(out_dir).resolve() if out_dir is not None else self.state_dir / "runs"
-        args = {
-            "model": self._ref,
-            "data": str(data_yaml),
-            "split": split,
-            "imgsz": imgsz or self.settings.imgsz,
-            "batch": batch or self.settings.batch,
-            "device": self.settings.device,
-            "workers": 0,
-            "plots": False,
-            "save_json": False,
-            "verbose": False,
-            "project": str(out_dir),
-            "name": f"eval-{split}",
-            "exist_ok": True,
-            "mode": "val",
-            "task": TASK,
-            "rect": True,
-            "nms": True,
-        }
-        start = time.perf_counter()
-        validator = SegmentationValidator(args=args)
-        # The validator fuses Conv+BN and freezes the module it is given in place: give it a copy.
-        validator(model=copy.deepcopy(self._model))
-        seconds = time.perf_counter() - start
+        validator, seconds = self._validate(SegmentationValidator, self._checked_data_yaml(data_yaml), split,
+                                            out_dir, batch, imgsz, rect=True, nms=True)
         metrics = validator.metrics
         box, seg = metrics.box, metrics.seg
         ap50: dict[str, float] = {}
