@@ -84,7 +84,7 @@ class Detections:
             Its arg-max is ``class_id``; ``confidence`` is the head's raw max class score
             (before normalisation), so ``probs.max(1)`` need not equal ``confidence``.
         mask_stability: (N,) float32 in [0, 1], how settled each instance's mask is (a
-            segmentation model's; :func:`labelwise.segmenter.mask_stability`: 1 = the outline
+            segmentation model's; :func:`labelwise.segment_inference.mask_stability`: 1 = the outline
             stays where it is however the mask threshold moves, lower = a soft, uncertain
             outline), or None for models without masks.
     """

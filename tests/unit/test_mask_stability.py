@@ -44,7 +44,7 @@ def _logits(*rows: list[float]) -> "object":
 def test_mask_stability_against_hand_counts(rows, box, expected):
     import torch
 
-    from labelwise.segmenter import mask_stability
+    from labelwise.segment_inference import mask_stability
 
     got = mask_stability(_logits(*rows), torch.tensor([box], dtype=torch.float32))
     assert got.shape == (1,) and math.isclose(float(got[0]), expected, abs_tol=1e-7)
@@ -53,7 +53,7 @@ def test_mask_stability_against_hand_counts(rows, box, expected):
 def test_mask_stability_needs_a_positive_offset():
     import torch
 
-    from labelwise.segmenter import mask_stability
+    from labelwise.segment_inference import mask_stability
 
     with pytest.raises(ValueError, match=r"offset must be > 0 \(logit units\); got 0"):
         mask_stability(_logits([1.0]), torch.tensor([[0, 0, 1, 1]], dtype=torch.float32), offset=0)
@@ -65,7 +65,7 @@ def test_masks_are_exactly_ultralytics_process_mask(seed):
     import torch
     from ultralytics.utils import ops
 
-    from labelwise.segmenter import masks_and_stability
+    from labelwise.segment_inference import masks_and_stability
 
     g = torch.Generator().manual_seed(seed)
     protos = torch.randn(8, 12, 16, generator=g)

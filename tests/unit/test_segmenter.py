@@ -194,7 +194,7 @@ def test_boxes_and_masks_match_ultralytics_predict(varied, seg_env: Env, digits:
                                                    odd_sizes: list[Path], tmp_path: Path) -> None:
     from ultralytics import YOLO
 
-    from labelwise.segmenter import masks_to_image
+    from labelwise.segment_inference import masks_to_image
 
     weights = varied.save(tmp_path / "same.pt")
     yolo = YOLO(str(weights))

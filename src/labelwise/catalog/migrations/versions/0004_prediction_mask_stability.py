@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-12-06
 
 Little-endian float32 (n_boxes,): each instance's mask stability in [0, 1]
-(:func:`labelwise.segmenter.mask_stability`), in the order of the box rows. NULL for detection
+(:func:`labelwise.segment_inference.mask_stability`), in the order of the box rows. NULL for detection
 and classification predictions and for segmentation predictions stored before this revision
 (scored by their class vectors alone), so existing rows need nothing.
 """
