@@ -21,7 +21,9 @@ Features
 1x1 convolution (1280 channels for the YOLO heads) globally average-pooled, read by a forward hook
 on the head's ``pool`` during the prediction pass, then L2-normalised. So
 :class:`labelwise.embedder.DetectorFeatureEmbedder` works on a classifier unchanged
-(:attr:`~YoloClassifier.feature_layer` is the head's index).
+(:attr:`~YoloClassifier.feature_layer` is the head's index). On an exported backend (onnx,
+openvino) the same vector is the ONNX export's second output, the input of its last ``Gemm`` (the
+head's linear layer); OpenVINO reads that ONNX export (:mod:`labelwise.inference_backends`).
 
 Class order
 -----------
@@ -197,6 +199,8 @@ def _probs_predictor() -> type:
 
         _pooled: np.ndarray | None = None
         _hooked: Any = None
+        runner: Any = None
+        """An exported model's runner (:mod:`labelwise.inference_backends`) in place of torch."""
 
         def _hook_features(self) -> None:
             if self._hooked is not None:
@@ -211,6 +215,10 @@ def _probs_predictor() -> type:
 
         def inference(self, im: "torch.Tensor", *args: Any, **kwargs: Any) -> Any:
             self._pooled = None  # the warm-up pass (before the first batch) is not ours
+            if self.runner is not None:  # an export: the softmax, then the head's input as features
+                heads, pooled = self.runner(im)
+                self._pooled = pooled
+                return heads[0]
             self._hook_features()
             return super().inference(im, *args, **kwargs)
 
@@ -256,12 +264,12 @@ class YoloClassifier(YoloAdapter):
     """An ultralytics YOLO classification model behind a numpy interface.
 
     Build it with :meth:`~labelwise.yolo_adapter.YoloAdapter.load` (a ``.pt`` of a
-    classification model or a ``-cls`` yaml; the backend must be ``torch``). The object is not
+    classification model or a ``-cls`` yaml; backend torch, onnx or openvino). The object is not
     thread-safe; use one per worker.
     """
 
     kind = CLASSIFIER
-    exported_backends = False
+    features_at = "head_input"  # an export's features: the input of the Classify head's linear layer
 
     # ---------------------------------------------------------------- properties
     @property
@@ -292,7 +300,8 @@ class YoloClassifier(YoloAdapter):
 
     def _get_predictor(self) -> Any:
         if self._predictor is None:
-            self._predictor = self._setup(_probs_predictor()(overrides=self._predict_overrides()))
+            self._predictor = self._setup(_probs_predictor()(overrides=self._predict_overrides()),
+                                          self.feature_layer)
         return self._predictor
 
     def _raw_iter(

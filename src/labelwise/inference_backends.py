@@ -37,6 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
 Backend = Literal["torch", "onnx", "openvino"]
 BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "openvino")
 EXPORT_FORMATS: dict[str, str] = {"onnx": "onnx", "openvino": "openvino"}
+FeatureSite = Literal["layer", "head_input"]
+"""Where an export's feature output is read: ``layer`` = the output of ultralytics layer
+``feature_layer`` (detection, segmentation: the last backbone layer); ``head_input`` = the input of
+the graph's last ``Gemm`` (a classifier: its Classify head's pooled linear-layer input)."""
 FEATURE_OUTPUT = "labelwise_features"
 """Name of the extra ONNX graph output that carries the feature layer's map (B, D, h, w)."""
 
@@ -80,6 +84,7 @@ def export_model(
     batch: int,
     feature_layer: int,
     cache_root: Path,
+    features_at: FeatureSite = "layer",
 ) -> ExportedModel:
     """Export ``model`` (an ultralytics DetectionModel or SegmentationModel, left unchanged) with
     ultralytics' exporter, or reuse the cached export.
@@ -95,13 +100,18 @@ def export_model(
         batch: the nominal batch of the trace (dynamic shapes accept any batch).
         feature_layer: the layer whose output becomes the ONNX export's last output.
         cache_root: folder holding every export.
+        features_at: where the feature output is read (:data:`FeatureSite`). With
+            ``head_input`` the OpenVINO backend reads the ONNX export (which carries the feature
+            output) instead of ultralytics' OpenVINO export.
     """
     if backend not in EXPORT_FORMATS:
         raise ValueError(f"only {', '.join(EXPORT_FORMATS)} are exported; got {backend!r}")
     target = export_dir(cache_root, version, imgsz, backend)
-    artefact = target / ("model.onnx" if backend == "onnx" else "model.xml")
+    via_onnx = backend == "onnx" or features_at == "head_input"
+    artefact = target / ("model.onnx" if via_onnx else "model.xml")
+    found = target / "model.onnx" if backend == "onnx" else target
     if artefact.is_file():
-        return ExportedModel(backend, target / "model.onnx" if backend == "onnx" else target, True)
+        return ExportedModel(backend, found, True)
     from ultralytics.engine.exporter import Exporter
 
     with _export_lock:
@@ -112,7 +122,7 @@ def export_model(
             clone.pt_path = str(work / "model.pt")  # the exporter names its outputs after this
             written = Exporter(
                 overrides={
-                    "format": EXPORT_FORMATS[backend],
+                    "format": "onnx" if via_onnx else EXPORT_FORMATS[backend],
                     "imgsz": imgsz,
                     "batch": max(1, batch),
                     "dynamic": True,
@@ -125,19 +135,19 @@ def export_model(
             produced = Path(written)
             staged = work / "out"
             staged.mkdir()
-            if backend == "onnx":
-                add_onnx_feature_output(produced, staged / "model.onnx", feature_layer)
+            if via_onnx:
+                add_onnx_feature_output(produced, staged / "model.onnx", feature_layer, features_at)
             else:
                 for item in produced.iterdir():
                     shutil.move(str(item), staged / item.name)
             if artefact.is_file():  # another process finished first
-                return ExportedModel(backend, target / "model.onnx" if backend == "onnx" else target, True)
+                return ExportedModel(backend, found, True)
             if target.exists():
                 shutil.rmtree(target)
             staged.rename(target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return ExportedModel(backend, target / "model.onnx" if backend == "onnx" else target, False)
+    return ExportedModel(backend, found, False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,9 +189,19 @@ def layer_input_names(producers: dict[str, str], consumers: dict[str, list[str]]
     ]
 
 
-def add_onnx_feature_output(source: Path, target: Path, layer: int) -> Path:
+def last_gemm_input(graph: Any) -> str:
+    """The data input of an ONNX graph's last ``Gemm`` node (a Classify head's linear layer: its
+    input is the pooled, flattened head features, (B, D))."""
+    gemms = [node for node in graph.node if node.op_type == "Gemm"]
+    if not gemms:
+        raise RuntimeError("expected a Gemm node (the Classify head's linear layer) in the graph; found none")
+    return str(gemms[-1].input[0])
+
+
+def add_onnx_feature_output(source: Path, target: Path, layer: int, features_at: FeatureSite = "layer") -> Path:
     """Copy the ONNX model ``source`` to ``target`` with one more graph output,
-    :data:`FEATURE_OUTPUT`: the (B, D, h, w) float32 output of ultralytics layer ``layer``."""
+    :data:`FEATURE_OUTPUT`: the (B, D, h, w) float32 output of ultralytics layer ``layer``, or with
+    ``features_at="head_input"`` the (B, D) input of the last ``Gemm`` (:func:`last_gemm_input`)."""
     import onnx
 
     model = onnx.load(str(source))
@@ -191,7 +211,8 @@ def add_onnx_feature_output(source: Path, target: Path, layer: int) -> Path:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node.name)
-    names = layer_output_names(producers, consumers, layer)
+    names = ([last_gemm_input(graph)] if features_at == "head_input"
+             else layer_output_names(producers, consumers, layer))
     if len(names) != 1:
         raise RuntimeError(
             f"expected exactly one output tensor of layer {layer} in {source}; found {names}"
@@ -251,15 +272,40 @@ class OnnxRunner:
 class OpenVinoRunner:
     """OpenVINO compiled model on the CPU over an export from :func:`export_model`.
 
-    The feature layer's output is added to the model as its last output before compiling; the
-    others are the head outputs (as :class:`OnnxRunner` returns them).
+    The feature layer's output is added to ultralytics' OpenVINO export as its last output before
+    compiling; the others are the head outputs (as :class:`OnnxRunner` returns them). A folder
+    holding ``model.onnx`` instead (an export whose features are read at the head's input) is
+    read as it is: its last output is already the features.
     """
 
     def __init__(self, folder: Path, threads: int, feature_layer: int) -> None:
         import openvino as ov
 
         core = ov.Core()
-        model = core.read_model(str(Path(folder) / "model.xml"))
+        onnx_file = Path(folder) / "model.onnx"
+        if onnx_file.is_file():
+            model = core.read_model(str(onnx_file))
+        else:
+            model = core.read_model(str(Path(folder) / "model.xml"))
+            self._add_feature_output(model, folder, feature_layer)
+        # f32: on CPUs with bf16 units OpenVINO would otherwise infer in bf16 (class scores off by ~1e-2)
+        config = {
+            "INFERENCE_NUM_THREADS": max(1, threads),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self.path = Path(folder)
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self.heads = len(self._compiled.outputs) - 1
+        if not 1 <= self.heads <= len(HEAD_OUTPUTS):
+            raise RuntimeError(f"{folder} must have 1 or 2 head outputs (detection, segmentation) before "
+                               f"the features; got {self.heads}")
+
+    @staticmethod
+    def _add_feature_output(model: Any, folder: Path, feature_layer: int) -> None:
+        """Add the output of ultralytics layer ``feature_layer`` (the input of the next layer) to
+        ``model``'s outputs, last."""
         producers: dict[str, str] = {}
         ports: dict[str, Any] = {}
         consumers: dict[str, list[str]] = {}
@@ -278,19 +324,6 @@ class OpenVinoRunner:
                 f"{feature_layer}) in {folder}; found {names}"
             )
         model.add_outputs([ports[names[0]]])
-        # f32: on CPUs with bf16 units OpenVINO would otherwise infer in bf16 (class scores off by ~1e-2)
-        config = {
-            "INFERENCE_NUM_THREADS": max(1, threads),
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
-        }
-        self.path = Path(folder)
-        self._compiled = core.compile_model(model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
-        self.heads = len(self._compiled.outputs) - 1
-        if not 1 <= self.heads <= len(HEAD_OUTPUTS):
-            raise RuntimeError(f"{folder} must have 1 or 2 head outputs (detection, segmentation) before "
-                               f"the features; got {self.heads}")
 
     def __call__(self, im: "torch.Tensor") -> tuple[tuple["torch.Tensor", ...], np.ndarray]:
         import torch
@@ -302,7 +335,10 @@ class OpenVinoRunner:
 
 
 def pooled_from_map(feature_map: np.ndarray) -> np.ndarray:
-    """(B, D, h, w) -> (B, D) float32 mean over h and w (ultralytics' ``embed`` pooling)."""
+    """(B, D, h, w) -> (B, D) float32 mean over h and w (ultralytics' ``embed`` pooling); an
+    already pooled (B, D) map is returned as float32."""
+    if feature_map.ndim == 2:
+        return feature_map.astype(np.float32)
     if feature_map.ndim != 4:
         raise ValueError(f"expected a (B, D, h, w) feature map; got shape {feature_map.shape}")
     return feature_map.astype(np.float32).mean(axis=(2, 3), dtype=np.float64).astype(np.float32)
@@ -318,6 +354,7 @@ def build_runner(
     feature_layer: int,
     threads: int,
     cache_root: Path,
+    features_at: FeatureSite = "layer",
 ) -> OnnxRunner | OpenVinoRunner:
     """Export (or reuse) ``model`` for ``backend`` and open a runner on it."""
     exported = export_model(
@@ -328,6 +365,7 @@ def build_runner(
         batch=batch,
         feature_layer=feature_layer,
         cache_root=cache_root,
+        features_at=features_at,
     )
     if backend == "onnx":
         return OnnxRunner(exported.path, threads)
@@ -337,7 +375,7 @@ def build_runner(
 
 
 def attach_runner(predictor: Any, model: Any, settings: Any, *, version: str, feature_layer: int,
-                  cache_root: Path) -> None:
+                  cache_root: Path, features_at: FeatureSite = "layer") -> None:
     """Give ``predictor`` (a class-vector predictor after ``setup_model``) the runner of
     ``settings.backend`` (a :class:`~labelwise.config.DetectorSettings`) in place of the torch
     forward (``torch`` needs none: refused here)."""
@@ -348,5 +386,5 @@ def attach_runner(predictor: Any, model: Any, settings: Any, *, version: str, fe
     predictor.runner = build_runner(
         check_backend(settings.backend), model, version=version, imgsz=settings.imgsz,
         batch=settings.batch, feature_layer=feature_layer, threads=resolve_threads(settings.threads),
-        cache_root=cache_root,
+        cache_root=cache_root, features_at=features_at,
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from labelwise.config import DetectorSettings
-from labelwise.inference_backends import attach_runner, check_backend
+from labelwise.inference_backends import FeatureSite, attach_runner, check_backend
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
 from labelwise.yolo_inference import as_bgr, batched
 from labelwise.yolo_models import ModelKind, load_yolo_model, save_checkpoint
@@ -103,8 +103,8 @@ class YoloAdapter:
     """
 
     kind: ClassVar[ModelKind]
-    exported_backends: ClassVar[bool] = True
-    """Whether predictions may run on an export (onnx, openvino) of the model."""
+    features_at: ClassVar[FeatureSite] = "layer"
+    """Where an export's feature output is read (:data:`~labelwise.inference_backends.FeatureSite`)."""
 
     def __init__(
         self,
@@ -139,9 +139,8 @@ class YoloAdapter:
             ref: a local ``.pt`` file, or an ultralytics model yaml name/path of the task (random
                 init, a head for ``len(class_names)`` classes). ``models:/`` registry URIs are
                 resolved by the tracking layer into a ``.pt`` path before they get here.
-            settings: inference settings; ``backend`` torch, or onnx / openvino where the
-                adapter serves exports (an export of the model, cached under
-                ``state_dir/exports``: :mod:`labelwise.inference_backends`).
+            settings: inference settings; ``backend`` torch, onnx or openvino (an export of the
+                model, cached under ``state_dir/exports``: :mod:`labelwise.inference_backends`).
             state_dir: Labelwise's state folder; ultralytics' config goes to
                 ``state_dir/ultralytics`` unless this process already set one up.
             class_names: required for a yaml; for a ``.pt`` optional, and then must equal the
@@ -156,9 +155,6 @@ class YoloAdapter:
             FileNotFoundError: the ``.pt`` (or custom yaml) does not exist.
         """
         check_backend(settings.backend)
-        if settings.backend != "torch" and not cls.exported_backends:
-            raise ValueError(f"a {cls.kind.noun} runs on the torch backend; got backend={settings.backend!r} "
-                             "(expected 'torch')")
         state_dir = Path(state_dir)
         ensure_ultralytics(state_dir / "ultralytics", threads=settings.threads)
         model, names, ref_str = load_yolo_model(cls.kind, ref, class_names, seed)
@@ -202,7 +198,7 @@ class YoloAdapter:
             if feature_layer is None:
                 raise RuntimeError(f"the {self.backend} backend needs a feature layer to export")
             attach_runner(predictor, self._model, self.settings, version=self.version,
-                          feature_layer=feature_layer, cache_root=self.export_root)
+                          feature_layer=feature_layer, cache_root=self.export_root, features_at=self.features_at)
         return predictor
 
     def _batches(

@@ -138,8 +138,8 @@ def test_load_refuses_bad_references(cls_env: Env, tmp_path: Path) -> None:
         YoloClassifier.load("weights.onnx", s, state, DIGITS)
     with pytest.raises(FileNotFoundError, match="do not exist"):
         YoloClassifier.load(tmp_path / "missing.pt", s, state)
-    with pytest.raises(ValueError, match="torch backend"):
-        YoloClassifier.load("yolov8n-cls.yaml", s.model_copy(update={"backend": "onnx"}), state,
+    with pytest.raises(ValueError, match="inference backend must be one of torch, onnx, openvino; got 'tensorrt'"):
+        YoloClassifier.load("yolov8n-cls.yaml", s.model_copy(update={"backend": "tensorrt"}), state,
                             DIGITS)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
@@ -239,6 +239,32 @@ def test_features_are_the_pooled_head_input(varied, digits: DigitsClassifySet) -
 
 
 # ---------------------------------------------------------------------------- metrics
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_backends_give_the_same_softmax_and_features(
+    backend: str, varied, cls_env: Env, digits: DigitsClassifySet, odd_sizes: list[Path]
+) -> None:
+    """An ONNX Runtime / OpenVINO export gives the torch softmax (within 1e-5, where it varies by
+    more than 1e-3 across the images) and head-input features (within 1e-4) of every image, from
+    the same pass; the export is cached under the model's version."""
+    from labelwise.classifier import YoloClassifier
+    from labelwise.inference_backends import export_dir
+
+    exported = YoloClassifier.load(varied.ref, cls_env.settings.model_copy(update={"backend": backend}),
+                                   cls_env.state_dir, class_names=DIGITS)
+    assert exported.backend == backend and exported.version == varied.version
+    images = [*odd_sizes, *(p for p, _ in digits.pool_items()[:6])]
+    ours, our_features = varied.predict_with_features(images)
+    theirs, their_features = exported.predict_with_features(images)
+    probs = np.stack([d.probs[0] for d in ours])
+    assert float(np.ptp(probs, axis=0).max()) > 1e-3  # the softmax varies: the comparison is not vacuous
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(b.probs, a.probs, atol=1e-5)
+        np.testing.assert_array_equal(b.xyxy, a.xyxy)
+    np.testing.assert_allclose(their_features, our_features, atol=1e-4)
+    np.testing.assert_allclose(exported.features(images[:3]), our_features[:3], atol=1e-4)
+    assert export_dir(exported.export_root, exported.version, cls_env.settings.imgsz, backend).is_dir()
+
+
 def test_per_class_precision_recall_by_hand() -> None:
     from labelwise.classifier import ClassifyEvalResult, per_class_precision_recall
 
