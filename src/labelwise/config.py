@@ -161,6 +161,13 @@ class SelectionSettings(BaseModel):
     seed: int = 0
 
 
+PREANNOTATION_DEFAULTS: dict[str, float] = {"detect": 0.1, "segment": 0.4, "classify": 0.0}
+"""Pre-annotation thresholds by task type when ``labelstudio.preannotation_conf`` is unset: boxes
+from 0.1 take reviewers fewer edits than drawing by hand; a segmentation model's faint instances
+cost more edits than they save, 0.4 fewer (docs/benchmarks.md, segmentation); a classification
+sends its top class whatever its probability (the value is not used)."""
+
+
 class LabelStudioSettings(BaseModel):
     """A Label Studio server: ours (make labelstudio-start) or the user's own."""
 
@@ -173,17 +180,31 @@ class LabelStudioSettings(BaseModel):
     )
     webhook_url: str = "http://127.0.0.1:8091/webhooks/labelstudio"
     webhook_secret: str = "change-me"
-    preannotation_conf: float = Field(
-        0.1, ge=0.0, le=1.0,
-        description="Boxes at or above this confidence are sent to reviewers as pre-annotations "
-        "(each with its score). Its own threshold, lower than scoring.confidence_floor: a "
-        "reviewer corrects a faint box faster than drawing it, while scoring ignores it.",
+    preannotation_conf: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Boxes (instances) at or above this confidence are sent to reviewers as "
+        "pre-annotations (each with its score). None = the project's task type's default "
+        "(PREANNOTATION_DEFAULTS: detection 0.1, instance segmentation 0.4; a classification always "
+        "sends its top class). Its own threshold, lower than scoring.confidence_floor: a reviewer "
+        "corrects a faint box faster than drawing it, while scoring ignores it; a faint polygon is "
+        "mostly deleted or relabelled (docs/benchmarks.md).",
     )
     learn_retry_base_s: float = Field(
         1.0, gt=0, description="The webhook receiver's first retry delay when starting a learn "
         "run fails (Prefect down); doubles per try."
     )
     learn_retry_max_s: float = Field(60.0, gt=0, description="Longest such retry delay.")
+
+    def preannotation_floor(self, task_type: str) -> float:
+        """The pre-annotation threshold of a project of ``task_type`` (``detect``, ``segment``,
+        ``classify``): ``preannotation_conf`` when set, else the task's default."""
+        if self.preannotation_conf is not None:
+            return self.preannotation_conf
+        try:
+            return PREANNOTATION_DEFAULTS[str(task_type)]
+        except KeyError:
+            raise ValueError(f"unknown task type {task_type!r}; expected one of "
+                             f"{sorted(PREANNOTATION_DEFAULTS)}") from None
 
 
 class ConsensusSettings(BaseModel):

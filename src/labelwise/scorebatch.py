@@ -450,7 +450,7 @@ def write_batch_artifacts(
         outlines = (catalog.prediction_segments(project, str(data["model_version"]), ids)
                     if data.get("model_version") and project.task_type is TaskType.SEGMENT else None)
         sheet = contact_sheet(items, project.class_names, out / f"round-{number}-queue.png",
-                              confidence_floor=settings.labelstudio.preannotation_conf,
+                              confidence_floor=settings.labelstudio.preannotation_floor(project.task_type.value),
                               captions=[str(item.get("reason_text") or "") for item in queue],
                               outlines=outlines)
         paths["contact_sheet"] = str(sheet)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
+
 from labelwise.perf.serving import bench_serving
+
+# A real API process: the integration suite's (and the bench prepares ultralytics in a folder it
+# deletes, so it must not be the first in a unit-only process to do so).
+pytestmark = pytest.mark.integration
 
 
 def test_bench_serving_reports_latency_ratio_and_load_and_stops_its_server():

@@ -296,7 +296,7 @@ def test_queue_sends_tasks_with_predictions(flow: dict[str, Any], round0: dict[s
         assert pred["score"] == pytest.approx(item["uncertainty_score"])
         truth = flow["truths"][item["image_id"]]
         assert len(pred["result"]) == len(truth)  # the low-confidence box stayed home
-        assert all(r["score"] >= settings.labelstudio.preannotation_conf for r in pred["result"])
+        assert all(r["score"] >= settings.labelstudio.preannotation_floor("detect") for r in pred["result"])
         sent = ls_result_to_yolo(pred["result"], flow["dataset"].class_names)
         np.testing.assert_array_equal(sent[:, 0], truth[:, 0])
     assert order == sorted(order, key=lambda i: dict(

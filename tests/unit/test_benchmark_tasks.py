@@ -66,7 +66,7 @@ def test_the_mask_weight_is_in_a_trajectorys_fingerprint_only_where_it_shapes_it
 def test_classification_preannotations_always_carry_the_top_class(tmp_path):
     st = BenchmarkConfig(out=tmp_path).product_settings()
     assert benchmark_task("classify").preannotation_floor(st) == 0.0
-    assert benchmark_task("segment").preannotation_floor(st) == st.labelstudio.preannotation_conf
+    assert benchmark_task("segment").preannotation_floor(st) == st.labelstudio.preannotation_floor("segment") == 0.4
 
 
 def _square(x: float, y: float, side: float) -> Polygon:

@@ -287,7 +287,8 @@ class BenchmarkConfig:
         if self.task != "segment" or not values["scoring"]["mask_weight"]:
             # no masks, or masks left out of scores: the trajectories of before mask_weight
             values["scoring"].pop("mask_weight")
-        values["preannotation_conf"] = st.labelstudio.preannotation_conf  # what edits count against
+        # what edits count against: the task's threshold (detection's 0.1 as before)
+        values["preannotation_conf"] = st.labelstudio.preannotation_floor(self.task)
         return {**values, "training": training_values(st.training)}
 
     def as_dict(self) -> dict[str, Any]:

@@ -83,8 +83,8 @@ class BenchmarkTask:
         return model_yaml_name(self.task_type)
 
     def preannotation_floor(self, settings: "Settings") -> float:
-        """Boxes at or above this are sent to reviewers (the product's threshold)."""
-        return settings.labelstudio.preannotation_conf
+        """Boxes at or above this are sent to reviewers (the product's threshold for the task)."""
+        return settings.labelstudio.preannotation_floor(self.task_type.value)
 
     # ---------------------------------------------------------------- data
     def generate_target(self, cfg: "BenchmarkConfig", root: Path) -> "DataSpec":

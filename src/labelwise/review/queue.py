@@ -164,7 +164,7 @@ def queue_batch(
     check_sources(images)
     strategy = typed.strategy
     model_version = typed.model_version
-    floor = settings.labelstudio.preannotation_conf
+    floor = settings.labelstudio.preannotation_floor(record.task_type.value)
     root = settings.labelstudio_document_root
     preds = catalog.predictions(record, str(model_version), ids) if model_version else {}
     outlines = (catalog.prediction_segments(record, str(model_version), ids)
