@@ -30,7 +30,7 @@ import numpy as np
 from labelwise.domain import Detections
 from labelwise.evaluation import DETECT_SCHEME, MetricScheme
 from labelwise.yolo_adapter import BoxAdapter, data_yaml_names, l2_rows, weights_digest
-from labelwise.yolo_inference import RawBoxes, as_bgr, class_vector_predictor, normalise_rows
+from labelwise.yolo_inference import as_bgr, class_vector_predictor
 from labelwise.yolo_models import DETECTOR, TrainResult, train_from
 
 __all__ = ["EvalResult", "YoloDetector", "data_yaml_names", "weights_digest"]
@@ -115,18 +115,6 @@ class YoloDetector(BoxAdapter):
         from ultralytics.models.yolo.detect import DetectionPredictor
 
         return DetectionPredictor
-
-    def _to_detections(self, raw: RawBoxes) -> Detections:
-        return Detections(
-            xyxy=raw.xyxy,
-            confidence=raw.confidence,
-            class_id=raw.class_id,
-            probs=(
-                normalise_rows(raw.scores)
-                if len(raw.scores)
-                else raw.scores.reshape(0, self.num_classes)
-            ),
-        )
 
     def predict_iter(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None

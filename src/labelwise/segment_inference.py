@@ -9,12 +9,12 @@ ultralytics and torch are imported on first use only.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.yolo_inference import CONF_CHECK_ATOL, class_vector_predictor, nms_with_indices
+from labelwise.yolo_inference import RawBoxes, class_vector_predictor, kept_class_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,19 +29,14 @@ _MASK_CHUNK_PIXELS = 32_000_000  # float32 pixels resized at once (128 MB)
 # --------------------------------------------------------------------------------------------
 # Predictor: class vectors and masks
 # --------------------------------------------------------------------------------------------
-@dataclass
-class RawSegments:
-    """One image's kept instances as numpy, before conversion (see :func:`segment_predictor`)."""
+@dataclass(kw_only=True)
+class RawSegments(RawBoxes):
+    """One image's kept instances as numpy, before conversion (see :func:`segment_predictor`):
+    the boxes of :class:`~labelwise.yolo_inference.RawBoxes` and their masks."""
 
-    xyxy: np.ndarray  # (N, 4) float32, original-image pixels
-    confidence: np.ndarray  # (N,) float32, raw max class score
-    class_id: np.ndarray  # (N,) int64
-    scores: np.ndarray  # (N, C) float32, raw per-class sigmoid scores
     image_hw: tuple[int, int]  # original image (H, W) in pixels
     input_masks: np.ndarray | None  # (N, h, w) bool at the letterboxed input size, or None
     stability: np.ndarray  # (N,) float32 in [0, 1], :func:`mask_stability` of each mask
-    pooled: np.ndarray | None = None  # (D,) float32 pooled feature_layer output, not normalised
-    speed: dict[str, float] = field(default_factory=dict)  # set by ultralytics' stream loop
 
 
 def _split_outputs(preds: Any) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -74,30 +69,14 @@ def segment_predictor() -> type:
         def postprocess(self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any) -> list:
             raw, protos = _split_outputs(preds)
             nc = len(self.model.names)
-            nm = int(protos.shape[1])
-            if raw.ndim != 3 or raw.shape[1] != 4 + nc + nm:
-                raise RuntimeError(
-                    f"segmentation head output must be (B, 4 + nc + nm, anchors) = (B, {4 + nc + nm}, A) to "
-                    f"read class vectors; got {tuple(raw.shape)}. End-to-end heads without a one-to-many "
-                    f"branch carry no class distribution."
-                )
-            kept, indices = nms_with_indices(raw, self.args, nc)
-            if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
-                orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
-            pooled = self._pooled if self.feature_layer is not None else None
-            if pooled is not None and pooled.shape[0] != raw.shape[0]:
-                raise RuntimeError(
-                    f"pooled features must have one row per image: expected {raw.shape[0]}, got {pooled.shape[0]}"
-                )
+            kept, indices, orig_imgs, pooled = self._kept(
+                raw, nc, int(protos.shape[1]), orig_imgs,
+                "segmentation head output must be (B, 4 + nc + nm, anchors)",
+                "End-to-end heads without a one-to-many branch carry no class distribution.")
             input_hw = (int(img.shape[2]), int(img.shape[3]))
             out = []
             for b, (det, idx) in enumerate(zip(kept, indices)):
-                idx = idx.reshape(-1).long()
-                rows = raw[b, 4 : 4 + nc, idx].T.float()  # (N, nc) sigmoid scores at kept anchors
-                if det.shape[0] and not np.allclose(
-                    rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=CONF_CHECK_ATOL
-                ):
-                    raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
+                rows = kept_class_rows(raw, b, idx, nc, det)
                 masks, stability = masks_and_stability(protos[b], det[:, 6:], det[:, :4], input_hw)
                 keep = masks.amax((-2, -1)) > 0  # YOLO.predict drops boxes whose mask is empty
                 det, rows, masks, stability = det[keep], rows[keep], masks[keep], stability[keep]

@@ -58,16 +58,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labelwise.config import DetectorSettings
 from labelwise.domain import Detections
 from labelwise.evaluation import SEGMENT_SCHEME, MetricScheme
 from labelwise.masks import ImageSegments, segments_from_masks
 from labelwise.segment_inference import RawSegments, masks_to_image, segment_predictor
 from labelwise.task_types import TaskType
 from labelwise.yolo_adapter import BoxAdapter, l2_rows
-from labelwise.yolo_inference import (
-    normalise_rows,
-)
+from labelwise.yolo_inference import RawBoxes
 from labelwise.yolo_models import SEGMENTER, TrainResult, train_from
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,17 +246,7 @@ class YoloSegmenter(BoxAdapter):
     kind = SEGMENTER
     predict_extra = {"retina_masks": False}
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        ref: str,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: tuple[str, ...],
-    ) -> None:
-        super().__init__(model, ref=ref, settings=settings, state_dir=state_dir, class_names=class_names)
-        self._feature_dim: int | None = None
+    _feature_dim: int | None = None  # measured on first use (:attr:`feature_dim`)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -300,14 +287,13 @@ class YoloSegmenter(BoxAdapter):
         predictor.keep_masks = keep_masks
         yield from self._batches(predictor, paths, batch)
 
-    def _to_detections(self, raw: RawSegments) -> Detections:
-        return Detections(
-            xyxy=raw.xyxy,
-            confidence=raw.confidence,
-            class_id=raw.class_id,
-            probs=normalise_rows(raw.scores) if len(raw.scores) else raw.scores.reshape(0, self.num_classes),
-            mask_stability=np.clip(raw.stability, 0.0, 1.0),
-        )
+    def _to_detections(self, raw: RawBoxes) -> Detections:
+        """The boxes as the detector makes them, with each mask's stability."""
+        boxes = super()._to_detections(raw)
+        if not isinstance(raw, RawSegments):  # pragma: no cover - the segment predictor's rows
+            raise TypeError(f"expected the segment predictor's rows; got {type(raw).__name__}")
+        return Detections(boxes.xyxy, boxes.confidence, boxes.class_id, boxes.probs,
+                          np.clip(raw.stability, 0.0, 1.0))
 
     def predict_segments_iter(
         self, paths: Sequence["Path | np.ndarray"], batch: int | None = None

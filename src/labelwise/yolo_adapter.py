@@ -21,7 +21,7 @@ import numpy as np
 from labelwise.config import DetectorSettings
 from labelwise.inference_backends import FeatureSite, attach_runner, check_backend
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
-from labelwise.yolo_inference import as_bgr, batched
+from labelwise.yolo_inference import RawBoxes, as_bgr, batched, normalise_rows
 from labelwise.yolo_models import ModelKind, load_yolo_model, save_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -299,18 +299,17 @@ class BoxAdapter(YoloAdapter):
 
     predict_extra: ClassVar[dict[str, Any]] = {}
     """Predictor overrides of the subclass's own (e.g. ``retina_masks``)."""
+    _feature_predictor: Any = None  # the embed predictor of :meth:`features`, built on first use
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        ref: str,
-        settings: DetectorSettings,
-        state_dir: Path,
-        class_names: tuple[str, ...],
-    ) -> None:
-        super().__init__(model, ref=ref, settings=settings, state_dir=state_dir, class_names=class_names)
-        self._feature_predictor: Any = None
+    def _to_detections(self, raw: RawBoxes) -> "Detections":
+        """Kept boxes -> :class:`~labelwise.domain.Detections`: each class-score row normalised
+        to sum 1 (see :mod:`labelwise.detector`)."""
+        from labelwise.domain import Detections
+
+        return Detections(
+            xyxy=raw.xyxy, confidence=raw.confidence, class_id=raw.class_id,
+            probs=normalise_rows(raw.scores) if len(raw.scores) else raw.scores.reshape(0, self.num_classes),
+        )
 
     @property
     def feature_layer(self) -> int:

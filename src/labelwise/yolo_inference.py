@@ -130,6 +130,18 @@ def nms_with_indices(raw: "torch.Tensor", args: Any, nc: int) -> tuple[list[Any]
                                    max_det=args.max_det, nc=nc, end2end=False, return_idxs=True)
 
 
+def kept_class_rows(raw: "torch.Tensor", b: int, idx: "torch.Tensor", nc: int, det: "torch.Tensor") -> "torch.Tensor":
+    """(N, nc) float sigmoid class scores of image ``b``'s kept boxes: the raw head output's class
+    rows at the anchors NMS kept (``idx``), after checking their maxima are NMS's confidences
+    (``det[:, 4]``; a RuntimeError names an index mix-up)."""
+    idx = idx.reshape(-1).long()
+    rows = raw[b, 4 : 4 + nc, idx].T.float()
+    if det.shape[0] and not np.allclose(rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(),
+                                        atol=CONF_CHECK_ATOL):
+        raise RuntimeError("class-score rows do not match NMS confidences (index mix-up)")
+    return rows
+
+
 @functools.lru_cache(maxsize=1)
 def class_vector_predictor() -> type:
     """Build the DetectionPredictor subclass (deferred so ultralytics is imported lazily)."""
@@ -170,17 +182,15 @@ def class_vector_predictor() -> type:
             self._hook_features()
             return super().inference(im, *args, **kwargs)
 
-        def postprocess(
-            self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
-        ) -> list:
-            raw = preds[0] if isinstance(preds, (list, tuple)) else preds
-            nc = len(self.model.names)  # type: ignore[attr-defined]  # ultralytics declares model = None until setup
-            if raw.ndim != 3 or raw.shape[1] != 4 + nc:
-                raise RuntimeError(
-                    f"detector head output must be (B, 4 + nc, anchors) = (B, {4 + nc}, A) to read "
-                    f"class vectors; got {tuple(raw.shape)}. End-to-end heads without a "
-                    f"one-to-many branch (output (B, 300, 6)) carry no class distribution."
-                )
+        def _kept(
+            self, raw: "torch.Tensor", nc: int, extra: int, orig_imgs: Any, what: str, hint: str
+        ) -> tuple[list, list, list, np.ndarray | None]:
+            """NMS of a raw head output (B, 4 + nc + extra, anchors) with the kept anchors'
+            indices, the source images as a list of BGR arrays and the batch's pooled features
+            (None without a feature layer); a RuntimeError naming ``what`` for any other shape."""
+            if raw.ndim != 3 or raw.shape[1] != 4 + nc + extra:
+                raise RuntimeError(f"{what} = (B, {4 + nc + extra}, A) to read class vectors; got "
+                                   f"{tuple(raw.shape)}. {hint}")
             kept, indices = nms_with_indices(raw, self.args, nc)
             if not isinstance(orig_imgs, list):  # a tensor source, as in DetectionPredictor
                 orig_imgs = ops.convert_torch2numpy_batch(orig_imgs)[..., ::-1]
@@ -190,16 +200,20 @@ def class_vector_predictor() -> type:
                     f"pooled features must have one row per image: expected {raw.shape[0]}, got "
                     f"{pooled.shape[0]}"
                 )
+            return kept, indices, orig_imgs, pooled
+
+        def postprocess(
+            self, preds: Any, img: "torch.Tensor", orig_imgs: Any, **kwargs: Any
+        ) -> list:
+            raw = preds[0] if isinstance(preds, (list, tuple)) else preds
+            nc = len(self.model.names)  # type: ignore[attr-defined]  # ultralytics declares model = None until setup
+            kept, indices, orig_imgs, pooled = self._kept(
+                raw, nc, 0, orig_imgs, "detector head output must be (B, 4 + nc, anchors)",
+                "End-to-end heads without a one-to-many branch (output (B, 300, 6)) carry no class "
+                "distribution.")
             out = []
             for b, (det, idx) in enumerate(zip(kept, indices)):
-                idx = idx.reshape(-1).long()
-                rows = raw[b, 4 : 4 + nc, idx].T.float()  # (N, nc) sigmoid scores at kept anchors
-                if det.shape[0] and not np.allclose(
-                    rows.max(1).values.cpu().numpy(), det[:, 4].cpu().numpy(), atol=CONF_CHECK_ATOL
-                ):
-                    raise RuntimeError(
-                        "class-score rows do not match NMS confidences (index mix-up)"
-                    )
+                rows = kept_class_rows(raw, b, idx, nc, det)
                 height, width = int(img.shape[2]), int(img.shape[3])
                 boxes = ops.scale_boxes((height, width), det[:, :4].clone(), orig_imgs[b].shape)
                 xyxy = boxes if isinstance(boxes, np.ndarray) else boxes.cpu().numpy()  # tensor in, tensor out
