@@ -6,14 +6,17 @@ as with torch), the index-returning NMS of :mod:`labelwise.yolo_inference` and t
 read-out. So the full class vectors survive: an exported Detect head outputs the same raw
 ``(B, 4 + nc, anchors)`` tensor as the torch head, an exported Segment head the same
 ``(B, 4 + nc + nm, anchors)`` tensor and ``(B, nm, h/4, w/4)`` prototypes (its masks and mask
-stabilities are then made by :mod:`labelwise.segmenter` as with torch).
+stabilities are then made by :mod:`labelwise.segment_inference` as with torch), an exported
+classifier its softmax (B, C).
 
 Exports are made by ultralytics' own exporter (what ``YOLO.export(format=...)`` calls), with
 dynamic batch and image shape, fp32, no embedded NMS, and cached under
 ``<cache_root>/<model version>-<imgsz>/<format>``: a model version is the digest of its weights,
 so a retrained model gets a new export and a reload of the same weights reuses the old one.
 The export is then given one more graph output, the output of ``feature_layer`` (the last
-backbone layer), so the pooled-features embedding comes from the same forward pass too.
+backbone layer; a classifier's: the input of its Classify head's linear layer, and its OpenVINO
+backend reads that ONNX export), so the pooled-features embedding comes from the same forward
+pass too.
 
 Nothing is imported or exported at import time; onnx, onnxruntime and openvino are imported
 when a backend is built.
@@ -86,8 +89,8 @@ def export_model(
     cache_root: Path,
     features_at: FeatureSite = "layer",
 ) -> ExportedModel:
-    """Export ``model`` (an ultralytics DetectionModel or SegmentationModel, left unchanged) with
-    ultralytics' exporter, or reuse the cached export.
+    """Export ``model`` (an ultralytics DetectionModel, SegmentationModel or ClassificationModel,
+    left unchanged) with ultralytics' exporter, or reuse the cached export.
 
     The export is written to a fresh temporary folder and renamed into place, so a crash mid-export
     never leaves a half file in the cache and concurrent processes each see a complete one.
