@@ -63,6 +63,18 @@ def test_the_mask_weight_is_in_a_trajectorys_fingerprint_only_where_it_shapes_it
     assert (trajectory_fingerprint(plain, job) != trajectory_fingerprint(weighted, job)) is changes
 
 
+def test_a_detection_trajectorys_fingerprint_is_the_one_cached_runs_were_stored_under(tmp_path):
+    """Detection's cached trajectories stay valid: new knobs that cannot shape a detection
+    trajectory (mask_weight, the task-dependent pre-annotation default) leave its fingerprint as
+    it was before them (the value computed at the commit before they were added)."""
+    from labelwise.benchmark.plan import Job
+    from labelwise.benchmark.trajectory import trajectory_fingerprint
+
+    cfg = BenchmarkConfig(out=tmp_path / "fpcheck", task="detect", protocols=("warm",))
+    job = Job("warm", "rare_class_diverse", 0, (1, 2, 3), "/tmp/fpcheck/cache/base.pt", "/tmp/fpcheck/jobs/x")
+    assert trajectory_fingerprint(cfg, job) == "355fbbceb055"
+
+
 def test_classification_preannotations_always_carry_the_top_class(tmp_path):
     st = BenchmarkConfig(out=tmp_path).product_settings()
     assert benchmark_task("classify").preannotation_floor(st) == 0.0
