@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from labelwise.classify_training import SPLITS
 from labelwise.config import DetectorSettings
 from labelwise.inference_backends import FeatureSite, attach_runner, check_backend
 from labelwise.ultralytics_env import cpu_training_args, ensure_ultralytics
@@ -29,8 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from labelwise.domain import Detections
 
-SPLITS = ("train", "val", "test")
-"""The splits a data set yaml or a classification folder names."""
 
 A = TypeVar("A", bound="YoloAdapter")
 
@@ -283,14 +282,19 @@ class YoloAdapter:
         return validator, time.perf_counter() - start
 
 
+def backbone_layers(model: Any) -> int:
+    """How many layers a YOLO model's yaml backbone has (0 without one)."""
+    return len((getattr(model, "yaml", None) or {}).get("backbone") or ())
+
+
 def backbone_feature_layer(model: Any, ref: str) -> int:
     """Index of a YOLO model's last backbone layer (SPPF/C2PSA), whose pooled output is the
     detector's and the segmenter's feature vector; a RuntimeError for a model without a yaml
     backbone."""
-    backbone = (getattr(model, "yaml", None) or {}).get("backbone")
-    if not backbone:
+    layers = backbone_layers(model)
+    if not layers:
         raise RuntimeError(f"model from {ref} has no yaml backbone; cannot pick a layer")
-    return len(backbone) - 1
+    return layers - 1
 
 
 class BoxAdapter(YoloAdapter):
@@ -317,7 +321,7 @@ class BoxAdapter(YoloAdapter):
         return backbone_feature_layer(self._model, self._ref)
 
     def _has_backbone(self) -> bool:
-        return bool((getattr(self._model, "yaml", None) or {}).get("backbone"))
+        return backbone_layers(self._model) > 0
 
     def _predict_overrides(self, **extra: Any) -> dict[str, Any]:
         s = self.settings

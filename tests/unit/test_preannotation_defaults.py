@@ -44,3 +44,39 @@ def test_benchmark_edits_count_against_the_tasks_threshold(tmp_path, task, same_
     explicit = default.replace(preannotation_conf=same_as_explicit)
     assert default.recipe_values()["preannotation_conf"] == same_as_explicit
     assert default.recipe_values() == explicit.recipe_values()
+
+
+@pytest.mark.parametrize(("task", "expected"), [("detect", 0.1), ("segment", 0.4)])
+def test_the_contact_sheet_draws_what_reviewers_get_for_the_projects_task(
+    tmp_path, image_dir, monkeypatch, task, expected,
+):
+    """The queue's contact sheet draws the pre-annotations at the project's task threshold (the
+    same floor the Label Studio queue applies)."""
+    import numpy as np
+
+    import labelwise.reports
+    from labelwise.catalog import Catalog
+    from labelwise.domain import Detections
+    from labelwise.scorebatch import write_batch_artifacts
+
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    try:
+        project = catalog.create_project("p", ["a", "b"], task_type=task)
+        image_id = catalog.add_images(project, image_dir).added[0]
+        det = Detections(np.array([[1, 1, 5, 5]], np.float32), np.array([0.3]), np.array([0]),
+                         np.array([[0.6, 0.4]]))
+        catalog.save_predictions(project, "v", [(image_id, det)])
+        floors: list[float] = []
+        real = labelwise.reports.contact_sheet
+
+        def spy(*args, **kwargs):
+            floors.append(kwargs["confidence_floor"])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(labelwise.reports, "contact_sheet", spy)
+        batch = {"project_id": project.name, "model_version": "v", "params": {"round": 0},
+                 "queue": [{"image_id": image_id, "uncertainty_score": 0.2, "reason_text": ""}]}
+        paths = write_batch_artifacts(Settings(state_dir=tmp_path / "state"), catalog, batch, tmp_path / "out")
+        assert floors == [expected] and "contact_sheet" in paths
+    finally:
+        catalog.close()
